@@ -1,0 +1,173 @@
+"""How templates are made: random signs, signs of a model, SPIN proportions, rules.
+
+Every builder returns ``{name: int8 tensor in {-1, 0, +1}}``;
+:class:`polarnet.PolarityTemplate` wraps these. Rules (templates computed from a model by
+expert knowledge) live in :data:`RULES`; add one with :func:`register_rule`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .layers import LayerSpec, named_tensors, select
+from .proportions import Proportions, check_proportions, counts_from_proportions
+from .registry import Registry
+
+__all__ = ["random_signs", "signs_of", "signs_from_proportions", "RULES", "register_rule", "list_rules", "xor_sufficient"]
+
+Signs = dict[str, Tensor]
+Rule = Callable[..., Signs]
+RULES: Registry[Rule] = Registry("template rule")
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+def random_signs(source: nn.Module | Mapping[str, Tensor], p_positive: float = 0.5, layers: LayerSpec = "all",
+                 seed: int = 0, *, bias: bool = False) -> Signs:
+    """RAND-Polarity: each sign +1 with probability ``p_positive``, else −1 (never 0).
+
+    Example:
+        >>> s = random_signs(nn.Linear(100, 100), seed=0)
+        >>> sorted(s["weight"].unique().tolist())
+        [-1, 1]
+    """
+    if not 0.0 <= float(p_positive) <= 1.0:
+        raise ValueError(f"p_positive must lie in [0, 1], got {p_positive}")
+    tensors = named_tensors(source)
+    g = _generator(seed)
+    out: Signs = {}
+    for name in select(source, layers, bias=bias):
+        draw = torch.rand(tensors[name].shape, generator=g) < p_positive
+        out[name] = draw.to(torch.int8).mul_(2).sub_(1)
+    return out
+
+
+def signs_of(source: nn.Module | Mapping[str, Tensor], layers: LayerSpec = "all", *, bias: bool = False) -> Signs:
+    """IN-Polarity: the signs of a model's (or state dict's) weights; an exact 0 gives 0.
+
+    Example:
+        >>> lin = nn.Linear(2, 1)
+        >>> with torch.no_grad():
+        ...     _ = lin.weight.copy_(torch.tensor([[0.3, -2.0]]))
+        >>> signs_of(lin)["weight"].tolist()
+        [[1, -1]]
+    """
+    tensors = named_tensors(source)
+    return {name: torch.sign(tensors[name].detach()).to(device="cpu", dtype=torch.int8) for name in select(source, layers, bias=bias)}
+
+
+def signs_from_proportions(source: nn.Module | Mapping[str, Tensor],
+                           proportions: Mapping[str, Proportions] | Proportions,
+                           seed: int = 0, layers: LayerSpec = "all") -> Signs:
+    """SPIN: a random sign pattern per layer with exactly the given proportions.
+
+    Args:
+        source: the model (or state dict) whose shapes the pattern takes.
+        proportions: ``{name: (p0, p_neg, p_pos)}``, or one triple for every layer that
+            ``layers`` selects.
+        seed: seeds the random positions.
+        layers: used only when ``proportions`` is a single triple.
+
+    Example:
+        >>> s = signs_from_proportions(nn.Linear(10, 10), {"weight": (0.1, 0.3, 0.6)})
+        >>> [(s["weight"] == v).sum().item() for v in (0, -1, 1)]
+        [10, 30, 60]
+    """
+    tensors = named_tensors(source)
+    if isinstance(proportions, Mapping):
+        table = {name: check_proportions(p, name) for name, p in proportions.items()}
+        missing = [n for n in table if n not in tensors]
+        if missing:
+            raise ValueError(f"proportions name layers the model does not have: {missing}; model has {list(tensors)}")
+    else:
+        p = check_proportions(proportions)
+        table = {name: p for name in select(source, layers)}
+    g = _generator(seed)
+    out: Signs = {}
+    for name, p in table.items():
+        shape = tensors[name].shape
+        n = tensors[name].numel()
+        n0, n_neg, _ = counts_from_proportions(p, n)
+        flat = torch.ones(n, dtype=torch.int8)
+        order = torch.randperm(n, generator=g)
+        flat[order[:n0]] = 0
+        flat[order[n0 : n0 + n_neg]] = -1
+        out[name] = flat.view(shape)
+    return out
+
+
+def register_rule(name: str) -> Callable[[Rule], Rule]:
+    """Register a template rule ``rule(model, **kwargs) -> {name: signs}``.
+
+    Example:
+        >>> @register_rule("all_positive_demo")
+        ... def all_positive(model, **kw):
+        ...     return {n: torch.ones_like(p, dtype=torch.int8) for n, p in model.named_parameters() if n.endswith("weight")}
+        >>> "all_positive_demo" in list_rules()
+        True
+        >>> RULES.unregister("all_positive_demo")
+    """
+    return RULES.register(name)
+
+
+def list_rules() -> list[str]:
+    """Names of the registered template rules.
+
+    Example:
+        >>> "xor_sufficient" in list_rules()
+        True
+    """
+    return RULES.names()
+
+
+def _linear_weights(model: nn.Module) -> list[tuple[str, Tensor]]:
+    return [(f"{m_name}.weight" if m_name else "weight", m.weight) for m_name, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+@register_rule("xor_sufficient")
+def xor_sufficient(model: nn.Module, relevant: Sequence[int] = (0, 1), layers: Sequence[str] | None = None) -> Signs:
+    """Sufficient-Polarity for XOR (Wang et al. §2): hidden unit j's output edge gets
+    ``sign(w[j, a]) · sign(w[j, b])`` for the two relevant inputs ``a, b``.
+
+    The hidden layer keeps the signs it has ("as-is"); the output layer's signs follow
+    the rule, so every hidden unit is XOR-compatible (Lemma D.1). An input weight that is
+    exactly 0 gives an output sign of 0.
+
+    Args:
+        model: a network whose first two ``nn.Linear`` layers are hidden and output
+            (or name them with ``layers``).
+        relevant: indices of the two task-relevant input dimensions.
+        layers: ``[hidden_weight_name, output_weight_name]`` to override the default.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 1))
+        >>> s = xor_sufficient(net)
+        >>> w = net[0].weight
+        >>> bool((s["2.weight"][0] == torch.sign(w[:, 0] * w[:, 1]).to(torch.int8)).all())
+        True
+    """
+    if layers is not None:
+        names = list(layers)
+        params = dict(model.named_parameters())
+        missing = [n for n in names if n not in params]
+        if len(names) != 2 or missing:
+            raise ValueError(f"xor_sufficient: layers must name the hidden and output weights; not found: {missing or names}")
+        (h_name, hidden), (o_name, output) = [(n, params[n]) for n in names]
+    else:
+        linears = _linear_weights(model)
+        if len(linears) < 2:
+            raise ValueError("xor_sufficient needs a model with a hidden and an output nn.Linear layer; pass layers=[hidden, output] otherwise")
+        (h_name, hidden), (o_name, output) = linears[0], linears[1]
+    a, b = relevant
+    if hidden.dim() != 2 or max(a, b) >= hidden.shape[1]:
+        raise ValueError(f"xor_sufficient: hidden weight {h_name!r} of shape {tuple(hidden.shape)} has no input dims {a}, {b}")
+    if output.dim() != 2 or output.shape[1] != hidden.shape[0]:
+        raise ValueError(f"xor_sufficient: output weight {o_name!r} of shape {tuple(output.shape)} does not take the {hidden.shape[0]} hidden units")
+    h_signs = torch.sign(hidden.detach()).to(device="cpu", dtype=torch.int8)
+    unit = (h_signs[:, a] * h_signs[:, b]).to(torch.int8)
+    return {h_name: h_signs, o_name: unit.expand(output.shape[0], -1).clone()}

@@ -1,0 +1,299 @@
+"""Freeze-SGD: after every optimizer step, put every weight back on its template's side.
+
+A violation is a weight with ``w·T < 0``, or a nonzero weight where ``T = 0``. A weight
+at exactly 0 where ``T ≠ 0`` sits on the boundary and is allowed.
+
+Enforcement changes parameters in place (never replaces or renames them), so
+checkpoints, ``state_dict`` keys and the optimizer's parameter references stay valid.
+Its cost is a pass over each weight's sign bits against a cached boolean mask; only the
+violating entries (usually a tiny fraction) are gathered, reset and written back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .init import align as _align
+from .registry import Registry
+from .template import PolarityTemplate
+
+__all__ = ["RESETS", "register_reset", "Enforcer", "FreezeHandle", "enforce", "freeze", "violations"]
+
+ResetRule = Callable[[Tensor, Tensor, float, "torch.Generator | None"], Tensor]
+RESETS: Registry[ResetRule] = Registry("reset rule")
+
+
+def register_reset(name: str) -> Callable[[ResetRule], ResetRule]:
+    """Register ``rule(values, signs, eps, generator) -> new values``.
+
+    ``values`` are the violating weights (1-D), ``signs`` their template signs (±1, same
+    dtype and device); the result must satisfy ``new · signs >= 0`` (it is checked).
+
+    Example:
+        >>> @register_reset("half_eps_demo")
+        ... def half_eps(values, signs, eps, generator):
+        ...     return signs * (eps / 2)
+        >>> RESETS.unregister("half_eps_demo")
+    """
+    return RESETS.register(name)
+
+
+@register_reset("posRand")
+def pos_rand(values: Tensor, signs: Tensor, eps: float, generator: torch.Generator | None) -> Tensor:
+    """w ← T·U[0, ε): the rule behind the papers' main results (the default)."""
+    return torch.rand(values.shape, generator=generator, device=values.device, dtype=values.dtype).mul_(eps).mul_(signs)
+
+
+@register_reset("posCon")
+def pos_con(values: Tensor, signs: Tensor, eps: float, generator: torch.Generator | None) -> Tensor:
+    """w ← T·ε."""
+    return signs * eps
+
+
+@register_reset("zero")
+def zero(values: Tensor, signs: Tensor, eps: float, generator: torch.Generator | None) -> Tensor:
+    """w ← 0 (signed like T, so the sign bit agrees with the template)."""
+    return signs * 0.0
+
+
+@register_reset("flip")
+def flip(values: Tensor, signs: Tensor, eps: float, generator: torch.Generator | None) -> Tensor:
+    """w ← −w."""
+    return -values
+
+
+@dataclass
+class _LayerCache:
+    key: tuple[Any, ...]
+    order: list[int] | None  # permutation that makes the weight contiguous (None: already is)
+    negative: Tensor  # bool, T < 0, flat in the weight's memory order, on its device
+    zeros: Tensor | None  # flat indices where T == 0
+    flagged: Tensor  # reusable bool buffer: allocating it every step costs more than the check
+
+
+def _memory_order(name: str, w: Tensor) -> list[int] | None:
+    if w.is_contiguous():
+        return None
+    order = sorted(range(w.dim()), key=lambda d: (-w.stride(d), -w.shape[d]))
+    if not w.permute(order).is_contiguous():
+        raise ValueError(f"layer {name!r}: the weight is not dense in memory (strides {w.stride()}); make it contiguous")
+    return order
+
+
+def _flat(t: Tensor, order: list[int] | None) -> Tensor:
+    return (t if order is None else t.permute(order)).view(-1)
+
+
+_BUILTIN_RULES = frozenset({"posRand", "posCon", "zero", "flip"})
+
+
+class Enforcer:
+    """Applies a template to a model's weights; the functional core of :func:`freeze`.
+
+    Args:
+        model: the network whose parameters are constrained.
+        template: the signs; checked against ``model`` here.
+        reset: a reset rule name (see ``RESETS.names()``).
+        eps: ε > 0 of the ``posCon``/``posRand`` rules.
+        seed: seeds the random resets (per device); ``None`` uses torch's global RNG.
+        optimizer: with ``clear_state=True``, the optimizer whose per-weight state is zeroed
+            for the reset entries.
+        clear_state: zero the optimizer state (e.g. Adam moments) of reset entries.
+
+    Example:
+        >>> net = nn.Linear(4, 4)
+        >>> t = PolarityTemplate.random(net)
+        >>> e = Enforcer(net, t)
+        >>> resets = e()             # resets per layer
+        >>> violations(net, t)
+        0
+    """
+
+    def __init__(self, model: nn.Module, template: PolarityTemplate, reset: str = "posRand", eps: float = 1e-3,
+                 seed: int | None = None, optimizer: torch.optim.Optimizer | None = None,
+                 clear_state: bool = False) -> None:
+        self.rule = RESETS.get(reset)
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < float("inf"):
+            raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+        if clear_state and optimizer is None:
+            raise ValueError("clear_state=True needs the optimizer whose state to clear")
+        template.check(model)
+        self.model, self.template, self.reset, self.eps = model, template, reset, float(eps)
+        self.optimizer, self.clear_state, self.seed = optimizer, clear_state, seed
+        self._cache: dict[str, _LayerCache] = {}
+        self._generators: dict[torch.device, torch.Generator] = {}
+
+    def _generator(self, device: torch.device) -> torch.Generator | None:
+        if self.seed is None:
+            return None
+        if device not in self._generators:
+            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[device]
+
+    def _layer(self, name: str, w: Tensor) -> _LayerCache:
+        key = (self.template.version, w.device, w.shape, w.stride())
+        cached = self._cache.get(name)
+        if cached is not None and cached.key == key:
+            return cached
+        signs = self.template[name]
+        if tuple(signs.shape) != tuple(w.shape):
+            raise ValueError(f"layer {name!r}: template shape {tuple(signs.shape)} ≠ weight shape {tuple(w.shape)}")
+        order = _memory_order(name, w)
+        flat = (signs if order is None else signs.permute(order)).reshape(-1)
+        zeros = (flat == 0).nonzero().squeeze(1).to(w.device) if bool((flat == 0).any()) else None
+        negative = (flat < 0).to(w.device)
+        self._cache[name] = _LayerCache(key, order, negative, zeros, torch.empty_like(negative))
+        return self._cache[name]
+
+    @torch.no_grad()
+    def __call__(self) -> dict[str, int]:
+        """Enforce once; return the number of weights reset per layer."""
+        resets: dict[str, int] = {}
+        for name in self.template:
+            w = self.model.get_parameter(name)
+            layer = self._layer(name, w)
+            flat = _flat(w, layer.order)
+            n = 0
+            if layer.zeros is not None:
+                n += int(torch.count_nonzero(flat.index_select(0, layer.zeros)))
+                flat.index_fill_(0, layer.zeros, 0.0)
+            torch.signbit(flat, out=layer.flagged)
+            layer.flagged.ne_(layer.negative)
+            idx = layer.flagged.nonzero().squeeze(1)
+            if idx.numel():
+                values = flat.index_select(0, idx)
+                real = values != 0  # ±0.0 on the wrong side is on the boundary, not a violation
+                if not bool(real.all()):
+                    idx, values = idx[real], values[real]
+                signs = torch.where(layer.negative.index_select(0, idx), -1.0, 1.0).to(w.dtype)
+                new = self.rule(values, signs, self.eps, self._generator(w.device))
+                if self.reset not in _BUILTIN_RULES and bool((new * signs < 0).any()):
+                    raise RuntimeError(f"reset rule {self.reset!r} produced values on the wrong side of the template")
+                flat.index_copy_(0, idx, new.to(w.dtype))
+                if self.clear_state:
+                    self._clear_state(w, layer.order, idx)
+                n += idx.numel()
+            resets[name] = n
+        return resets
+
+    def _clear_state(self, w: Tensor, order: list[int] | None, idx: Tensor) -> None:
+        assert self.optimizer is not None
+        shape = w.shape if order is None else [w.shape[d] for d in order]
+        coords = torch.unravel_index(idx, tuple(shape))
+        if order is not None:  # back from memory order to the weight's own dimensions
+            coords = tuple(coords[order.index(d)] for d in range(w.dim()))
+        for value in self.optimizer.state.get(w, {}).values():
+            if isinstance(value, Tensor) and value.shape == w.shape:
+                value.index_put_(coords, value.new_zeros(()))
+
+
+@dataclass
+class FreezeHandle:
+    """What :func:`freeze` returns: remove it to make the net Fluid again.
+
+    Attributes:
+        enforcer: the :class:`Enforcer` run after every step.
+        last_resets: resets per layer at the latest step.
+        total_resets: resets since :func:`freeze`.
+        steps: optimizer steps seen.
+    """
+
+    enforcer: Enforcer
+    _hook: Any = field(repr=False)
+    last_resets: dict[str, int] = field(default_factory=dict)
+    total_resets: int = 0
+    steps: int = 0
+
+    def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.last_resets = self.enforcer()
+        self.total_resets += sum(self.last_resets.values())
+        self.steps += 1
+
+    def remove(self) -> None:
+        """Stop enforcing; the model keeps its current weights and stays usable."""
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+    @property
+    def active(self) -> bool:
+        """Whether enforcement is still hooked to the optimizer."""
+        return self._hook is not None
+
+
+def freeze(model: nn.Module, template: PolarityTemplate, optimizer: torch.optim.Optimizer, reset: str = "posRand",
+           eps: float = 1e-3, *, align: bool = True, seed: int | None = None, clear_state: bool = False) -> FreezeHandle:
+    """Make ``model`` a Frozen-Net: enforce ``template`` after every ``optimizer.step()``.
+
+    Uses ``optimizer.register_step_post_hook``, so any ``torch.optim`` optimizer and an
+    unchanged training loop work. Everything is validated before the model is touched.
+
+    Args:
+        model: the network; its parameters stay the same objects.
+        template: the signs to keep.
+        optimizer: any ``torch.optim.Optimizer``.
+        reset: reset rule for violating weights (``posRand``, ``posCon``, ``zero``, ``flip`` or your own).
+        eps: ε > 0 for ``posCon``/``posRand``.
+        align: flip the weights to the template now (``w ← |w|·T``), as the papers do.
+        seed: seeds the random resets; ``None`` uses torch's global RNG.
+        clear_state: also zero the optimizer's per-weight state for reset entries.
+
+    Returns:
+        A :class:`FreezeHandle`; ``handle.remove()`` stops enforcement.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
+        >>> t = PolarityTemplate.random(net, seed=0)
+        >>> opt = torch.optim.Adam(net.parameters(), lr=0.1)
+        >>> handle = freeze(net, t, opt)
+        >>> net(torch.randn(8, 4)).pow(2).mean().backward(); opt.step()
+        >>> violations(net, t)
+        0
+        >>> handle.remove()
+    """
+    enforcer = Enforcer(model, template, reset, eps, seed, optimizer, clear_state)
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if align:
+        _align(model, template)
+    handle = FreezeHandle(enforcer, None)
+    handle._hook = optimizer.register_step_post_hook(handle._after_step)
+    return handle
+
+
+def enforce(model: nn.Module, template: PolarityTemplate, reset: str = "posRand", eps: float = 1e-3, *,
+            seed: int | None = None) -> int:
+    """Enforce once, for custom training loops; returns the number of weights reset.
+
+    For repeated calls build an :class:`Enforcer` once: it caches the template on the device.
+
+    Example:
+        >>> net = nn.Linear(4, 4)
+        >>> t = PolarityTemplate({"weight": torch.ones(4, 4)})
+        >>> enforce(net, t) >= 0 and violations(net, t) == 0
+        True
+    """
+    return sum(Enforcer(model, template, reset, eps, seed)().values())
+
+
+@torch.no_grad()
+def violations(model: nn.Module, template: PolarityTemplate, *, per_layer: bool = False) -> int | dict[str, int]:
+    """Count weights that break the template: ``w·T < 0``, or ``w ≠ 0`` where ``T = 0``.
+
+    Example:
+        >>> lin = nn.Linear(2, 1, bias=False)
+        >>> _ = lin.weight.data.copy_(torch.tensor([[0.5, 0.0]]))
+        >>> violations(lin, PolarityTemplate({"weight": torch.tensor([[-1, 1]])}))
+        1
+    """
+    counts = {}
+    for name, w in template.check(model).items():
+        t = template[name].to(w.device)
+        bad = (w * t < 0) | ((t == 0) & (w != 0))
+        counts[name] = int(bad.sum())
+    return counts if per_layer else sum(counts.values())

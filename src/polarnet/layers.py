@@ -1,0 +1,133 @@
+"""Which parameters a template covers: the ``layers=`` argument of every builder.
+
+``layers`` is one of:
+
+* ``"all"`` — every Conv and Linear weight (biases only with ``bias=True``);
+* ``"conv"`` / ``"linear"`` — only those layer kinds;
+* a glob on parameter names, e.g. ``"features.*.weight"`` (matched against every parameter);
+* a list of parameter names, taken as given.
+
+A plain ``state_dict`` carries no module types, so there a layer's kind is read from its
+shape: a ``*weight`` of 3–5 dimensions is a convolution, of 2 dimensions a linear layer.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from typing import Literal, Union
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["LayerSpec", "select", "named_tensors", "layer_kind"]
+
+LayerSpec = Union[Literal["all", "conv", "linear"], str, Sequence[str]]
+Kind = Literal["conv", "linear"]
+
+_CONV_TYPES = (nn.modules.conv._ConvNd,)
+_LINEAR_TYPES = (nn.Linear, nn.Bilinear)
+
+
+def named_tensors(source: nn.Module | Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Name → tensor for a module (its parameters) or a state dict (its tensors).
+
+    Example:
+        >>> sorted(named_tensors(nn.Linear(2, 3)))
+        ['bias', 'weight']
+    """
+    if isinstance(source, nn.Module):
+        return dict(source.named_parameters())
+    if isinstance(source, Mapping):
+        out = {k: v for k, v in source.items() if isinstance(v, Tensor)}
+        if not out:
+            raise ValueError("the state dict holds no tensors; pass a model or a non-empty state dict")
+        return out
+    raise TypeError(f"expected an nn.Module or a state dict (Mapping[str, Tensor]), got {type(source).__name__}")
+
+
+def _module_kinds(model: nn.Module) -> dict[str, Kind]:
+    kinds: dict[str, Kind] = {}
+    for mod_name, mod in model.named_modules():
+        kind: Kind | None = "conv" if isinstance(mod, _CONV_TYPES) else "linear" if isinstance(mod, _LINEAR_TYPES) else None
+        if kind is None:
+            continue
+        for p_name, _ in mod.named_parameters(recurse=False):
+            kinds[f"{mod_name}.{p_name}" if mod_name else p_name] = kind
+    return kinds
+
+
+def layer_kind(name: str, tensor: Tensor, kinds: Mapping[str, Kind] | None = None) -> Kind | None:
+    """The kind of a parameter: from its module when known, else from its shape.
+
+    Example:
+        >>> layer_kind("features.0.weight", torch.zeros(8, 3, 3, 3))
+        'conv'
+    """
+    if kinds is not None:
+        return kinds.get(name)
+    if not name.endswith("weight"):
+        return None
+    if tensor.dim() == 2:
+        return "linear"
+    if 3 <= tensor.dim() <= 5:
+        return "conv"
+    return None
+
+
+def select(source: nn.Module | Mapping[str, Tensor], layers: LayerSpec = "all", *, bias: bool = False) -> list[str]:
+    """Names of the parameters that ``layers`` picks, in the source's own order.
+
+    Args:
+        source: a model or a state dict.
+        layers: ``"all"``, ``"conv"``, ``"linear"``, a glob on names, or a list of names.
+        bias: with a kind selector, also take the biases of those layers.
+
+    Returns:
+        Parameter names, in the order the source lists them.
+
+    Raises:
+        ValueError: nothing matched, or a listed name is not in the source.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
+        >>> select(net)
+        ['0.weight', '3.weight']
+        >>> select(net, "conv", bias=True)
+        ['0.weight', '0.bias']
+        >>> select(net, "3.*")
+        ['3.weight', '3.bias']
+    """
+    tensors = named_tensors(source)
+    if isinstance(layers, str):
+        if layers in ("all", "conv", "linear"):
+            kinds = _module_kinds(source) if isinstance(source, nn.Module) else None
+            names = []
+            for name, t in tensors.items():
+                leaf = name.rsplit(".", 1)[-1]
+                if leaf == "bias" and not bias or leaf not in ("weight", "bias"):
+                    continue
+                if kinds is None and leaf == "bias":
+                    # a state dict: a bias has the kind of the weight beside it
+                    weight_name = name[: -len("bias")] + "weight"
+                    weight = tensors.get(weight_name)
+                    kind = layer_kind(weight_name, weight) if weight is not None else None
+                else:
+                    kind = layer_kind(name, t, kinds)
+                if kind is not None and layers in ("all", kind):
+                    names.append(name)
+        else:
+            names = [n for n in tensors if fnmatch.fnmatchcase(n, layers)]
+        if not names:
+            raise ValueError(
+                f"layers={layers!r} selects no parameter; available names start with: "
+                f"{', '.join(list(tensors)[:6])}{', …' if len(tensors) > 6 else ''}"
+            )
+        return names
+    names = list(layers)
+    missing = [n for n in names if n not in tensors]
+    if missing:
+        raise ValueError(f"layers lists names the source does not have: {missing}; available: {list(tensors)}")
+    if not names:
+        raise ValueError("layers is an empty list; name at least one parameter or use 'all'")
+    return names

@@ -1,0 +1,117 @@
+"""SPIN distributions: per-layer sign proportions ``(p0, p_neg, p_pos)``.
+
+Igoe et al. transfer only these three numbers per layer. This module validates them,
+turns them into exact per-layer counts (largest-remainder rule) and saves them as a
+small JSON file::
+
+    {"format": "polarnet-proportions", "version": 1,
+     "layers": {"features.0.weight": {"p0": 0.0, "p_neg": 0.5, "p_pos": 0.5, "numel": 23232}}}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["Proportions", "check_proportions", "counts_from_proportions", "save_proportions", "load_proportions"]
+
+Proportions = tuple[float, float, float]
+_TOL = 1e-6
+_FORMAT = "polarnet-proportions"
+_VERSION = 1
+
+
+def check_proportions(p: object, name: str = "proportions") -> Proportions:
+    """Validate one ``(p0, p_neg, p_pos)`` triple and return it as floats.
+
+    Raises:
+        ValueError: not three numbers, a negative or non-finite entry, or a sum off 1 by more than 1e-6.
+
+    Example:
+        >>> check_proportions((0, 0.5, 0.5))
+        (0.0, 0.5, 0.5)
+    """
+    try:
+        values = tuple(float(v) for v in p)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected three numbers (p0, p_neg, p_pos), got {p!r}") from None
+    if len(values) != 3:
+        raise ValueError(f"{name}: expected three numbers (p0, p_neg, p_pos), got {len(values)}: {p!r}")
+    if any(not math.isfinite(v) or v < 0 for v in values):
+        raise ValueError(f"{name}: proportions must be finite and non-negative, got {values}")
+    total = sum(values)
+    if abs(total - 1.0) > _TOL:
+        raise ValueError(f"{name}: proportions must sum to 1 (±1e-6), got {values} summing to {total:.9g}")
+    return values  # type: ignore[return-value]
+
+
+def counts_from_proportions(p: Proportions, n: int) -> tuple[int, int, int]:
+    """Exact counts of zeros, negatives and positives among ``n`` weights.
+
+    Each count is ``floor(p·n)`` or ``ceil(p·n)``; the units left over go to the largest
+    fractional parts (ties to the earlier entry), so the counts always sum to ``n`` and
+    equal ``round(p·n)`` whenever those already sum to ``n``.
+
+    Example:
+        >>> counts_from_proportions((0.5, 0.27, 0.23), 10)
+        (5, 3, 2)
+        >>> counts_from_proportions((1/3, 1/3, 1/3), 10)
+        (4, 3, 3)
+    """
+    p = check_proportions(p)
+    exact = [v * n for v in p]
+    counts = [math.floor(x) for x in exact]
+    left = n - sum(counts)
+    order = sorted(range(3), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in order[:left]:
+        counts[i] += 1
+    return counts[0], counts[1], counts[2]
+
+
+def save_proportions(
+    proportions: Mapping[str, Proportions], path: str | os.PathLike[str], numel: Mapping[str, int] | None = None
+) -> Path:
+    """Write per-layer proportions as JSON (validated first).
+
+    Example:
+        >>> import tempfile, os
+        >>> f = os.path.join(tempfile.mkdtemp(), "p.json")
+        >>> _ = save_proportions({"fc.weight": (0.0, 0.5, 0.5)}, f)
+        >>> load_proportions(f)
+        {'fc.weight': (0.0, 0.5, 0.5)}
+    """
+    layers = {}
+    for name, p in proportions.items():
+        p0, pn, pp = check_proportions(p, name)
+        entry: dict[str, float | int] = {"p0": p0, "p_neg": pn, "p_pos": pp}
+        if numel is not None and name in numel:
+            entry["numel"] = int(numel[name])
+        layers[name] = entry
+    path = Path(path)
+    path.write_text(json.dumps({"format": _FORMAT, "version": _VERSION, "layers": layers}, indent=2) + "\n")
+    return path
+
+
+def load_proportions(path: str | os.PathLike[str]) -> dict[str, Proportions]:
+    """Read a proportions file written by :func:`save_proportions` (validated).
+
+    Raises:
+        ValueError: not JSON, not a polarnet proportions file, a newer version, or invalid values.
+    """
+    try:
+        doc = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not a JSON proportions file ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != _FORMAT or not isinstance(doc.get("layers"), dict):
+        raise ValueError(f"{path}: not a polarnet proportions file (expected a 'format': '{_FORMAT}' object with 'layers')")
+    if int(doc.get("version", 0)) > _VERSION:
+        raise ValueError(f"{path}: proportions format version {doc['version']} is newer than this polarnet reads ({_VERSION}); upgrade polarnet")
+    out: dict[str, Proportions] = {}
+    for name, entry in doc["layers"].items():
+        if not isinstance(entry, dict) or not {"p0", "p_neg", "p_pos"} <= entry.keys():
+            raise ValueError(f"{path}: layer {name!r} needs keys p0, p_neg, p_pos")
+        out[name] = check_proportions((entry["p0"], entry["p_neg"], entry["p_pos"]), f"{path}: layer {name!r}")
+    return out

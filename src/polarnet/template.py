@@ -1,0 +1,203 @@
+"""PolarityTemplate: one sign in {-1, 0, +1} per constrained weight, by parameter name."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import builders, fileformat
+from .layers import LayerSpec, named_tensors
+from .proportions import Proportions
+
+__all__ = ["PolarityTemplate"]
+
+
+def _as_signs(name: str, value: object) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"template layer {name!r}: expected a tensor of signs, got {type(value).__name__}")
+    if value.is_floating_point() or value.is_complex():
+        if not torch.isfinite(value).all():
+            raise ValueError(f"template layer {name!r}: values must be -1, 0 or +1, found nan/inf")
+    bad = (value != 0) & (value != 1) & (value != -1)
+    if bad.any():
+        found = sorted(set(value[bad].flatten()[:5].tolist()))
+        raise ValueError(f"template layer {name!r}: values must be -1, 0 or +1, found {found}")
+    return value.detach().to(device="cpu", dtype=torch.int8).contiguous()
+
+
+class PolarityTemplate(MutableMapping[str, Tensor]):
+    """A mapping ``parameter name → int8 tensor of signs in {-1, 0, +1}``.
+
+    Every write is validated (values; and the shape, when a layer is overwritten).
+    ``version`` counts writes, so code that caches derived tensors (the Freeze-SGD
+    enforcer) knows when to rebuild them. Edit a layer by assigning ``t[name] = ...``,
+    not by writing into the tensor it returns.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> t = PolarityTemplate.random(net, seed=0)
+        >>> list(t)
+        ['0.weight', '2.weight']
+        >>> t.numel()
+        48
+    """
+
+    def __init__(self, signs: Mapping[str, Tensor] | None = None, *, meta: Mapping[str, Any] | None = None) -> None:
+        self._signs: dict[str, Tensor] = {}
+        self.version = 0
+        self.meta: dict[str, Any] = dict(meta or {})
+        for name, value in (signs or {}).items():
+            self[name] = value
+
+    # -- mapping protocol --------------------------------------------------------
+    def __getitem__(self, name: str) -> Tensor:
+        return self._signs[name]
+
+    def __setitem__(self, name: str, value: Tensor) -> None:
+        signs = _as_signs(name, value)
+        old = self._signs.get(name)
+        if old is not None and old.shape != signs.shape:
+            raise ValueError(
+                f"template layer {name!r}: new shape {tuple(signs.shape)} ≠ existing shape {tuple(old.shape)}; "
+                f"delete the layer first to change its shape"
+            )
+        self._signs[name] = signs
+        self.version += 1
+
+    def __delitem__(self, name: str) -> None:
+        del self._signs[name]
+        self.version += 1
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._signs)
+
+    def __len__(self) -> int:
+        return len(self._signs)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return list(self) == list(other) and all(torch.equal(self[k], other[k]) for k in self)
+
+    def __repr__(self) -> str:
+        return f"PolarityTemplate({len(self)} layers, {self.numel()} weights)"
+
+    # -- builders ----------------------------------------------------------------
+    @classmethod
+    def random(cls, model: nn.Module | Mapping[str, Tensor], p_positive: float = 0.5, layers: LayerSpec = "all",
+               seed: int = 0, *, bias: bool = False) -> PolarityTemplate:
+        """RAND-Polarity: independent signs, +1 with probability ``p_positive``.
+
+        Example:
+            >>> t = PolarityTemplate.random(nn.Linear(3, 2), seed=1)
+            >>> t["weight"].shape
+            torch.Size([2, 3])
+        """
+        return cls(builders.random_signs(model, p_positive, layers, seed, bias=bias), meta={"source": "random", "seed": seed})
+
+    @classmethod
+    def from_model(cls, source: nn.Module | Mapping[str, Tensor], layers: LayerSpec = "all", *,
+                   bias: bool = False) -> PolarityTemplate:
+        """IN-Polarity: the signs of a (pretrained) model's or state dict's weights.
+
+        To put these signs on a model of another shape, use :func:`polarnet.transfer`.
+
+        Example:
+            >>> src = nn.Linear(3, 2)
+            >>> t = PolarityTemplate.from_model(src.state_dict())
+            >>> bool((t["weight"] == torch.sign(src.weight).to(torch.int8)).all())
+            True
+        """
+        return cls(builders.signs_of(source, layers, bias=bias), meta={"source": "model"})
+
+    @classmethod
+    def from_proportions(cls, model: nn.Module | Mapping[str, Tensor],
+                         proportions: Mapping[str, Proportions] | Proportions, seed: int = 0,
+                         layers: LayerSpec = "all") -> PolarityTemplate:
+        """SPIN: random positions with exactly ``round(p·N)`` zeros, negatives, positives per layer.
+
+        Example:
+            >>> t = PolarityTemplate.from_proportions(nn.Linear(10, 10), {"weight": (0.5, 0.25, 0.25)})
+            >>> t.proportions()
+            {'weight': (0.5, 0.25, 0.25)}
+        """
+        return cls(builders.signs_from_proportions(model, proportions, seed, layers), meta={"source": "proportions", "seed": seed})
+
+    @classmethod
+    def from_rule(cls, model: nn.Module, rule: str, **kwargs: Any) -> PolarityTemplate:
+        """A template computed by a registered rule (see :func:`polarnet.list_rules`).
+
+        Example:
+            >>> net = nn.Sequential(nn.Linear(5, 64), nn.ReLU(), nn.Linear(64, 1))
+            >>> PolarityTemplate.from_rule(net, "xor_sufficient").numel()
+            384
+        """
+        return cls(builders.RULES.get(rule)(model, **kwargs), meta={"source": f"rule:{rule}"})
+
+    # -- queries -------------------------------------------------------------------
+    def numel(self) -> int:
+        """Number of weights the template constrains."""
+        return sum(t.numel() for t in self._signs.values())
+
+    def counts(self) -> dict[str, tuple[int, int, int]]:
+        """``{name: (zeros, negatives, positives)}``."""
+        out = {}
+        for name, t in self._signs.items():
+            neg, zero = int((t < 0).sum()), int((t == 0).sum())
+            out[name] = (zero, neg, t.numel() - neg - zero)
+        return out
+
+    def proportions(self) -> dict[str, Proportions]:
+        """The SPIN distribution: ``{name: (p0, p_neg, p_pos)}``.
+
+        Example:
+            >>> PolarityTemplate({"w": torch.tensor([0, -1, 1, 1])}).proportions()
+            {'w': (0.25, 0.25, 0.5)}
+        """
+        return {name: (c[0] / max(1, sum(c)), c[1] / max(1, sum(c)), c[2] / max(1, sum(c))) for name, c in self.counts().items()}
+
+    def check(self, model: nn.Module | Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Check that every layer exists in ``model`` with the same shape; return those tensors.
+
+        Raises:
+            ValueError: naming the missing layer or both shapes.
+
+        Example:
+            >>> net = nn.Linear(3, 2)
+            >>> sorted(PolarityTemplate.random(net).check(net))
+            ['weight']
+        """
+        tensors = named_tensors(model)
+        found: dict[str, Tensor] = {}
+        for name, signs in self._signs.items():
+            if name not in tensors:
+                raise ValueError(f"template layer {name!r} is not a parameter of the model; "
+                                 f"model has: {', '.join(list(tensors)[:8])}{'…' if len(tensors) > 8 else ''}")
+            if tuple(tensors[name].shape) != tuple(signs.shape):
+                raise ValueError(f"layer {name!r}: template shape {tuple(signs.shape)} ≠ weight shape {tuple(tensors[name].shape)}")
+            found[name] = tensors[name]
+        return found
+
+    # -- files -----------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the template in polarnet's compact format (see :mod:`polarnet.fileformat`).
+
+        Example:
+            >>> import tempfile, os
+            >>> t = PolarityTemplate.random(nn.Linear(8, 8))
+            >>> f = t.save(os.path.join(tempfile.mkdtemp(), "t.plt"))
+            >>> PolarityTemplate.load(f) == t
+            True
+        """
+        return fileformat.write_signs(self._signs, path, self.meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PolarityTemplate:
+        """Read a template file; raises :class:`polarnet.TemplateFileError` on a bad file."""
+        signs, meta = fileformat.read_signs(path)
+        return cls(signs, meta=meta)
