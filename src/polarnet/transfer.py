@@ -1,6 +1,6 @@
 """Put a source model's polarities onto another model, adapting the common mismatches.
 
-Matching: a target layer takes the source layer of the same name; the target layers left
+Matching: a target layer takes the source layer of the same name and kind; the target layers left
 over take the source layers left over of the same kind (conv: 3–5-D weight, linear: 2-D),
 in order. Then, per pair:
 
@@ -110,7 +110,7 @@ def transfer(source: PolarityTemplate | nn.Module | Mapping[str, Tensor], target
     dst = named_tensors(target)
     dst_names = select(target, layers)
 
-    pairs: dict[str, str] = {n: n for n in dst_names if n in src}
+    pairs: dict[str, str] = {n: n for n in dst_names if n in src and _kind(src[n]) == _kind(dst[n])}
     left = [n for n in src if n not in pairs.values()]
     for name in dst_names:
         if name in pairs:
