@@ -131,7 +131,19 @@ def read_header(path: str | os.PathLike[str]) -> tuple[dict[str, Any], bytes]:
         header = json.loads(body[_PREFIX.size : _PREFIX.size + hlen])
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise TemplateFileError(f"{path}: unreadable header ({e})") from None
+    _check_header(header, path)
     return header, body[_PREFIX.size + hlen :]
+
+
+def _check_header(header: object, path: str | os.PathLike[str]) -> None:
+    layers = header.get("layers") if isinstance(header, dict) else None
+    ok = isinstance(layers, list) and all(
+        isinstance(x, dict) and isinstance(x.get("name"), str) and isinstance(x.get("bits"), int)
+        and isinstance(x.get("nbytes"), int) and isinstance(x.get("shape"), list)
+        and all(isinstance(s, int) and s >= 0 for s in x["shape"]) for x in layers
+    )
+    if not ok or not isinstance(header.get("meta", {}), dict):  # type: ignore[union-attr]
+        raise TemplateFileError(f"{path}: malformed header: expected {{'layers': [{{name, shape, bits, nbytes}}, ...], 'meta': {{...}}}}")
 
 
 def read_signs(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -51,9 +51,11 @@ def check_proportions(p: object, name: str = "proportions") -> Proportions:
 def counts_from_proportions(p: Proportions, n: int) -> tuple[int, int, int]:
     """Exact counts of zeros, negatives and positives among ``n`` weights.
 
-    Each count is ``floor(p·n)`` or ``ceil(p·n)``; the units left over go to the largest
-    fractional parts (ties to the earlier entry), so the counts always sum to ``n`` and
-    equal ``round(p·n)`` whenever those already sum to ``n``.
+    The proportions are first divided by their sum (they may be off 1 by the 1e-6 that
+    :func:`check_proportions` allows). Each count is then ``floor(p·n)`` or ``ceil(p·n)``;
+    the units left over go to the largest fractional parts (ties to the earlier entry), so
+    the counts always sum to ``n`` and equal ``p·n`` rounded half up whenever those roundings
+    already sum to ``n``.
 
     Example:
         >>> counts_from_proportions((0.5, 0.27, 0.23), 10)
@@ -62,7 +64,8 @@ def counts_from_proportions(p: Proportions, n: int) -> tuple[int, int, int]:
         (4, 3, 3)
     """
     p = check_proportions(p)
-    exact = [v * n for v in p]
+    total = sum(p)
+    exact = [v / total * n for v in p]
     counts = [math.floor(x) for x in exact]
     left = n - sum(counts)
     order = sorted(range(3), key=lambda i: (-(exact[i] - counts[i]), i))
@@ -105,10 +108,14 @@ def load_proportions(path: str | os.PathLike[str]) -> dict[str, Proportions]:
         doc = json.loads(Path(path).read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not a JSON proportions file ({e})") from None
-    if not isinstance(doc, dict) or doc.get("format") != _FORMAT or not isinstance(doc.get("layers"), dict):
-        raise ValueError(f"{path}: not a polarnet proportions file (expected a 'format': '{_FORMAT}' object with 'layers')")
-    if int(doc.get("version", 0)) > _VERSION:
-        raise ValueError(f"{path}: proportions format version {doc['version']} is newer than this polarnet reads ({_VERSION}); upgrade polarnet")
+    if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
+        raise ValueError(f"{path}: not a polarnet proportions file (expected a 'format': '{_FORMAT}' object)")
+    version = doc.get("version", _VERSION)  # hand-written files may leave it out
+    if not isinstance(version, int) or version > _VERSION:
+        raise ValueError(f"{path}: proportions format version {version!r} is not one this polarnet reads "
+                         f"(newest: {_VERSION}); a newer file needs a newer polarnet: upgrade polarnet")
+    if not isinstance(doc.get("layers"), dict):
+        raise ValueError(f"{path}: not a polarnet proportions file: 'layers' must map names to proportions")
     out: dict[str, Proportions] = {}
     for name, entry in doc["layers"].items():
         if not isinstance(entry, dict) or not {"p0", "p_neg", "p_pos"} <= entry.keys():

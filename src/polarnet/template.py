@@ -20,14 +20,12 @@ __all__ = ["PolarityTemplate"]
 def _as_signs(name: str, value: object) -> Tensor:
     if not isinstance(value, Tensor):
         raise TypeError(f"template layer {name!r}: expected a tensor of signs, got {type(value).__name__}")
-    if value.is_floating_point() or value.is_complex():
-        if not torch.isfinite(value).all():
-            raise ValueError(f"template layer {name!r}: values must be -1, 0 or +1, found nan/inf")
     bad = (value != 0) & (value != 1) & (value != -1)
     if bad.any():
         found = sorted(set(value[bad].flatten()[:5].tolist()))
         raise ValueError(f"template layer {name!r}: values must be -1, 0 or +1, found {found}")
-    return value.detach().to(device="cpu", dtype=torch.int8).contiguous()
+    # always a copy: a template must not change behind its back (and its ``version``)
+    return value.detach().to(device="cpu", dtype=torch.int8, memory_format=torch.contiguous_format, copy=True)
 
 
 class PolarityTemplate(MutableMapping[str, Tensor]):
@@ -82,7 +80,7 @@ class PolarityTemplate(MutableMapping[str, Tensor]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Mapping):
             return NotImplemented
-        return list(self) == list(other) and all(torch.equal(self[k], other[k]) for k in self)
+        return set(self) == set(other) and all(torch.equal(self[k], other[k]) for k in self)
 
     def __repr__(self) -> str:
         return f"PolarityTemplate({len(self)} layers, {self.numel()} weights)"
