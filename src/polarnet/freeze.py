@@ -160,8 +160,12 @@ class Enforcer:
             flat = _flat(w, layer.order)
             n = 0
             if layer.zeros is not None:
-                n += int(torch.count_nonzero(flat.index_select(0, layer.zeros)))
-                flat.index_fill_(0, layer.zeros, 0.0)
+                stray = layer.zeros[flat.index_select(0, layer.zeros) != 0]
+                if stray.numel():
+                    flat.index_fill_(0, stray, 0.0)
+                    if self.clear_state:
+                        self._clear_state(w, layer.order, stray)
+                    n += stray.numel()
             torch.signbit(flat, out=layer.flagged)
             layer.flagged.ne_(layer.negative)
             idx = layer.flagged.nonzero().squeeze(1)

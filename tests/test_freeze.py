@@ -1,0 +1,761 @@
+"""Tests for polarnet.freeze: Freeze-SGD enforcement, reset rules, violations, freeze()."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import polarnet
+from polarnet import RESETS, Enforcer, FreezeHandle, PolarityTemplate, enforce, freeze, register_reset, violations
+
+BUILTIN_RESETS = ["flip", "posCon", "posRand", "zero"]
+
+
+# --------------------------------------------------------------------------- helpers
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _assert_unchanged(model: nn.Module, before: dict[str, torch.Tensor]) -> None:
+    after = model.state_dict()
+    assert list(after) == list(before)
+    for k, v in before.items():
+        assert torch.equal(after[k], v), f"{k} changed"
+
+
+def _check_invariant(model: nn.Module, t: PolarityTemplate) -> None:
+    assert violations(model, t) == 0
+    for name, signs in t.items():
+        w = model.get_parameter(name).detach()
+        s = signs.to(device=w.device, dtype=w.dtype)
+        assert torch.isfinite(w).all(), name
+        assert (w * s >= 0).all(), name
+        zero = signs.to(w.device) == 0
+        assert (w[zero] == 0).all(), name
+
+
+def _hand_violations(model: nn.Module, t: PolarityTemplate) -> int:
+    n = 0
+    for name, signs in t.items():
+        w = model.get_parameter(name).detach().flatten().tolist()
+        for v, s in zip(w, signs.flatten().tolist()):
+            n += (v * s < 0) or (s == 0 and v != 0)
+    return n
+
+
+def _make_optimizer(kind: str, params, lr: float, wd: float = 0.0) -> torch.optim.Optimizer:
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    if kind == "sgd_momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if kind == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if kind == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    raise AssertionError(kind)
+
+
+# A tiny two-layer linear net whose violations are known by hand.
+#   layer 0 (3×4):  weights                       template
+#     [ 0.5, -0.2,  0.0, -0.0]                    [ 1,  1,  1,  1]
+#     [-0.3,  0.7,  0.4,  0.0]                    [ 1, -1,  0,  0]
+#     [-0.6,  0.0, -0.9,  0.25]                   [-1, -1,  1,  0]
+#   violating: (0,1) (1,0) (1,1) (1,2: T=0) (2,2) (2,3: T=0)            → 6
+#   boundary, NOT violating: (0,2) +0 with T=+1, (0,3) −0 with T=+1, (2,1) +0 with T=−1
+#   layer 1 (2×3):
+#     [ 0.1, -0.8,  0.0]                          [ 1, -1,  0]
+#     [ 0.2,  0.3, -0.4]                          [-1,  1,  1]
+#   violating: (1,0) (1,2)                                              → 2
+W0 = [[0.5, -0.2, 0.0, -0.0], [-0.3, 0.7, 0.4, 0.0], [-0.6, 0.0, -0.9, 0.25]]
+T0 = [[1, 1, 1, 1], [1, -1, 0, 0], [-1, -1, 1, 0]]
+W1 = [[0.1, -0.8, 0.0], [0.2, 0.3, -0.4]]
+T1 = [[1, -1, 0], [-1, 1, 1]]
+BAD0 = [(0, 1), (1, 0), (1, 1), (1, 2), (2, 2), (2, 3)]
+BAD1 = [(1, 0), (1, 2)]
+
+
+def _hand_net(dtype=torch.float32) -> tuple[nn.Sequential, PolarityTemplate]:
+    net = nn.Sequential(nn.Linear(4, 3, bias=False), nn.ReLU(), nn.Linear(3, 2)).to(dtype)
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor(W0, dtype=dtype))
+        net[2].weight.copy_(torch.tensor(W1, dtype=dtype))
+        net[2].bias.copy_(torch.tensor([-0.5, 0.5], dtype=dtype))
+    t = PolarityTemplate({"0.weight": torch.tensor(T0), "2.weight": torch.tensor(T1)})
+    return net, t
+
+
+def _expected(rule: str, eps: float) -> tuple[list[list[float]], list[list[float]]]:
+    def reset(w, s):
+        if s == 0:
+            return 0.0
+        return {"posCon": s * eps, "zero": 0.0, "flip": -w}[rule]
+
+    e0 = [row[:] for row in W0]
+    for i, j in BAD0:
+        e0[i][j] = reset(W0[i][j], T0[i][j])
+    e1 = [row[:] for row in W1]
+    for i, j in BAD1:
+        e1[i][j] = reset(W1[i][j], T1[i][j])
+    return e0, e1
+
+
+# --------------------------------------------------------------------------- the central invariant
+def _build_model(kind: str, bn: bool, a: int, b: int, c: int) -> tuple[nn.Module, tuple[int, ...]]:
+    if kind == "linear":
+        layers: list[nn.Module] = [nn.Linear(a, b)]
+        if bn:
+            layers.append(nn.BatchNorm1d(b))
+        layers += [nn.ReLU(), nn.Linear(b, c, bias=False), nn.Tanh(), nn.Linear(c, 2)]
+        return nn.Sequential(*layers), (a,)
+    layers = [nn.Conv2d(a, b, 3, padding=1)]
+    if bn:
+        layers.append(nn.BatchNorm2d(b))
+    layers += [nn.ReLU(), nn.Conv2d(b, c, 2, bias=False), nn.Flatten(), nn.Linear(c * 3 * 3, 2)]
+    return nn.Sequential(*layers), (a, 4, 4)
+
+
+def _template(model: nn.Module, kind: str, p0: float, frac_neg: float, seed: int) -> PolarityTemplate:
+    if kind == "random":
+        return PolarityTemplate.random(model, p_positive=frac_neg, seed=seed)
+    if kind == "model":
+        return PolarityTemplate.from_model(model)
+    p_neg = (1.0 - p0) * frac_neg
+    return PolarityTemplate.from_proportions(model, (p0, p_neg, 1.0 - p0 - p_neg), seed=seed)
+
+
+OPTIMIZERS = ["sgd", "sgd_momentum", "adam", "adamw", "rmsprop"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(["linear", "conv"]),
+    bn=st.booleans(),
+    dims=st.tuples(st.integers(1, 6), st.integers(1, 8), st.integers(1, 5)),
+    tkind=st.sampled_from(["random", "model", "proportions", "proportions"]),
+    p0=st.sampled_from([0.0, 0.0, 0.1, 0.5, 0.9, 1.0]),
+    frac_neg=st.sampled_from([0.0, 0.3, 0.5, 1.0]),
+    opt=st.sampled_from(OPTIMIZERS),
+    lr=st.one_of(st.sampled_from([1e-3, 0.1, 1.0, 10.0]), st.floats(1e-4, 10.0)),
+    wd=st.floats(0.01, 0.5),
+    reset=st.sampled_from(RESETS.names()),
+    align=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_invariant_after_every_step(kind, bn, dims, tkind, p0, frac_neg, opt, lr, wd, reset, align, seed):
+    torch.manual_seed(seed)
+    model, in_shape = _build_model(kind, bn, *dims)
+    t = _template(model, tkind, p0, frac_neg, seed)
+    if not align:  # start from weights that already respect T, so only steps can break it
+        polarnet.align(model, t)
+    optimizer = _make_optimizer(opt, model.parameters(), lr, wd)
+    handle = freeze(model, t, optimizer, reset=reset, align=align, seed=seed)
+    _check_invariant(model, t)
+    # only Conv/Linear weights are constrained (no biases, no BatchNorm parameters)
+    assert all(n.endswith("weight") and isinstance(model.get_submodule(n.rsplit(".", 1)[0]), (nn.Linear, nn.Conv2d))
+               for n in t)
+    total = 0
+    for step in range(4):
+        x = torch.randn(4, *in_shape) * 3
+        y = torch.randn(4, 2)
+        optimizer.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # keep weights finite at lr up to 10
+        optimizer.step()
+        _check_invariant(model, t)
+        assert set(handle.last_resets) == set(t)
+        total += sum(handle.last_resets.values())
+        assert handle.steps == step + 1
+    assert handle.total_resets == total
+    event("some weights were reset" if total else "no resets")
+    handle.remove()
+
+
+def test_invariant_covers_sign_flipping_weight_decay():
+    # AdamW with lr·wd > 1 multiplies every weight by (1 − lr·wd) < 0: every nonzero weight flips
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3))
+    t = PolarityTemplate.from_proportions(model, (0.2, 0.4, 0.4), seed=1)
+    opt = torch.optim.AdamW(model.parameters(), lr=10.0, weight_decay=0.5)
+    handle = freeze(model, t, opt, reset="posCon", eps=0.01)
+    nonzero = sum(int((model.get_parameter(n) != 0).sum()) for n in t)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    # zero grads: Adam's update is 0, so the only change is the (negative) decay factor
+    assert sum(handle.last_resets.values()) == nonzero
+    for name, signs in t.items():
+        w = model.get_parameter(name).detach()
+        expected = signs.float() * 0.01
+        assert torch.allclose(w, expected, atol=0, rtol=1e-6), name
+    _check_invariant(model, t)
+
+
+# --------------------------------------------------------------------------- reset rules by hand
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("rule", ["posCon", "zero", "flip"])
+def test_reset_rule_values_by_hand(rule, dtype):
+    net, t = _hand_net(dtype)
+    bias = net[2].bias.detach().clone()
+    eps = 0.01
+    resets = Enforcer(net, t, reset=rule, eps=eps)()
+    assert resets == {"0.weight": 6, "2.weight": 2}
+    e0, e1 = _expected(rule, eps)
+    assert torch.equal(net[0].weight.detach(), torch.tensor(e0, dtype=dtype))
+    assert torch.equal(net[2].weight.detach(), torch.tensor(e1, dtype=dtype))
+    assert torch.equal(net[2].bias, bias)  # biases are never touched
+    assert violations(net, t) == 0
+
+
+def test_zero_rule_sign_bits_agree_with_template():
+    net, t = _hand_net()
+    Enforcer(net, t, reset="zero")()
+    w = net[0].weight.detach()
+    # a second pass finds nothing left to reset (−0.0 where T < 0 is on the right side)
+    assert Enforcer(net, t, reset="zero")() == {"0.weight": 0, "2.weight": 0}
+    assert torch.equal(w, net[0].weight.detach())
+
+
+def test_pos_rand_values_by_hand():
+    net, t = _hand_net()
+    eps = 0.01
+    resets = Enforcer(net, t, reset="posRand", eps=eps, seed=0)()
+    assert resets == {"0.weight": 6, "2.weight": 2}
+    for name, W, T, bad in (("0.weight", W0, T0, BAD0), ("2.weight", W1, T1, BAD1)):
+        w = net.get_parameter(name).detach()
+        w_before = torch.tensor(W)
+        for i, row in enumerate(W):
+            for j in range(len(row)):
+                got = w[i, j].item()
+                if (i, j) not in bad:
+                    assert got == w_before[i, j].item(), (name, i, j)
+                elif T[i][j] == 0:
+                    assert got == 0.0, (name, i, j)
+                else:
+                    assert math.copysign(1, got) == T[i][j] and got != 0, (name, i, j)
+                    assert abs(got) < eps, (name, i, j)
+
+
+def test_pos_rand_is_uniform_below_eps():
+    lin = nn.Linear(100, 100, bias=False)
+    with torch.no_grad():
+        lin.weight.fill_(-1.0)
+    t = PolarityTemplate({"weight": torch.ones(100, 100)})
+    eps = 0.5
+    assert Enforcer(lin, t, reset="posRand", eps=eps, seed=1)() == {"weight": 10000}
+    w = lin.weight.detach()
+    assert (w >= 0).all() and (w < eps).all()
+    assert w.mean().item() == pytest.approx(eps / 2, rel=0.03)
+    assert w.min().item() < 0.01 * eps and w.max().item() > 0.99 * eps
+
+
+def test_boundary_zero_is_not_counted_or_changed_and_nonzero_at_template_zero_is():
+    lin = nn.Linear(3, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[0.0, -0.0, 0.7]]))
+    t = PolarityTemplate({"weight": torch.tensor([[1, -1, 0]])})
+    assert violations(lin, t) == 1
+    for rule in BUILTIN_RESETS:
+        lin2 = copy.deepcopy(lin)
+        assert Enforcer(lin2, t, reset=rule)() == {"weight": 1}, rule
+        w = lin2.weight.detach()[0]
+        assert w[0].item() == 0.0 and w[1].item() == 0.0 and w[2].item() == 0.0, rule
+        # the zero at T=+1 kept its sign bit: it was not touched
+        assert not torch.signbit(w[0]) and torch.signbit(lin.weight.detach()[0, 1]) == torch.signbit(w[1])
+
+
+def test_enforce_returns_total():
+    net, t = _hand_net()
+    assert enforce(net, t, reset="posCon") == 8
+    assert enforce(net, t, reset="posCon") == 0
+
+
+# --------------------------------------------------------------------------- violations
+def test_violations_hand_count_and_per_layer():
+    net, t = _hand_net()
+    assert violations(net, t) == 8
+    assert _hand_violations(net, t) == 8
+    per = violations(net, t, per_layer=True)
+    assert isinstance(per, dict)
+    assert per == {"0.weight": 6, "2.weight": 2}
+
+
+def test_violations_random_matches_hand_count():
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(12, 4))
+    t = PolarityTemplate.from_proportions(net, (0.3, 0.3, 0.4), seed=2)
+    with torch.no_grad():
+        net[0].weight.view(-1)[:5] = 0.0
+    n = violations(net, t)
+    assert n == _hand_violations(net, t)
+    assert 0 < n < t.numel()
+
+
+def test_violations_mismatch_raises():
+    net, t = _hand_net()
+    t2 = PolarityTemplate({"nope.weight": torch.ones(3, 4)})
+    with pytest.raises(ValueError, match="nope.weight"):
+        violations(net, t2)
+
+
+# --------------------------------------------------------------------------- freeze()
+def _step_net():
+    lin = nn.Linear(3, 2, bias=False)
+    t = PolarityTemplate({"weight": torch.ones(2, 3)})
+    opt = torch.optim.SGD(lin.parameters(), lr=1.0)
+    return lin, t, opt
+
+
+def _set_grad_and_step(lin, opt, grad):
+    opt.zero_grad()
+    lin.weight.grad = torch.tensor(grad)
+    opt.step()
+
+
+def test_freeze_handle_keeps_parameters_and_counts():
+    lin, t, opt = _step_net()
+    ids = [id(p) for p in lin.parameters()]
+    keys = list(lin.state_dict())
+    handle = freeze(lin, t, opt, reset="posCon", eps=1e-3)
+    assert isinstance(handle, FreezeHandle) and handle.active
+    assert handle.steps == 0 and handle.total_resets == 0 and handle.last_resets == {}
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]))
+    grad = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    _set_grad_and_step(lin, opt, grad)
+    assert handle.last_resets == {"weight": 2} and handle.total_resets == 2 and handle.steps == 1
+    assert torch.allclose(lin.weight, torch.tensor([[1e-3, 0.2, 0.3], [0.4, 1e-3, 0.6]]), atol=0, rtol=1e-6)
+    _set_grad_and_step(lin, opt, grad)
+    assert handle.last_resets == {"weight": 2} and handle.total_resets == 4 and handle.steps == 2
+    _set_grad_and_step(lin, opt, [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    assert handle.last_resets == {"weight": 0} and handle.total_resets == 4 and handle.steps == 3
+    assert [id(p) for p in lin.parameters()] == ids
+    assert list(lin.state_dict()) == keys
+    assert opt.param_groups[0]["params"][0] is lin.weight
+    handle.remove()
+    assert not handle.active
+    handle.remove()  # idempotent
+    _set_grad_and_step(lin, opt, grad)
+    assert violations(lin, t) == 2
+    assert handle.steps == 3 and handle.total_resets == 4
+    assert lin.weight[0, 0].item() == pytest.approx(1e-3 - 1.0)
+
+
+def test_remove_stops_enforcement_with_big_lr():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 1))
+    t = PolarityTemplate.random(model, seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=50.0)
+
+    def step():
+        opt.zero_grad()
+        model(torch.randn(32, 6)).pow(2).mean().backward()
+        opt.step()
+
+    handle = freeze(model, t, opt)
+    step()
+    assert violations(model, t) == 0
+    handle.remove()
+    step()
+    assert violations(model, t) > 0
+
+
+@pytest.mark.parametrize("do_align", [True, False])
+def test_freeze_align_flag(do_align):
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+    t = PolarityTemplate.random(model, seed=5)
+    before = _snapshot(model)
+    assert violations(model, t) > 0
+    freeze(model, t, torch.optim.Adam(model.parameters()), align=do_align)
+    if do_align:
+        assert violations(model, t) == 0
+        for name in t:
+            w = model.get_parameter(name).detach()
+            assert torch.equal(w.abs(), before[name].abs())
+            assert torch.equal(torch.sign(w), t[name].float())
+        assert torch.equal(model[0].bias, before["0.bias"])
+    else:
+        _assert_unchanged(model, before)
+
+
+def test_template_edit_after_freeze_is_picked_up():
+    lin, t, opt = _step_net()
+    handle = freeze(lin, t, opt, reset="posCon", eps=0.5)
+    _set_grad_and_step(lin, opt, [[0.0] * 3] * 2)
+    t["weight"] = torch.tensor([[-1, -1, -1], [0, 0, 0]])
+    _set_grad_and_step(lin, opt, [[0.0] * 3] * 2)
+    assert handle.last_resets == {"weight": 6}
+    assert torch.equal(lin.weight.detach(), torch.tensor([[-0.5, -0.5, -0.5], [0.0, 0.0, 0.0]]))
+
+
+def test_state_dict_roundtrip_after_training():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    t = PolarityTemplate.random(model, seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=0.5)
+    freeze(model, t, opt)
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(8, 4)).sum().backward()
+        opt.step()
+    fresh = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    fresh.load_state_dict(model.state_dict())
+    assert violations(fresh, t) == 0
+    _assert_unchanged(fresh, _snapshot(model))
+
+
+# --------------------------------------------------------------------------- clear_state
+def _adam_twins(model_fn, template_fn, memory_format=None, lr=1.0):
+    """Three copies of one model after one Adam step: enforced with clear_state, enforced without,
+    and not enforced (to read off the violating positions)."""
+    torch.manual_seed(0)
+    base = model_fn()
+    t = template_fn(base)
+    polarnet.align(base, t)
+    if memory_format is not None:
+        base = base.to(memory_format=memory_format)
+    out = []
+    for mode in ("clear", "keep", "none"):
+        m = copy.deepcopy(base)
+        opt = torch.optim.Adam(m.parameters(), lr=lr)
+        if mode != "none":
+            freeze(m, t, opt, reset="posCon", clear_state=(mode == "clear"))
+        opt.zero_grad()
+        torch.manual_seed(1)
+        inp = torch.randn(16, *model_fn.in_shape)
+        if memory_format is not None and inp.dim() == 4:
+            inp = inp.to(memory_format=memory_format)
+        m(inp).pow(2).mean().backward()
+        opt.step()
+        out.append((m, opt))
+    return t, out
+
+
+def _linear_model():
+    return nn.Sequential(nn.Linear(6, 10), nn.ReLU(), nn.Linear(10, 3))
+
+
+_linear_model.in_shape = (6,)
+
+
+def _conv_model():
+    return nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.Conv2d(6, 4, 3), nn.Flatten(), nn.Linear(4 * 2 * 2, 2))
+
+
+_conv_model.in_shape = (3, 6, 6)
+
+
+def _check_cleared(t, twins, positions):
+    """``positions``: which reset entries must have zero Adam moments ("opposite": w·T < 0 after the
+    step; "zeros": w ≠ 0 where T = 0; "all": both). Entries that were not reset must be untouched."""
+    (mc, oc), (mk, ok), (mn, _) = twins
+    checked = 0
+    for name, signs in t.items():
+        wn = mn.get_parameter(name).detach()
+        s = signs.to(wn.dtype)
+        opposite, zeros = wn * s < 0, (signs == 0) & (wn != 0)
+        reset = opposite | zeros
+        mask = {"opposite": opposite, "zeros": zeros, "all": reset}[positions]
+        pc, pk = mc.get_parameter(name), mk.get_parameter(name)
+        assert torch.equal(pc, pk)  # posCon: same weights with and without clear_state
+        for key in ("exp_avg", "exp_avg_sq"):
+            sc, sk = oc.state[pc][key], ok.state[pk][key]
+            assert torch.equal(sc[~reset], sk[~reset]), (name, key)
+            assert (sc[~reset] != 0).any(), (name, key)
+            assert (sc[mask] == 0).all(), (name, key)
+            assert (sk[reset] != 0).all(), (name, key)  # default leaves them
+        checked += int(mask.sum())
+    assert checked > 0
+
+
+@pytest.mark.parametrize("model_fn", [_linear_model, _conv_model])
+def test_clear_state_zeroes_adam_moments_at_resets(model_fn):
+    t, twins = _adam_twins(model_fn, lambda m: PolarityTemplate.random(m, seed=3))
+    _check_cleared(t, twins, "opposite")
+
+
+def test_clear_state_channels_last():
+    t, twins = _adam_twins(_conv_model, lambda m: PolarityTemplate.random(m, seed=3), memory_format=torch.channels_last)
+    assert not twins[0][0][0].weight.is_contiguous()
+    _check_cleared(t, twins, "opposite")
+
+
+def test_clear_state_also_at_template_zeros():
+    t, twins = _adam_twins(_linear_model, lambda m: PolarityTemplate.from_proportions(m, (0.5, 0.25, 0.25), seed=3))
+    _check_cleared(t, twins, "all")
+
+
+def test_clear_state_sign_violations_with_template_zeros():
+    # with zeros in T, the sign-violating entries are still cleared exactly
+    t, twins = _adam_twins(_linear_model, lambda m: PolarityTemplate.from_proportions(m, (0.5, 0.25, 0.25), seed=3))
+    _check_cleared(t, twins, "opposite")
+
+
+# --------------------------------------------------------------------------- channels_last
+def test_channels_last_model_enforced():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1),
+                          nn.Flatten(), nn.Linear(4 * 4 * 4, 2)).to(memory_format=torch.channels_last)
+    assert not model[0].weight.is_contiguous()
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    t = PolarityTemplate.from_proportions(model, (0.3, 0.35, 0.35), seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=1.0)
+    handle = freeze(model, t, opt, reset="posRand", seed=0)
+    for _ in range(4):
+        opt.zero_grad()
+        model(torch.randn(8, 3, 6, 6).to(memory_format=torch.channels_last)).pow(2).mean().backward()
+        opt.step()
+        _check_invariant(model, t)
+        assert sum(handle.last_resets.values()) > 0
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    sd = model.state_dict()
+    fresh = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1),
+                          nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
+    fresh.load_state_dict(sd)
+    assert violations(fresh, t) == 0
+    for k, v in sd.items():
+        assert torch.equal(fresh.state_dict()[k], v), k
+
+
+@pytest.mark.parametrize("rule", ["posCon", "zero", "flip"])
+def test_channels_last_same_result_as_contiguous(rule):
+    torch.manual_seed(0)
+    a = nn.Conv2d(3, 5, 3)
+    t = PolarityTemplate.from_proportions(a, (0.2, 0.4, 0.4), seed=1)
+    b = copy.deepcopy(a).to(memory_format=torch.channels_last)
+    assert not b.weight.is_contiguous()
+    ra = Enforcer(a, t, reset=rule, eps=0.01)()
+    rb = Enforcer(b, t, reset=rule, eps=0.01)()
+    assert ra == rb and ra["weight"] > 0
+    assert torch.equal(a.weight, b.weight)
+    assert b.weight.is_contiguous(memory_format=torch.channels_last)
+    assert violations(b, t) == 0
+
+
+# --------------------------------------------------------------------------- custom rules
+def test_custom_reset_rule():
+    name = "_test_half_eps"
+
+    @register_reset(name)
+    def half_eps(values, signs, eps, generator):
+        return signs * (eps / 2)
+
+    try:
+        assert name in RESETS.names()
+        net, t = _hand_net()
+        assert Enforcer(net, t, reset=name, eps=0.5)() == {"0.weight": 6, "2.weight": 2}
+        e0, e1 = _expected("posCon", 0.25)
+        assert torch.equal(net[0].weight.detach(), torch.tensor(e0))
+        assert torch.equal(net[2].weight.detach(), torch.tensor(e1))
+        with pytest.raises(ValueError, match="already registered"):
+            register_reset(name)(half_eps)
+    finally:
+        RESETS.unregister(name)
+    assert name not in RESETS.names()
+    with pytest.raises(ValueError):
+        Enforcer(net, t, reset=name)
+
+
+def test_custom_reset_rule_wrong_sign_raises():
+    name = "_test_wrong_sign"
+
+    @register_reset(name)
+    def wrong(values, signs, eps, generator):
+        return -signs * eps
+
+    try:
+        net, t = _hand_net()
+        with pytest.raises(RuntimeError, match=name):
+            Enforcer(net, t, reset=name)()
+        # through freeze as well
+        net, t = _hand_net()
+        opt = torch.optim.SGD(net.parameters(), lr=0.0)
+        freeze(net, t, opt, reset=name, align=False)
+        opt.zero_grad()
+        net(torch.randn(2, 4)).sum().backward()
+        with pytest.raises(RuntimeError, match="wrong side"):
+            opt.step()
+    finally:
+        RESETS.unregister(name)
+    assert name not in RESETS.names()
+
+
+def test_builtin_reset_names():
+    assert set(BUILTIN_RESETS) <= set(RESETS.names())
+    with pytest.raises(ValueError, match="already registered"):
+        register_reset("posRand")(lambda v, s, e, g: s * e)
+
+
+# --------------------------------------------------------------------------- bad input
+def _bad_call_cases():
+    return [
+        ("reset", dict(reset="posrand"), ValueError, "posCon"),
+        ("eps0", dict(eps=0.0), ValueError, "eps"),
+        ("eps_neg", dict(eps=-1e-3), ValueError, "eps"),
+        ("eps_nan", dict(eps=float("nan")), ValueError, "eps"),
+        ("eps_inf", dict(eps=float("inf")), ValueError, "eps"),
+        ("eps_true", dict(eps=True), ValueError, "eps"),
+        ("eps_str", dict(eps="0.1"), ValueError, "eps"),
+    ]
+
+
+@pytest.mark.parametrize("case", _bad_call_cases(), ids=lambda c: c[0])
+@pytest.mark.parametrize("entry", ["freeze", "Enforcer", "enforce"])
+def test_bad_arguments_raise_and_change_nothing(case, entry):
+    _, kwargs, exc, text = case
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+    t = PolarityTemplate.random(model, seed=9)
+    assert violations(model, t) > 0
+    before = _snapshot(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    with pytest.raises(exc) as err:
+        if entry == "freeze":
+            freeze(model, t, opt, **kwargs)
+        elif entry == "Enforcer":
+            Enforcer(model, t, **kwargs)
+        else:
+            enforce(model, t, **kwargs)
+    assert text in str(err.value)
+    if kwargs.get("reset"):
+        for n in BUILTIN_RESETS:
+            assert n in str(err.value)
+    _assert_unchanged(model, before)
+    # no hook: a step leaves the violations in place
+    opt.zero_grad()
+    model(torch.randn(3, 4)).sum().backward()
+    opt.step()
+    _assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("bad", ["missing", "shape"])
+def test_template_mismatch_raises_and_changes_nothing(bad):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+    good = PolarityTemplate.random(model, seed=9)["0.weight"]
+    if bad == "missing":
+        t = PolarityTemplate({"0.weight": good, "5.weight": torch.ones(2, 6)})
+    else:
+        t = PolarityTemplate({"0.weight": good, "2.weight": torch.ones(6, 2)})
+    before = _snapshot(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    for call in (lambda: freeze(model, t, opt), lambda: Enforcer(model, t), lambda: enforce(model, t),
+                 lambda: violations(model, t)):
+        with pytest.raises(ValueError, match="5.weight" if bad == "missing" else "2.weight"):
+            call()
+        _assert_unchanged(model, before)
+    opt.zero_grad()
+    model(torch.randn(3, 4)).sum().backward()
+    opt.step()
+    _assert_unchanged(model, before)
+
+
+def test_clear_state_without_optimizer_raises():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    t = PolarityTemplate.random(model, seed=9)
+    before = _snapshot(model)
+    with pytest.raises(ValueError, match="clear_state"):
+        Enforcer(model, t, clear_state=True)
+    with pytest.raises((ValueError, TypeError)):
+        freeze(model, t, None, clear_state=True)
+    _assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("not_an_optimizer", [None, "adam", object(), [torch.zeros(1)]])
+def test_freeze_rejects_non_optimizer(not_an_optimizer):
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    t = PolarityTemplate.random(model, seed=9)
+    assert violations(model, t) > 0
+    before = _snapshot(model)
+    with pytest.raises(TypeError, match="Optimizer"):
+        freeze(model, t, not_an_optimizer)
+    _assert_unchanged(model, before)  # align=True did not run
+
+
+# --------------------------------------------------------------------------- seeds
+def test_seeded_resets_reproducible():
+    def run(seed, global_seed):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 2))
+        t = PolarityTemplate.random(model, seed=1)
+        opt = torch.optim.Adam(model.parameters(), lr=0.3)
+        handle = freeze(model, t, opt, reset="posRand", seed=seed)
+        torch.manual_seed(123)  # same data for every run
+        data = [torch.randn(8, 5) for _ in range(4)]
+        torch.manual_seed(global_seed)  # seeded resets must not depend on the global RNG
+        for x in data:
+            opt.zero_grad()
+            model(x).pow(2).mean().backward()
+            opt.step()
+        assert handle.total_resets > 0
+        return _snapshot(model)
+
+    a, b, c = run(5, global_seed=1), run(5, global_seed=2), run(6, global_seed=1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_seeded_enforcer_reproducible_and_seed_dependent():
+    outs = []
+    for seed, global_seed in ((3, 100), (3, 200), (4, 100)):
+        net, t = _hand_net()
+        torch.manual_seed(global_seed)
+        Enforcer(net, t, reset="posRand", eps=1.0, seed=seed)()
+        outs.append(net[0].weight.detach().clone())
+    assert torch.equal(outs[0], outs[1])
+    assert not torch.equal(outs[0], outs[2])
+
+
+def test_unseeded_resets_follow_global_rng():
+    outs = []
+    for global_seed in (100, 100, 200):
+        net, t = _hand_net()
+        torch.manual_seed(global_seed)
+        Enforcer(net, t, reset="posRand", eps=1.0)()
+        outs.append(net[0].weight.detach().clone())
+    assert torch.equal(outs[0], outs[1])
+    assert not torch.equal(outs[0], outs[2])
+
+
+# --------------------------------------------------------------------------- CUDA
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("opt", OPTIMIZERS)
+@pytest.mark.parametrize("reset", BUILTIN_RESETS)
+def test_invariant_on_cuda(opt, reset):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(8 * 4 * 4, 10), nn.ReLU(), nn.Linear(10, 2)).cuda()
+    t = PolarityTemplate.from_proportions(model, (0.2, 0.4, 0.4), seed=0)
+    optimizer = _make_optimizer(opt, model.parameters(), 5.0, 0.3)
+    handle = freeze(model, t, optimizer, reset=reset, seed=0)
+    _check_invariant(model, t)
+    for _ in range(4):
+        optimizer.zero_grad()
+        model(torch.randn(8, 3, 6, 6, device="cuda")).pow(2).mean().backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        _check_invariant(model, t)
+    assert handle.total_resets > 0
+    assert all(p.is_cuda for p in model.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_hand_values_on_cuda():
+    for rule in ("posCon", "zero", "flip"):
+        net, t = _hand_net()
+        net = net.cuda()
+        assert Enforcer(net, t, reset=rule, eps=0.01)() == {"0.weight": 6, "2.weight": 2}
+        e0, e1 = _expected(rule, 0.01)
+        assert torch.equal(net[0].weight.detach().cpu(), torch.tensor(e0))
+        assert torch.equal(net[2].weight.detach().cpu(), torch.tensor(e1))
