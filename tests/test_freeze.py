@@ -546,7 +546,7 @@ def test_custom_reset_rule():
     name = "_test_half_eps"
 
     @register_reset(name)
-    def half_eps(values, signs, eps, generator):
+    def half_eps(values, signs, eps, uniform):
         return signs * (eps / 2)
 
     try:
@@ -569,7 +569,7 @@ def test_custom_reset_rule_wrong_sign_raises():
     name = "_test_wrong_sign"
 
     @register_reset(name)
-    def wrong(values, signs, eps, generator):
+    def wrong(values, signs, eps, uniform):
         return -signs * eps
 
     try:

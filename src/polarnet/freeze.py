@@ -19,24 +19,27 @@ import torch
 from torch import Tensor, nn
 
 from .init import align as _align
+from .keyed import keyed_uniform
 from .registry import Registry
 from .template import PolarityTemplate
 
 __all__ = ["RESETS", "register_reset", "Enforcer", "FreezeHandle", "enforce", "freeze", "violations"]
 
-ResetRule = Callable[[Tensor, Tensor, float, "torch.Generator | None"], Tensor]
+ResetRule = Callable[[Tensor, Tensor, float, Callable[[], Tensor]], Tensor]
 RESETS: Registry[ResetRule] = Registry("reset rule")
 
 
 def register_reset(name: str) -> Callable[[ResetRule], ResetRule]:
-    """Register ``rule(values, signs, eps, generator) -> new values``.
+    """Register ``rule(values, signs, eps, uniform) -> new values``.
 
     ``values`` are the violating weights (1-D), ``signs`` their template signs (±1, same
-    dtype and device); the result must satisfy ``new · signs >= 0`` (it is checked).
+    dtype and device), and ``uniform()`` returns one U[0, 1) number per entry (keyed by
+    position and step when the enforcer is seeded); the result must satisfy
+    ``new · signs >= 0`` (it is checked).
 
     Example:
         >>> @register_reset("half_eps_demo")
-        ... def half_eps(values, signs, eps, generator):
+        ... def half_eps(values, signs, eps, uniform):
         ...     return signs * (eps / 2)
         >>> RESETS.unregister("half_eps_demo")
     """
@@ -44,25 +47,25 @@ def register_reset(name: str) -> Callable[[ResetRule], ResetRule]:
 
 
 @register_reset("posRand")
-def pos_rand(values: Tensor, signs: Tensor, eps: float, generator: torch.Generator | None) -> Tensor:
+def pos_rand(values: Tensor, signs: Tensor, eps: float, uniform: Callable[[], Tensor]) -> Tensor:
     """w ← T·U[0, ε): the rule behind the papers' main results (the default)."""
-    return torch.rand(values.shape, generator=generator, device=values.device, dtype=values.dtype).mul_(eps).mul_(signs)
+    return uniform().mul_(eps).mul_(signs)
 
 
 @register_reset("posCon")
-def pos_con(values: Tensor, signs: Tensor, eps: float, generator: torch.Generator | None) -> Tensor:
+def pos_con(values: Tensor, signs: Tensor, eps: float, uniform: Callable[[], Tensor]) -> Tensor:
     """w ← T·ε."""
     return signs * eps
 
 
 @register_reset("zero")
-def zero(values: Tensor, signs: Tensor, eps: float, generator: torch.Generator | None) -> Tensor:
+def zero(values: Tensor, signs: Tensor, eps: float, uniform: Callable[[], Tensor]) -> Tensor:
     """w ← 0 (signed like T, so the sign bit agrees with the template)."""
     return signs * 0.0
 
 
 @register_reset("flip")
-def flip(values: Tensor, signs: Tensor, eps: float, generator: torch.Generator | None) -> Tensor:
+def flip(values: Tensor, signs: Tensor, eps: float, uniform: Callable[[], Tensor]) -> Tensor:
     """w ← −w."""
     return -values
 
@@ -114,7 +117,9 @@ class Enforcer:
         template: the signs; checked against ``model`` here.
         reset: a reset rule name (see ``RESETS.names()``).
         eps: ε > 0 of the ``posCon``/``posRand`` rules.
-        seed: seeds the random resets (per device); ``None`` uses torch's global RNG.
+        seed: makes random resets a function of (seed, step, layer, position) — see
+            :mod:`polarnet.keyed` — so they don't depend on device, layout or what else is
+            reset; ``None`` draws from torch's global RNG.
         optimizer: with ``clear_state=True``, the optimizer whose per-weight state is zeroed
             for the reset entries.
         clear_state: zero the optimizer state (e.g. Adam moments) of reset entries.
@@ -140,14 +145,24 @@ class Enforcer:
         self.model, self.template, self.reset, self.eps = model, template, reset, float(eps)
         self.optimizer, self.clear_state, self.seed = optimizer, clear_state, seed
         self._cache: dict[str, _LayerCache] = {}
-        self._generators: dict[torch.device, torch.Generator] = {}
+        self.calls = 0
 
-    def _generator(self, device: torch.device) -> torch.Generator | None:
+    def _uniform(self, layer_index: int, w: Tensor, order: list[int] | None, idx: Tensor, like: Tensor) -> Callable[[], Tensor]:
         if self.seed is None:
-            return None
-        if device not in self._generators:
-            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generators[device]
+            return lambda: torch.rand(like.shape, device=like.device, dtype=like.dtype)
+        seed, step = self.seed, self.calls
+
+        def keyed() -> Tensor:
+            position = idx
+            if order is not None:  # key by the logical (row-major) position, not the memory order
+                coords = torch.unravel_index(idx, tuple(w.shape[d] for d in order))
+                strides = torch.ones(w.dim(), dtype=torch.int64)
+                for d in range(w.dim() - 2, -1, -1):
+                    strides[d] = strides[d + 1] * w.shape[d + 1]
+                position = sum(coords[k] * int(strides[d]) for k, d in enumerate(order))
+            return keyed_uniform(seed, step, layer_index, position, like.dtype)
+
+        return keyed
 
     def _layer(self, name: str, w: Tensor) -> _LayerCache:
         key = (self.template.version, w.device, w.shape, w.stride())
@@ -168,8 +183,9 @@ class Enforcer:
     @torch.no_grad()
     def __call__(self) -> dict[str, int]:
         """Enforce once; return the number of weights reset per layer."""
+        self.calls += 1
         resets: dict[str, int] = {}
-        for name in self.template:
+        for layer_index, name in enumerate(self.template):
             w = self.model.get_parameter(name)
             layer = self._layer(name, w)
             flat = _flat(w, layer.order)
@@ -191,7 +207,7 @@ class Enforcer:
                 if not bool(real.all()):
                     idx, values = idx[real], values[real]
                 signs = values.sign().neg_()  # a violating weight has the sign opposite to T
-                new = self.rule(values, signs, self.eps, self._generator(w.device))
+                new = self.rule(values, signs, self.eps, self._uniform(layer_index, w, layer.order, idx, values))
                 if self.reset not in _BUILTIN_RULES and bool((new * signs < 0).any()):
                     raise RuntimeError(f"reset rule {self.reset!r} produced values on the wrong side of the template")
                 flat.index_copy_(0, idx, new.to(w.dtype))
@@ -260,7 +276,8 @@ def freeze(model: nn.Module, template: PolarityTemplate, optimizer: torch.optim.
         reset: reset rule for violating weights (``posRand``, ``posCon``, ``zero``, ``flip`` or your own).
         eps: ε > 0 for ``posCon``/``posRand``.
         align: flip the weights to the template now (``w ← |w|·T``), as the papers do.
-        seed: seeds the random resets; ``None`` uses torch's global RNG.
+        seed: makes random resets reproducible: a function of (seed, step, layer, position);
+            ``None`` uses torch's global RNG.
         clear_state: also zero the optimizer's per-weight state for reset entries.
 
     Returns:
