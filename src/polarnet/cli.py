@@ -61,6 +61,76 @@ def _proportions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from .analysis.metrics import format_summary, run_metrics, summary_table
+    from .experiments import Store, load_study, run_study
+
+    study = load_study(args.study, args.set or [], quick=args.quick)
+    folder = Path(args.out) if args.out else Path("out") / (study.name + ("-quick" if args.quick else ""))
+    summary = run_study(study, folder, executor=args.executor, workers=args.workers, device=args.device,
+                        address=args.address, progress=not args.no_progress)
+    print(f"{study.name}: {summary.trained} runs trained, {summary.skipped} already in {folder}, "
+          f"{summary.failed} failed, {summary.seconds:.1f} s")
+    with Store(folder) as store:
+        epochs = store.epochs()
+    threshold = study.thresholds[0]
+    if len(epochs):
+        print(f"\nMedians over trials; epochs to {threshold:.0%} validation accuracy count the runs that reached it.")
+        print(format_summary(summary_table(run_metrics(epochs, threshold)), threshold))
+    print(f"\nresults: {folder / 'results.sqlite'}")
+    return 0
+
+
+def _presets(args: argparse.Namespace) -> int:
+    from .experiments import estimate_cost, list_presets, load_study
+
+    for name, description in list_presets().items():
+        full, quick = estimate_cost(load_study(name)), estimate_cost(load_study(name, quick=True))
+        print(f"{name:<24} {description}")
+        print(f"{'':<24} {full['runs']:,} runs, ~{full['seconds']:.0f} s on 2 CPU cores; "
+              f"--quick: {quick['runs']:,} runs, ~{quick['seconds']:.0f} s")
+    return 0
+
+
+def _units(text: str) -> list[int]:
+    """``1:64`` (inclusive range), ``3,10,15``, or one number."""
+    if ":" in text:
+        lo, hi = text.split(":")
+        return list(range(int(lo), int(hi) + 1))
+    return [int(u) for u in text.split(",")]
+
+
+def _theory(args: argparse.Namespace) -> int:
+    from .analysis.theory_table import theory_table
+
+    table = theory_table(args.units, args.dims, trials=args.trials, seed=args.seed, folder=args.from_dir)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    out = Path(args.output) if args.output else (Path(args.from_dir) if args.from_dir else Path(".")) / "theory-xor.csv"
+    table.to_csv(out, index=False)
+    print(f"\nwrote {out}")
+    return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    from .experiments import Store
+
+    folder = Path(args.folder)
+    if not (folder / "results.sqlite").is_file():
+        raise ValueError(f"{folder}: no results.sqlite here; run a study into it first (polarnet run … --out {folder})")
+    out = Path(args.output) if args.output else folder
+    out.mkdir(parents=True, exist_ok=True)
+    with Store(folder) as store:
+        tables = {"runs": store.runs(), "epochs": store.epochs()}
+    for name, frame in tables.items():
+        path = out / f"{name}.{args.to}"
+        if args.to == "csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+        print(f"wrote {path} ({len(frame):,} rows)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``polarnet`` command."""
     parser = argparse.ArgumentParser(prog="polarnet", description="Fixed-polarity training and polarity transfer.")
@@ -86,6 +156,38 @@ def build_parser() -> argparse.ArgumentParser:
     props.add_argument("file")
     props.add_argument("-o", "--output", required=True, help="JSON file to write")
     props.set_defaults(func=_proportions)
+
+    run = commands.add_parser("run", help="run (or resume) a study: a preset name or a TOML file")
+    run.add_argument("study", help="preset name (see `polarnet presets`) or a study TOML file")
+    run.add_argument("--out", help="study folder (default: out/<name>[-quick])")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting; repeatable")
+    run.add_argument("--quick", action="store_true", help="the preset's small version (about a minute on 2 cores)")
+    run.add_argument("--executor", default="local", choices=["local", "ray"])
+    run.add_argument("--address", help="Ray cluster address (with --executor ray)")
+    run.add_argument("--workers", type=int, help="processes (local) or CPUs (local Ray); default: all cores")
+    run.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    run.set_defaults(func=_run)
+
+    presets = commands.add_parser("presets", help="list the built-in studies with their cost")
+    presets.set_defaults(func=_presets)
+
+    theory = commands.add_parser("theory", help="learnability theory (Wang et al. App. D)")
+    theory_kind = theory.add_subparsers(dest="kind", required=True)
+    xor = theory_kind.add_parser("xor", help="P(a randomly signed Frozen-Net can learn XOR) per hidden units")
+    xor.add_argument("--units", type=_units, default=_units("1:64"), help="e.g. 1:64 or 3,10,15 (default 1:64)")
+    xor.add_argument("--dims", type=int, default=5, help="input dimensions (2 relevant)")
+    xor.add_argument("--trials", type=int, default=20000, help="Monte Carlo draws per unit count")
+    xor.add_argument("--seed", type=int, default=0)
+    xor.add_argument("--from", dest="from_dir", help="a finished xor5d-width study folder: add the simulated fraction")
+    xor.add_argument("-o", "--output", help="CSV to write (default: theory-xor.csv in --from or here)")
+    xor.set_defaults(func=_theory)
+
+    results = commands.add_parser("results", help="export a study's runs and epochs tables")
+    results.add_argument("folder")
+    results.add_argument("--to", choices=["csv", "parquet"], default="csv")
+    results.add_argument("-o", "--output", help="folder for runs.<ext> and epochs.<ext> (default: the study folder)")
+    results.set_defaults(func=_results)
     return parser
 
 

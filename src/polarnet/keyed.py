@@ -38,11 +38,12 @@ def _mix(x: Tensor) -> Tensor:
     return x ^ _shr(x, 31)
 
 
-def keyed_uniform(seed: Tensor | int, step: Tensor | int, layer: int, position: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+def keyed_uniform(seed: Tensor | int, step: Tensor | int, layer: Tensor | int, position: Tensor,
+                  dtype: torch.dtype = torch.float32) -> Tensor:
     """U[0, 1) numbers, one per ``position``, fixed by ``(seed, step, layer, position)``.
 
-    ``seed`` and ``step`` may be tensors broadcasting against ``position`` (one per entry,
-    as in an ensemble) or ints. Values are multiples of 2⁻²⁴, exact in float32.
+    ``seed``, ``step`` and ``layer`` may be tensors broadcasting against ``position`` (one
+    per entry, as in an ensemble) or ints. Values are multiples of 2⁻²⁴, exact in float32.
 
     Example:
         >>> a = keyed_uniform(7, 3, 0, torch.arange(5))
@@ -55,7 +56,11 @@ def keyed_uniform(seed: Tensor | int, step: Tensor | int, layer: int, position: 
     step_t = torch.as_tensor(step, dtype=torch.int64, device=pos.device)
     x = _mix(seed_t * _K[0] + _K[1])
     x = _mix(x ^ (step_t * _K[2]))
-    x = _mix(x ^ _signed((layer * _K[3] + 1) & _MASK64))
+    if isinstance(layer, Tensor):
+        layer_key = layer.to(device=pos.device, dtype=torch.int64) * _K[3] + 1
+    else:
+        layer_key = torch.tensor(_signed((layer * _K[3] + 1) & _MASK64), device=pos.device)
+    x = _mix(x ^ layer_key)
     x = _mix(x ^ pos)
     return (_shr(x, 40).to(torch.float64) * 2.0**-24).to(dtype)
 

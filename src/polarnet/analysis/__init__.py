@@ -1,0 +1,1 @@
+"""Analysis: reads only the results store."""

@@ -1,0 +1,26 @@
+"""The experiment engine: typed studies, conditions as data, vectorised trials, a SQLite store.
+
+Example:
+    >>> import tempfile
+    >>> from polarnet.experiments import load_study, run_study, load_results
+    >>> study = load_study("xor5d", ["trials=2", "epochs=3", "sizes=[8]"])
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = run_study(study, folder, progress=False)
+    >>> len(load_results(folder))  # one row per run and epoch
+    18
+"""
+
+from .conditions import CONDITIONS, Condition, register_condition
+from .config import Study, list_presets, load_study
+from .plan import RunSpec, estimate_cost, plan
+from .store import Store
+from .sweep import SweepSummary, run_study
+
+__all__ = ["Study", "load_study", "list_presets", "Condition", "CONDITIONS", "register_condition", "RunSpec", "plan",
+           "estimate_cost", "Store", "run_study", "SweepSummary", "load_results"]
+
+
+def load_results(folder):
+    """Every epoch of every run in a study folder, with the run's grid point, as a DataFrame."""
+    with Store(folder) as store:
+        return store.epochs()

@@ -1,0 +1,157 @@
+"""Experimental conditions as data: where the signs come from, frozen or fluid, magnitudes.
+
+A :class:`Condition` is a record; what its fields mean lives in two registries —
+:data:`POLARITIES` (how a template is made) and :data:`MAGNITUDES` (how the weights start) —
+so adding a condition is data, and adding a kind of polarity is one registered function,
+never a branch in the training loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from torch import nn
+
+from ..init import init_magnitudes
+from ..proportions import load_proportions
+from ..registry import Registry
+from ..sources import load_state_dict
+from ..template import PolarityTemplate
+from ..transfer import transfer
+
+__all__ = ["Condition", "CONDITIONS", "POLARITIES", "MAGNITUDES", "register_condition", "get_condition",
+           "condition_from_dict"]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One experimental condition.
+
+    Attributes:
+        name: how results call it.
+        polarity: where the template comes from: ``"none"``, ``"random"`` (the init's own
+            signs, fixed as-is), ``"rule"`` (see ``rule``), ``"source"`` (signs of the study's
+            ``source`` weights, transferred), ``"proportions"`` (SPIN, the study's
+            ``proportions`` file); any name in :data:`POLARITIES`.
+        frozen: enforce the template after every step (Freeze-SGD); a fluid condition with a
+            template only starts aligned to it.
+        magnitudes: ``"fresh"`` (a seeded Glorot-style draw shared by all conditions of a
+            trial) or ``"source"`` (the source weights); any name in :data:`MAGNITUDES`.
+        rule: the template rule for ``polarity="rule"``.
+        layers: which layers the template covers (see :func:`polarnet.select_layers`).
+        reset: a reset rule that overrides the study's ``resets`` axis.
+        lr: a learning rate that overrides the study's.
+        description: one line for reports.
+    """
+
+    name: str
+    polarity: str = "none"
+    frozen: bool = False
+    magnitudes: str = "fresh"
+    rule: str | None = None
+    layers: str = "all"
+    reset: str | None = None
+    lr: float | None = None
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain fields, for hashing and storing."""
+        return asdict(self)
+
+
+CONDITIONS: Registry[Condition] = Registry("condition")
+PolarityBuilder = Callable[[Condition, nn.Module, Any, int], "PolarityTemplate | None"]
+POLARITIES: Registry[PolarityBuilder] = Registry("polarity source")
+MagnitudeBuilder = Callable[[Condition, nn.Module, Any, int], None]
+MAGNITUDES: Registry[MagnitudeBuilder] = Registry("magnitude source")
+
+
+def register_condition(condition: Condition) -> Condition:
+    """Add a named condition to :data:`CONDITIONS`.
+
+    Example:
+        >>> c = register_condition(Condition("frozen_rand_flip_demo", "random", True, reset="flip"))
+        >>> get_condition("frozen_rand_flip_demo").reset
+        'flip'
+        >>> CONDITIONS.unregister("frozen_rand_flip_demo")
+    """
+    return CONDITIONS.register(condition.name)(condition)
+
+
+def get_condition(name: str) -> Condition:
+    """A registered condition by name (raises ``ValueError`` listing the known ones)."""
+    return CONDITIONS.get(name)
+
+
+def condition_from_dict(name: str, table: dict[str, Any]) -> Condition:
+    """Build a condition from a TOML table, naming any unknown key.
+
+    Example:
+        >>> condition_from_dict("mine", {"polarity": "random", "frozen": True}).frozen
+        True
+    """
+    allowed = {f.name for f in fields(Condition)} - {"name"}
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ValueError(f"condition {name!r}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    return Condition(name=name, **table)
+
+
+for _c in (
+    Condition("frozen_sufficient", "rule", True, rule="xor_sufficient",
+              description="Frozen-Net, Sufficient-Polarity (XOR rule)"),
+    Condition("fluid_sufficient", "rule", False, rule="xor_sufficient",
+              description="Fluid-Net starting from Sufficient-Polarity"),
+    Condition("frozen_rand", "random", True, description="Frozen-Net, RAND-Polarity (init signs fixed as-is)"),
+    Condition("fluid_rand", "none", False, description="Fluid-Net, random init (ordinary training)"),
+):
+    register_condition(_c)
+
+
+@POLARITIES.register("none")
+def _no_template(condition: Condition, model: nn.Module, study: Any, seed: int) -> None:
+    return None
+
+
+@POLARITIES.register("random")
+def _own_signs(condition: Condition, model: nn.Module, study: Any, seed: int) -> PolarityTemplate:
+    return PolarityTemplate.from_model(model, layers=condition.layers)
+
+
+@POLARITIES.register("rule")
+def _rule(condition: Condition, model: nn.Module, study: Any, seed: int) -> PolarityTemplate:
+    if not condition.rule:
+        raise ValueError(f"condition {condition.name!r}: polarity 'rule' needs rule = \"<name>\"")
+    return PolarityTemplate.from_rule(model, condition.rule)
+
+
+@POLARITIES.register("source")
+def _source(condition: Condition, model: nn.Module, study: Any, seed: int) -> PolarityTemplate:
+    if not getattr(study, "source", None):
+        raise ValueError(f"condition {condition.name!r} needs the study's source (--set source=FILE)")
+    template, _ = transfer(load_state_dict(study.source), model, layers=condition.layers, seed=seed)
+    return template
+
+
+@POLARITIES.register("proportions")
+def _proportions(condition: Condition, model: nn.Module, study: Any, seed: int) -> PolarityTemplate:
+    if not getattr(study, "proportions", None):
+        raise ValueError(f"condition {condition.name!r} needs the study's proportions file (--set proportions=FILE)")
+    return PolarityTemplate.from_proportions(model, load_proportions(study.proportions), seed=seed)
+
+
+@MAGNITUDES.register("fresh")
+def _fresh(condition: Condition, model: nn.Module, study: Any, seed: int) -> None:
+    init_magnitudes(model, seed, conv=study.init_conv, linear=study.init_linear, bias=study.init_bias)
+
+
+@MAGNITUDES.register("source")
+def _copy_source(condition: Condition, model: nn.Module, study: Any, seed: int) -> None:
+    if not getattr(study, "source", None):
+        raise ValueError(f"condition {condition.name!r} needs the study's source (--set source=FILE)")
+    _fresh(condition, model, study, seed)  # layers the source lacks keep a fresh draw
+    own = model.state_dict()
+    weights = {k: v for k, v in load_state_dict(study.source).items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(weights, strict=False)
