@@ -17,10 +17,12 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(PY) -m polarnet.demo
+	rm -rf out/demo
+	$(VENV)/bin/polarnet run xor5d --quick --out out/demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_freeze.py
+	$(PY) benchmarks/bench_xor5d.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

@@ -42,7 +42,8 @@ def run_metrics(epochs: pd.DataFrame, threshold: float) -> pd.DataFrame:
                      "error_at_convergence": 1.0 - float(group["val_acc"].iloc[best]),
                      "final_accuracy": float(group["val_acc"].iloc[-1]),
                      "epochs_to_threshold": float(reached.iloc[0]) if len(reached) else math.nan})
-    return pd.DataFrame(rows)
+    columns = keys + ["run", "error_at_convergence", "final_accuracy", "epochs_to_threshold"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def summary_table(per_run: pd.DataFrame) -> pd.DataFrame:

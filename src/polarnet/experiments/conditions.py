@@ -95,8 +95,21 @@ def condition_from_dict(name: str, table: dict[str, Any]) -> Condition:
     allowed = {f.name for f in fields(Condition)} - {"name"}
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise ValueError(f"condition {name!r}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-    return Condition(name=name, **table)
+        raise ValueError(f"define_condition.{name}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    for key, value in table.items():
+        kinds = _FIELD_TYPES[key]
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+                continue
+            expected = " or ".join("none" if k is type(None) else k.__name__ for k in kinds)
+            raise ValueError(f"define_condition.{name}.{key}: expected {expected}, got {value!r}")
+    return Condition(name=name, **{k: float(v) if k == "lr" else v for k, v in table.items()})
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "polarity": (str,), "frozen": (bool,), "magnitudes": (str,), "rule": (str, type(None)), "layers": (str,),
+    "reset": (str, type(None)), "lr": (float, type(None)), "description": (str,),
+}
 
 
 for _c in (

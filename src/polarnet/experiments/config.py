@@ -96,8 +96,18 @@ class Study:
             need(c.magnitudes in MAGNITUDES, f"define_condition.{name}.magnitudes={c.magnitudes!r}: choose one of {MAGNITUDES.names()}")
             need(c.reset is None or c.reset in RESETS, f"define_condition.{name}.reset={c.reset!r}: choose one of {RESETS.names()}")
             need(c.lr is None or c.lr > 0, f"define_condition.{name}.lr={c.lr}: must be > 0")
+        for name in set(self.conditions):
+            c = self.condition(name) if (name in self.define_condition or name in CONDITIONS) else None
+            if c is None:
+                continue
+            for needs in {c.polarity, c.magnitudes} & {"source", "proportions"}:
+                need(getattr(self, needs) is not None,
+                     f"condition {name!r} takes its {'weights' if needs == 'source' else 'proportions'} from the study's "
+                     f"{needs!r} setting: set {needs} = \"FILE\" (--set {needs}=FILE)")
         need(len(self.sizes) > 0 and all(s > 0 for s in self.sizes), f"sizes={list(self.sizes)}: positive integers, at least one")
-        need(len(set(self.sizes)) == len(self.sizes), f"sizes={list(self.sizes)}: contains duplicates")
+        for key in ("sizes", "hidden", "resets", "conditions"):
+            values = list(getattr(self, key))
+            need(len(set(values)) == len(values), f"{key}={values}: contains duplicates")
         need(len(self.hidden) > 0 and all(h > 0 for h in self.hidden), f"hidden={list(self.hidden)}: positive integers")
         need(len(self.resets) > 0 and all(r in RESETS for r in self.resets), f"resets={list(self.resets)}: choose from {RESETS.names()}")
         for key in ("trials", "epochs", "batch_size", "val_size"):

@@ -133,9 +133,12 @@ def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu",
     n_train = torch.tensor([s.n_train for s in specs], device=device)
     n_batches = [math.ceil(s.n_train / B) for s in specs]
     state = {n: (torch.zeros_like(p), torch.zeros_like(p)) for n, p in params.items()}
-    orders: dict[int, torch.Generator] = {}
-    for s in specs:
-        orders.setdefault(s.order_seed, torch.Generator().manual_seed(s.order_seed))
+    # one batch order per (trial, size), shared by its conditions; members look theirs up
+    order_keys = sorted({(s.order_seed, s.n_train) for s in specs}, key=lambda k: (-k[1], k[0]))
+    orders = {k: torch.Generator().manual_seed(k[0]) for k in order_keys}
+    order_of = torch.tensor([order_keys.index((s.order_seed, s.n_train)) for s in specs], device=device)
+    width = max(n_batches) * B
+    valid = (torch.arange(width, device=device)[None, :] < n_train[:, None]).to(dtype)
 
     results = [RunResult(s.key, "done", acc_before_align=float(acc_before[m]), acc_after_align=float(acc_after[m]),
                          device=str(device)) for m, s in enumerate(specs)]
@@ -144,17 +147,10 @@ def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu",
 
     for epoch in range(1, study.epochs + 1):
         tick = time.perf_counter()
-        width = max(n_batches) * B
-        index = torch.zeros(M, width, dtype=torch.int64)
-        valid = torch.zeros(M, width, dtype=dtype)
-        perms = {}
-        for m, s in enumerate(specs):  # one permutation per (trial, size), shared by its conditions
-            key = (s.order_seed, s.n_train)
-            if key not in perms:
-                perms[key] = torch.randperm(s.n_train, generator=orders[s.order_seed])
-            index[m, : s.n_train] = perms[key]
-            valid[m, : s.n_train] = 1
-        index, valid = index.to(device), valid.to(device)
+        perms = torch.zeros(len(order_keys), width, dtype=torch.int64)
+        for u, k in enumerate(order_keys):
+            perms[u, : k[1]] = torch.randperm(k[1], generator=orders[k])
+        index = perms.to(device)[order_of]
         loss_sum = torch.zeros(M, dtype=torch.float64, device=device)
         correct = torch.zeros(M, dtype=torch.float64, device=device)
         resets = torch.zeros(M, dtype=torch.int64, device=device)

@@ -58,7 +58,8 @@ class RunSpec:
     def settings(self) -> dict[str, Any]:
         """Everything that determines the run's numbers (hashed into its key)."""
         study = {k: v for k, v in self.study.to_dict().items() if k not in _NOT_IN_KEY}
-        return {"study": study, "condition": self.condition.to_dict(), "n_train": self.n_train,
+        condition = {k: v for k, v in self.condition.to_dict().items() if k != "description"}
+        return {"study": study, "condition": condition, "n_train": self.n_train,
                 "hidden": self.hidden, "reset": self.reset, "trial": self.trial}
 
     @cached_property
@@ -95,8 +96,8 @@ class RunSpec:
 def plan(study: Study) -> list[RunSpec]:
     """All runs of a study, in grid order (condition, size, hidden, reset, trial).
 
-    A condition that fixes its own reset rule, or a fluid one (which never resets), takes
-    part once per grid point, not once per entry of ``resets``.
+    A condition that fixes its own reset rule takes part once per grid point, not once per
+    entry of ``resets``; so does a fluid one, which never resets: its ``reset`` is ``"none"``.
 
     Example:
         >>> from .config import load_study
@@ -106,7 +107,7 @@ def plan(study: Study) -> list[RunSpec]:
     runs = []
     for name in study.conditions:
         condition = study.condition(name)
-        resets = [condition.reset] if condition.reset else list(study.resets) if condition.frozen else [study.resets[0]]
+        resets = ["none"] if not condition.frozen else [condition.reset] if condition.reset else list(study.resets)
         for n in study.sizes:
             for hidden in study.hidden:
                 for reset in resets:

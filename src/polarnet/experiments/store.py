@@ -134,11 +134,6 @@ class Store:
         now = time.time()
         with self._transaction():
             for r in results:
-                self.db.execute("DELETE FROM epochs WHERE run = ?", (r.key,))
-                self.db.executemany(
-                    "INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(r.key, e.epoch, _finite(e.train_loss), _finite(e.train_acc), _finite(e.val_loss),
-                      _finite(e.val_acc), e.resets, json.dumps(e.sign_changes), e.wall) for e in r.epochs])
                 updated = self.db.execute(
                     """UPDATE runs SET status=?, reason=?, acc_before_align=?, acc_after_align=?, finished=?,
                        seconds=?, device=? WHERE key=?""",
@@ -146,6 +141,11 @@ class Store:
                      r.device, r.key)).rowcount
                 if updated != 1:
                     raise KeyError(f"run {r.key} was never marked running; call mark_running first")
+                self.db.execute("DELETE FROM epochs WHERE run = ?", (r.key,))
+                self.db.executemany(
+                    "INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(r.key, e.epoch, _finite(e.train_loss), _finite(e.train_acc), _finite(e.val_loss),
+                      _finite(e.val_acc), e.resets, json.dumps(e.sign_changes), e.wall) for e in r.epochs])
 
     def counts(self) -> dict[str, int]:
         """Runs per status."""
