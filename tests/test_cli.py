@@ -72,3 +72,85 @@ def test_console_script_is_installed(tmp_path, model_file) -> None:
     done = subprocess.run([sys.executable, "-m", "polarnet.cli", "template", "extract", str(path), "-o", str(out)],
                           capture_output=True, text=True, check=True)
     assert "wrote" in done.stdout and out.exists()
+
+
+# --------------------------------------------------------------------------- experiments
+
+TINY = ["--set", "trials=2", "--set", "epochs=3", "--set", "sizes=[8, 40]", "--workers", "1", "--no-progress"]
+
+
+def test_run_prints_the_summary_and_resumes(tmp_path, capsys) -> None:
+    out = tmp_path / "study"
+    assert main(["run", "xor5d", "--out", str(out), *TINY]) == 0
+    text = capsys.readouterr().out
+    assert "xor5d: 12 runs trained, 0 already in" in text
+    assert "epochs to 80%" in text and "frozen_sufficient" in text and "fluid_rand" in text
+    assert (out / "results.sqlite").is_file()
+    assert main(["run", "xor5d", "--out", str(out), *TINY]) == 0
+    assert "0 runs trained, 12 already in" in capsys.readouterr().out
+
+
+def test_run_quick_uses_the_preset_quick_table(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "xor5d-reset", "--quick", "--set", "trials=1", "--set", "epochs=2", "--workers", "1",
+                 "--no-progress"]) == 0
+    # [quick] sizes [20, 60, 100]; frozen conditions once per reset rule (4), fluid once
+    assert "xor5d-reset: 27 runs trained" in capsys.readouterr().out
+    assert (tmp_path / "out" / "xor5d-reset-quick" / "results.sqlite").is_file()
+
+
+def test_bad_settings_are_rejected_before_anything_runs(tmp_path, capsys) -> None:
+    out = tmp_path / "bad"
+    assert main(["run", "xor5d", "--out", str(out), "--set", "trials=0"]) == 2
+    assert "trials=0: must be >= 1" in capsys.readouterr().err
+    assert main(["run", "xor5d", "--out", str(out), "--set", "colour=3"]) == 2
+    assert "unknown setting(s) ['colour']" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_presets_lists_every_preset_with_its_cost(capsys) -> None:
+    assert main(["presets"]) == 0
+    text = capsys.readouterr().out
+    for name, runs in (("xor5d", "1,650 runs"), ("xor5d-width", "52,800 runs"), ("xor5d-reset", "4,950 runs")):
+        assert name in text and runs in text
+    assert "--quick:" in text
+
+
+def test_theory_prints_and_saves(tmp_path, capsys) -> None:
+    out = tmp_path / "t.csv"
+    assert main(["theory", "xor", "--units", "3,15", "--dims", "5", "--trials", "2000", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "0.9947" in text and "0.9267" in text  # published and per-class bounds at 15 units
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert table["units"].tolist() == [3, 15]
+
+
+def test_theory_from_a_width_study(tmp_path, capsys) -> None:
+    folder = tmp_path / "width"
+    assert main(["run", "xor5d-width", "--out", str(folder), "--set", "trials=2", "--set", "epochs=3",
+                 "--set", "sizes=[40]", "--set", "hidden=[3, 10]", "--workers", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["theory", "xor", "--units", "2:4", "--trials", "500", "--from", str(folder)]) == 0
+    assert "simulated" in capsys.readouterr().out
+    assert (folder / "theory-xor.csv").is_file()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_results_export(tmp_path, fmt, capsys) -> None:
+    import pandas as pd
+
+    folder = tmp_path / "s"
+    assert main(["run", "xor5d", "--out", str(folder), *TINY]) == 0
+    assert main(["results", str(folder), "--to", fmt, "-o", str(tmp_path / "export")]) == 0
+    read = pd.read_csv if fmt == "csv" else pd.read_parquet
+    runs = read(tmp_path / "export" / f"runs.{fmt}")
+    epochs = read(tmp_path / "export" / f"epochs.{fmt}")
+    assert len(runs) == 12 and set(runs["status"]) == {"done"}
+    assert len(epochs) == 12 * 3 and {"val_acc", "train_loss", "resets", "sign_changes"} <= set(epochs.columns)
+
+
+def test_results_of_an_empty_folder_is_a_clear_error(tmp_path, capsys) -> None:
+    assert main(["results", str(tmp_path)]) == 2
+    assert "no results.sqlite" in capsys.readouterr().err
