@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..builders import RULES
 from ..freeze import RESETS
 from ..init import INITIALIZERS
 from ..models import MODELS
@@ -101,9 +102,14 @@ class Study:
             if c is None:
                 continue
             for needs in {c.polarity, c.magnitudes} & {"source", "proportions"}:
-                need(getattr(self, needs) is not None,
+                value = getattr(self, needs)
+                need(value is not None,
                      f"condition {name!r} takes its {'weights' if needs == 'source' else 'proportions'} from the study's "
                      f"{needs!r} setting: set {needs} = \"FILE\" (--set {needs}=FILE)")
+                need(value is None or Path(value).is_file() or needs == "source" and _is_weights_name(value),
+                     f"{needs}={value!r}: no such file")
+            if c.polarity == "rule":
+                need(c.rule in RULES, f"condition {name!r}: rule={c.rule!r}; choose one of {RULES.names()}")
         need(len(self.sizes) > 0 and all(s > 0 for s in self.sizes), f"sizes={list(self.sizes)}: positive integers, at least one")
         for key in ("sizes", "hidden", "resets", "conditions"):
             values = list(getattr(self, key))
@@ -122,6 +128,12 @@ class Study:
         if problems:
             raise ValueError("invalid study settings:\n  " + "\n  ".join(problems))
         return self
+
+
+def _is_weights_name(text: str) -> bool:
+    from ..sources import _WEIGHTS_NAME
+
+    return bool(_WEIGHTS_NAME.match(text))
 
 
 _FIELDS = {f.name: f for f in fields(Study)}

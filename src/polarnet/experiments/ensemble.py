@@ -96,9 +96,18 @@ def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu",
     dtype = getattr(torch, study.dtype)
     M, B = len(specs), study.batch_size
 
-    data = run_data(first)
-    x_pool, y_pool = data.x.to(device), data.y.to(device)
-    x_val, y_val = data.x_val.to(device), data.y_val.to(device)
+    # one pool per data seed (trials have their own data with data_per_trial), stacked end to
+    # end; a member's batch indices are shifted to its pool
+    pools: dict[int, int] = {}
+    parts = []
+    for s in specs:
+        if s.data_seed not in pools:
+            pools[s.data_seed] = sum(len(p.x) for p in parts)
+            parts.append(run_data(s))
+    x_pool = torch.cat([p.x for p in parts]).to(device)
+    y_pool = torch.cat([p.y for p in parts]).to(device)
+    pool_offset = torch.tensor([pools[s.data_seed] for s in specs], device=device)
+    x_val, y_val = parts[0].x_val.to(device), parts[0].y_val.to(device)
 
     prepared = [prepare_model(s) for s in specs]
     models = [m for m, _ in prepared]
@@ -150,7 +159,7 @@ def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu",
         perms = torch.zeros(len(order_keys), width, dtype=torch.int64)
         for u, k in enumerate(order_keys):
             perms[u, : k[1]] = torch.randperm(k[1], generator=orders[k])
-        index = perms.to(device)[order_of]
+        index = perms.to(device)[order_of] + pool_offset[:, None]
         loss_sum = torch.zeros(M, dtype=torch.float64, device=device)
         correct = torch.zeros(M, dtype=torch.float64, device=device)
         resets = torch.zeros(M, dtype=torch.int64, device=device)

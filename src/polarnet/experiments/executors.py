@@ -81,11 +81,18 @@ def local(chunks: Sequence[Sequence[RunSpec]], device: str, workers: int, addres
 
 @EXECUTORS.register("ray")
 def ray_executor(chunks: Sequence[Sequence[RunSpec]], device: str, workers: int, address: str | None = None) -> Iterator[list[RunResult]]:
-    """A Ray cluster (``address``) or a local Ray instance; needs ``pip install polarnet[ray]``."""
+    """A Ray cluster (``address``) or a local Ray instance; needs ``pip install polarnet[ray]``.
+
+    Checks that Ray can be imported when called, before the sweep writes anything.
+    """
     try:
         import ray
     except ImportError:
         raise ValueError("--executor ray needs Ray: pip install 'polarnet[ray]'") from None
+    return _ray_stream(ray, chunks, device, workers, address)
+
+
+def _ray_stream(ray, chunks, device, workers, address):
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,

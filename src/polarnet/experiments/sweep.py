@@ -88,8 +88,9 @@ def run_study(study: Study, folder: str | os.PathLike[str], *, executor: str = "
         bar = Progress(len(runs), len(runs) - len(todo), enabled=progress)
         failed = 0
         if todo:
+            stream = runner(make_chunks(todo, workers), device, workers, address)  # fails early, e.g. no Ray
             store.mark_running(todo)
-            for results in runner(make_chunks(todo, workers), device, workers, address):
+            for results in stream:
                 store.record(results)
                 n_failed = sum(r.status == "failed" for r in results)
                 failed += n_failed

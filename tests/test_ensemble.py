@@ -1,0 +1,193 @@
+"""The vectorised ensemble is numerically equivalent to training runs one by one."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+import pytest
+import torch
+
+import polarnet as pn
+from polarnet.experiments import load_study, plan
+from polarnet.experiments.ensemble import supports, train_ensemble
+from polarnet.experiments.trainer import prepare_model, train_run
+
+RESET_GRID = ["trials=2", "epochs=4", "sizes=[8, 40, 100]", "resets=['posRand','posCon','zero','flip']"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread is much faster on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _spin_study(tmp_path, extra=()):
+    """A study with SPIN (proportions) conditions whose templates have zeros, a per-condition lr,
+    a frozen rule condition and ordinary training, over the four reset rules."""
+    props = pn.save_proportions({"0.weight": (0.25, 0.375, 0.375), "2.weight": (0.25, 0.375, 0.375)},
+                                tmp_path / "spin.json")
+    toml = tmp_path / "spin.toml"
+    toml.write_text(f"""
+conditions = ["spin_frozen", "spin_fluid", "frozen_sufficient", "fluid_rand"]
+sizes = [8, 40, 100]
+hidden = [16]
+resets = ["posRand", "posCon", "zero", "flip"]
+trials = 2
+epochs = 4
+proportions = "{props}"
+
+[define_condition.spin_frozen]
+polarity = "proportions"
+frozen = true
+lr = 0.01
+
+[define_condition.spin_fluid]
+polarity = "proportions"
+frozen = false
+""")
+    return load_study(toml, list(extra))
+
+
+def _assert_equivalent(a, b, tol: float) -> None:
+    """Two results of one run agree: status, alignment accuracies, every epoch metric, final weights."""
+    assert a.key == b.key
+    assert (a.status, a.reason) == (b.status, b.reason)
+    assert a.acc_before_align == pytest.approx(b.acc_before_align, abs=tol)
+    assert a.acc_after_align == pytest.approx(b.acc_after_align, abs=tol)
+    assert [e.epoch for e in a.epochs] == [e.epoch for e in b.epochs]
+    for ea, eb in zip(a.epochs, b.epochs):
+        where = f"run {a.key} epoch {ea.epoch}"
+        for field in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            assert getattr(ea, field) == pytest.approx(getattr(eb, field), abs=tol), f"{where}: {field}"
+        assert ea.resets == eb.resets, f"{where}: resets"
+        assert set(ea.sign_changes) == set(eb.sign_changes), f"{where}: sign_changes layers"
+        for layer in ea.sign_changes:
+            assert ea.sign_changes[layer] == pytest.approx(eb.sign_changes[layer], abs=tol), f"{where}: {layer}"
+    wa, wb = a.extra["weights"], b.extra["weights"]
+    assert set(wa) == set(wb)
+    for name in wa:
+        assert wa[name].dtype == wb[name].dtype
+        diff = (wa[name].double() - wb[name].double()).abs().max().item()
+        assert diff <= tol, f"run {a.key}: final {name} differs by {diff}"
+
+
+def _exactly_equal(a, b) -> bool:
+    metrics = lambda r: [(e.train_loss, e.train_acc, e.val_loss, e.val_acc, e.resets, e.sign_changes) for e in r.epochs]
+    return (a.status == b.status and a.acc_before_align == b.acc_before_align and a.acc_after_align == b.acc_after_align
+            and metrics(a) == metrics(b)
+            and all(torch.equal(a.extra["weights"][n], b.extra["weights"][n]) for n in a.extra["weights"]))
+
+
+def _both_ways(runs):
+    ensemble = train_ensemble(runs, keep_weights=True)
+    one_by_one = [train_run(r, keep_weights=True) for r in runs]
+    return ensemble, one_by_one
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [("float32", 1e-5), ("float64", 1e-9)])
+def test_reset_grid_ensemble_equals_one_by_one(dtype, tol) -> None:
+    study = load_study("xor5d", RESET_GRID + [f"dtype='{dtype}'"])
+    runs = plan(study)
+    assert len(runs) == 2 * 3 * (4 + 4 + 1)  # trials × sizes × (frozen conditions × resets + fluid)
+    ensemble, one_by_one = _both_ways(runs)
+    assert [r.key for r in ensemble] == [r.key for r in runs]  # results come back in the order given
+    for a, b in zip(ensemble, one_by_one):
+        assert a.status == "done" and len(a.epochs) == study.epochs
+        assert all(w.dtype == getattr(torch, dtype) for w in a.extra["weights"].values())
+        _assert_equivalent(a, b, tol)
+    # the comparison is not vacuous: frozen runs did reset weights, and fluid ones changed signs
+    assert sum(e.resets for r, res in zip(runs, ensemble) if r.condition.frozen for e in res.epochs) > 0
+    assert all(sum(sum(e.sign_changes.values()) for e in res.epochs) > 0
+               for r, res in zip(runs, ensemble) if not r.condition.frozen)
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [("float32", 1e-5), ("float64", 1e-9)])
+def test_template_with_zeros_ensemble_equals_one_by_one(tmp_path, dtype, tol) -> None:
+    study = _spin_study(tmp_path, [f"dtype='{dtype}'"])
+    runs = plan(study)
+    _, template = prepare_model(next(r for r in runs if r.condition.name == "spin_frozen"))
+    assert all(zeros > 0 for zeros, _, _ in template.counts().values())  # the templates really have zeros
+    ensemble, one_by_one = _both_ways(runs)
+    for run, a, b in zip(runs, ensemble, one_by_one):
+        assert a.status == "done"
+        _assert_equivalent(a, b, tol)
+        if run.condition.polarity == "proportions":
+            _, t = prepare_model(run)
+            zero = t["0.weight"] == 0
+            w = a.extra["weights"]["0.weight"]
+            if run.condition.frozen:  # frozen: weights where T = 0 stay exactly 0
+                assert torch.all(w[zero] == 0)
+
+
+def test_result_does_not_depend_on_ensemble_companions() -> None:
+    study = load_study("xor5d", ["trials=3", "epochs=3", "sizes=[8, 40, 100]", "resets=['posRand','flip']"])
+    runs = plan(study)
+    full = {r.key: r for r in train_ensemble(runs, keep_weights=True)}
+    # one trial alone, handed over in shuffled order: every size still has several members
+    subset = [r for r in runs if r.trial == 1]
+    random.Random(0).shuffle(subset)
+    part = train_ensemble(subset, keep_weights=True)
+    assert [r.key for r in part] == [r.key for r in subset]
+    for r in part:
+        assert _exactly_equal(r, full[r.key]), r.key
+    # a different mix of trials and conditions (frozen runs without their fluid twins)
+    mixed = [r for r in runs if r.trial != 1 and r.condition.frozen]
+    for r in train_ensemble(mixed, keep_weights=True):
+        assert _exactly_equal(r, full[r.key]), r.key
+
+
+def test_lone_member_agrees_with_full_ensemble_within_tolerance() -> None:
+    study = load_study("xor5d", ["trials=2", "epochs=3", "sizes=[8, 100]"])
+    runs = plan(study)
+    full = {r.key: r for r in train_ensemble(runs, keep_weights=True)}
+    for run in runs[::3]:
+        _assert_equivalent(train_ensemble([run], keep_weights=True)[0], full[run.key], 1e-6)
+
+
+def test_data_per_trial_ensemble_equals_one_by_one() -> None:
+    study = load_study("xor5d", ["trials=2", "epochs=2", "sizes=[8, 40]", "data_per_trial=true"])
+    runs = plan(study)
+    assert len({r.data_seed for r in runs}) == 2
+    ensemble, one_by_one = _both_ways(runs)
+    for a, b in zip(ensemble, one_by_one):
+        _assert_equivalent(a, b, 1e-5)
+
+
+def test_frozen_members_end_on_their_template(tmp_path) -> None:
+    study = _spin_study(tmp_path)
+    runs = plan(study)
+    results = train_ensemble(runs, keep_weights=True)
+    checked = defaultdict(int)
+    for run, result in zip(runs, results):
+        model, template = prepare_model(run)
+        model.load_state_dict(result.extra["weights"])
+        if run.condition.frozen:
+            assert pn.violations(model, template) == 0, (run.condition.name, run.reset)
+            if run.reset in ("posCon", "flip"):  # these resets keep every sign: no sign ever changes
+                assert all(v == 0 for e in result.epochs for v in e.sign_changes.values())
+            checked["frozen"] += 1
+        else:
+            assert sum(sum(e.sign_changes.values()) for e in result.epochs) > 0
+            checked["fluid"] += 1
+    assert checked["frozen"] == 48 and checked["fluid"] == 12
+
+
+def test_ensemble_rejects_mixed_hidden_sizes() -> None:
+    runs = plan(load_study("xor5d", ["trials=1", "epochs=1", "sizes=[8]", "hidden=[4, 8]"]))
+    assert all(supports(r) for r in runs)
+    with pytest.raises(ValueError, match="one hidden size"):
+        train_ensemble(runs)
+
+
+def test_ensemble_without_keep_weights_and_records_alignment() -> None:
+    runs = plan(load_study("xor5d", ["trials=1", "epochs=2", "sizes=[8, 40]"]))
+    results = train_ensemble(runs)
+    for run, r in zip(runs, results):
+        assert "weights" not in r.extra and r.extra["ensemble_size"] == len(runs)
+        assert 0 <= r.acc_before_align <= 1 and 0 <= r.acc_after_align <= 1
+        if run.condition.name in ("frozen_rand", "fluid_rand"):  # own signs: alignment changes nothing
+            assert r.acc_before_align == r.acc_after_align

@@ -1,0 +1,209 @@
+"""One run at a time: the controls the paper demands, frozen/fluid behaviour, non-finite losses."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import pytest
+import torch
+
+import polarnet as pn
+from polarnet.experiments import load_study, plan
+from polarnet.experiments.ensemble import train_ensemble
+from polarnet.experiments.trainer import prepare_model, run_data, train_run
+
+CONTROLS_TOML = """
+conditions = ["frozen_sufficient", "fluid_sufficient", "frozen_rand", "fluid_rand", "fluid_rand_twin"]
+sizes = [8, 40]
+hidden = [8, 16]
+trials = 2
+epochs = 3
+val_size = 300
+
+# a fluid net aligned to its own init signs: alignment is a no-op, so it must train exactly like fluid_rand
+[define_condition.fluid_rand_twin]
+polarity = "random"
+frozen = false
+"""
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def controls(tmp_path):
+    path = tmp_path / "controls.toml"
+    path.write_text(CONTROLS_TOML)
+    return load_study(path)
+
+
+def _by_point(runs):
+    """{(trial, n_train, hidden): {condition: run}}"""
+    out = defaultdict(dict)
+    for r in runs:
+        out[(r.trial, r.n_train, r.hidden)][r.condition.name] = r
+    return out
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _equal_states(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_seeds_are_shared_within_a_trial_and_differ_across_trials(controls) -> None:
+    runs = plan(controls)
+    points = _by_point(runs)
+    assert len(points) == 2 * 2 * 2
+    for (trial, n, hidden), by_condition in points.items():
+        assert set(by_condition) == set(controls.conditions)
+        for seed in ("init_seed", "order_seed", "data_seed", "val_seed", "template_seed"):
+            assert len({getattr(r, seed) for r in by_condition.values()}) == 1, (seed, trial, n, hidden)
+        # reset randomness is the condition's own; keys are distinct
+        assert len({r.reset_seed for r in by_condition.values()}) == len(by_condition)
+    assert len({r.key for r in runs}) == len(runs)
+    one = lambda trial, n=8, hidden=8: points[(trial, n, hidden)]["fluid_rand"]
+    assert one(0).init_seed != one(1).init_seed and one(0).order_seed != one(1).order_seed
+    assert one(0).order_seed != one(0, n=40).order_seed  # each size has its own batch order
+    assert one(0).val_seed == one(1).val_seed  # one validation set for the whole study
+    assert one(0).data_seed == one(1).data_seed  # nested training sets from one pool (data_per_trial=false)
+    # same trial and condition: the same data, validation set and training subset
+    d0, d1 = run_data(one(0)), run_data(points[(0, 8, 8)]["frozen_sufficient"])
+    assert torch.equal(d0.x, d1.x) and torch.equal(d0.x_val, d1.x_val) and torch.equal(d0.y_val, d1.y_val)
+
+
+def test_frozen_rand_and_fluid_rand_start_from_identical_weights(controls) -> None:
+    for (trial, n, hidden), c in _by_point(plan(controls)).items():
+        frozen, t_frozen = prepare_model(c["frozen_rand"])
+        fluid, t_fluid = prepare_model(c["fluid_rand"])
+        assert t_fluid is None and t_frozen is not None
+        before = _state(frozen)
+        assert _equal_states(before, _state(fluid))
+        pn.align(frozen, t_frozen)  # RAND polarity = the init's own signs: aligning changes nothing
+        assert _equal_states(_state(frozen), before)
+        # the Sufficient nets start from the same magnitude draw
+        sufficient, _ = prepare_model(c["frozen_sufficient"])
+        assert _equal_states(_state(sufficient), before)
+    first = _by_point(plan(controls))
+    a, b = prepare_model(first[(0, 8, 8)]["fluid_rand"])[0], prepare_model(first[(1, 8, 8)]["fluid_rand"])[0]
+    assert not torch.equal(a[0].weight, b[0].weight)  # trials draw different magnitudes
+
+
+def test_fluid_sufficient_starts_from_the_aligned_frozen_sufficient_weights(controls) -> None:
+    for key, c in _by_point(plan(controls)).items():
+        frozen, t_frozen = prepare_model(c["frozen_sufficient"])
+        fluid, t_fluid = prepare_model(c["fluid_sufficient"])
+        fresh = _state(fluid)
+        assert all(torch.equal(t_frozen[n], t_fluid[n]) for n in t_frozen) and list(t_frozen) == list(t_fluid)
+        pn.align(frozen, t_frozen)
+        pn.align(fluid, t_fluid)
+        aligned = _state(fluid)
+        assert _equal_states(aligned, _state(frozen)), key
+        # alignment kept the magnitudes of the shared draw (hidden signs as-is) and flipped some output signs
+        assert all(torch.equal(aligned[n].abs(), fresh[n].abs()) for n in aligned)
+        assert torch.equal(aligned["0.weight"], fresh["0.weight"])
+        assert not torch.equal(aligned["2.weight"], fresh["2.weight"])
+        assert pn.violations(fluid, t_fluid) == 0
+
+
+def test_alignment_accuracies_follow_the_controls(controls) -> None:
+    runs = [r for r in plan(controls) if r.hidden == 16 and r.n_train == 8]
+    results = {(r.trial, r.condition.name): train_run(r) for r in runs}
+    for trial in range(controls.trials):
+        res = lambda name: results[(trial, name)]
+        before = {res(name).acc_before_align for name in controls.conditions}
+        assert len(before) == 1  # one magnitude draw for every condition of the trial
+        assert res("frozen_rand").acc_after_align == res("fluid_rand").acc_after_align == res("fluid_rand").acc_before_align
+        assert res("fluid_sufficient").acc_after_align == res("frozen_sufficient").acc_after_align
+
+
+def test_conditions_of_a_trial_see_the_same_batches(controls) -> None:
+    """fluid_rand_twin differs from fluid_rand only in name (and so in key): same init, data,
+    batch order and validation set must give identical numbers, one by one and in an ensemble."""
+    runs = plan(controls)
+    points = _by_point(runs)
+    for key, c in points.items():
+        a, b = train_run(c["fluid_rand"], keep_weights=True), train_run(c["fluid_rand_twin"], keep_weights=True)
+        assert a.key != b.key
+        assert [vars(e) | {"wall": 0} for e in a.epochs] == [vars(e) | {"wall": 0} for e in b.epochs], key
+        assert all(torch.equal(a.extra["weights"][n], b.extra["weights"][n]) for n in a.extra["weights"])
+    group = [r for r in runs if r.hidden == 8]
+    ens = {(r.trial, r.n_train, r.condition.name): res for r, res in zip(group, train_ensemble(group))}
+    for trial, n, hidden in points:
+        if hidden == 8:
+            x, y = ens[(trial, n, "fluid_rand")], ens[(trial, n, "fluid_rand_twin")]
+            assert [vars(e) | {"wall": 0} for e in x.epochs] == [vars(e) | {"wall": 0} for e in y.epochs]
+    # and a different trial does not (the check above can fail)
+    a, b = train_run(points[(0, 40, 8)]["fluid_rand"]), train_run(points[(1, 40, 8)]["fluid_rand"])
+    assert a.epochs[0].train_loss != b.epochs[0].train_loss
+
+
+@pytest.mark.parametrize("reset", ["posRand", "posCon", "zero", "flip"])
+def test_frozen_run_ends_on_its_template_and_fluid_runs_change_signs(reset) -> None:
+    study = load_study("xor5d", ["trials=1", "epochs=5", "sizes=[40]", "hidden=[16]", f"resets=['{reset}']",
+                                 "val_size=200"])
+    resets = 0
+    for run in plan(study):
+        result = train_run(run, keep_weights=True)
+        assert result.status == "done" and len(result.epochs) == 5
+        model, template = prepare_model(run)
+        model.load_state_dict(result.extra["weights"])
+        changes = sum(sum(e.sign_changes.values()) for e in result.epochs)
+        if run.condition.frozen:
+            assert pn.violations(model, template) == 0
+            resets += sum(e.resets for e in result.epochs)
+        else:
+            assert changes > 0
+    assert resets > 0  # Freeze-SGD had work to do
+
+
+def test_non_finite_loss_fails_the_run(tmp_path) -> None:
+    path = tmp_path / "nan.toml"
+    path.write_text("""
+conditions = ["exploding", "fluid_rand"]
+sizes = [8, 40]
+trials = 1
+epochs = 4
+val_size = 200
+
+[define_condition.exploding]
+polarity = "random"
+frozen = false
+lr = 1e30
+""")
+    runs = plan(load_study(path))
+    alone = [train_run(r) for r in runs]
+    together = train_ensemble(runs)
+    for run, a, b in zip(runs, alone, together):
+        if run.condition.name == "exploding":
+            for r in (a, b):
+                assert r.status == "failed" and "non-finite loss" in r.reason
+                last = r.epochs[-1]
+                assert not (math.isfinite(last.train_loss) and math.isfinite(last.val_loss))
+                assert all(math.isfinite(e.train_loss) and math.isfinite(e.val_loss) for e in r.epochs[:-1])
+            assert len(a.epochs) == len(b.epochs) < 4 and a.reason == b.reason
+        else:  # the NaN member does not leak into the rest of the ensemble
+            assert a.status == b.status == "done" and len(b.epochs) == 4
+            assert [e.val_loss for e in a.epochs] == pytest.approx([e.val_loss for e in b.epochs], abs=1e-5)
+
+
+def test_train_run_keep_weights_and_epoch_records() -> None:
+    run = plan(load_study("xor5d", ["trials=1", "epochs=3", "sizes=[40]", "val_size=200"]))[0]
+    plain = train_run(run)
+    kept = train_run(run, keep_weights=True)
+    assert "weights" not in plain.extra
+    assert set(kept.extra["weights"]) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    assert [e.epoch for e in plain.epochs] == [1, 2, 3]
+    for e in plain.epochs:
+        assert 0 <= e.train_acc <= 1 and 0 <= e.val_acc <= 1 and e.wall >= 0 and e.resets >= 0
+        assert set(e.sign_changes) == {"0.weight", "2.weight"}
+        assert e.train_acc * run.n_train == pytest.approx(round(e.train_acc * run.n_train))
+    assert [e.val_loss for e in plain.epochs] == [e.val_loss for e in kept.epochs]  # deterministic
