@@ -61,14 +61,14 @@ def _check_chunks(runs, chunks, min_members=32):
 
 
 @pytest.mark.parametrize(("source", "overrides", "workers", "expected"), [
-    ("xor5d", [], 1, 4),  # 50 trials of 33 runs: about workers × 4 chunks
-    ("xor5d", [], 2, 8),
-    ("xor5d", [], 8, 25),  # 32 chunks wanted, but a chunk keeps whole trials: ceil(50 / 2)
+    ("xor5d", [], 1, 1),  # 50 trials of 33 runs: one chunk per worker
+    ("xor5d", [], 2, 2),
+    ("xor5d", [], 8, 8),  # ceil(50 / 8) = 7 trials a chunk: 8 chunks
     ("xor5d-width", ["trials=6"], 2, 32),  # one chunk per hidden size
     ("xor5d", ["trials=10", "sizes=[8]"], 2, 1),  # 30 runs: below min_members, one chunk
-    ("xor5d", ["trials=40", "sizes=[8]"], 2, 4),  # 3 runs a trial: 11 trials (33 runs) a chunk
+    ("xor5d", ["trials=40", "sizes=[8]"], 2, 2),  # 3 runs a trial: 20 trials a chunk
     ("xor5d", ["trials=3", "sizes=[8, 40]", "vectorize=false"], 2, 18),  # one run a chunk
-    ("xor5d-reset", ["trials=4", "sizes=[8, 100]", "hidden=[4, 8]"], 1, 4),  # 2 groups × 2 chunks of 36
+    ("xor5d-reset", ["trials=4", "sizes=[8, 100]", "hidden=[4, 8]"], 1, 2),  # 2 groups × 1 chunk of 72
 ])
 def test_make_chunks_covers_every_run_once(source, overrides, workers, expected) -> None:
     runs = plan(load_study(source, overrides))
@@ -88,7 +88,7 @@ def test_make_chunks_of_a_partial_todo_list() -> None:
 # -- local executor -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("overrides", [
-    # 8 trials × 33 runs: 4 chunks with one worker, 8 with two (different ensembles, same numbers)
+    # 8 trials × 33 runs: 1 chunk with one worker, 2 with two (different ensembles, same numbers)
     ["trials=8", "epochs=2", "val_size=200"],
     ["trials=2", "epochs=3", "sizes=[8, 40]", "val_size=200", "vectorize=false"],
 ])

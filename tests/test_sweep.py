@@ -136,7 +136,7 @@ def test_resume_retrains_exactly_the_missing_and_interrupted_runs(tmp_path, monk
 
     trained = []
     real = executors.compute_chunk
-    monkeypatch.setattr(executors, "compute_chunk", lambda specs, device: trained.extend(s.key for s in specs) or real(specs, device))
+    monkeypatch.setattr(executors, "compute_chunk", lambda specs, device, *rest: trained.extend(s.key for s in specs) or real(specs, device, *rest))
     summary = run_study(study, folder, workers=1, progress=False)
     assert sorted(trained) == sorted(deleted | interrupted)
     assert (summary.trained, summary.skipped, summary.failed) == (7, len(keys) - 7, 0)

@@ -7,12 +7,14 @@ with its name and the allowed values.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -72,7 +74,11 @@ class Study:
         return self.define_condition[name] if name in self.define_condition else CONDITIONS.get(name)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready settings."""
+        """JSON-ready settings (a fresh copy)."""
+        return copy.deepcopy(self._as_dict)
+
+    @cached_property
+    def _as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["define_condition"] = {k: c.to_dict() for k, c in self.define_condition.items()}
         return out

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -72,11 +72,13 @@ def _evaluate(w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, x: Tensor, y: Tens
     return torch.cat(losses), torch.cat(accs)
 
 
-def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu", keep_weights: bool = False) -> list[RunResult]:
+def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu", keep_weights: bool = False,
+                   on_epoch: Callable[[float], None] | None = None) -> list[RunResult]:
     """Train runs that share a study, a hidden size and a model as one ensemble.
 
     With ``keep_weights``, each run's final weights (as a ``state_dict`` of the MLP, on the
-    CPU) are in ``result.extra["weights"]``.
+    CPU) are in ``result.extra["weights"]``; ``on_epoch(len(specs) / epochs)`` is called after
+    every epoch (progress reporting).
 
     Example:
         >>> from .config import load_study
@@ -208,6 +210,8 @@ def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu",
             if not (math.isfinite(train_loss[m]) and math.isfinite(val_loss_l[m])):
                 alive[m] = False
                 results[m].status, results[m].reason = "failed", f"non-finite loss at epoch {epoch}"
+        if on_epoch is not None:
+            on_epoch(M / study.epochs)
     seconds = time.perf_counter() - start
     for m, r in enumerate(results):
         r.seconds = seconds / M

@@ -2,14 +2,20 @@
 
 Workers only compute; results come back to the driver, which alone writes the store. A
 chunk that raises becomes failed runs carrying the error, and the sweep goes on.
+
+An executor is ``executor(chunks, device, workers, address, progress)`` and yields
+``(chunk index, results)`` as chunks finish; where it can, it also calls
+``progress(chunk index, runs' worth of work)`` as epochs finish, in the driver process.
 """
 
 from __future__ import annotations
 
 import os
 import traceback
+import queue as queue_module
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from functools import partial
 from multiprocessing import get_context
 
 import torch
@@ -22,7 +28,8 @@ from .trainer import train_run
 
 __all__ = ["EXECUTORS", "compute_chunk", "resolve_device"]
 
-Executor = Callable[[Sequence[Sequence[RunSpec]], str, int, "str | None"], Iterator[list[RunResult]]]
+Progress = Callable[[int, float], None]
+Executor = Callable[..., Iterator[tuple[int, list[RunResult]]]]
 EXECUTORS: Registry[Executor] = Registry("executor")
 
 
@@ -42,48 +49,83 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def compute_chunk(specs: Sequence[RunSpec], device: str) -> list[RunResult]:
-    """Train a chunk (an ensemble when possible, else one run at a time); never raises."""
+def compute_chunk(specs: Sequence[RunSpec], device: str, on_epoch: Callable[[float], None] | None = None) -> list[RunResult]:
+    """Train a chunk (an ensemble when possible, else one run at a time); never raises.
+
+    ``on_epoch(runs)`` is told after every epoch how many runs' worth of work it finished.
+    """
     try:
         if len(specs) > 1 and specs[0].study.vectorize and supports(specs[0]):
-            return train_ensemble(specs, device)
-        return [_one(spec, device) for spec in specs]
+            return train_ensemble(specs, device, on_epoch=on_epoch)
+        return [_one(spec, device, on_epoch) for spec in specs]
     except Exception as e:  # a failing chunk must not take the sweep down
         reason = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
         return [RunResult(s.key, "failed", reason=reason, device=device) for s in specs]
 
 
-def _one(spec: RunSpec, device: str) -> RunResult:
+def _one(spec: RunSpec, device: str, on_epoch: Callable[[float], None] | None) -> RunResult:
     try:
-        return train_run(spec, device)
+        return train_run(spec, device, on_epoch=on_epoch)
     except Exception as e:
         return RunResult(spec.key, "failed", reason=f"{type(e).__name__}: {e}", device=device)
 
 
-def _worker_init(threads: int) -> None:
+_CHANNEL = None  # a worker's queue to the driver, set when the worker starts
+
+
+def _worker_init(threads: int, channel=None) -> None:
+    global _CHANNEL
     torch.set_num_threads(threads)
+    _CHANNEL = channel
+
+
+def _report(index: int, runs: float) -> None:
+    if _CHANNEL is not None:
+        _CHANNEL.put((index, runs))
+
+
+def _pooled_chunk(index: int, specs: Sequence[RunSpec], device: str) -> tuple[int, list[RunResult]]:
+    return index, compute_chunk(specs, device, partial(_report, index))
 
 
 @EXECUTORS.register("local")
-def local(chunks: Sequence[Sequence[RunSpec]], device: str, workers: int, address: str | None = None) -> Iterator[list[RunResult]]:
+def local(chunks: Sequence[Sequence[RunSpec]], device: str, workers: int, address: str | None = None,
+          progress: Progress | None = None) -> Iterator[tuple[int, list[RunResult]]]:
     """This machine: ``workers`` processes of one thread each (in-process when 1 or on CUDA)."""
     if workers <= 1 or device != "cpu" or len(chunks) == 1:
-        for chunk in chunks:
-            yield compute_chunk(chunk, device)
+        for index, chunk in enumerate(chunks):
+            on_epoch = partial(progress, index) if progress is not None else None
+            yield index, compute_chunk(chunk, device, on_epoch)
         return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(1,)) as pool:
-        pending = {pool.submit(compute_chunk, chunk, device) for chunk in chunks}
+    context = get_context("spawn")
+    channel = context.Queue()
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(1, channel)) as pool:
+        pending = {pool.submit(_pooled_chunk, i, chunk, device) for i, chunk in enumerate(chunks)}
         while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            _drain(channel, progress)
             for future in finished:
                 yield future.result()
+        _drain(channel, progress)
+
+
+def _drain(channel, progress: Progress | None) -> None:
+    while True:
+        try:
+            index, runs = channel.get_nowait()
+        except queue_module.Empty:
+            return
+        if progress is not None:
+            progress(index, runs)
 
 
 @EXECUTORS.register("ray")
-def ray_executor(chunks: Sequence[Sequence[RunSpec]], device: str, workers: int, address: str | None = None) -> Iterator[list[RunResult]]:
+def ray_executor(chunks: Sequence[Sequence[RunSpec]], device: str, workers: int, address: str | None = None,
+                 progress: Progress | None = None) -> Iterator[tuple[int, list[RunResult]]]:
     """A Ray cluster (``address``) or a local Ray instance; needs ``pip install polarnet[ray]``.
 
-    Checks that Ray can be imported when called, before the sweep writes anything.
+    Checks that Ray can be imported when called, before the sweep writes anything. Progress
+    is reported per finished chunk.
     """
     try:
         import ray
@@ -99,7 +141,7 @@ def _ray_stream(ray, chunks, device, workers, address):
                  num_cpus=None if address else max(1, workers))
     try:
         remote = ray.remote(num_cpus=1, num_gpus=1 if device.startswith("cuda") else 0)(_ray_chunk)
-        pending = [remote.remote(chunk, device) for chunk in chunks]
+        pending = [remote.remote(i, chunk, device) for i, chunk in enumerate(chunks)]
         while pending:
             finished, pending = ray.wait(pending, num_returns=1)
             yield ray.get(finished[0])
@@ -108,9 +150,9 @@ def _ray_stream(ray, chunks, device, workers, address):
             ray.shutdown()
 
 
-def _ray_chunk(specs: Sequence[RunSpec], device: str) -> list[RunResult]:
+def _ray_chunk(index: int, specs: Sequence[RunSpec], device: str) -> tuple[int, list[RunResult]]:
     torch.set_num_threads(1)
-    return compute_chunk(specs, device)
+    return index, compute_chunk(specs, device)
 
 
 def default_workers() -> int:

@@ -57,7 +57,7 @@ class RunSpec:
 
     def settings(self) -> dict[str, Any]:
         """Everything that determines the run's numbers (hashed into its key)."""
-        study = {k: v for k, v in self.study.to_dict().items() if k not in _NOT_IN_KEY}
+        study = {k: v for k, v in self.study._as_dict.items() if k not in _NOT_IN_KEY}
         condition = {k: v for k, v in self.condition.to_dict().items() if k != "description"}
         return {"study": study, "condition": condition, "n_train": self.n_train,
                 "hidden": self.hidden, "reset": self.reset, "trial": self.trial}

@@ -24,6 +24,7 @@ class Progress:
     def __init__(self, total: int, done: int = 0, stream: TextIO | None = None, every: float = 5.0,
                  enabled: bool = True) -> None:
         self.total, self.done, self.failed = total, done, 0
+        self.exact, self.finished = float(done), 0
         self.stream = stream if stream is not None else sys.stderr
         self.every, self.enabled = every, enabled
         self.start = self.last = time.monotonic()
@@ -36,17 +37,25 @@ class Progress:
 
     def update(self, runs: int, failed: int = 0) -> None:
         """Add finished runs (of which ``failed`` failed)."""
-        self.done += runs
+        self.advance(runs, finished=runs, failed=failed)
+
+    def advance(self, work: float, finished: int = 0, failed: int = 0) -> None:
+        """Add ``work`` runs' worth of progress (fractions of runs count too, as epochs finish)."""
+        self.exact += work
+        self.finished += finished
         self.failed += failed
+        whole = int(self.exact + 1e-9) - self.done
+        self.done += whole
         if not self.enabled:
             return
         if self.bar is not None:
-            self.bar.update(runs)
-            if self.failed:
+            if whole:
+                self.bar.update(whole)
+            if failed:
                 self.bar.set_postfix(failed=self.failed)
             return
         now = time.monotonic()
-        if now - self.last >= self.every or self.done >= self.total:
+        if now - self.last >= self.every or self.finished + self.start_done >= self.total:
             self.last = now
             self.stream.write(self._line(now) + "\n")
             self.stream.flush()

@@ -18,6 +18,7 @@ The database runs in WAL mode; only the sweep's driver process writes.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import socket
@@ -63,11 +64,12 @@ def software_versions() -> dict[str, str]:
     return {"polarnet": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
-def _finite(value: float | None) -> float | None:
-    """SQLite stores nan as NULL; keep inf/nan visible as NULL rather than crash."""
-    if value is None or value != value or value in (float("inf"), float("-inf")):
-        return None
-    return float(value)
+def _finite(value: float | None, isfinite=math.isfinite) -> float | None:
+    """nan and ±inf are stored as NULL (SQLite would turn nan into NULL anyway, inf into a REAL)."""
+    return value if value is not None and isfinite(value) else None
+
+
+_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 class Store:
@@ -132,20 +134,27 @@ class Store:
     def record(self, results: Sequence[RunResult]) -> None:
         """Write finished runs: epochs and final status together, atomically."""
         now = time.time()
+        keys = [r.key for r in results]
+        encode = _JSON.encode
         with self._transaction():
-            for r in results:
-                updated = self.db.execute(
-                    """UPDATE runs SET status=?, reason=?, acc_before_align=?, acc_after_align=?, finished=?,
-                       seconds=?, device=? WHERE key=?""",
-                    (r.status, r.reason, _finite(r.acc_before_align), _finite(r.acc_after_align), now, r.seconds,
-                     r.device, r.key)).rowcount
-                if updated != 1:
-                    raise KeyError(f"run {r.key} was never marked running; call mark_running first")
-                self.db.execute("DELETE FROM epochs WHERE run = ?", (r.key,))
-                self.db.executemany(
-                    "INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(r.key, e.epoch, _finite(e.train_loss), _finite(e.train_acc), _finite(e.val_loss),
-                      _finite(e.val_acc), e.resets, json.dumps(e.sign_changes), e.wall) for e in r.epochs])
+            known = set()
+            for start in range(0, len(keys), 500):  # SQLite limits the number of parameters
+                part = keys[start : start + 500]
+                known.update(k for (k,) in self.db.execute(
+                    f"SELECT key FROM runs WHERE key IN ({','.join('?' * len(part))})", part))
+            missing = [k for k in keys if k not in known]
+            if missing:
+                raise KeyError(f"run {missing[0]} was never marked running; call mark_running first")
+            self.db.executemany(
+                """UPDATE runs SET status=?, reason=?, acc_before_align=?, acc_after_align=?, finished=?, seconds=?,
+                   device=? WHERE key=?""",
+                [(r.status, r.reason, _finite(r.acc_before_align), _finite(r.acc_after_align), now, r.seconds, r.device,
+                  r.key) for r in results])
+            self.db.executemany("DELETE FROM epochs WHERE run = ?", [(k,) for k in keys])
+            self.db.executemany(
+                "INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.key, e.epoch, _finite(e.train_loss), _finite(e.train_acc), _finite(e.val_loss), _finite(e.val_acc),
+                  e.resets, encode(e.sign_changes), e.wall) for r in results for e in r.epochs])
 
     def counts(self) -> dict[str, int]:
         """Runs per status."""

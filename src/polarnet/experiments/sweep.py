@@ -36,13 +36,15 @@ class SweepSummary:
     seconds: float
 
 
-def make_chunks(runs: list[RunSpec], workers: int, target_per_worker: int = 4, min_members: int = 32) -> list[list[RunSpec]]:
+def make_chunks(runs: list[RunSpec], workers: int, target_per_worker: int = 1, min_members: int = 32) -> list[list[RunSpec]]:
     """Split runs into units of work.
 
     Vectorised runs are grouped by hidden size (an ensemble needs one shape), then split by
     trial into about ``workers × target_per_worker`` chunks, each with every condition and
     size of its trials, so chunks cost about the same; a chunk keeps at least
-    ``min_members`` runs when it can. Other runs are chunks of one.
+    ``min_members`` runs when it can. Other runs are chunks of one. One chunk per worker is
+    the default: the larger an ensemble, the less each of its steps costs per run (progress is
+    reported per epoch, so big chunks don't make the bar coarse).
     """
     groups: dict[int, list[RunSpec]] = defaultdict(list)
     chunks: list[list[RunSpec]] = []
@@ -88,12 +90,18 @@ def run_study(study: Study, folder: str | os.PathLike[str], *, executor: str = "
         bar = Progress(len(runs), len(runs) - len(todo), enabled=progress)
         failed = 0
         if todo:
-            stream = runner(make_chunks(todo, workers), device, workers, address)  # fails early, e.g. no Ray
+            partial_work: dict[int, float] = defaultdict(float)
+
+            def on_progress(index: int, runs: float) -> None:
+                partial_work[index] += runs
+                bar.advance(runs)
+
+            stream = runner(make_chunks(todo, workers), device, workers, address, on_progress)  # fails early (no Ray)
             store.mark_running(todo)
-            for results in stream:
+            for index, results in stream:
                 store.record(results)
                 n_failed = sum(r.status == "failed" for r in results)
                 failed += n_failed
-                bar.update(len(results), n_failed)
+                bar.advance(len(results) - partial_work.pop(index, 0.0), finished=len(results), failed=n_failed)
         bar.close()
     return SweepSummary(Path(folder), len(runs), len(runs) - len(todo), len(todo), failed, time.perf_counter() - start)

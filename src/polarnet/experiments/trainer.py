@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -47,10 +48,12 @@ def _evaluate(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:
     return binary_loss(logits, y).mean().item(), binary_correct(logits, y).mean().item()
 
 
-def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: bool = False) -> RunResult:
+def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: bool = False,
+              on_epoch: Callable[[float], None] | None = None) -> RunResult:
     """Train one run end to end and return its per-epoch record.
 
-    With ``keep_weights``, the final ``state_dict`` (on the CPU) is in ``result.extra["weights"]``.
+    With ``keep_weights``, the final ``state_dict`` (on the CPU) is in ``result.extra["weights"]``;
+    ``on_epoch(1 / epochs)`` is called after every epoch (progress reporting).
 
     Example:
         >>> from .config import load_study
@@ -98,6 +101,8 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
         train_loss = loss_sum / spec.n_train
         result.epochs.append(EpochRecord(epoch, train_loss, correct / spec.n_train, val_loss, val_acc, resets,
                                          tracker.update(), time.perf_counter() - tick))
+        if on_epoch is not None:
+            on_epoch(1 / study.epochs)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
             result.status, result.reason = "failed", f"non-finite loss at epoch {epoch}"
             break
