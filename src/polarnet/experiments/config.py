@@ -24,11 +24,10 @@ from ..freeze import RESETS
 from ..init import INITIALIZERS
 from ..models import MODELS
 from .conditions import CONDITIONS, MAGNITUDES, POLARITIES, Condition, condition_from_dict
+from .datasets import DATASET_LOADERS
 
-__all__ = ["Study", "load_study", "list_presets", "parse_override", "DATASETS"]
+__all__ = ["Study", "load_study", "list_presets", "parse_override"]
 
-#: datasets the engine can train on (issue 4 adds image datasets)
-DATASETS = ("xor",)
 _DTYPES = ("float32", "float64")
 
 
@@ -91,7 +90,7 @@ class Study:
             if not ok:
                 problems.append(message)
 
-        need(self.dataset in DATASETS, f"dataset={self.dataset!r}: choose one of {list(DATASETS)}")
+        need(self.dataset in DATASET_LOADERS, f"dataset={self.dataset!r}: choose one of {DATASET_LOADERS.names()}")
         need(":" in self.model or self.model in MODELS, f"model={self.model!r}: choose one of {MODELS.names()} or 'package.module:function'")
         need(self.dims >= 2, f"dims={self.dims}: must be >= 2")
         need(len(self.conditions) > 0, "conditions: name at least one")
