@@ -16,13 +16,6 @@ from polarnet.experiments.trainer import prepare_model, train_run
 RESET_GRID = ["trials=2", "epochs=4", "sizes=[8, 40, 100]", "resets=['posRand','posCon','zero','flip']"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _spin_study(tmp_path, extra=()):

@@ -13,7 +13,6 @@ import sys
 import time
 
 import pytest
-import torch
 
 from polarnet.cli import main
 from polarnet.experiments import Store, load_study, plan, run_study
@@ -22,12 +21,6 @@ from polarnet.experiments import executors
 TINY = ["trials=2", "epochs=3", "sizes=[8, 40]", "val_size=200"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _db(folder):
