@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from .layers import LayerSpec, layer_kind, named_tensors, select
+from .layers import LayerSpec, layer_kind, select
 from .registry import Registry
 from .template import PolarityTemplate
 

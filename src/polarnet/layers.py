@@ -17,7 +17,7 @@ import fnmatch
 from collections.abc import Mapping, Sequence
 from typing import Literal, Union
 
-import torch
+import torch  # noqa: F401 - the doctests use it
 from torch import Tensor, nn
 
 __all__ = ["LayerSpec", "select", "named_tensors", "layer_kind"]
