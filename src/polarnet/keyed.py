@@ -62,7 +62,7 @@ def keyed_uniform(seed: Tensor | int, step: Tensor | int, layer: Tensor | int, p
         layer_key = torch.tensor(_signed((layer * _K[3] + 1) & _MASK64), device=pos.device)
     x = _mix(x ^ layer_key)
     x = _mix(x ^ pos)
-    return (_shr(x, 40).to(torch.float64) * 2.0**-24).to(dtype)
+    return (_shr(x, 40).to(torch.float32) * 2.0**-24).to(dtype)  # 24-bit integers: exact in float32
 
 
 def reference_uniform(seed: int, step: int, layer: int, position: int) -> float:
