@@ -6,13 +6,14 @@ A name may also be ``"package.module:function"``, imported on use, for a model o
 from __future__ import annotations
 
 import importlib
+from collections import OrderedDict
 from collections.abc import Callable
 
 from torch import nn
 
 from .registry import Registry
 
-__all__ = ["MODELS", "register_model", "get_model", "list_models", "mlp"]
+__all__ = ["MODELS", "register_model", "get_model", "list_models", "mlp", "alexnet", "zfnet"]
 
 ModelFactory = Callable[..., nn.Module]
 MODELS: Registry[ModelFactory] = Registry("model")
@@ -70,3 +71,52 @@ def list_models() -> list[str]:
 def mlp(in_features: int = 5, hidden: int = 64, out_features: int = 1) -> nn.Sequential:
     """One hidden ReLU layer: the XOR-5D network of Wang et al. (one logit out)."""
     return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, out_features))
+
+
+@register_model("alexnet")
+def alexnet(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.5) -> nn.Module:
+    """torchvision's AlexNet (so torchvision's ImageNet weights and their signs fit its layers
+    by name), with a ``num_classes``-way head. Its adaptive pooling accepts inputs from 63×63 up.
+
+    Example:
+        >>> import torch
+        >>> get_model("alexnet")(torch.zeros(2, 3, 64, 64)).shape
+        torch.Size([2, 10])
+    """
+    from torchvision.models import alexnet as tv_alexnet
+
+    model = tv_alexnet(weights=None, num_classes=num_classes, dropout=dropout)
+    if in_channels != 3:
+        model.features[0] = nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2)
+    return model
+
+
+@register_model("zfnet")
+def zfnet(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.5) -> nn.Module:
+    """ZFNet (Zeiler & Fergus, 2014): AlexNet's plan with a 7×7/2 first layer and a 5×5/2 second
+    one, 96-256-384-384-256 filters, local response normalisation after the first two layers.
+    Laid out like torchvision's AlexNet (``features``, ``avgpool``, ``classifier``), so templates
+    and SPIN proportions line up layer by layer. Inputs from 64×64 up.
+
+    Example:
+        >>> import torch
+        >>> get_model("zfnet")(torch.zeros(2, 3, 64, 64)).shape
+        torch.Size([2, 10])
+    """
+    features = nn.Sequential(
+        nn.Conv2d(in_channels, 96, kernel_size=7, stride=2, padding=1), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2, padding=1), nn.LocalResponseNorm(5),
+        nn.Conv2d(96, 256, kernel_size=5, stride=2), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2, padding=1), nn.LocalResponseNorm(5),
+        nn.Conv2d(256, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+    )
+    classifier = nn.Sequential(
+        nn.Dropout(dropout), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
+        nn.Dropout(dropout), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
+        nn.Linear(4096, num_classes),
+    )
+    return nn.Sequential(OrderedDict(features=features, avgpool=nn.AdaptiveAvgPool2d((6, 6)), flatten=nn.Flatten(),
+                                     classifier=classifier))
