@@ -73,7 +73,8 @@ def test_unknown_condition_lists_known_ones():
 def test_condition_defaults_and_to_dict():
     c = Condition("c")
     assert c.to_dict() == {"name": "c", "polarity": "none", "frozen": False, "magnitudes": "fresh", "rule": None,
-                           "layers": "all", "reset": None, "lr": None, "description": ""}
+                           "layers": "all", "reset": None, "lr": None, "swap": 0.0, "swap_mode": "pattern",
+                           "description": ""}
 
 
 def test_register_condition_and_duplicates():
@@ -100,7 +101,8 @@ def test_condition_from_dict_names_unknown_keys(table, unknown):
         condition_from_dict("mine", table)
     message = str(e.value)
     assert f"unknown key(s) {unknown}" in message
-    assert "allowed: ['description', 'frozen', 'layers', 'lr', 'magnitudes', 'polarity', 'reset', 'rule']" in message
+    assert ("allowed: ['description', 'frozen', 'layers', 'lr', 'magnitudes', 'polarity', 'reset', 'rule', 'swap', "
+            "'swap_mode']") in message
 
 
 def test_registries_hold_the_documented_kinds():

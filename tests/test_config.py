@@ -208,7 +208,7 @@ def test_wrong_type_in_a_file_is_rejected(tmp_path):
     ("sizes=[]", "sizes=[]"),
     ("hidden=[0]", "hidden=[0]: positive integers"),
     ("model=nope", "model='nope': choose one of"),
-    ("dataset=mnist", "dataset='mnist': choose one of ['xor']"),
+    ("dataset=imagenet", "dataset='imagenet': choose one of ['cifar10', 'fashion_mnist', 'mnist', 'xor']"),
     ("init_linear=nope", "init_linear='nope': choose one of"),
 ])
 def test_invalid_values_are_rejected(override, fragment):
@@ -237,13 +237,13 @@ def test_model_may_be_a_module_function():
 
 def test_all_problems_are_listed_in_one_error():
     bad = ["trials=-1", "conditions=['nope']", "resets=['bogus']", "dtype=float16", "thresholds=[1.5]",
-           "sizes=[8, 8]", "model=nope", "dataset=mnist"]
+           "sizes=[8, 8]", "model=nope", "dataset=imagenet"]
     with pytest.raises(ValueError) as e:
         load_study("xor5d", bad)
     message = str(e.value)
     assert message.startswith("invalid study settings:")
     for fragment in ("trials=-1", "unknown 'nope'", "resets=['bogus']", "dtype='float16'", "thresholds=[1.5]",
-                     "sizes=[8, 8]", "model='nope'", "dataset='mnist'"):
+                     "sizes=[8, 8]", "model='nope'", "dataset='imagenet'"):
         assert fragment in message
     assert len(message.splitlines()) == 1 + len(bad)  # the header and one line per problem
 

@@ -11,7 +11,7 @@ from polarnet.models import MODELS, get_model, list_models, register_model
 @pytest.mark.parametrize("name", list_models())
 def test_every_registered_model_builds_and_runs(name) -> None:
     model = get_model(name)
-    x = torch.zeros(2, 5) if name == "mlp" else torch.zeros(2, 3, 64, 64)
+    x = {"mlp": torch.zeros(2, 5), "lenet": torch.zeros(2, 1, 28, 28)}.get(name, torch.zeros(2, 3, 64, 64))
     out = model(x)
     assert out.shape == ((2, 1) if name == "mlp" else (2, 10))
     assert len(pn.PolarityTemplate.random(model)) > 0

@@ -167,8 +167,11 @@ def test_key_is_the_hash_of_the_settings():
     settings = run.settings()
     assert set(settings) == {"study", "condition", "n_train", "hidden", "reset", "trial"}
     assert not {"name", "description", "sizes", "hidden", "trials", "vectorize", "conditions"} & set(settings["study"])
-    assert {"lr", "epochs", "seed", "batch_size", "dims", "val_size"} <= set(settings["study"])
-    assert settings["condition"] == {k: v for k, v in run.condition.to_dict().items() if k != "description"}
+    assert "epochs" in settings["study"]  # SMALL changes it from the default
+    assert not {"lr", "seed", "batch_size", "dims"} & set(settings["study"])  # defaults are left out (open_lth)
+    defaults = Condition(run.condition.name).to_dict()
+    assert settings["condition"] == {k: v for k, v in run.condition.to_dict().items()
+                                     if k == "name" or k != "description" and v != defaults[k]}
 
 
 def test_fluid_keys_do_not_depend_on_the_resets_axis():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from polarnet.experiments.config import load_study
+
 from polarnet.data import xor_pool
 from polarnet.experiments.datasets import load_data
 
@@ -132,7 +134,7 @@ def test_n_below_one_is_an_error(n):
 
 
 def test_load_data_uses_the_pool_and_validation_seeds():
-    d = load_data("xor", 40, 30, 5, 123, 456, "float64")
+    d = load_data(load_study("xor5d", ["val_size=30", "dtype='float64'"]), 40, 123, 456)
     x, y = xor_pool(40, 5, 123, dtype=torch.float64)
     xv, yv = xor_pool(30, 5, 456, dtype=torch.float64)
     assert torch.equal(d.x, x) and torch.equal(d.y, y) and torch.equal(d.x_val, xv) and torch.equal(d.y_val, yv)

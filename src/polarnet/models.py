@@ -13,7 +13,7 @@ from torch import nn
 
 from .registry import Registry
 
-__all__ = ["MODELS", "register_model", "get_model", "list_models", "mlp", "alexnet", "zfnet"]
+__all__ = ["MODELS", "register_model", "get_model", "list_models", "mlp", "alexnet", "zfnet", "lenet"]
 
 ModelFactory = Callable[..., nn.Module]
 MODELS: Registry[ModelFactory] = Registry("model")
@@ -120,3 +120,21 @@ def zfnet(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.5) -> 
     )
     return nn.Sequential(OrderedDict(features=features, avgpool=nn.AdaptiveAvgPool2d((6, 6)), flatten=nn.Flatten(),
                                      classifier=classifier))
+
+
+@register_model("lenet")
+def lenet(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+    """LeNet-5-style CNN for 28×28 inputs: small enough for quick studies and tests on a CPU.
+
+    Example:
+        >>> import torch
+        >>> get_model("lenet")(torch.zeros(2, 1, 28, 28)).shape
+        torch.Size([2, 10])
+    """
+    return nn.Sequential(OrderedDict(
+        features=nn.Sequential(nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                               nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2)),
+        flatten=nn.Flatten(),
+        classifier=nn.Sequential(nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                                 nn.Linear(84, num_classes)),
+    ))

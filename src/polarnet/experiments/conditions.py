@@ -43,6 +43,10 @@ class Condition:
         layers: which layers the template covers (see :func:`polarnet.select_layers`).
         reset: a reset rule that overrides the study's ``resets`` axis.
         lr: a learning rate that overrides the study's.
+        swap: Fluid SPIN (Igoe et al., Alg. 3): after every epoch, flip this fraction of the
+            template's nonzero entries, half positive, half negative (0: never).
+        swap_mode: ``"pattern"`` (the template moves; default) or ``"literal"`` — see
+            :func:`polarnet.fluid_spin_swap`.
         description: one line for reports.
     """
 
@@ -54,6 +58,8 @@ class Condition:
     layers: str = "all"
     reset: str | None = None
     lr: float | None = None
+    swap: float = 0.0
+    swap_mode: str = "pattern"
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,12 +109,13 @@ def condition_from_dict(name: str, table: dict[str, Any]) -> Condition:
                 continue
             expected = " or ".join("none" if k is type(None) else k.__name__ for k in kinds)
             raise ValueError(f"define_condition.{name}.{key}: expected {expected}, got {value!r}")
-    return Condition(name=name, **{k: float(v) if k == "lr" else v for k, v in table.items()})
+    return Condition(name=name, **{k: float(v) if k in ("lr", "swap") else v for k, v in table.items()})
 
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "polarity": (str,), "frozen": (bool,), "magnitudes": (str,), "rule": (str, type(None)), "layers": (str,),
-    "reset": (str, type(None)), "lr": (float, type(None)), "description": (str,),
+    "reset": (str, type(None)), "lr": (float, type(None)), "swap": (float,), "swap_mode": (str,),
+    "description": (str,),
 }
 
 
@@ -119,6 +126,21 @@ for _c in (
               description="Fluid-Net starting from Sufficient-Polarity"),
     Condition("frozen_rand", "random", True, description="Frozen-Net, RAND-Polarity (init signs fixed as-is)"),
     Condition("fluid_rand", "none", False, description="Fluid-Net, random init (ordinary training)"),
+    # Wang et al. §3-4 (image classification): the study's source is ImageNet (or any) weights
+    Condition("frozen_in_polarity", "source", True, description="Frozen-Net, IN-Polarity (source signs, fresh magnitudes)"),
+    Condition("fluid_in_polarity", "source", False, description="Fluid-Net starting from IN-Polarity"),
+    Condition("fluid_in_weight", "none", False, magnitudes="source",
+              description="Fluid-Net, IN-Weight: fine-tuning the source weights"),
+    Condition("frozen_in_weight", "source", True, magnitudes="source",
+              description="Frozen-Net, IN-Weight: source weights, signs kept"),
+    # Igoe et al.: only the convolutions are constrained
+    Condition("freeze_spin", "source_proportions", True, layers="conv",
+              description="Freeze SPIN: the source's per-layer sign proportions, random pattern, frozen"),
+    Condition("fluid_spin", "source_proportions", True, layers="conv", swap=0.5,
+              description="Fluid SPIN: as Freeze SPIN, half the signs swapped every epoch (proportions kept)"),
+    Condition("fluid_in", "none", False, magnitudes="source", description="Fluid IN: classic transfer learning"),
+    Condition("freeze_spin_file", "proportions", True, layers="conv",
+              description="Freeze SPIN with proportions from the study's proportions file (e.g. Igoe Table 1)"),
 ):
     register_condition(_c)
 
@@ -146,6 +168,13 @@ def _source(condition: Condition, model: nn.Module, study: Any, seed: int) -> Po
         raise ValueError(f"condition {condition.name!r} needs the study's source (--set source=FILE)")
     template, _ = transfer(load_state_dict(study.source), model, layers=condition.layers, seed=seed)
     return template
+
+
+@POLARITIES.register("source_proportions")
+def _source_proportions(condition: Condition, model: nn.Module, study: Any, seed: int) -> PolarityTemplate:
+    """SPIN from the source itself: its transferred template's per-layer proportions, a fresh pattern."""
+    signs = _source(condition, model, study, seed)
+    return PolarityTemplate.from_proportions(model, signs.proportions(), seed=seed)
 
 
 @POLARITIES.register("proportions")

@@ -65,6 +65,12 @@ class Study:
     learned_accuracy: float = 0.95
     source: str | None = None
     proportions: str | None = None
+    data_root: str | None = None
+    download: bool = False
+    subset: str = "stratified"
+    classes: tuple[int, ...] = ()
+    in_channels: int = 3
+    input_size: int = 0
     define_condition: dict[str, Condition] = field(default_factory=dict)
 
     # -- derived ----------------------------------------------------------------
@@ -106,13 +112,16 @@ class Study:
             c = self.condition(name) if (name in self.define_condition or name in CONDITIONS) else None
             if c is None:
                 continue
-            for needs in {c.polarity, c.magnitudes} & {"source", "proportions"}:
+            sources = {c.polarity, c.magnitudes, "source" if c.polarity == "source_proportions" else ""}
+            for needs in sources & {"source", "proportions"}:
                 value = getattr(self, needs)
                 need(value is not None,
                      f"condition {name!r} takes its {'weights' if needs == 'source' else 'proportions'} from the study's "
                      f"{needs!r} setting: set {needs} = \"FILE\" (--set {needs}=FILE)")
                 need(value is None or Path(value).is_file() or needs == "source" and _is_weights_name(value),
                      f"{needs}={value!r}: no such file")
+            need(0 <= c.swap <= 1, f"condition {name!r}: swap={c.swap}: a fraction in [0, 1]")
+            need(c.swap_mode in ("pattern", "literal"), f"condition {name!r}: swap_mode={c.swap_mode!r}: 'pattern' or 'literal'")
             if c.polarity == "rule":
                 need(c.rule in RULES, f"condition {name!r}: rule={c.rule!r}; choose one of {RULES.names()}")
         need(len(self.sizes) > 0 and all(s > 0 for s in self.sizes), f"sizes={list(self.sizes)}: positive integers, at least one")
@@ -128,6 +137,11 @@ class Study:
         for key in ("init_conv", "init_linear", "init_bias"):
             need(getattr(self, key) in INITIALIZERS, f"{key}={getattr(self, key)!r}: choose one of {INITIALIZERS.names()}")
         need(self.dtype in _DTYPES, f"dtype={self.dtype!r}: choose one of {list(_DTYPES)}")
+        need(self.subset in ("stratified", "first"), f"subset={self.subset!r}: choose 'stratified' or 'first'")
+        need(self.in_channels in (1, 3), f"in_channels={self.in_channels}: 1 or 3")
+        need(self.input_size >= 0, f"input_size={self.input_size}: 0 (the data's own size) or a size in pixels")
+        need(all(0 <= c <= 9 for c in self.classes) and len(set(self.classes)) == len(self.classes),
+             f"classes={list(self.classes)}: distinct class indices 0..9 (empty: all)")
         need(all(0 < t <= 1 for t in self.thresholds) and len(self.thresholds) > 0, f"thresholds={list(self.thresholds)}: accuracies in (0, 1]")
         need(0 < self.learned_accuracy <= 1, f"learned_accuracy={self.learned_accuracy}: an accuracy in (0, 1]")
         if problems:

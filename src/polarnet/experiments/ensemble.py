@@ -37,8 +37,9 @@ _LAYERS = ("0.weight", "2.weight")
 
 
 def supports(spec: RunSpec) -> bool:
-    """Whether the ensemble can train this run (the one-hidden-layer MLP on a binary task)."""
-    return spec.study.model == "mlp" and spec.study.dataset == "xor"
+    """Whether the ensemble can train this run (the one-hidden-layer MLP on a binary task,
+    without per-epoch template swaps)."""
+    return spec.study.model == "mlp" and spec.study.dataset == "xor" and not spec.condition.swap
 
 
 class _Layer:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Any
 
@@ -26,7 +26,9 @@ __all__ = ["RunSpec", "plan", "derive_seed", "estimate_cost"]
 
 # settings that choose which runs exist or how they are computed, not what a run computes
 _NOT_IN_KEY = {"name", "description", "conditions", "sizes", "hidden", "resets", "trials", "vectorize",
-               "define_condition", "thresholds", "learned_accuracy"}
+               "define_condition", "thresholds", "learned_accuracy", "data_root", "download"}
+_STUDY_DEFAULTS = Study()._as_dict
+_CONDITION_DEFAULTS = {f.name: f.default for f in fields(Condition)}
 
 
 def derive_seed(*parts: Any) -> int:
@@ -57,8 +59,11 @@ class RunSpec:
 
     def settings(self) -> dict[str, Any]:
         """Everything that determines the run's numbers (hashed into its key)."""
-        study = {k: v for k, v in self.study._as_dict.items() if k not in _NOT_IN_KEY}
-        condition = {k: v for k, v in self.condition.to_dict().items() if k != "description"}
+        # only what differs from the defaults (as open_lth does): a new setting with a default
+        # leaves the keys of existing runs, and so their stored results, valid
+        study = {k: v for k, v in self.study._as_dict.items() if k not in _NOT_IN_KEY and v != _STUDY_DEFAULTS[k]}
+        condition = {k: v for k, v in self.condition.to_dict().items()
+                     if k == "name" or k != "description" and v != _CONDITION_DEFAULTS[k]}
         return {"study": study, "condition": condition, "n_train": self.n_train,
                 "hidden": self.hidden, "reset": self.reset, "trial": self.trial}
 

@@ -1,6 +1,9 @@
 """Train one run as a plain PyTorch user would: an ``nn.Module``, ``torch.optim.Adam``,
 and :func:`polarnet.freeze`. The reference the vectorised ensemble must match, and the path
-for models the ensemble doesn't cover.
+for models the ensemble doesn't cover (image studies).
+
+Data are held as tensors on the device; batches are indexed there and turned into model
+input by the dataset's preparation (for images: normalise, repeat gray, resize).
 """
 
 from __future__ import annotations
@@ -12,12 +15,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ..dynamics import SignTracker
+from ..dynamics import SignTracker, fluid_spin_swap
 from ..freeze import freeze
 from ..init import align
 from ..models import get_model
 from .conditions import MAGNITUDES, POLARITIES
-from .datasets import Data, binary_correct, binary_loss, load_data
+from .datasets import Data, load_data, task_correct, task_loss
 from .plan import RunSpec
 from .results import EpochRecord, RunResult
 
@@ -26,8 +29,7 @@ __all__ = ["prepare_model", "train_run", "run_data"]
 
 def run_data(spec: RunSpec) -> Data:
     """The run's data: the study's pool (sized by its largest training set) and validation set."""
-    study = spec.study
-    return load_data(study.dataset, max(study.sizes), study.val_size, study.dims, spec.data_seed, spec.val_seed, study.dtype)
+    return load_data(spec.study, max(spec.study.sizes), spec.data_seed, spec.val_seed)
 
 
 def prepare_model(spec: RunSpec):
@@ -36,16 +38,25 @@ def prepare_model(spec: RunSpec):
     The model is not yet aligned; every condition of a trial gets the same magnitudes.
     """
     study, condition = spec.study, spec.condition
-    model = get_model(study.model, in_features=study.dims, hidden=spec.hidden).to(getattr(torch, study.dtype))
+    data = run_data(spec)
+    kwargs = dict(data.model_kwargs, **({"hidden": spec.hidden} if data.hidden_axis else {}))
+    model = get_model(study.model, **kwargs).to(getattr(torch, study.dtype))
     MAGNITUDES.get(condition.magnitudes)(condition, model, study, spec.init_seed)
     template = POLARITIES.get(condition.polarity)(condition, model, study, spec.template_seed)
     return model, template
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:
-    logits = model(x).squeeze(-1)
-    return binary_loss(logits, y).mean().item(), binary_correct(logits, y).mean().item()
+def _evaluate(model: nn.Module, data: Data, x: Tensor, y: Tensor, batch: int) -> tuple[float, float]:
+    was_training = model.training
+    model.eval()
+    loss = correct = 0.0
+    for start in range(0, len(x), batch):
+        out = model(data.inputs(x[start : start + batch]))
+        loss += task_loss(data.task, out, y[start : start + batch]).sum().item()
+        correct += task_correct(data.task, out, y[start : start + batch]).sum().item()
+    model.train(was_training)
+    return loss / len(x), correct / len(x)
 
 
 def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: bool = False,
@@ -64,22 +75,25 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
         ('done', 2)
     """
     start = time.perf_counter()
-    study = spec.study
+    study, condition = spec.study, spec.condition
     data = run_data(spec)
     x, y = data.x[: spec.n_train].to(device), data.y[: spec.n_train].to(device)
     x_val, y_val = data.x_val.to(device), data.y_val.to(device)
+    eval_batch = max(study.batch_size, 256)
     model, template = prepare_model(spec)
     model.to(device)
+    model.train()
     result = RunResult(spec.key, "done", device=str(device))
-    result.acc_before_align = _evaluate(model, x_val, y_val)[1]
+    result.acc_before_align = _evaluate(model, data, x_val, y_val, eval_batch)[1]
     if template is not None:
         align(model, template)
-    result.acc_after_align = _evaluate(model, x_val, y_val)[1]
+    result.acc_after_align = _evaluate(model, data, x_val, y_val, eval_batch)[1]
 
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr, eps=study.adam_eps)
     handle = None
-    if spec.condition.frozen and template is not None:
+    if condition.frozen and template is not None:
         handle = freeze(model, template, optimizer, spec.reset, study.eps, align=False, seed=spec.reset_seed)
+    swaps = torch.Generator().manual_seed(spec.template_seed)
     tracker = SignTracker(model)
     order = torch.Generator().manual_seed(spec.order_seed)
     for epoch in range(1, study.epochs + 1):
@@ -89,15 +103,17 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
         for batch in torch.randperm(spec.n_train, generator=order).split(study.batch_size):
             batch = batch.to(device)
             optimizer.zero_grad(set_to_none=True)
-            logits = model(x[batch]).squeeze(-1)
-            losses = binary_loss(logits, y[batch])
+            out = model(data.inputs(x[batch]))
+            losses = task_loss(data.task, out, y[batch])
             losses.mean().backward()
             optimizer.step()
             loss_sum += losses.detach().sum().item()
-            correct += binary_correct(logits.detach(), y[batch]).sum().item()
+            correct += task_correct(data.task, out.detach(), y[batch]).sum().item()
             if handle is not None:
                 resets += sum(handle.last_resets.values())
-        val_loss, val_acc = _evaluate(model, x_val, y_val)
+        if condition.swap and template is not None:  # Fluid SPIN: a new pattern with the same proportions
+            fluid_spin_swap(model, template, condition.swap, mode=condition.swap_mode, generator=swaps)
+        val_loss, val_acc = _evaluate(model, data, x_val, y_val, eval_batch)
         train_loss = loss_sum / spec.n_train
         result.epochs.append(EpochRecord(epoch, train_loss, correct / spec.n_train, val_loss, val_acc, resets,
                                          tracker.update(), time.perf_counter() - tick))
