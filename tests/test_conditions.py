@@ -73,8 +73,8 @@ def test_unknown_condition_lists_known_ones():
 def test_condition_defaults_and_to_dict():
     c = Condition("c")
     assert c.to_dict() == {"name": "c", "polarity": "none", "frozen": False, "magnitudes": "fresh", "rule": None,
-                           "layers": "all", "reset": None, "lr": None, "swap": 0.0, "swap_mode": "pattern",
-                           "description": ""}
+                           "layers": "all", "reset": None, "lr": None, "proportions": None, "swap": 0.0,
+                           "swap_mode": "pattern", "description": ""}
 
 
 def test_register_condition_and_duplicates():
@@ -101,8 +101,8 @@ def test_condition_from_dict_names_unknown_keys(table, unknown):
         condition_from_dict("mine", table)
     message = str(e.value)
     assert f"unknown key(s) {unknown}" in message
-    assert ("allowed: ['description', 'frozen', 'layers', 'lr', 'magnitudes', 'polarity', 'reset', 'rule', 'swap', "
-            "'swap_mode']") in message
+    assert ("allowed: ['description', 'frozen', 'layers', 'lr', 'magnitudes', 'polarity', 'proportions', 'reset', "
+            "'rule', 'swap', 'swap_mode']") in message
 
 
 def test_registries_hold_the_documented_kinds():
@@ -203,7 +203,7 @@ def test_polarity_proportions_gives_exact_counts(study, tmp_path):
 
 
 def test_polarity_proportions_without_file_is_a_clear_error(study):
-    with pytest.raises(ValueError, match=r"needs the study's proportions file \(--set proportions=FILE\)"):
+    with pytest.raises(ValueError, match=r"needs proportions \(the condition's or the study's proportions = FILE\)"):
         POLARITIES.get("proportions")(Condition("spin", "proportions", True), _model(), study, 0)
 
 

@@ -12,7 +12,9 @@ from polarnet.experiments.conditions import Condition
 from polarnet.experiments.config import Study, list_presets, load_study, parse_override
 from polarnet.experiments.plan import plan
 
-PRESETS = ["xor5d", "xor5d-reset", "xor5d-width"]
+PRESETS = sorted(["xor5d", "xor5d-reset", "xor5d-width", "fmnist-alexnet", "cifar10-alexnet", "spin-alexnet-cifar10",
+                  "spin-alexnet-fmnist", "spin-zfnet-cifar10", "spin-zfnet-fmnist", "spin-table1",
+                  "fmnist-split-transfer"])
 SIZES = (8, 20, 32, 40, 52, 60, 72, 80, 92, 100, 500)
 
 
@@ -36,7 +38,9 @@ def test_list_presets_names_and_descriptions():
 
 
 @pytest.mark.parametrize("name", PRESETS)
-def test_every_preset_loads_and_validates(name):
+def test_every_preset_loads_and_validates(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fmnist-classes-0-4.pt").write_bytes(b"")  # fmnist-split-transfer's source, made by pretrain
     study = load_study(name)
     assert isinstance(study, Study)
     assert study.name == name  # the name defaults to the preset's
@@ -44,6 +48,14 @@ def test_every_preset_loads_and_validates(name):
     # every value in the preset file is what the study holds (lists become tuples)
     raw = tomllib.loads((resources.files("polarnet.presets") / f"{name}.toml").read_text())
     raw.pop("quick")
+    for key, value in raw.pop("define_condition", {}).items():
+        condition = study.define_condition[key]
+        for field, expected in value.items():
+            got = getattr(condition, field)
+            if field == "proportions" and isinstance(expected, str):  # resolved beside the preset
+                assert got.endswith(expected), (key, field)
+            else:
+                assert (list(got) if isinstance(got, tuple) else got) == expected, (key, field)
     for key, value in raw.items():
         got = getattr(study, key)
         assert (list(got) if isinstance(got, tuple) else got) == value, key

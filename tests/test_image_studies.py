@@ -55,3 +55,71 @@ def test_image_prep_normalises_repeats_and_resizes() -> None:
     assert x.shape == (2, 3, 8, 8) and torch.allclose(x, torch.full_like(x, 2.0))  # (1 - 0.5) / 0.25
     with pytest.raises(ValueError, match="3-channel"):
         ImagePrep((0.5,) * 3, (0.25,) * 3, channels=1, size=0)(torch.zeros(1, 3, 4, 4, dtype=torch.uint8))
+
+
+@real_data
+def test_offline_transfer_study_pretrain_then_split(tmp_path, capsys, monkeypatch) -> None:
+    from polarnet.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "fmnist-split-transfer", "--quick", "--no-progress", "--out", "s"]) == 2
+    assert "polarnet pretrain --dataset fashion_mnist --classes 0,1,2,3,4" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+    assert main(["pretrain", "--dataset", "fashion_mnist", "--classes", "0,1,2,3,4", "--n-train", "1000",
+                 "--epochs", "2", "-o", "fmnist-classes-0-4.pt"]) == 0
+    assert "validation accuracy" in capsys.readouterr().out
+    assert main(["run", "fmnist-split-transfer", "--quick", "--no-progress", "--out", "s", "--set", "trials=1",
+                 "--set", "epochs=2", "--set", "sizes=[100]", "--set", "val_size=500"]) == 0
+    with Store(tmp_path / "s") as store:
+        facts, runs = store.study(), store.runs()
+    assert set(runs["status"]) == {"done"} and len(runs) == 6
+    assert [m[0] for m in facts["transfer_report"]["matched"]] == [
+        "features.0.weight", "features.3.weight", "classifier.0.weight", "classifier.2.weight", "classifier.4.weight"]
+    # IN-Weight conditions start from the source's weights: better than chance before any training
+    by_condition = runs.set_index("condition")
+    assert by_condition.loc["fluid_in_weight", "acc_after_align"] != by_condition.loc["fluid_rand", "acc_after_align"]
+
+
+@real_data
+def test_spin_conditions_keep_the_source_proportions(tmp_path) -> None:
+    source = tmp_path / "src.pt"
+    from polarnet.experiments.pretrain import pretrain
+
+    pretrain("fashion_mnist", source, n_train=300, epochs=1)
+    study = load_study("xor5d", SMALL_CNN + [f"source='{source}'", "conditions=['freeze_spin', 'fluid_spin']",
+                                             "sizes=[200]", "epochs=2", "val_size=300"])
+    expected = pn.PolarityTemplate.from_model(torch.load(source), layers="conv").proportions()
+    for run in plan(study):
+        model, template = prepare_model(run)
+        assert list(template) == ["features.0.weight", "features.3.weight"]  # conv only (Igoe)
+        for name, p in template.proportions().items():
+            assert p == pytest.approx(expected[name], abs=1 / template[name].numel())
+        result = train_run(run, keep_weights=True)
+        weights = result.extra["weights"]
+        for name, (p0, pn_, pp) in expected.items():
+            w = weights[name]
+            assert (w < 0).float().mean().item() == pytest.approx(pn_, abs=0.02), (run.condition.name, name)
+        if run.condition.name == "fluid_spin":  # the pattern moved, the proportions did not
+            assert sum(sum(e.sign_changes.values()) for e in result.epochs) > 0
+
+
+def test_missing_image_data_is_one_clear_error_before_any_run(tmp_path, capsys, monkeypatch) -> None:
+    from polarnet.cli import main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    assert main(["run", "spin-table1", "--quick", "--out", str(out), "--no-progress",
+                 "--data-root", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert "cifar10: data not found" in err and str(tmp_path / "nothing") in err and "--download" in err
+    assert not out.exists()
+
+
+def test_spin_table1_preset_defines_the_papers_settings() -> None:
+    study = load_study("spin-table1")
+    assert study.model == "zfnet" and study.dataset == "cifar10" and study.epochs == 20
+    assert study.condition("exp3_p0_0.1").proportions == (0.1, 0.45, 0.45)
+    assert study.condition("exp1_all_positive").proportions == (0.0, 0.0, 1.0)
+    table = pn.load_proportions(study.condition("table1_in").proportions)
+    assert table["features.4.weight"] == (0.5, 0.27, 0.23) and len(table) == 5
+    assert all(study.condition(c).layers == "conv" and study.condition(c).frozen for c in study.conditions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,10 +66,15 @@ def _run(args: argparse.Namespace) -> int:
     from .analysis.metrics import format_summary, run_metrics, summary_table
     from .experiments import Store, load_study, run_study
 
-    study = load_study(args.study, args.set or [], quick=args.quick)
+    overrides = list(args.set or [])
+    if args.data_root:
+        overrides.append(f"data_root={json.dumps(args.data_root)}")
+    if args.download:
+        overrides.append("download=true")
+    study = load_study(args.study, overrides, quick=args.quick)
     folder = Path(args.out) if args.out else Path("out") / (study.name + ("-quick" if args.quick else ""))
     summary = run_study(study, folder, executor=args.executor, workers=args.workers, device=args.device,
-                        address=args.address, progress=not args.no_progress)
+                        address=args.address, progress=not args.no_progress, retry_failed=args.retry_failed)
     print(f"{study.name}: {summary.trained} runs trained, {summary.skipped} already in {folder}, "
           f"{summary.failed} failed, {summary.seconds:.1f} s")
     with Store(folder) as store:
@@ -85,10 +91,39 @@ def _presets(args: argparse.Namespace) -> int:
     from .experiments import estimate_cost, list_presets, load_study
 
     for name, description in list_presets().items():
-        full, quick = estimate_cost(load_study(name)), estimate_cost(load_study(name, quick=True))
+        full = estimate_cost(load_study(name, validate=False))
+        quick = estimate_cost(load_study(name, quick=True, validate=False))
         print(f"{name:<24} {description}")
-        print(f"{'':<24} {full['runs']:,} runs, ~{full['seconds']:.0f} s on 2 CPU cores; "
-              f"--quick: {quick['runs']:,} runs, ~{quick['seconds']:.0f} s")
+        print(f"{'':<24} {full['runs']:,} runs, ~{_duration(full['seconds'])} on 2 CPU cores; "
+              f"--quick: {quick['runs']:,} runs, ~{_duration(quick['seconds'])}")
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``12 min``, ``3.5 h``, ``4.2 days``.
+
+    Example:
+        >>> _duration(90), _duration(7200), _duration(3 * 86400)
+        ('90 s', '2.0 h', '3.0 days')
+    """
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400 * 2:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from .experiments.pretrain import pretrain
+
+    classes = tuple(int(c) for c in args.classes.split(",")) if args.classes else ()
+    metrics = pretrain(args.dataset, args.output, arch=args.arch, classes=classes, n_train=args.n_train,
+                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, input_size=args.input_size,
+                       seed=args.seed, device=args.device, data_root=args.data_root, download=args.download)
+    print(f"wrote {args.output}: {args.arch} on {args.dataset}{' classes ' + args.classes if classes else ''}, "
+          f"{metrics['n_train']} images, validation accuracy {metrics['val_acc']:.3f}")
     return 0
 
 
@@ -166,8 +201,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="Ray cluster address (with --executor ray)")
     run.add_argument("--workers", type=int, help="processes (local) or CPUs (local Ray); default: all cores")
     run.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    run.add_argument("--data-root", help="where image datasets are (same as --set data_root=DIR)")
+    run.add_argument("--download", action="store_true", help="let torchvision download missing image data")
     run.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    run.add_argument("--retry-failed", action="store_true", help="train failed runs again (they are skipped otherwise)")
     run.set_defaults(func=_run)
+
+    pre = commands.add_parser("pretrain", help="train a source model to transfer polarities from (offline studies)")
+    pre.add_argument("--dataset", required=True, help="fashion_mnist | mnist | cifar10")
+    pre.add_argument("--classes", help="comma-separated class indices, e.g. 0,1,2,3,4 (default: all)")
+    pre.add_argument("--arch", default="lenet", help="a registered model (default lenet)")
+    pre.add_argument("-o", "--output", required=True, help="state-dict file to write (.pt)")
+    pre.add_argument("--n-train", type=int, default=6000)
+    pre.add_argument("--epochs", type=int, default=5)
+    pre.add_argument("--batch-size", type=int, default=100)
+    pre.add_argument("--lr", type=float, default=1e-3)
+    pre.add_argument("--input-size", type=int, default=0, help="resize to this size (0: the data's own)")
+    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--device", default="auto")
+    pre.add_argument("--data-root", help="where the dataset files are (see docs/images.md)")
+    pre.add_argument("--download", action="store_true", help="let torchvision download the data")
+    pre.set_defaults(func=_pretrain)
 
     presets = commands.add_parser("presets", help="list the built-in studies with their cost")
     presets.set_defaults(func=_presets)

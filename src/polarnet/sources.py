@@ -89,5 +89,5 @@ def _torchvision_weights(name: str, progress: bool) -> dict[str, Tensor]:
     except (urllib.error.URLError, OSError, RuntimeError) as e:
         raise SourceError(
             f"cannot download {name} from {weights.url} ({type(e).__name__}: {e}). Without internet, put the "
-            f"file at {cached} (the torch hub cache; set TORCH_HOME to move it) or pass a state-dict file instead"
+            f"file at {cached} (the torch hub cache; set TORCH_HOME to move it) or pass a state-dict file instead (in a study: --set source=FILE)"
         ) from None

@@ -143,7 +143,7 @@ def find_root(name: str, data_root: str | os.PathLike[str] | None = None, downlo
     hint = f"apt-get install {spec.debian_package}, or " if spec.debian_package else ""
     raise DataError(
         f"{name}: data not found. Looked in:\n  {looked}\nTo get it: {hint}run with --download when online, or put "
-        f"torchvision's files ({', '.join(spec.files()[:2])}, …) in {spec.folder(roots[0])} or set POLARNET_DATA."
+        f"torchvision's files ({', '.join(spec.files()[:2])}, …) in {spec.folder(roots[0])}, set POLARNET_DATA, or point a study at them with --set data_root=DIR."
     )
 
 

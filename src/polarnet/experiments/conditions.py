@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 from typing import Any
 
 from torch import nn
@@ -22,7 +23,7 @@ from ..template import PolarityTemplate
 from ..transfer import transfer
 
 __all__ = ["Condition", "CONDITIONS", "POLARITIES", "MAGNITUDES", "register_condition", "get_condition",
-           "condition_from_dict"]
+           "condition_from_dict", "source_state", "needs_source"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class Condition:
         layers: which layers the template covers (see :func:`polarnet.select_layers`).
         reset: a reset rule that overrides the study's ``resets`` axis.
         lr: a learning rate that overrides the study's.
+        proportions: for ``polarity="proportions"``: one ``[p0, p_neg, p_pos]`` for every
+            constrained layer, or a proportions JSON file; unset, the study's ``proportions``.
         swap: Fluid SPIN (Igoe et al., Alg. 3): after every epoch, flip this fraction of the
             template's nonzero entries, half positive, half negative (0: never).
         swap_mode: ``"pattern"`` (the template moves; default) or ``"literal"`` — see
@@ -58,6 +61,7 @@ class Condition:
     layers: str = "all"
     reset: str | None = None
     lr: float | None = None
+    proportions: tuple[float, ...] | str | None = None
     swap: float = 0.0
     swap_mode: str = "pattern"
     description: str = ""
@@ -109,12 +113,16 @@ def condition_from_dict(name: str, table: dict[str, Any]) -> Condition:
                 continue
             expected = " or ".join("none" if k is type(None) else k.__name__ for k in kinds)
             raise ValueError(f"define_condition.{name}.{key}: expected {expected}, got {value!r}")
-    return Condition(name=name, **{k: float(v) if k in ("lr", "swap") else v for k, v in table.items()})
+    values = {k: float(v) if k in ("lr", "swap") else v for k, v in table.items()}
+    if isinstance(values.get("proportions"), list):
+        values["proportions"] = tuple(float(v) for v in values["proportions"])
+    return Condition(name=name, **values)
 
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "polarity": (str,), "frozen": (bool,), "magnitudes": (str,), "rule": (str, type(None)), "layers": (str,),
     "reset": (str, type(None)), "lr": (float, type(None)), "swap": (float,), "swap_mode": (str,),
+    "proportions": (list, str, type(None)),
     "description": (str,),
 }
 
@@ -145,6 +153,17 @@ for _c in (
     register_condition(_c)
 
 
+@lru_cache(maxsize=2)
+def source_state(source: str) -> dict:
+    """The study's source weights, read once per process (AlexNet's are 233 MB)."""
+    return load_state_dict(source)
+
+
+def needs_source(condition: Condition) -> bool:
+    """Whether a condition reads the study's ``source`` weights."""
+    return condition.polarity in ("source", "source_proportions") or condition.magnitudes == "source"
+
+
 @POLARITIES.register("none")
 def _no_template(condition: Condition, model: nn.Module, study: Any, seed: int) -> None:
     return None
@@ -166,7 +185,7 @@ def _rule(condition: Condition, model: nn.Module, study: Any, seed: int) -> Pola
 def _source(condition: Condition, model: nn.Module, study: Any, seed: int) -> PolarityTemplate:
     if not getattr(study, "source", None):
         raise ValueError(f"condition {condition.name!r} needs the study's source (--set source=FILE)")
-    template, _ = transfer(load_state_dict(study.source), model, layers=condition.layers, seed=seed)
+    template, _ = transfer(source_state(study.source), model, layers=condition.layers, seed=seed)
     return template
 
 
@@ -179,9 +198,13 @@ def _source_proportions(condition: Condition, model: nn.Module, study: Any, seed
 
 @POLARITIES.register("proportions")
 def _proportions(condition: Condition, model: nn.Module, study: Any, seed: int) -> PolarityTemplate:
-    if not getattr(study, "proportions", None):
-        raise ValueError(f"condition {condition.name!r} needs the study's proportions file (--set proportions=FILE)")
-    return PolarityTemplate.from_proportions(model, load_proportions(study.proportions), seed=seed)
+    source = condition.proportions if condition.proportions is not None else getattr(study, "proportions", None)
+    if source is None:
+        raise ValueError(f"condition {condition.name!r} needs proportions (the condition's or the study's "
+                         f"proportions = FILE)")
+    if isinstance(source, str):
+        return PolarityTemplate.from_proportions(model, load_proportions(source), seed=seed)
+    return PolarityTemplate.from_proportions(model, tuple(source), seed=seed, layers=condition.layers)
 
 
 @MAGNITUDES.register("fresh")
@@ -195,5 +218,5 @@ def _copy_source(condition: Condition, model: nn.Module, study: Any, seed: int) 
         raise ValueError(f"condition {condition.name!r} needs the study's source (--set source=FILE)")
     _fresh(condition, model, study, seed)  # layers the source lacks keep a fresh draw
     own = model.state_dict()
-    weights = {k: v for k, v in load_state_dict(study.source).items() if k in own and own[k].shape == v.shape}
+    weights = {k: v for k, v in source_state(study.source).items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(weights, strict=False)

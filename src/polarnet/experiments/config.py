@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..builders import RULES
+from ..proportions import check_proportions
 from ..freeze import RESETS
 from ..init import INITIALIZERS
 from ..models import MODELS
@@ -64,6 +65,7 @@ class Study:
     thresholds: tuple[float, ...] = (0.8,)
     learned_accuracy: float = 0.95
     source: str | None = None
+    source_hint: str = ""
     proportions: str | None = None
     data_root: str | None = None
     download: bool = False
@@ -113,13 +115,23 @@ class Study:
             if c is None:
                 continue
             sources = {c.polarity, c.magnitudes, "source" if c.polarity == "source_proportions" else ""}
+            if c.proportions is not None:
+                sources.discard("proportions")
+                if isinstance(c.proportions, str):
+                    need(Path(c.proportions).is_file(), f"condition {name!r}: proportions={c.proportions!r}: no such file")
+                else:
+                    try:
+                        check_proportions(c.proportions, f"condition {name!r}: proportions")
+                    except ValueError as e:
+                        need(False, str(e))
             for needs in sources & {"source", "proportions"}:
                 value = getattr(self, needs)
                 need(value is not None,
                      f"condition {name!r} takes its {'weights' if needs == 'source' else 'proportions'} from the study's "
                      f"{needs!r} setting: set {needs} = \"FILE\" (--set {needs}=FILE)")
                 need(value is None or Path(value).is_file() or needs == "source" and _is_weights_name(value),
-                     f"{needs}={value!r}: no such file")
+                     f"{needs}={value!r}: no such file" + (f"; {self.source_hint}" if needs == "source" and
+                                                          self.source_hint else ""))
             need(0 <= c.swap <= 1, f"condition {name!r}: swap={c.swap}: a fraction in [0, 1]")
             need(c.swap_mode in ("pattern", "literal"), f"condition {name!r}: swap_mode={c.swap_mode!r}: 'pattern' or 'literal'")
             if c.polarity == "rule":
@@ -145,7 +157,8 @@ class Study:
         need(all(0 < t <= 1 for t in self.thresholds) and len(self.thresholds) > 0, f"thresholds={list(self.thresholds)}: accuracies in (0, 1]")
         need(0 < self.learned_accuracy <= 1, f"learned_accuracy={self.learned_accuracy}: an accuracy in (0, 1]")
         if problems:
-            raise ValueError("invalid study settings:\n  " + "\n  ".join(problems))
+            unique = list(dict.fromkeys(problems))  # conditions sharing a setting report it once
+            raise ValueError("invalid study settings:\n  " + "\n  ".join(unique))
         return self
 
 
@@ -226,8 +239,12 @@ def list_presets() -> dict[str, str]:
     return out
 
 
-def load_study(source: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = (), quick: bool = False) -> Study:
+def load_study(source: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = (), quick: bool = False,
+               validate: bool = True) -> Study:
     """Read a preset name or a TOML file, apply ``[quick]`` (with ``quick=True``) and overrides, validate.
+
+    ``validate=False`` skips the value checks (types are still checked): for listing presets
+    whose files don't exist yet.
 
     Raises:
         ValueError: unknown preset/file, unknown key, wrong type, or an invalid value.
@@ -238,6 +255,7 @@ def load_study(source: str | os.PathLike[str], overrides: list[str] | tuple[str,
         (3, 'xor5d')
     """
     text = _preset_text(str(source)) if not Path(source).suffix else None
+    base = Path(str(resources.files("polarnet.presets"))) if text is not None else Path(source).parent
     if text is None:
         path = Path(source)
         if not path.is_file():
@@ -257,5 +275,19 @@ def load_study(source: str | os.PathLike[str], overrides: list[str] | tuple[str,
     unknown = sorted(set(raw) - set(_FIELDS))
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown}; allowed: {sorted(_FIELDS)}")
+    _resolve_paths(raw, base)  # a preset's or a study file's own files sit beside it
     values = {key: _coerce(key, value) for key, value in raw.items()}
-    return Study(**values).validate()
+    study = Study(**values)
+    return study.validate() if validate else study
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    """Relative ``source``/``proportions`` files that exist beside the study file are taken from there."""
+    defined = raw.get("define_condition", {})
+    tables = [raw] + ([t for t in defined.values() if isinstance(t, dict)] if isinstance(defined, dict) else [])
+    for table in tables:
+        for key in ("source", "proportions"):
+            value = table.get(key)
+            if isinstance(value, str) and not Path(value).is_absolute() and not Path(value).exists() \
+                    and (base / value).is_file():
+                table[key] = str(base / value)

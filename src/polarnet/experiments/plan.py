@@ -26,7 +26,7 @@ __all__ = ["RunSpec", "plan", "derive_seed", "estimate_cost"]
 
 # settings that choose which runs exist or how they are computed, not what a run computes
 _NOT_IN_KEY = {"name", "description", "conditions", "sizes", "hidden", "resets", "trials", "vectorize",
-               "define_condition", "thresholds", "learned_accuracy", "data_root", "download"}
+               "define_condition", "thresholds", "learned_accuracy", "data_root", "download", "source_hint"}
 _STUDY_DEFAULTS = Study()._as_dict
 _CONDITION_DEFAULTS = {f.name: f.default for f in fields(Condition)}
 
@@ -120,15 +120,34 @@ def plan(study: Study) -> list[RunSpec]:
     return runs
 
 
+# measured on this project's 2-core reference machine: ms per image for a training step and
+# for evaluation, at a reference input size (forward + backward + Adam at batch 250-1000)
+_IMAGE_MS = {"alexnet": (4.4, 1.2, 64), "zfnet": (6.3, 2.2, 64), "lenet": (0.08, 0.05, 28)}
+
+
 def estimate_cost(study: Study) -> dict[str, float]:
     """Runs and training steps of a study, with a rough time on 2 CPU cores.
 
-    The time assumes the vectorised engine's measured throughput on this project's 2-core
-    reference machine (about 30,000 run-steps and 20 M validation samples per second for the XOR MLP); treat it as an
-    order of magnitude.
+    XOR studies use the vectorised engine's measured throughput (about 30,000 run-steps and
+    20 M validation samples per second); image studies the measured milliseconds per image
+    of their model (unknown models count as AlexNet), scaled with the input area. Treat it as
+    an order of magnitude.
+
+    Example:
+        >>> from .config import load_study
+        >>> estimate_cost(load_study("xor5d"))["runs"]
+        1650
     """
     runs = plan(study)
     steps = sum(math.ceil(r.n_train / study.batch_size) * study.epochs for r in runs)
-    evals = len(runs) * study.epochs * study.val_size
-    seconds = steps / 3e4 + evals / 2e7 + 3.0
+    if study.dataset == "xor":
+        evals = len(runs) * study.epochs * study.val_size
+        seconds = steps / 3e4 + evals / 2e7 + 3.0
+    else:
+        train_ms, eval_ms, size = _IMAGE_MS.get(study.model, _IMAGE_MS["alexnet"])
+        native = 32 if study.dataset == "cifar10" else 28
+        scale = ((study.input_size or native) / size) ** 2
+        images = sum(r.n_train for r in runs) * study.epochs
+        evals = len(runs) * (study.epochs + 2) * study.val_size
+        seconds = (images * train_ms + evals * eval_ms) * scale / 1e3 + 5.0
     return {"runs": len(runs), "steps": steps, "seconds": seconds}

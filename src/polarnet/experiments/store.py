@@ -115,9 +115,10 @@ class Store:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM study")}
 
     # -- runs ---------------------------------------------------------------------
-    def finished_keys(self) -> set[str]:
-        """Keys of runs that are done or failed (a resumed sweep skips them)."""
-        return {k for (k,) in self.db.execute("SELECT key FROM runs WHERE status IN ('done', 'failed')")}
+    def finished_keys(self, include_failed: bool = True) -> set[str]:
+        """Keys of runs that are done (and failed ones, by default): a resumed sweep skips them."""
+        statuses = "('done', 'failed')" if include_failed else "('done')"
+        return {k for (k,) in self.db.execute(f"SELECT key FROM runs WHERE status IN {statuses}")}
 
     def mark_running(self, specs: Iterable[RunSpec]) -> None:
         """Record that these runs started (an interrupted one stays ``running``)."""
@@ -129,7 +130,7 @@ class Store:
                 """INSERT INTO runs (key, condition, n_train, hidden, reset, trial, frozen, status, started, host,
                    versions, settings) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)
                    ON CONFLICT(key) DO UPDATE SET status='running', started=excluded.started, reason=NULL
-                   WHERE runs.status = 'running'""", rows)
+                   WHERE runs.status IN ('running', 'failed')""", rows)
 
     def record(self, results: Sequence[RunResult]) -> None:
         """Write finished runs: epochs and final status together, atomically."""

@@ -17,7 +17,10 @@ from pathlib import Path
 from .config import Study
 from .ensemble import supports
 from .executors import EXECUTORS, default_workers, resolve_device
+from .conditions import needs_source, source_state
 from .plan import RunSpec, plan
+from ..transfer import transfer
+from .trainer import prepare_model, run_data
 from .progress import Progress
 from .store import Store
 
@@ -64,9 +67,30 @@ def make_chunks(runs: list[RunSpec], workers: int, target_per_worker: int = 1, m
     return chunks
 
 
+def preflight(study: Study, runs: list[RunSpec]) -> dict:
+    """Load what every run needs — the data, the source weights — once, before any run is
+    marked: a missing dataset or weights file is one clear error, not a study of failed runs.
+
+    Returns study-level facts to store: the transfer report of the source onto the model.
+    """
+    facts: dict = {}
+    if not runs:
+        return facts
+    run_data(runs[0])
+    if study.source and any(needs_source(study.condition(c)) for c in study.conditions):
+        model, _ = prepare_model(runs[0])  # every run has the study's architecture
+        _, report = transfer(source_state(study.source), model)
+        facts["transfer_report"] = report.to_dict()
+        facts["transfer_report_text"] = str(report)
+    return facts
+
+
 def run_study(study: Study, folder: str | os.PathLike[str], *, executor: str = "local", workers: int | None = None,
-              device: str = "auto", address: str | None = None, progress: bool = True) -> SweepSummary:
+              device: str = "auto", address: str | None = None, progress: bool = True,
+              retry_failed: bool = False) -> SweepSummary:
     """Run (or resume) every run of ``study`` into ``folder/results.sqlite``.
+
+    Finished runs are skipped; failed ones too, unless ``retry_failed``.
 
     Example:
         >>> import tempfile
@@ -82,10 +106,11 @@ def run_study(study: Study, folder: str | os.PathLike[str], *, executor: str = "
     runner = EXECUTORS.get(executor)
     device = resolve_device(device)
     workers = workers or default_workers()
+    runs = plan(study)
+    facts = preflight(study, runs)
     with Store(folder) as store:
-        store.set_study({"settings": study.to_dict()})
-        runs = plan(study)
-        finished = store.finished_keys()
+        store.set_study({"settings": study.to_dict(), **facts})
+        finished = store.finished_keys(include_failed=not retry_failed)
         todo = [r for r in runs if r.key not in finished]
         bar = Progress(len(runs), len(runs) - len(todo), enabled=progress)
         failed = 0

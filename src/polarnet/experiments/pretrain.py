@@ -1,0 +1,46 @@
+"""``polarnet pretrain``: train a source model with polarnet itself, so a whole polarity-
+transfer study runs offline (e.g. pretrain on Fashion-MNIST classes 0–4, transfer to 5–9)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ..data.images import IMAGE_DATASETS
+from .config import Study
+from .executors import resolve_device
+from .plan import plan
+from .trainer import train_run
+
+__all__ = ["pretrain"]
+
+
+def pretrain(dataset: str, output: str | os.PathLike[str], *, arch: str = "lenet", classes: tuple[int, ...] = (),
+             n_train: int = 6000, epochs: int = 5, batch_size: int = 100, lr: float = 1e-3, input_size: int = 0,
+             in_channels: int | None = None, seed: int = 0, device: str = "auto", data_root: str | None = None,
+             download: bool = False) -> dict[str, float]:
+    """Train ``arch`` on ``dataset`` (optionally only some ``classes``) and save its state dict.
+
+    The training set is the first ``n_train`` images of the class-stratified order; validation
+    uses up to 10,000 test images of the same classes.
+
+    Returns:
+        ``{"val_acc": …, "val_loss": …, "n_train": …}`` of the last epoch.
+    """
+    if dataset not in IMAGE_DATASETS:
+        raise ValueError(f"pretrain: unknown image dataset {dataset!r}; choose one of {sorted(IMAGE_DATASETS)}")
+    channels = in_channels if in_channels is not None else IMAGE_DATASETS[dataset].channels
+    study = Study(name=f"pretrain-{dataset}", dataset=dataset, model=arch, conditions=("fluid_rand",), sizes=(n_train,),
+                  trials=1, epochs=epochs, batch_size=batch_size, lr=lr, val_size=10000, seed=seed, classes=tuple(classes),
+                  in_channels=channels, input_size=input_size, init_linear="glorot_uniform", init_bias="zeros",
+                  data_root=data_root, download=download, vectorize=False).validate()
+    result = train_run(plan(study)[0], resolve_device(device), keep_weights=True)
+    if result.status != "done":
+        raise RuntimeError(f"pretraining failed: {result.reason}")
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(result.extra["weights"], output)
+    last = result.epochs[-1]
+    return {"val_acc": last.val_acc, "val_loss": last.val_loss, "n_train": n_train}
