@@ -23,6 +23,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_freeze.py
 	$(PY) benchmarks/bench_xor5d.py
+	$(PY) benchmarks/bench_images.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
