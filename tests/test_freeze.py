@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from helpers import assert_unchanged, snapshot
+
 import polarnet
 from polarnet import RESETS, Enforcer, FreezeHandle, PolarityTemplate, enforce, freeze, register_reset, violations
 
@@ -18,15 +20,6 @@ BUILTIN_RESETS = ["flip", "posCon", "posRand", "zero"]
 
 
 # --------------------------------------------------------------------------- helpers
-def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _assert_unchanged(model: nn.Module, before: dict[str, torch.Tensor]) -> None:
-    after = model.state_dict()
-    assert list(after) == list(before)
-    for k, v in before.items():
-        assert torch.equal(after[k], v), f"{k} changed"
 
 
 def _check_invariant(model: nn.Module, t: PolarityTemplate) -> None:
@@ -373,7 +366,7 @@ def test_freeze_align_flag(do_align):
     torch.manual_seed(1)
     model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
     t = PolarityTemplate.random(model, seed=5)
-    before = _snapshot(model)
+    before = snapshot(model)
     assert violations(model, t) > 0
     freeze(model, t, torch.optim.Adam(model.parameters()), align=do_align)
     if do_align:
@@ -384,7 +377,7 @@ def test_freeze_align_flag(do_align):
             assert torch.equal(torch.sign(w), t[name].float())
         assert torch.equal(model[0].bias, before["0.bias"])
     else:
-        _assert_unchanged(model, before)
+        assert_unchanged(model, before)
 
 
 def test_template_edit_after_freeze_is_picked_up():
@@ -410,7 +403,7 @@ def test_state_dict_roundtrip_after_training():
     fresh = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     fresh.load_state_dict(model.state_dict())
     assert violations(fresh, t) == 0
-    _assert_unchanged(fresh, _snapshot(model))
+    assert_unchanged(fresh, snapshot(model))
 
 
 # --------------------------------------------------------------------------- clear_state
@@ -616,7 +609,7 @@ def test_bad_arguments_raise_and_change_nothing(case, entry):
     model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
     t = PolarityTemplate.random(model, seed=9)
     assert violations(model, t) > 0
-    before = _snapshot(model)
+    before = snapshot(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     with pytest.raises(exc) as err:
         if entry == "freeze":
@@ -629,12 +622,12 @@ def test_bad_arguments_raise_and_change_nothing(case, entry):
     if kwargs.get("reset"):
         for n in BUILTIN_RESETS:
             assert n in str(err.value)
-    _assert_unchanged(model, before)
+    assert_unchanged(model, before)
     # no hook: a step leaves the violations in place
     opt.zero_grad()
     model(torch.randn(3, 4)).sum().backward()
     opt.step()
-    _assert_unchanged(model, before)
+    assert_unchanged(model, before)
 
 
 @pytest.mark.parametrize("bad", ["missing", "shape"])
@@ -646,29 +639,29 @@ def test_template_mismatch_raises_and_changes_nothing(bad):
         t = PolarityTemplate({"0.weight": good, "5.weight": torch.ones(2, 6)})
     else:
         t = PolarityTemplate({"0.weight": good, "2.weight": torch.ones(6, 2)})
-    before = _snapshot(model)
+    before = snapshot(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     for call in (lambda: freeze(model, t, opt), lambda: Enforcer(model, t), lambda: enforce(model, t),
                  lambda: violations(model, t)):
         with pytest.raises(ValueError, match="5.weight" if bad == "missing" else "2.weight"):
             call()
-        _assert_unchanged(model, before)
+        assert_unchanged(model, before)
     opt.zero_grad()
     model(torch.randn(3, 4)).sum().backward()
     opt.step()
-    _assert_unchanged(model, before)
+    assert_unchanged(model, before)
 
 
 def test_clear_state_without_optimizer_raises():
     torch.manual_seed(0)
     model = nn.Linear(4, 3)
     t = PolarityTemplate.random(model, seed=9)
-    before = _snapshot(model)
+    before = snapshot(model)
     with pytest.raises(ValueError, match="clear_state"):
         Enforcer(model, t, clear_state=True)
     with pytest.raises((ValueError, TypeError)):
         freeze(model, t, None, clear_state=True)
-    _assert_unchanged(model, before)
+    assert_unchanged(model, before)
 
 
 @pytest.mark.parametrize("not_an_optimizer", [None, "adam", object(), [torch.zeros(1)]])
@@ -677,10 +670,10 @@ def test_freeze_rejects_non_optimizer(not_an_optimizer):
     model = nn.Linear(4, 3)
     t = PolarityTemplate.random(model, seed=9)
     assert violations(model, t) > 0
-    before = _snapshot(model)
+    before = snapshot(model)
     with pytest.raises(TypeError, match="Optimizer"):
         freeze(model, t, not_an_optimizer)
-    _assert_unchanged(model, before)  # align=True did not run
+    assert_unchanged(model, before)  # align=True did not run
 
 
 # --------------------------------------------------------------------------- seeds
@@ -699,7 +692,7 @@ def test_seeded_resets_reproducible():
             model(x).pow(2).mean().backward()
             opt.step()
         assert handle.total_resets > 0
-        return _snapshot(model)
+        return snapshot(model)
 
     a, b, c = run(5, global_seed=1), run(5, global_seed=2), run(6, global_seed=1)
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -8,6 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import assert_unchanged, snapshot
+
 import polarnet
 from polarnet import INITIALIZERS, PolarityTemplate, align, init_magnitudes, register_initializer
 
@@ -15,15 +17,6 @@ from polarnet import INITIALIZERS, PolarityTemplate, align, init_magnitudes, reg
 TRUNC_STD = 0.8796256610342398
 
 
-def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _assert_unchanged(model: nn.Module, before: dict[str, torch.Tensor]) -> None:
-    after = model.state_dict()
-    assert list(after) == list(before)
-    for k, v in before.items():
-        assert torch.equal(after[k], v), f"{k} changed"
 
 
 def _mixed_net() -> nn.Sequential:
@@ -53,9 +46,9 @@ def test_init_magnitudes_reproducible_for_a_seed():
         if na.endswith("weight") and pa.dim() >= 2:
             assert torch.equal(pa, pb), na
     # calling again with the same seed gives the same numbers again
-    first = _snapshot(a)
+    first = snapshot(a)
     init_magnitudes(a, seed=7)
-    _assert_unchanged(a, first)
+    assert_unchanged(a, first)
 
 
 def test_init_magnitudes_different_seeds_differ():
@@ -152,7 +145,7 @@ def test_initializer_names_can_be_swapped():
 
 def test_layers_selects_which_weights_are_redrawn():
     net = _mixed_net()
-    before = _snapshot(net)
+    before = snapshot(net)
     init_magnitudes(net, seed=0, layers="conv")
     after = net.state_dict()
     assert not torch.equal(after["0.weight"], before["0.weight"])
@@ -163,7 +156,7 @@ def test_layers_selects_which_weights_are_redrawn():
 
 def test_bias_none_leaves_biases_untouched():
     net = _mixed_net()
-    before = _snapshot(net)
+    before = snapshot(net)
     init_magnitudes(net, seed=0)
     after = net.state_dict()
     for k in before:
@@ -192,14 +185,14 @@ def test_bias_zeros_zeroes_biases_and_keeps_weight_draws():
 @pytest.mark.parametrize("kw", [{"conv": "nope"}, {"linear": "nope"}, {"bias": "nope"}])
 def test_unknown_initializer_raises_listing_names(kw):
     net = _mixed_net()
-    before = _snapshot(net)
+    before = snapshot(net)
     with pytest.raises(ValueError) as err:
         init_magnitudes(net, seed=0, **kw)
     msg = str(err.value)
     assert "nope" in msg
     for name in ("glorot_normal", "glorot_uniform", "zeros"):
         assert name in msg
-    _assert_unchanged(net, before)
+    assert_unchanged(net, before)
 
 
 def test_register_initializer_custom_and_duplicate():
@@ -289,7 +282,7 @@ def test_align_channels_last():
 @pytest.mark.parametrize("bad", ["missing", "shape"])
 def test_align_mismatch_raises_before_any_change(bad):
     net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
-    before = _snapshot(net)
+    before = snapshot(net)
     # the good layer comes first and would flip many signs if applied
     good = -torch.sign(net[0].weight.detach()).to(torch.int8)
     if bad == "missing":
@@ -299,7 +292,7 @@ def test_align_mismatch_raises_before_any_change(bad):
     with pytest.raises(ValueError) as err:
         align(net, t)
     assert ("9.weight" if bad == "missing" else "2.weight") in str(err.value)
-    _assert_unchanged(net, before)
+    assert_unchanged(net, before)
 
 
 def test_xor_truncated_normal():
