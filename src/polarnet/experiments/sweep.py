@@ -117,9 +117,9 @@ def run_study(study: Study, folder: str | os.PathLike[str], *, executor: str = "
         if todo:
             partial_work: dict[int, float] = defaultdict(float)
 
-            def on_progress(index: int, runs: float) -> None:
-                partial_work[index] += runs
-                bar.advance(runs)
+            def on_progress(index: int, work: float) -> None:
+                partial_work[index] += work
+                bar.advance(work)
 
             stream = runner(make_chunks(todo, workers), device, workers, address, on_progress)  # fails early (no Ray)
             store.mark_running(todo)
