@@ -86,8 +86,8 @@ def main() -> None:
           f"{device.type}{' ' + str(torch.get_num_threads()) + ' threads' if device.type == 'cpu' else ''}, {extras}; "
           f"median of {args.epochs} epochs each")
     print(f"plain PyTorch loop: {p:8.1f} images/s")
-    print(f"Frozen-Net (freeze): {f:8.1f} images/s  -> {1 - f / p:+.1%} slower "
-          f"(target within {'3' if device.type == 'cuda' else '5'}%)")
+    print(f"Frozen-Net (freeze): {f:8.1f} images/s  -> throughput {f / p - 1:+.1%} vs the plain loop "
+          f"(target: at most {'3' if device.type == 'cuda' else '5'}% slower)")
 
 
 if __name__ == "__main__":
