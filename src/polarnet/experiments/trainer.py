@@ -98,7 +98,9 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
     order = torch.Generator().manual_seed(spec.order_seed)
     for epoch in range(1, study.epochs + 1):
         tick = time.perf_counter()
-        loss_sum = correct = 0.0
+        # accumulated on the device: no host sync per step
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.float64, device=device)
         resets = 0
         for batch in torch.randperm(spec.n_train, generator=order).split(study.batch_size):
             batch = batch.to(device)
@@ -107,15 +109,15 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
             losses = task_loss(data.task, out, y[batch])
             losses.mean().backward()
             optimizer.step()
-            loss_sum += losses.detach().sum().item()
-            correct += task_correct(data.task, out.detach(), y[batch]).sum().item()
+            loss_sum += losses.detach().sum().double()
+            correct += task_correct(data.task, out.detach(), y[batch]).sum().double()
             if handle is not None:
                 resets += sum(handle.last_resets.values())
         if condition.swap and template is not None:  # Fluid SPIN: a new pattern with the same proportions
             fluid_spin_swap(model, template, condition.swap, mode=condition.swap_mode, generator=swaps)
         val_loss, val_acc = _evaluate(model, data, x_val, y_val, eval_batch)
-        train_loss = loss_sum / spec.n_train
-        result.epochs.append(EpochRecord(epoch, train_loss, correct / spec.n_train, val_loss, val_acc, resets,
+        train_loss = loss_sum.item() / spec.n_train
+        result.epochs.append(EpochRecord(epoch, train_loss, correct.item() / spec.n_train, val_loss, val_acc, resets,
                                          tracker.update(), time.perf_counter() - tick))
         if on_epoch is not None:
             on_epoch(1 / study.epochs)
