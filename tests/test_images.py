@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 import struct
 
@@ -139,7 +140,8 @@ def test_stratified_order_is_nested_and_balanced() -> None:
     assert not torch.equal(stratified_order(labels, seed=4), order)
 
 
-@pytest.mark.skipif(not images.Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file(),
+@pytest.mark.skipif(not images.Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file()
+                    and not os.environ.get("POLARNET_REQUIRE_REAL_DATA"),
                     reason="the Debian package dataset-fashion-mnist is not installed")
 def test_real_fashion_mnist_from_the_debian_package() -> None:
     x, y = load_images("fashion_mnist", False)

@@ -154,8 +154,11 @@ for _c in (
 
 
 @lru_cache(maxsize=2)
-def source_state(source: str) -> dict:
-    """The study's source weights, read once per process (AlexNet's are 233 MB)."""
+def source_state(source: str) -> dict | PolarityTemplate:
+    """The study's source, read once per process (AlexNet's weights are 233 MB): a state dict,
+    or a :class:`~polarnet.PolarityTemplate` for a template file (``.plt``), which carries signs only."""
+    if str(source).endswith(".plt"):
+        return PolarityTemplate.load(source)
     return load_state_dict(source)
 
 
@@ -218,5 +221,9 @@ def _copy_source(condition: Condition, model: nn.Module, study: Any, seed: int) 
         raise ValueError(f"condition {condition.name!r} needs the study's source (--set source=FILE)")
     _fresh(condition, model, study, seed)  # layers the source lacks keep a fresh draw
     own = model.state_dict()
-    weights = {k: v for k, v in source_state(study.source).items() if k in own and own[k].shape == v.shape}
+    state = source_state(study.source)
+    if isinstance(state, PolarityTemplate):
+        raise ValueError(f"condition {condition.name!r} copies the source's weights, but {study.source} is a template "
+                         f"file (signs only): use a .pt/.pth/.safetensors file or a torchvision weights name")
+    weights = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(weights, strict=False)
