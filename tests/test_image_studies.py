@@ -158,3 +158,14 @@ def test_pretrained_source_onto_other_channels_and_head_and_template_file_source
                                            "epochs=1", "val_size=200"])
     with pytest.raises(ValueError, match="template file"):
         prepare_model(plan(bad)[0])
+
+
+@real_data
+@pytest.mark.parametrize("options", [["channels_last=true"], ["amp=true"]])
+def test_channels_last_and_mixed_precision_keep_the_template(options) -> None:
+    run = plan(load_study("xor5d", SMALL_CNN + ["sizes=[200]", "epochs=1", "val_size=300"] + options))[0]
+    result = train_run(run, keep_weights=True)
+    assert result.status == "done" and result.epochs[-1].val_acc > 0.2
+    model, template = prepare_model(run)
+    model.load_state_dict(result.extra["weights"])
+    assert pn.violations(model, template) == 0

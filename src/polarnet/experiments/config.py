@@ -73,6 +73,8 @@ class Study:
     classes: tuple[int, ...] = ()
     in_channels: int = 3
     input_size: int = 0
+    amp: bool = False
+    channels_last: bool = False
     define_condition: dict[str, Condition] = field(default_factory=dict)
 
     # -- derived ----------------------------------------------------------------

@@ -81,8 +81,14 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
     x_val, y_val = data.x_val.to(device), data.y_val.to(device)
     eval_batch = max(study.batch_size, 256)
     model, template = prepare_model(spec)
-    model.to(device)
+    memory = torch.channels_last if study.channels_last else torch.preserve_format
+    model.to(device, memory_format=memory)
     model.train()
+    # mixed precision: bf16 autocast on the CPU; fp16 with a gradient scaler on CUDA (a skipped
+    # step never calls optimizer.step(), so Freeze-SGD's hook only runs after real updates)
+    device_type = torch.device(device).type
+    amp_dtype = torch.float16 if device_type == "cuda" else torch.bfloat16
+    scaler = torch.amp.GradScaler(device_type, enabled=study.amp and device_type == "cuda")
     result = RunResult(spec.key, "done", device=str(device))
     result.acc_before_align = _evaluate(model, data, x_val, y_val, eval_batch)[1]
     if template is not None:
@@ -105,10 +111,13 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
         for batch in torch.randperm(spec.n_train, generator=order).split(study.batch_size):
             batch = batch.to(device)
             optimizer.zero_grad(set_to_none=True)
-            out = model(data.inputs(x[batch]))
-            losses = task_loss(data.task, out, y[batch])
-            losses.mean().backward()
-            optimizer.step()
+            inputs = data.inputs(x[batch])
+            with torch.autocast(device_type, dtype=amp_dtype, enabled=study.amp):
+                out = model(inputs.to(memory_format=memory) if inputs.dim() == 4 else inputs)
+                losses = task_loss(data.task, out.float() if study.amp else out, y[batch])
+            scaler.scale(losses.mean()).backward()
+            scaler.step(optimizer)
+            scaler.update()
             loss_sum += losses.detach().sum().double()
             correct += task_correct(data.task, out.detach(), y[batch]).sum().double()
             if handle is not None:
