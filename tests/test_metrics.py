@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pandas as pd
 import pytest
 
@@ -57,8 +59,8 @@ def test_run_metrics_by_hand(epochs):
 
 def test_run_metrics_columns(epochs):
     assert run_metrics(epochs, 0.8).columns.tolist() == [
-        "condition", "n_train", "hidden", "reset", "trial", "run", "error_at_convergence", "final_accuracy",
-        "epochs_to_threshold"]
+        "condition", "n_train", "hidden", "reset", "trial", "run", "error_at_convergence", "error_at_last_epoch",
+        "final_accuracy", "auc", "epochs_to_threshold"]
 
 
 def test_threshold_is_inclusive_and_thresholds_differ(epochs):
@@ -93,7 +95,8 @@ def test_ties_take_the_first_minimum():
 def test_summary_table_by_hand(epochs):
     table = summary_table(run_metrics(epochs, 0.8))
     assert table.columns.tolist() == ["condition", "n_train", "hidden", "reset", "median_epochs", "success_rate",
-                                      "median_error", "runs"]
+                                      "median_error", "error_q25", "error_q75", "mean_final_accuracy",
+                                      "std_final_accuracy", "runs"]
     rows = {(r.condition, r.n_train): r for r in table.itertuples(index=False)}
     assert set(rows) == {("c1", 8), ("c1", 20), ("c2", 8)}
     c1 = rows["c1", 8]
@@ -139,3 +142,26 @@ def test_all_failed_runs_give_an_empty_summary():
     table = summary_table(per)
     assert table.empty
     assert format_summary(table, 0.8).count("\n") == 0  # only the header
+
+
+def test_more_thresholds_auc_convergence_and_spread_by_hand():
+    epochs = pd.DataFrame({
+        "run": ["a"] * 4 + ["b"] * 4, "condition": ["c"] * 8, "n_train": [8] * 8, "hidden": [4] * 8,
+        "reset": ["posRand"] * 8, "trial": [0] * 4 + [1] * 4, "status": ["done"] * 8, "epoch": [1, 2, 3, 4] * 2,
+        "val_loss": [0.9, 0.5, 0.6, 0.7, 0.9, 0.8, 0.7, 0.6],
+        "val_acc": [0.5, 0.7, 0.8, 0.95, 0.1, 0.1, 0.2, 0.05],
+    })
+    per_run = run_metrics(epochs, 0.8, thresholds=(0.6, 0.8, 0.9), chance=0.1).set_index("run")
+    assert per_run.loc["a", "epochs_to_threshold"] == 3 and per_run.loc["a", "epochs_to_0.6"] == 2
+    assert per_run.loc["a", "epochs_to_0.9"] == 4 and math.isnan(per_run.loc["b", "epochs_to_0.6"])
+    assert "epochs_to_0.8" not in per_run.columns  # the main threshold has its own column
+    assert per_run.loc["a", "auc"] == pytest.approx((0.5 + 0.7 + 0.8 + 0.95) / 4)
+    assert per_run.loc["a", "error_at_last_epoch"] == pytest.approx(0.05)
+    assert bool(per_run.loc["a", "converged"]) and not bool(per_run.loc["b", "converged"])  # 0.05 <= chance
+    table = summary_table(per_run.reset_index()).iloc[0]
+    errors = [1 - 0.7, 1 - 0.05]  # at min val loss: epoch 2 of a, epoch 4 of b
+    assert table.median_error == pytest.approx(np.median(errors))
+    assert table.error_q25 == pytest.approx(np.quantile(errors, 0.25))
+    assert table.error_q75 == pytest.approx(np.quantile(errors, 0.75))
+    assert table.mean_final_accuracy == pytest.approx(0.5) and table.std_final_accuracy == pytest.approx(
+        np.std([0.95, 0.05], ddof=1))
