@@ -7,7 +7,6 @@ RAND green, Fluid blue); every figure says which study and how many trials it sh
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
