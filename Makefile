@@ -19,6 +19,7 @@ test: $(STAMP)
 demo: $(STAMP)
 	rm -rf out/demo
 	$(VENV)/bin/polarnet run xor5d --quick --out out/demo
+	$(VENV)/bin/polarnet report out/demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_freeze.py

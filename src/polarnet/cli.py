@@ -146,6 +146,14 @@ def _theory(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .analysis.report import build_report
+
+    html_path, md_path = build_report(args.folder, args.output)
+    print(f"wrote {html_path}\nwrote {md_path}")
+    return 0
+
+
 def _results(args: argparse.Namespace) -> int:
     from .experiments import Store
 
@@ -236,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     xor.add_argument("--from", dest="from_dir", help="a finished xor5d-width study folder: add the simulated fraction")
     xor.add_argument("-o", "--output", help="CSV to write (default: theory-xor.csv in --from or here)")
     xor.set_defaults(func=_theory)
+
+    report = commands.add_parser("report", help="write report.html (self-contained) and report.md for a study")
+    report.add_argument("folder")
+    report.add_argument("-o", "--output", help="a folder, or a file path whose stem names both files (default: the study folder)")
+    report.set_defaults(func=_report)
 
     results = commands.add_parser("results", help="export a study's runs and epochs tables")
     results.add_argument("folder")

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from polarnet.analysis.claims import CLAIMS, check_claims
+from polarnet.analysis.report import build_report
+from polarnet.cli import main
+from polarnet.experiments import load_study, run_study
+
+
+@pytest.fixture(scope="module")
+def study_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("study")
+    study = load_study("xor5d-reset", ["trials=3", "epochs=6", "sizes=[20, 60]", "resets=['posRand', 'zero']",
+                                       "val_size=300"])
+    run_study(study, folder, workers=1, progress=False)
+    return folder
+
+
+def test_report_holds_every_figure_and_table_and_needs_no_network(study_folder, tmp_path) -> None:
+    html_path, md_path = build_report(study_folder, tmp_path / "out" / "r.html")
+    html, md = html_path.read_text(), md_path.read_text()
+    assert html_path.name == "r.html" and md_path.name == "r.md"
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    # one efficiency figure per reset rule (fluid runs join both), the curves, the sign changes
+    assert len(figures) == 4 and all((md_path.parent / f).is_file() for f in figures)
+    assert html.count("data:image/png;base64,") == len(figures)
+    assert not re.search(r"""(src|href)=["']?https?://""", html)  # self-contained
+    for heading in ("Per condition", "Efficiency — hidden 64, reset posRand", "Efficiency — hidden 64, reset zero",
+                    "Learning curves", "Sign changes", "Claims", "Statistics: error at convergence vs fluid_rand",
+                    "Settings"):
+        assert f"## {heading}" in md and heading in html
+    assert md.count("| condition |") >= 3  # the summary table and two statistics tables
+    assert "this study agrees" in md or "does not fully agree" in md
+
+
+def test_report_cli_and_missing_store(study_folder, tmp_path, capsys) -> None:
+    assert main(["report", str(study_folder)]) == 0
+    assert (study_folder / "report.html").is_file() and "wrote" in capsys.readouterr().out
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no results.sqlite" in capsys.readouterr().err
+
+
+def test_claims_are_computed_not_asserted() -> None:
+    per_run = pd.DataFrame({
+        "condition": ["frozen_sufficient"] * 2 + ["fluid_rand"] * 2, "n_train": [8, 20, 8, 20], "trial": [0] * 4,
+        "epochs_to_threshold": [3.0, 2.0, 5.0, 1.0], "error_at_convergence": [0.1, 0.3, 0.2, 0.2]})
+    verdicts = {v.claim: v for v in check_claims(per_run, 0.8)}
+    faster = verdicts["frozen_sufficient learns faster (fewer epochs) than fluid_rand at every training size"]
+    assert faster.finding.endswith("at 1 of 2 sizes") and not faster.agrees
+    samples = verdicts["frozen_sufficient is never worse than fluid_rand (validation error at convergence)"]
+    assert samples.finding.endswith("at 1 of 2 sizes") and not samples.agrees
+    assert "rand_not_worse" in CLAIMS.names()  # applies only when frozen_rand is in the study
+    assert len(verdicts) == 2
