@@ -49,3 +49,19 @@ def test_sign_change_figure(tmp_path, epochs) -> None:
     _is_image(sign_change_figure(epochs, "fluid_rand", tmp_path / "c5", study="synthetic"))
     with pytest.raises(ValueError, match="no finished runs of condition 'nope'"):
         sign_change_figure(epochs, "nope", tmp_path / "x")
+
+
+def test_difference_theory_and_reset_figures(tmp_path, epochs) -> None:
+    from polarnet.analysis.figures import difference_figure, reset_figure, theory_figure
+    from polarnet.analysis.stats import compare_to_reference
+    from polarnet.analysis.theory_table import theory_table
+
+    per_run = run_metrics(epochs, 0.8)
+    stats = compare_to_reference(per_run, "error_at_convergence", "fluid_rand")
+    _is_image(difference_figure(stats, "error at convergence", tmp_path / "fig3", study="synthetic"))
+    table = theory_table([2, 3, 5, 10, 15], trials=500)
+    table["simulated"] = [0.0, 0.05, float("nan"), 0.9, 1.0]
+    table["sim_runs"] = [10, 10, 0, 10, 10]
+    _is_image(theory_figure(table, tmp_path / "fig4a", study="synthetic"))
+    per_run_resets = pd.concat([per_run.assign(reset=r) for r in ("posRand", "zero")])
+    _is_image(reset_figure(per_run_resets, tmp_path / "c1", study="synthetic"))

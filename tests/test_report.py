@@ -25,15 +25,17 @@ def test_report_holds_every_figure_and_table_and_needs_no_network(study_folder, 
     html, md = html_path.read_text(), md_path.read_text()
     assert html_path.name == "r.html" and md_path.name == "r.md"
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    # one efficiency figure per reset rule (fluid runs join both), the curves, the sign changes
-    assert len(figures) == 4 and all((md_path.parent / f).is_file() for f in figures)
+    # an efficiency and a difference figure per reset rule (fluid runs join both), the reset-rule
+    # comparison, the curves and the sign changes
+    assert len(figures) == 7 and all((md_path.parent / f).is_file() for f in figures)
+    assert sum("differences-" in f for f in figures) == 2 and any("reset-rules" in f for f in figures)
     assert html.count("data:image/png;base64,") == len(figures)
     assert not re.search(r"""(src|href)=["']?https?://""", html)  # self-contained
     for heading in ("Per condition", "Efficiency — hidden 64, reset posRand", "Efficiency — hidden 64, reset zero",
-                    "Learning curves", "Sign changes", "Claims", "Statistics: error at convergence vs fluid_rand",
-                    "Settings"):
+                    "Reset rules", "Convergence", "Learning curves", "Sign changes", "Claims",
+                    "Statistics: error at convergence vs fluid_rand", "Settings"):
         assert f"## {heading}" in md and heading in html
-    assert md.count("| condition |") >= 3  # the summary table and two statistics tables
+    assert md.count("| condition |") >= 4  # the summary, the convergence table and two statistics tables
     assert "this study agrees" in md or "does not fully agree" in md
 
 
@@ -55,3 +57,13 @@ def test_claims_are_computed_not_asserted() -> None:
     assert samples.finding.endswith("at 1 of 2 sizes") and not samples.agrees
     assert "rand_not_worse" in CLAIMS.names()  # applies only when frozen_rand is in the study
     assert len(verdicts) == 2
+
+
+def test_width_study_report_has_the_learnability_figure_and_other_thresholds(tmp_path) -> None:
+    study = load_study("xor5d-width", ["trials=2", "epochs=3", "sizes=[40]", "hidden=[2, 3, 8]", "val_size=200",
+                                       "thresholds=[0.8, 0.6]"])
+    run_study(study, tmp_path, workers=1, progress=False)
+    html_path, md_path = build_report(tmp_path)
+    md = md_path.read_text()
+    assert "## Learnability" in md and "theory.png" in md and "| units |" in md
+    assert "## Efficiency at 60%" in md

@@ -54,3 +54,11 @@ def test_bad_arguments() -> None:
         theory.published_bound(5, 1)
     with pytest.raises(ValueError, match="n ≥ 1"):
         theory.per_class_bound(0)
+
+
+def test_numpy_integers_give_the_same_exact_values() -> None:
+    import numpy as np
+
+    for n in (5, 15, 40):
+        assert theory.published_bound(np.int64(n), np.int64(5)) == theory.published_bound(n, 5)
+        assert theory.per_class_bound(np.int64(n)) == theory.per_class_bound(n)

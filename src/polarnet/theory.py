@@ -29,7 +29,6 @@ import torch
 __all__ = ["q_count", "published_bound", "per_class_bound", "monte_carlo"]
 
 
-@lru_cache(maxsize=None)
 def q_count(k: int, m: int, big_m: int, n: int) -> int:
     """``Q(k, m, M, n)``: sequences of ``n`` draws from ``m + M`` patterns in which exactly
     ``k`` of the ``m`` compatible patterns appear (the other draws are among the ``M``).
@@ -40,9 +39,15 @@ def q_count(k: int, m: int, big_m: int, n: int) -> int:
         >>> q_count(1, 4, 4, 2)  # choose the pattern, then 5² − 4² sequences that use it
         36
     """
+    # Python integers, always: numpy integers would overflow (and poison the cache)
+    return _q(int(k), int(m), int(big_m), int(n))
+
+
+@lru_cache(maxsize=None)
+def _q(k: int, m: int, big_m: int, n: int) -> int:
     if k < 0 or k > m:
         return 0
-    inner = (big_m + k) ** n - sum(q_count(p, k, big_m, n) for p in range(k))
+    inner = (big_m + k) ** n - sum(_q(p, k, big_m, n) for p in range(k))
     return comb(m, k) * inner
 
 
@@ -57,6 +62,7 @@ def published_bound(n: int, d: int = 5) -> Fraction:
         >>> round(float(published_bound(15, 5)), 3)
         0.995
     """
+    n, d = int(n), int(d)
     if n < 1 or d < 2:
         raise ValueError(f"need n ≥ 1 hidden units and d ≥ 2 input dims, got n={n}, d={d}")
     return _at_least_three(2**d, 2**d, n)
@@ -69,6 +75,7 @@ def per_class_bound(n: int) -> Fraction:
         >>> round(float(per_class_bound(15)), 3)
         0.927
     """
+    n = int(n)
     if n < 1:
         raise ValueError(f"need n ≥ 1 hidden units, got {n}")
     return _at_least_three(4, 4, n)

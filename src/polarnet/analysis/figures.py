@@ -17,7 +17,8 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-__all__ = ["COLORS", "efficiency_figure", "curves_figure", "sign_change_figure", "save"]
+__all__ = ["COLORS", "efficiency_figure", "curves_figure", "sign_change_figure", "difference_figure", "theory_figure",
+           "reset_figure", "save"]
 
 COLORS = {
     "frozen_sufficient": "#d62728", "frozen_rand": "#2ca02c", "fluid_rand": "#1f77b4", "fluid_sufficient": "#ff7f0e",
@@ -39,6 +40,17 @@ def save(fig, stem: str | os.PathLike[str]) -> list[Path]:
     fig.savefig(paths[1], bbox_inches="tight")
     plt.close(fig)
     return paths
+
+
+def _size_axis(ax, sizes) -> None:
+    """Training sizes on a log axis labelled with the sizes themselves (linear for one size)."""
+    if len(sizes) > 1:
+        ax.set_xscale("log")
+    ax.set_xticks(list(sizes))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.tick_params(axis="x", labelsize=7, labelrotation=45)
+    ax.set_xlabel("training samples (n)")
 
 
 def _band(ax, x, values: pd.core.groupby.SeriesGroupBy, color: str, label: str) -> None:
@@ -73,12 +85,7 @@ def efficiency_figure(per_run: pd.DataFrame, threshold: float, stem: str | os.Pa
     labels = ("validation error at convergence (%)", f"trials reaching {threshold:.0%} accuracy (%)",
               f"epochs to {threshold:.0%} validation accuracy")
     for ax, label in zip(axes, labels):
-        ax.set_xscale("log")
-        ax.set_xticks(sizes)  # the sizes themselves, not log-scale decades
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.tick_params(axis="x", labelsize=7, labelrotation=45)
-        ax.set_xlabel("training samples (n)")
+        _size_axis(ax, sizes)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[1].set_ylim(-5, 105)
@@ -138,4 +145,74 @@ def sign_change_figure(epochs: pd.DataFrame, condition: str, stem: str | os.Path
     ax.legend(fontsize=7)
     n = runs["run"].nunique()
     ax.set_title(f"{study}: {condition}, sign changes per epoch (median of {n} runs)", fontsize=9)
+    return save(fig, stem)
+
+
+def difference_figure(stats: pd.DataFrame, metric_label: str, stem: str | os.PathLike[str], study: str = "",
+                      by: str = "n_train") -> list[Path]:
+    """Wang et al. Fig. 3: each condition's median minus the reference's, against ``by``, with an
+    asterisk where the Holm-corrected Mann–Whitney test is significant.
+
+    Args:
+        stats: :func:`polarnet.analysis.stats.compare_to_reference` output.
+        metric_label: the compared metric, for the axis label.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.axhline(0, color="0.4", linewidth=1)
+    for i, (condition, rows) in enumerate(stats.groupby("condition", sort=False)):
+        rows = rows.sort_values(by)
+        diff = rows["median"] - rows["median_reference"]
+        color = _color(condition, i)
+        ax.plot(rows[by], diff, "o-", color=color, label=condition, markersize=3)
+        for x, d, significant in zip(rows[by], diff, rows["significant"]):
+            if significant:
+                ax.annotate("*", (x, d), textcoords="offset points", xytext=(0, 4), ha="center", color=color,
+                            fontsize=12)
+    _size_axis(ax, sorted(stats[by].unique()))
+    ax.set_ylabel(f"median {metric_label} − reference")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    reference = stats["reference"].iloc[0] if "reference" in stats and len(stats) else "reference"
+    ax.set_title(f"{study}: difference to {reference} (* Holm-corrected p < 0.05, Mann–Whitney U)", fontsize=9)
+    return save(fig, stem)
+
+
+def theory_figure(table: pd.DataFrame, stem: str | os.PathLike[str], study: str = "") -> list[Path]:
+    """Wang et al. Fig. 4A: P(a Frozen RAND net can learn XOR) against hidden units — the
+    published bound, the per-class count, their Monte Carlo estimates and, where the table has
+    it, the fraction of simulated nets that learned."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.plot(table["units"], table["published"], "-", color="#2ca02c", label="published bound (Thm D.1)")
+    ax.plot(table["units"], table["per_class"], "--", color="#2ca02c", label="per-class count")
+    ax.plot(table["units"], table["mc_published"], ".", color="0.5", markersize=3, label="Monte Carlo")
+    ax.plot(table["units"], table["mc_per_class"], ".", color="0.5", markersize=3)
+    if "simulated" in table:
+        sim = table.dropna(subset=["simulated"])
+        ax.plot(sim["units"], sim["simulated"], "o", color="k", markersize=4,
+                label=f"simulated Frozen RAND ({int(sim['sim_runs'].max()) if len(sim) else 0} nets per width)")
+    ax.axhline(0.99, color="0.6", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("hidden units")
+    ax.set_ylabel("probability of learning XOR")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"{study}: learnability of randomly signed Frozen-Nets", fontsize=9)
+    return save(fig, stem)
+
+
+def reset_figure(per_run: pd.DataFrame, stem: str | os.PathLike[str], study: str = "") -> list[Path]:
+    """Wang et al. Fig. C.1: validation error at convergence against the training size, one
+    line per frozen condition and reset rule (fluid runs as the dashed reference)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    styles = {"posRand": "-", "posCon": "--", "zero": ":", "flip": "-."}
+    sizes = sorted(per_run["n_train"].unique())
+    for i, ((condition, reset), runs) in enumerate(per_run.groupby(["condition", "reset"], sort=False)):
+        median = runs.groupby("n_train")["error_at_convergence"].median().reindex(sizes) * 100
+        ax.plot(sizes, median, linestyle=styles.get(reset, (0, (1, 3))), color=_color(condition, i),
+                label=f"{condition}, {reset}", marker="o", markersize=3)
+    _size_axis(ax, sizes)
+    ax.set_ylabel("validation error at convergence (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(f"{study}: reset rules (medians)", fontsize=9)
     return save(fig, stem)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..experiments.store import Store
 from .claims import check_claims
-from .figures import curves_figure, efficiency_figure, sign_change_figure
+from .figures import curves_figure, difference_figure, efficiency_figure, reset_figure, sign_change_figure, theory_figure
 from .metrics import run_metrics, summary_table
 from .stats import compare_to_reference
 
@@ -74,6 +74,30 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
             sections.append((f"Efficiency{' — ' + label if label else ''}",
                              "Validation error at convergence, share of trials reaching the threshold, and epochs to "
                              "reach it, against the training-set size (Wang et al. Fig. 1 B/C, Fig. 2).", paths))
+            for extra in thresholds[1:]:  # Wang et al. Fig. C.2/C.4: the same at other thresholds
+                other = panel.assign(epochs_to_threshold=panel[f"epochs_to_{extra:g}"])
+                paths = efficiency_figure(other, extra, figures_dir / f"efficiency-{_slug(label)}-{extra:g}",
+                                          study=f"{name}{' (' + label + ')' if label else ''}")
+                sections.append((f"Efficiency at {extra:.0%}{' — ' + label if label else ''}",
+                                 "The same at another accuracy threshold (Wang et al. Fig. C.2/C.4).", paths))
+        if len(set(per_run["reset"]) - {"none"}) > 1:
+            paths = reset_figure(per_run, figures_dir / "reset-rules", study=name)
+            sections.append(("Reset rules", "Error at convergence per reset rule (Wang et al. Fig. C.1).", paths))
+        chance = _chance(settings)
+        convergence = per_run.assign(converged=(per_run["final_accuracy"] > chance)).groupby("condition").agg(
+            runs=("run", "count"), converged=("converged", "mean"), final_accuracy=("final_accuracy", "mean"),
+            final_accuracy_std=("final_accuracy", "std")).reset_index()
+        sections.append(("Convergence", f"Share of runs whose final validation accuracy beats chance ({chance:.0%}), "
+                         "and the final accuracy, mean and standard deviation (Igoe et al. Table 1).\n\n"
+                         + _markdown_table(convergence), []))
+        if settings.get("dataset") == "xor" and per_run["hidden"].nunique() > 2:
+            from .theory_table import theory_table
+
+            table = theory_table(sorted(per_run["hidden"].unique()), settings.get("dims", 5), trials=20000,
+                                 folder=folder)
+            paths = theory_figure(table, figures_dir / "theory", study=name)
+            sections.append(("Learnability", "The App. D bounds against the fraction of Frozen RAND nets that "
+                             "learned (Wang et al. Fig. 4A; see docs/theory.md).\n\n" + _markdown_table(table, 3), paths))
         curves = curves_figure(epochs[epochs["n_train"] == epochs["n_train"].max()], figures_dir / "curves",
                                study=f"{name}, n = {epochs['n_train'].max()}")
         sections.append(("Learning curves", "Training and validation accuracy per epoch at the largest training set "
@@ -92,9 +116,12 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
         if reference is not None and per_run["condition"].nunique() > 1:
             for label, panel in _panels(per_run):
                 stats = compare_to_reference(panel, "error_at_convergence", reference)
+                paths = difference_figure(stats, "error at convergence", figures_dir / f"differences-{_slug(label)}",
+                                          study=name) if len(stats) else []
                 sections.append((f"Statistics: error at convergence vs {reference}{' — ' + label if label else ''}",
                                  "Two-tailed Mann–Whitney U per size, Holm–Bonferroni across the table, rank-biserial "
-                                 "r (negative: lower error than the reference).\n\n" + _markdown_table(stats, 4), []))
+                                 "r (negative: lower error than the reference); the figure shows median differences "
+                                 "(Wang et al. Fig. 3).\n\n" + _markdown_table(stats, 4), paths))
     if facts.get("transfer_report_text"):
         sections.append(("Transfer", "```\n" + facts["transfer_report_text"] + "\n```", []))
     sections.append(("Settings", "```json\n" + json.dumps(settings, indent=2, default=list) + "\n```", []))
@@ -113,6 +140,13 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
     md_path.write_text("\n".join(md))
     html_path.write_text(_HTML.format(title=html.escape(f"polarnet report: {name}"), body="\n".join(body)))
     return html_path, md_path
+
+
+def _chance(settings: dict) -> float:
+    """Chance accuracy: 1/2 for XOR, 1/classes for the image datasets."""
+    if settings.get("dataset", "xor") == "xor":
+        return 0.5
+    return 1.0 / (len(settings.get("classes") or []) or 10)
 
 
 def _panels(per_run: pd.DataFrame):

@@ -71,9 +71,10 @@ def compare_to_reference(per_run: pd.DataFrame, metric: str, reference: str, by:
         ref = group.loc[group["condition"] == reference, metric]
         for condition, sample in group[group["condition"] != reference].groupby("condition"):
             stats = mann_whitney(sample[metric], ref)
-            rows.append({"condition": condition, by: value, **stats, "median": float(sample[metric].median()),
-                         "median_reference": float(ref.median())})
-    table = pd.DataFrame(rows, columns=["condition", by, "n_a", "n_b", "U", "p", "r", "median", "median_reference"])
+            rows.append({"condition": condition, "reference": reference, by: value, **stats,
+                         "median": float(sample[metric].median()), "median_reference": float(ref.median())})
+    table = pd.DataFrame(rows, columns=["condition", "reference", by, "n_a", "n_b", "U", "p", "r", "median",
+                                        "median_reference"])
     tested = table["p"].notna()
     table["p_holm"] = math.nan
     table["significant"] = False
