@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import re
 
 import pandas as pd
@@ -67,3 +68,22 @@ def test_width_study_report_has_the_learnability_figure_and_other_thresholds(tmp
     md = md_path.read_text()
     assert "## Learnability" in md and "theory.png" in md and "| units |" in md
     assert "## Efficiency at 60%" in md
+
+
+def test_compare_two_studies(tmp_path, capsys) -> None:
+    from polarnet.analysis.compare import compare_studies
+
+    base = ["trials=2", "epochs=4", "sizes=[20, 60]", "val_size=200", "conditions=['frozen_rand', 'fluid_rand']"]
+    run_study(load_study("xor5d", base), tmp_path / "a", workers=1, progress=False)
+    run_study(load_study("xor5d", base + ["resets=['zero']", "sizes=[60, 100]"]), tmp_path / "b", workers=1,
+              progress=False)
+    table = compare_studies(tmp_path / "a", tmp_path / "b")
+    rows = {(r.condition, r.n_train, r.reset): r for r in table.itertuples(index=False)}
+    # fluid runs are the same runs in both studies (same keys): no difference
+    assert rows[("fluid_rand", 60, "none")].median_error_b_minus_a == 0
+    assert math.isnan(rows[("fluid_rand", 20, "none")].median_error_b)  # only study A has n = 20
+    assert ("frozen_rand", 60, "zero") in rows and ("frozen_rand", 60, "posRand") in rows
+    out = tmp_path / "cmp.md"
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(out)]) == 0
+    assert "median_error_b_minus_a" in out.read_text() and "vs" in capsys.readouterr().out
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "none")]) == 2

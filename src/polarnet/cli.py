@@ -154,6 +154,22 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from .analysis.compare import compare_studies
+    from .analysis.report import _markdown_table
+
+    table = compare_studies(args.folder_a, args.folder_b, args.threshold)
+    attrs = table.attrs
+    text = (f"# {attrs['study_a']} ({args.folder_a}) vs {attrs['study_b']} ({args.folder_b})\n\n"
+            f"Epochs to {attrs['threshold']:.0%}, success rate, median error at convergence and mean final accuracy; "
+            f"_a, _b and b − a.\n\n" + _markdown_table(table))
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+        print(f"\nwrote {args.output}")
+    return 0
+
+
 def _results(args: argparse.Namespace) -> int:
     from .experiments import Store
 
@@ -249,6 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("folder")
     report.add_argument("-o", "--output", help="a folder, or a file path whose stem names both files (default: the study folder)")
     report.set_defaults(func=_report)
+
+    compare = commands.add_parser("compare", help="two studies side by side (e.g. CPU vs GPU, two reset rules)")
+    compare.add_argument("folder_a")
+    compare.add_argument("folder_b")
+    compare.add_argument("--threshold", type=float, help="accuracy threshold (default: study A's first)")
+    compare.add_argument("-o", "--output", help="also write the table as Markdown here")
+    compare.set_defaults(func=_compare)
 
     results = commands.add_parser("results", help="export a study's runs and epochs tables")
     results.add_argument("folder")
