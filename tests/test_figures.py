@@ -65,3 +65,16 @@ def test_difference_theory_and_reset_figures(tmp_path, epochs) -> None:
     _is_image(theory_figure(table, tmp_path / "fig4a", study="synthetic"))
     per_run_resets = pd.concat([per_run.assign(reset=r) for r in ("posRand", "zero")])
     _is_image(reset_figure(per_run_resets, tmp_path / "c1", study="synthetic"))
+
+
+def test_magnitude_figure(tmp_path) -> None:
+    from polarnet.analysis.figures import magnitude_figure
+    from polarnet.experiments.results import QUANTILES
+
+    rows = []
+    for condition, scale in (("frozen_rand", 1.0), ("fluid_in_weight", 2.0)):
+        for trial in range(3):
+            for layer in ("0.weight", "2.weight"):
+                rows.append({"condition": condition, "run": f"{condition}{trial}", "layer": layer,
+                             **{q: scale * q for q in QUANTILES}})
+    _is_image(magnitude_figure(pd.DataFrame(rows), tmp_path / "c6", study="synthetic"))

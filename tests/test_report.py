@@ -27,13 +27,14 @@ def test_report_holds_every_figure_and_table_and_needs_no_network(study_folder, 
     assert html_path.name == "r.html" and md_path.name == "r.md"
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     # an efficiency and a difference figure per reset rule (fluid runs join both), the reset-rule
-    # comparison, the curves and the sign changes
-    assert len(figures) == 7 and all((md_path.parent / f).is_file() for f in figures)
+    # comparison, the curves, the sign changes and the initial magnitudes
+    assert len(figures) == 8 and all((md_path.parent / f).is_file() for f in figures)
     assert sum("differences-" in f for f in figures) == 2 and any("reset-rules" in f for f in figures)
     assert html.count("data:image/png;base64,") == len(figures)
     assert not re.search(r"""(src|href)=["']?https?://""", html)  # self-contained
     for heading in ("Per condition", "Efficiency — hidden 64, reset posRand", "Efficiency — hidden 64, reset zero",
-                    "Reset rules", "Convergence", "Learning curves", "Sign changes", "Claims",
+                    "Reset rules", "Convergence", "Learning curves", "Sign changes", "Magnitudes at initialisation",
+                    "Claims",
                     "Statistics: error at convergence vs fluid_rand", "Settings"):
         assert f"## {heading}" in md and heading in html
     assert md.count("| condition |") >= 4  # the summary, the convergence table and two statistics tables
@@ -87,3 +88,20 @@ def test_compare_two_studies(tmp_path, capsys) -> None:
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(out)]) == 0
     assert "median_error_b_minus_a" in out.read_text() and "vs" in capsys.readouterr().out
     assert main(["compare", str(tmp_path / "a"), str(tmp_path / "none")]) == 2
+
+
+def test_initial_magnitudes_are_recorded_and_shared_by_the_conditions_of_a_trial(study_folder) -> None:
+    from polarnet.experiments import Store
+    from polarnet.experiments.results import QUANTILES
+
+    with Store(study_folder) as store:
+        mags = store.magnitudes()
+    assert set(mags["layer"]) == {"0.weight", "2.weight"}
+    levels = list(QUANTILES)
+    assert (mags[levels].diff(axis=1).iloc[:, 1:] >= 0).all().all()  # quantiles increase
+    for (n, trial, layer), group in mags.groupby(["n_train", "trial", "layer"]):
+        first = group[levels].iloc[0].to_numpy()
+        for _, row in group.iterrows():  # frozen and fluid, every reset rule: the same draw
+            assert row[levels].to_numpy() == pytest.approx(first)
+    html_path, md_path = build_report(study_folder)
+    assert "## Magnitudes at initialisation" in md_path.read_text()

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 __all__ = ["COLORS", "efficiency_figure", "curves_figure", "sign_change_figure", "difference_figure", "theory_figure",
-           "reset_figure", "save"]
+           "reset_figure", "magnitude_figure", "save"]
 
 COLORS = {
     "frozen_sufficient": "#d62728", "frozen_rand": "#2ca02c", "fluid_rand": "#1f77b4", "fluid_sufficient": "#ff7f0e",
@@ -215,4 +215,31 @@ def reset_figure(per_run: pd.DataFrame, stem: str | os.PathLike[str], study: str
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title(f"{study}: reset rules (medians)", fontsize=9)
+    return save(fig, stem)
+
+
+def magnitude_figure(magnitudes: pd.DataFrame, stem: str | os.PathLike[str], study: str = "",
+                     max_layers: int = 8) -> list[Path]:
+    """Wang et al. Fig. C.6: per layer, the distribution of ``|w|`` at initialisation (after
+    alignment) per condition, as the median over runs of each quantile — identical curves mean
+    identical magnitude distributions (only IN-Weight conditions should differ)."""
+    levels = [c for c in magnitudes.columns if isinstance(c, float)]
+    layers = list(dict.fromkeys(magnitudes["layer"]))[:max_layers]
+    cols = min(4, len(layers))
+    rows = -(-len(layers) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, layer in zip(axes.flat, layers):
+        data = magnitudes[magnitudes["layer"] == layer]
+        for i, (condition, runs) in enumerate(data.groupby("condition", sort=False)):
+            ax.plot(runs[levels].median().to_numpy(), levels, color=_color(condition, i), label=condition)
+        ax.set_title(layer, fontsize=8)
+        ax.set_xlabel("|w|", fontsize=8)
+        ax.set_ylabel("cumulative share", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(layers):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=6)
+    fig.suptitle(f"{study}: weight magnitudes at initialisation (median over {magnitudes['run'].nunique()} runs)",
+                 fontsize=10)
+    fig.tight_layout()
     return save(fig, stem)

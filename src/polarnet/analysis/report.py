@@ -13,7 +13,8 @@ import pandas as pd
 
 from ..experiments.store import Store
 from .claims import check_claims
-from .figures import curves_figure, difference_figure, efficiency_figure, reset_figure, sign_change_figure, theory_figure
+from .figures import (curves_figure, difference_figure, efficiency_figure, magnitude_figure, reset_figure,
+                      sign_change_figure, theory_figure)
 from .metrics import run_metrics, summary_table
 from .stats import compare_to_reference
 
@@ -53,7 +54,7 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
     stem.parent.mkdir(parents=True, exist_ok=True)
     figures_dir = stem.parent / f"{stem.name}-figures"
     with Store(folder) as store:
-        facts, runs, epochs = store.study(), store.runs(), store.epochs()
+        facts, runs, epochs, magnitudes = store.study(), store.runs(), store.epochs(), store.magnitudes()
     settings = facts.get("settings", {})
     name = settings.get("name", folder.name)
     thresholds = tuple(settings.get("thresholds", [0.8]))
@@ -107,6 +108,11 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
             signs = sign_change_figure(epochs, fluid, figures_dir / "sign-changes", study=name)
             sections.append(("Sign changes", f"Fraction of weights whose sign changed per epoch, {fluid} "
                              "(Wang et al. Fig. C.5).", signs))
+        if not magnitudes.empty:
+            paths = magnitude_figure(magnitudes, figures_dir / "magnitudes", study=name)
+            sections.append(("Magnitudes at initialisation", "Distribution of |w| per layer and condition after "
+                             "alignment (Wang et al. Fig. C.6): conditions share their magnitude draw, so the curves "
+                             "coincide except for conditions that copy source weights.", paths))
         verdicts = check_claims(per_run, threshold)
         if verdicts:
             lines = [f"- **{v.claim}** ({v.source}): {v.finding} — "

@@ -27,7 +27,7 @@ from ..init import align
 from ..keyed import keyed_uniform
 from .datasets import binary_correct, binary_loss
 from .plan import RunSpec
-from .results import EpochRecord, RunResult
+from .results import EpochRecord, RunResult, magnitude_quantiles
 from .trainer import prepare_model, run_data
 
 __all__ = ["train_ensemble", "supports"]
@@ -154,6 +154,9 @@ def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu",
 
     results = [RunResult(s.key, "done", acc_before_align=float(acc_before[m]), acc_after_align=float(acc_after[m]),
                          device=str(device)) for m, s in enumerate(specs)]
+    quantiles = {name: magnitude_quantiles(params[name]) for name in _LAYERS}
+    for m, r in enumerate(results):
+        r.extra["init_magnitudes"] = {name: q[m] for name, q in quantiles.items()}
     alive = [True] * M
     prev_signs = {n: torch.sign(p) for n, p in (("0.weight", w1), ("2.weight", w2))}
 

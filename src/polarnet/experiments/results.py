@@ -3,9 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["EpochRecord", "RunResult"]
+if TYPE_CHECKING:
+    from torch import Tensor
+
+__all__ = ["EpochRecord", "RunResult", "QUANTILES", "magnitude_quantiles"]
+
+#: the quantile levels recorded for |w| of every weight layer at initialisation (Wang Fig. C.6)
+QUANTILES = tuple(i / 20 for i in range(21))
+_MAX_SAMPLE = 1 << 20
+
+
+def magnitude_quantiles(weights: "Tensor") -> list[list[float]]:
+    """Quantiles (at :data:`QUANTILES`) of ``|w|`` for each row of a ``(members, n)`` tensor.
+
+    Layers above 2^20 weights are subsampled with a fixed stride (torch.quantile's input limit).
+
+    Example:
+        >>> import torch
+        >>> magnitude_quantiles(torch.tensor([[-2.0, 1.0, 0.0, 3.0, -4.0]]))[0][:3]
+        [0.0, 0.2, 0.4]
+    """
+    import torch
+
+    flat = weights.detach().abs().flatten(1).to(torch.float64)
+    if flat.shape[1] > _MAX_SAMPLE:
+        flat = flat[:, :: -(-flat.shape[1] // _MAX_SAMPLE)]
+    levels = torch.tensor(QUANTILES, dtype=torch.float64, device=flat.device)
+    return torch.quantile(flat, levels, dim=1).T.cpu().tolist()
 
 
 @dataclass

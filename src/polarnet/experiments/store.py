@@ -8,6 +8,8 @@ Tables:
   timings, device, host and software versions, the full settings as JSON.
 * ``epochs`` — one row per run and epoch: train/validation loss and accuracy, resets,
   per-layer sign changes (JSON), wall time.
+* ``magnitudes`` — per run and weight layer, the quantiles of ``|w|`` at initialisation
+  (after alignment), at the levels of :data:`polarnet.experiments.results.QUANTILES`.
 
 A run's epochs and its ``done``/``failed`` status are written in one transaction, so a
 process killed at any instant leaves either a finished run or none: a run marked
@@ -53,6 +55,12 @@ CREATE TABLE IF NOT EXISTS epochs (
     train_loss REAL, train_acc REAL, val_loss REAL, val_acc REAL,
     resets INTEGER, sign_changes TEXT, wall REAL,
     PRIMARY KEY (run, epoch)
+);
+CREATE TABLE IF NOT EXISTS magnitudes (
+    run TEXT NOT NULL REFERENCES runs(key) ON DELETE CASCADE,
+    layer TEXT NOT NULL,
+    quantiles TEXT NOT NULL,
+    PRIMARY KEY (run, layer)
 );
 """
 
@@ -156,6 +164,10 @@ class Store:
                 "INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(r.key, e.epoch, _finite(e.train_loss), _finite(e.train_acc), _finite(e.val_loss), _finite(e.val_acc),
                   e.resets, encode(e.sign_changes), e.wall) for r in results for e in r.epochs])
+            self.db.executemany("DELETE FROM magnitudes WHERE run = ?", [(k,) for k in keys])
+            self.db.executemany(
+                "INSERT INTO magnitudes VALUES (?, ?, ?)",
+                [(r.key, layer, encode(q)) for r in results for layer, q in r.extra.get("init_magnitudes", {}).items()])
 
     def counts(self) -> dict[str, int]:
         """Runs per status."""
@@ -176,6 +188,20 @@ class Store:
             """SELECT r.condition, r.n_train, r.hidden, r.reset, r.trial, r.frozen, r.status, e.*
                FROM epochs e JOIN runs r ON r.key = e.run ORDER BY r.condition, r.n_train, r.hidden, r.reset,
                r.trial, e.epoch""", self.db)
+
+    def magnitudes(self):
+        """Initial |w| quantiles per run and layer (one column per quantile level), with the grid point."""
+        import pandas as pd
+
+        from .results import QUANTILES
+
+        frame = pd.read_sql_query(
+            """SELECT r.condition, r.n_train, r.hidden, r.reset, r.trial, m.run, m.layer, m.quantiles
+               FROM magnitudes m JOIN runs r ON r.key = m.run WHERE r.status = 'done'
+               ORDER BY r.condition, r.n_train, r.trial, m.layer""", self.db)
+        values = pd.DataFrame([json.loads(q) for q in frame.pop("quantiles")], columns=list(QUANTILES),
+                              index=frame.index)
+        return pd.concat([frame, values], axis=1)
 
     def _transaction(self):
         return _Transaction(self.db)

@@ -22,7 +22,8 @@ from ..models import get_model
 from .conditions import MAGNITUDES, POLARITIES
 from .datasets import Data, load_data, task_correct, task_loss
 from .plan import RunSpec
-from .results import EpochRecord, RunResult
+from ..layers import select
+from .results import EpochRecord, RunResult, magnitude_quantiles
 
 __all__ = ["prepare_model", "train_run", "run_data"]
 
@@ -94,6 +95,8 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
     if template is not None:
         align(model, template)
     result.acc_after_align = _evaluate(model, data, x_val, y_val, eval_batch)[1]
+    result.extra["init_magnitudes"] = {name: magnitude_quantiles(model.get_parameter(name)[None])[0]
+                                       for name in select(model, "all")}
 
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr, eps=study.adam_eps)
     handle = None
