@@ -105,3 +105,12 @@ def test_initial_magnitudes_are_recorded_and_shared_by_the_conditions_of_a_trial
             assert row[levels].to_numpy() == pytest.approx(first)
     html_path, md_path = build_report(study_folder)
     assert "## Magnitudes at initialisation" in md_path.read_text()
+
+
+def test_claims_sit_beside_their_figures(study_folder) -> None:
+    md = build_report(study_folder)[1].read_text()
+    efficiency = md.split("## Efficiency — hidden 64, reset posRand")[1].split("## ")[0]
+    assert "**Claim (Wang et al. Fig. 1C):** frozen_sufficient learns faster" in efficiency
+    here = efficiency.split("**Claim (Wang et al. Fig. 1C):**")[1].split("\n")[0]
+    assert "**Here:**" in here and ("fewer median epochs than fluid_rand at" in here or "no size where both" in here)
+    assert here.endswith("this study agrees.") or here.endswith("this study does not fully agree.")

@@ -25,6 +25,7 @@ class Verdict:
     source: str
     finding: str
     agrees: bool
+    figure: str = "efficiency"  # the report figure it sits beside: "efficiency" or "difference"
 
 
 Claim = Callable[[pd.DataFrame, float], "Verdict | None"]
@@ -66,14 +67,14 @@ def _faster_claim(a: str, b: str, source: str) -> Claim:
     return check
 
 
-def _not_worse_claim(a: str, b: str, source: str) -> Claim:
+def _not_worse_claim(a: str, b: str, source: str, figure: str = "efficiency") -> Claim:
     def check(per_run: pd.DataFrame, threshold: float) -> Verdict | None:
         if not _present(per_run, a, b):
             return None
         ok, sizes = _not_worse(per_run, a, b)
         return Verdict(f"{a} is never worse than {b} (validation error at convergence)", source,
                        f"{a}'s median error at convergence was at most {b}'s at {ok} of {sizes} sizes",
-                       bool(sizes > 0 and ok == sizes))
+                       bool(sizes > 0 and ok == sizes), figure)
 
     return check
 
@@ -84,7 +85,8 @@ for _name, _claim in (
     ("rand_not_worse", _not_worse_claim("frozen_rand", "fluid_rand", "Wang et al. Fig. 1B/C and Fig. 2")),
     ("in_polarity_faster", _faster_claim("frozen_in_polarity", "fluid_rand", "Wang et al. Fig. 2")),
     ("in_polarity_fewer_samples", _not_worse_claim("frozen_in_polarity", "fluid_rand", "Wang et al. Fig. 2")),
-    ("in_polarity_beats_finetuning", _not_worse_claim("frozen_in_polarity", "fluid_in_weight", "Wang et al. Fig. 3")),
+    ("in_polarity_beats_finetuning", _not_worse_claim("frozen_in_polarity", "fluid_in_weight", "Wang et al. Fig. 3",
+                                                      "difference")),
 ):
     CLAIMS.register(_name)(_claim)
 

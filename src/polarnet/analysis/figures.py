@@ -173,7 +173,9 @@ def difference_figure(stats: pd.DataFrame, metric_label: str, stem: str | os.Pat
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     reference = stats["reference"].iloc[0] if "reference" in stats and len(stats) else "reference"
-    ax.set_title(f"{study}: difference to {reference} (* Holm-corrected p < 0.05, Mann–Whitney U)", fontsize=9)
+    trials = int(stats[["n_a", "n_b"]].max().max()) if len(stats) else 0
+    ax.set_title(f"{study}: difference to {reference}, up to {trials} trials per point\n"
+                 f"(* Holm-corrected p < 0.05, two-tailed Mann–Whitney U)", fontsize=9)
     return save(fig, stem)
 
 
@@ -214,7 +216,8 @@ def reset_figure(per_run: pd.DataFrame, stem: str | os.PathLike[str], study: str
     ax.set_ylabel("validation error at convergence (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax.set_title(f"{study}: reset rules (medians)", fontsize=9)
+    trials = int(per_run.groupby(["condition", "reset", "n_train"]).size().max()) if len(per_run) else 0
+    ax.set_title(f"{study}: reset rules (medians of {trials} trials per point)", fontsize=9)
     return save(fig, stem)
 
 

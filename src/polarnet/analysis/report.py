@@ -62,6 +62,15 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
     per_run = run_metrics(epochs, threshold, thresholds=thresholds)
 
     sections: list[tuple[str, str, list[Path]]] = []  # (title, markdown body, figures)
+    verdicts = check_claims(per_run, threshold) if not per_run.empty else []
+
+    def beside(figure: str) -> str:
+        """The claims a figure bears on, each with this study's computed finding."""
+        lines = [f"- **Claim ({v.source}):** {v.claim}. **Here:** {v.finding} — "
+                 f"{'this study agrees' if v.agrees else 'this study does not fully agree'}."
+                 for v in verdicts if v.figure == figure]
+        return ("\n\n" + "\n".join(lines)) if lines else ""
+
     counts = runs["status"].value_counts().to_dict()
     sections.append(("Study", f"**{name}** — {settings.get('description', '')}\n\n"
                      f"Runs: {len(runs)} ({', '.join(f'{v} {k}' for k, v in counts.items())}). "
@@ -74,7 +83,8 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
                                       study=f"{name}{' (' + label + ')' if label else ''}")
             sections.append((f"Efficiency{' — ' + label if label else ''}",
                              "Validation error at convergence, share of trials reaching the threshold, and epochs to "
-                             "reach it, against the training-set size (Wang et al. Fig. 1 B/C, Fig. 2).", paths))
+                             "reach it, against the training-set size (Wang et al. Fig. 1 B/C, Fig. 2)."
+                             + beside("efficiency"), paths))
             for extra in thresholds[1:]:  # Wang et al. Fig. C.2/C.4: the same at other thresholds
                 other = panel.assign(epochs_to_threshold=panel[f"epochs_to_{extra:g}"])
                 paths = efficiency_figure(other, extra, figures_dir / f"efficiency-{_slug(label)}-{extra:g}",
@@ -113,11 +123,11 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
             sections.append(("Magnitudes at initialisation", "Distribution of |w| per layer and condition after "
                              "alignment (Wang et al. Fig. C.6): conditions share their magnitude draw, so the curves "
                              "coincide except for conditions that copy source weights.", paths))
-        verdicts = check_claims(per_run, threshold)
         if verdicts:
             lines = [f"- **{v.claim}** ({v.source}): {v.finding} — "
                      f"{'this study agrees' if v.agrees else 'this study does not fully agree'}." for v in verdicts]
-            sections.append(("Claims", "\n".join(lines), []))
+            sections.append(("Claims", "All the papers' claims this study can test, as beside the figures above "
+                             "and below.\n\n" + "\n".join(lines), []))
         reference = next((c for c in _REFERENCES if c in set(per_run["condition"])), None)
         if reference is not None and per_run["condition"].nunique() > 1:
             for label, panel in _panels(per_run):
@@ -127,7 +137,8 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
                 sections.append((f"Statistics: error at convergence vs {reference}{' — ' + label if label else ''}",
                                  "Two-tailed Mann–Whitney U per size, Holm–Bonferroni across the table, rank-biserial "
                                  "r (negative: lower error than the reference); the figure shows median differences "
-                                 "(Wang et al. Fig. 3).\n\n" + _markdown_table(stats, 4), paths))
+                                 "(Wang et al. Fig. 3)." + beside("difference") + "\n\n" + _markdown_table(stats, 4),
+                                 paths))
     if facts.get("transfer_report_text"):
         sections.append(("Transfer", "```\n" + facts["transfer_report_text"] + "\n```", []))
     sections.append(("Settings", "```json\n" + json.dumps(settings, indent=2, default=list) + "\n```", []))
