@@ -62,13 +62,15 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
     per_run = run_metrics(epochs, threshold, thresholds=thresholds)
 
     sections: list[tuple[str, str, list[Path]]] = []  # (title, markdown body, figures)
-    verdicts = check_claims(per_run, threshold) if not per_run.empty else []
+    # claims are checked per panel (hidden size × reset rule), so rules and widths never mix
+    panels = list(_panels(per_run)) if not per_run.empty else []
+    verdicts = {label: check_claims(panel, threshold) for label, panel in panels}
 
-    def beside(figure: str) -> str:
+    def beside(figure: str, label: str) -> str:
         """The claims a figure bears on, each with this study's computed finding."""
         lines = [f"- **Claim ({v.source}):** {v.claim}. **Here:** {v.finding} — "
                  f"{'this study agrees' if v.agrees else 'this study does not fully agree'}."
-                 for v in verdicts if v.figure == figure]
+                 for v in verdicts.get(label, []) if v.figure == figure]
         return ("\n\n" + "\n".join(lines)) if lines else ""
 
     counts = runs["status"].value_counts().to_dict()
@@ -78,13 +80,13 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
     if not per_run.empty:
         summary = summary_table(per_run)
         sections.append(("Per condition", _markdown_table(summary), []))
-        for label, panel in _panels(per_run):
+        for label, panel in panels:
             paths = efficiency_figure(panel, threshold, figures_dir / f"efficiency-{_slug(label)}",
                                       study=f"{name}{' (' + label + ')' if label else ''}")
             sections.append((f"Efficiency{' — ' + label if label else ''}",
                              "Validation error at convergence, share of trials reaching the threshold, and epochs to "
                              "reach it, against the training-set size (Wang et al. Fig. 1 B/C, Fig. 2)."
-                             + beside("efficiency"), paths))
+                             + beside("efficiency", label), paths))
             for extra in thresholds[1:]:  # Wang et al. Fig. C.2/C.4: the same at other thresholds
                 other = panel.assign(epochs_to_threshold=panel[f"epochs_to_{extra:g}"])
                 paths = efficiency_figure(other, extra, figures_dir / f"efficiency-{_slug(label)}-{extra:g}",
@@ -124,21 +126,23 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
             sections.append(("Magnitudes at initialisation", "Distribution of |w| per layer and condition after "
                              "alignment (Wang et al. Fig. C.6): conditions share their magnitude draw, so the curves "
                              "coincide except for conditions that copy source weights.", paths))
-        if verdicts:
-            lines = [f"- **{v.claim}** ({v.source}): {v.finding} — "
-                     f"{'this study agrees' if v.agrees else 'this study does not fully agree'}." for v in verdicts]
+        if any(verdicts.values()):
+            lines = [f"- **{v.claim}** ({v.source}{', ' + label if label else ''}): {v.finding} — "
+                     f"{'this study agrees' if v.agrees else 'this study does not fully agree'}."
+                     for label, found in verdicts.items() for v in found]
             sections.append(("Claims", "All the papers' claims this study can test, as beside the figures above "
                              "and below.\n\n" + "\n".join(lines), []))
         reference = next((c for c in _REFERENCES if c in set(per_run["condition"])), None)
         if reference is not None and per_run["condition"].nunique() > 1:
-            for label, panel in _panels(per_run):
+            for label, panel in panels:
                 stats = compare_to_reference(panel, "error_at_convergence", reference)
                 paths = difference_figure(stats, "error at convergence", figures_dir / f"differences-{_slug(label)}",
                                           study=name) if len(stats) else []
                 sections.append((f"Statistics: error at convergence vs {reference}{' — ' + label if label else ''}",
                                  "Two-tailed Mann–Whitney U per size, Holm–Bonferroni across the table, rank-biserial "
                                  "r (negative: lower error than the reference); the figure shows median differences "
-                                 "(Wang et al. Fig. 3)." + beside("difference") + "\n\n" + _markdown_table(stats, 4),
+                                 "(Wang et al. Fig. 3)." + beside("difference", label) + "\n\n"
+                                 + _markdown_table(stats, 4),
                                  paths))
     if facts.get("transfer_report_text"):
         sections.append(("Transfer", "```\n" + facts["transfer_report_text"] + "\n```", []))
