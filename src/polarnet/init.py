@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from .layers import LayerSpec, layer_kind, select
+from .layers import LayerSpec, layer_kind, module_kinds, select
 from .registry import Registry
 from .template import PolarityTemplate
 
@@ -96,7 +96,8 @@ def init_magnitudes(model: nn.Module, seed: int = 0, *, conv: str = "glorot_norm
     bias_init = INITIALIZERS.get(bias) if bias is not None else None
     params = dict(model.named_parameters())
     names = select(model, layers, bias=bias is not None)
-    kinds = {n: k for n, k in ((n, _kind(model, n, params[n])) for n in names)}
+    from_modules = module_kinds(model)
+    kinds = {n: from_modules.get(n) or layer_kind(n, params[n]) for n in names}
     g = torch.Generator(device="cpu").manual_seed(int(seed))
     with torch.no_grad():
         for name in names:
@@ -107,15 +108,6 @@ def init_magnitudes(model: nn.Module, seed: int = 0, *, conv: str = "glorot_norm
             fresh = fill(torch.empty(p.shape, dtype=torch.float32), g)
             p.copy_(fresh)
     return model
-
-
-def _kind(model: nn.Module, name: str, p: Tensor) -> str | None:
-    module = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
-    if isinstance(module, nn.modules.conv._ConvNd):
-        return "conv"
-    if isinstance(module, nn.Linear):
-        return "linear"
-    return layer_kind(name, p)
 
 
 def align(model: nn.Module, template: PolarityTemplate) -> nn.Module:

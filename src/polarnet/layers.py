@@ -20,7 +20,7 @@ from typing import Literal, Union
 import torch  # noqa: F401 - the doctests use it
 from torch import Tensor, nn
 
-__all__ = ["LayerSpec", "select", "named_tensors", "layer_kind"]
+__all__ = ["LayerSpec", "select", "named_tensors", "layer_kind", "module_kinds"]
 
 LayerSpec = Union[Literal["all", "conv", "linear"], str, Sequence[str]]
 Kind = Literal["conv", "linear"]
@@ -46,7 +46,13 @@ def named_tensors(source: nn.Module | Mapping[str, Tensor]) -> dict[str, Tensor]
     raise TypeError(f"expected an nn.Module or a state dict (Mapping[str, Tensor]), got {type(source).__name__}")
 
 
-def _module_kinds(model: nn.Module) -> dict[str, Kind]:
+def module_kinds(model: nn.Module) -> dict[str, Kind]:
+    """Parameter name → ``"conv"``/``"linear"`` for the parameters of Conv and Linear modules.
+
+    Example:
+        >>> module_kinds(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Linear(2, 1)))
+        {'0.weight': 'conv', '0.bias': 'conv', '1.weight': 'linear', '1.bias': 'linear'}
+    """
     kinds: dict[str, Kind] = {}
     for mod_name, mod in model.named_modules():
         kind: Kind | None = "conv" if isinstance(mod, _CONV_TYPES) else "linear" if isinstance(mod, _LINEAR_TYPES) else None
@@ -101,7 +107,7 @@ def select(source: nn.Module | Mapping[str, Tensor], layers: LayerSpec = "all", 
     tensors = named_tensors(source)
     if isinstance(layers, str):
         if layers in ("all", "conv", "linear"):
-            kinds = _module_kinds(source) if isinstance(source, nn.Module) else None
+            kinds = module_kinds(source) if isinstance(source, nn.Module) else None
             names = []
             for name, t in tensors.items():
                 leaf = name.rsplit(".", 1)[-1]
