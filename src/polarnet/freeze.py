@@ -106,7 +106,7 @@ def _sparse_nonzero(flags: Tensor) -> Tensor:
     return words.index_select(0, rows).mul_(8).add_(cols)
 
 
-_BUILTIN_RULES = frozenset({"posRand", "posCon", "zero", "flip"})
+_BUILTIN_RULES = frozenset({pos_rand, pos_con, zero, flip})  # by identity: a re-registered name is checked
 
 
 class Enforcer:
@@ -208,7 +208,7 @@ class Enforcer:
                     idx, values = idx[real], values[real]
                 signs = values.sign().neg_()  # a violating weight has the sign opposite to T
                 new = self.rule(values, signs, self.eps, self._uniform(layer_index, w, layer.order, idx, values))
-                if self.reset not in _BUILTIN_RULES and bool((new * signs < 0).any()):
+                if self.rule not in _BUILTIN_RULES and bool((new * signs < 0).any()):
                     raise RuntimeError(f"reset rule {self.reset!r} produced values on the wrong side of the template")
                 flat.index_copy_(0, idx, new.to(w.dtype))
                 if self.clear_state:
