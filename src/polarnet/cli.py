@@ -174,12 +174,10 @@ def _results(args: argparse.Namespace) -> int:
     from .experiments import Store
 
     folder = Path(args.folder)
-    if not (folder / "results.sqlite").is_file():
-        raise ValueError(f"{folder}: no results.sqlite here; run a study into it first (polarnet run … --out {folder})")
+    with Store.existing(folder) as store:
+        tables = {"runs": store.runs(), "epochs": store.epochs()}
     out = Path(args.output) if args.output else folder
     out.mkdir(parents=True, exist_ok=True)
-    with Store(folder) as store:
-        tables = {"runs": store.runs(), "epochs": store.epochs()}
     for name, frame in tables.items():
         path = out / f"{name}.{args.to}"
         if args.to == "csv":

@@ -17,9 +17,7 @@ _SHOWN = ["median_epochs", "success_rate", "median_error", "mean_final_accuracy"
 
 
 def _summary(folder: Path, threshold: float | None) -> tuple[pd.DataFrame, str, float]:
-    if not (folder / "results.sqlite").is_file():
-        raise ValueError(f"{folder}: no results.sqlite; run a study into it first")
-    with Store(folder) as store:
+    with Store.existing(folder) as store:
         settings, epochs = store.study().get("settings", {}), store.epochs()
     threshold = threshold if threshold is not None else settings.get("thresholds", [0.8])[0]
     return summary_table(run_metrics(epochs, threshold)), settings.get("name", folder.name), threshold

@@ -47,14 +47,12 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
         ``(html_path, markdown_path)``.
     """
     folder = Path(folder)
-    if not (folder / "results.sqlite").is_file():
-        raise ValueError(f"{folder}: no results.sqlite; run a study into it first (polarnet run … --out {folder})")
+    with Store.existing(folder) as store:
+        facts, runs, epochs, magnitudes = store.study(), store.runs(), store.epochs(), store.magnitudes()
     out = Path(output) if output else folder
     stem = out.with_suffix("") if out.suffix else out / "report"
     stem.parent.mkdir(parents=True, exist_ok=True)
     figures_dir = stem.parent / f"{stem.name}-figures"
-    with Store(folder) as store:
-        facts, runs, epochs, magnitudes = store.study(), store.runs(), store.epochs(), store.magnitudes()
     settings = facts.get("settings", {})
     name = settings.get("name", folder.name)
     thresholds = tuple(settings.get("thresholds", [0.8]))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import pandas as pd
 
@@ -53,9 +52,7 @@ def theory_table(units: list[int], dims: int = 5, *, trials: int = 20000, seed: 
     if folder is not None:
         from ..experiments.store import Store
 
-        if not (Path(folder) / "results.sqlite").is_file():
-            raise ValueError(f"{folder}: no results.sqlite; run `polarnet run xor5d-width --out {folder}` first")
-        with Store(folder) as store:
+        with Store.existing(folder, "polarnet run xor5d-width --out FOLDER") as store:
             epochs = store.epochs()
             accuracy = store.study().get("settings", {}).get("learned_accuracy", 0.95)
         sim = learned_fraction(epochs, accuracy).rename(columns={"hidden": "units"})

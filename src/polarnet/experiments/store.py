@@ -101,6 +101,17 @@ class Store:
         self.db.executescript(_SCHEMA)
         self._host, self._versions = socket.gethostname(), json.dumps(software_versions())
 
+    @classmethod
+    def existing(cls, folder: str | os.PathLike[str], hint: str = "polarnet run … --out FOLDER") -> Store:
+        """Open the store of a folder that must already hold one (for reading results).
+
+        Raises:
+            ValueError: the folder has no ``results.sqlite``; the message says how to make one.
+        """
+        if not (Path(folder) / STORE_NAME).is_file():
+            raise ValueError(f"{folder}: no {STORE_NAME}; run a study into it first ({hint.replace('FOLDER', str(folder))})")
+        return cls(folder)
+
     def close(self) -> None:
         """Close the connection."""
         self.db.close()
