@@ -156,13 +156,13 @@ def _report(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from .analysis.compare import compare_studies
-    from .analysis.report import _markdown_table
+    from .analysis.report import markdown_table
 
     table = compare_studies(args.folder_a, args.folder_b, args.threshold)
     attrs = table.attrs
     text = (f"# {attrs['study_a']} ({args.folder_a}) vs {attrs['study_b']} ({args.folder_b})\n\n"
             f"Epochs to {attrs['threshold']:.0%}, success rate, median error at convergence and mean final accuracy; "
-            f"_a, _b and b − a.\n\n" + _markdown_table(table))
+            f"_a, _b and b − a.\n\n" + markdown_table(table))
     print(text)
     if args.output:
         Path(args.output).write_text(text + "\n")

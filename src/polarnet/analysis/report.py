@@ -18,12 +18,21 @@ from .figures import (curves_figure, difference_figure, efficiency_figure, magni
 from .metrics import run_metrics, summary_table
 from .stats import compare_to_reference
 
-__all__ = ["build_report"]
+__all__ = ["build_report", "markdown_table"]
 
 _REFERENCES = ("fluid_rand", "fluid_in_weight", "fluid_in")
 
 
-def _markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
+def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    """A DataFrame as a Markdown table; floats to ``digits`` places, NaN as a dash.
+
+    Example:
+        >>> print(markdown_table(pd.DataFrame({"a": [1.0, float("nan")]}), 1))
+        | a |
+        |---|
+        | 1.0 |
+        | — |
+    """
     def cell(v) -> str:
         if isinstance(v, float):
             return "—" if v != v else f"{v:.{digits}f}"
@@ -77,7 +86,7 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
                      f"Software: {runs['versions'].iloc[0] if len(runs) else '—'}.", []))
     if not per_run.empty:
         summary = summary_table(per_run)
-        sections.append(("Per condition", _markdown_table(summary), []))
+        sections.append(("Per condition", markdown_table(summary), []))
         for label, panel in panels:
             paths = efficiency_figure(panel, threshold, figures_dir / f"efficiency-{_slug(label)}",
                                       study=f"{name}{' (' + label + ')' if label else ''}")
@@ -100,7 +109,7 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
             final_accuracy_std=("final_accuracy", "std")).reset_index()
         sections.append(("Convergence", f"Share of runs whose final validation accuracy beats chance ({chance:.0%}), "
                          "and the final accuracy, mean and standard deviation (Igoe et al. Table 1).\n\n"
-                         + _markdown_table(convergence), []))
+                         + markdown_table(convergence), []))
         if settings.get("dataset") == "xor" and per_run["hidden"].nunique() > 2:
             from .theory_table import theory_table
 
@@ -108,7 +117,7 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
                                  folder=folder)
             paths = theory_figure(table, figures_dir / "theory", study=name)
             sections.append(("Learnability", "The App. D bounds against the fraction of Frozen RAND nets that "
-                             "learned (Wang et al. Fig. 4A; see docs/theory.md).\n\n" + _markdown_table(table, 3), paths))
+                             "learned (Wang et al. Fig. 4A; see docs/theory.md).\n\n" + markdown_table(table, 3), paths))
         mark = 0.4 if settings.get("dataset", "xor") != "xor" else threshold  # Igoe's 40% is below XOR's chance
         curves = curves_figure(epochs[epochs["n_train"] == epochs["n_train"].max()], figures_dir / "curves",
                                study=f"{name}, n = {epochs['n_train'].max()}", mark=mark)
@@ -140,7 +149,7 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
                                  "Two-tailed Mann–Whitney U per size, Holm–Bonferroni across the table, rank-biserial "
                                  "r (negative: lower error than the reference); the figure shows median differences "
                                  "(Wang et al. Fig. 3)." + beside("difference", label) + "\n\n"
-                                 + _markdown_table(stats, 4),
+                                 + markdown_table(stats, 4),
                                  paths))
     if facts.get("transfer_report_text"):
         sections.append(("Transfer", "```\n" + facts["transfer_report_text"] + "\n```", []))
