@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import struct
 
 import numpy as np
@@ -344,13 +345,28 @@ def test_newer_version_refused(tmp_path, version):
     assert "newer" in reason and f"version {version}" in reason and "upgrade" in reason
 
 
-def test_newer_version_refused_before_anything_else(tmp_path):
-    # a newer version may have another layout: only magic + version are looked at
+def test_newer_version_with_another_layout_is_refused_as_newer(tmp_path):
+    # a newer version may lay out its header differently; only the envelope (magic, version,
+    # trailing SHA-256 of everything before it) is shared by every version
     f = tmp_path / "v2.plt"
-    f.write_bytes(MAGIC + struct.pack("<H", 2) + b"something else entirely")
+    body = MAGIC + struct.pack("<H", 2) + b"something else entirely"
+    f.write_bytes(body + hashlib.sha256(body).digest())
     with pytest.raises(TemplateFileError) as exc:
         read_signs(f)
-    assert "newer" in _reason(exc, f)
+    assert "newer" in _reason(exc, f) and "upgrade" in _reason(exc, f)
+
+
+@pytest.mark.parametrize("bit", range(16))
+def test_damaged_version_field_says_corrupted_not_newer(tmp_path, bit):
+    _, f = _sample_file(tmp_path)
+    raw = bytearray(f.read_bytes())
+    version = struct.unpack_from("<H", raw, 8)[0] ^ (1 << bit)
+    struct.pack_into("<H", raw, 8, version)
+    f.write_bytes(bytes(raw))
+    with pytest.raises(TemplateFileError) as exc:
+        read_signs(f)
+    reason = _reason(exc, f)
+    assert "corrupted" in reason and "newer" not in reason and "upgrade" not in reason
 
 
 def test_version_zero_refused(tmp_path):
@@ -358,7 +374,7 @@ def test_version_zero_refused(tmp_path):
     f.write_bytes(_hand_file({"layers": [], "meta": {}}, b"", version=0))
     with pytest.raises(TemplateFileError) as exc:
         read_signs(f)
-    assert "invalid template format version 0" in _reason(exc, f)
+    assert "invalid template format version 0" in _reason(exc, f) and "corrupted" in _reason(exc, f)
 
 
 @pytest.mark.parametrize(
@@ -443,3 +459,173 @@ def test_malformed_header_structure(tmp_path, header):
     f.write_bytes(_hand_file(header, b""))
     with pytest.raises(TemplateFileError):
         read_signs(f)
+
+
+# --------------------------------------------------------------------------- only signs are written
+
+
+@pytest.mark.parametrize(
+    "bad, shown",
+    [
+        (torch.tensor([1.0, 0.5]), "0.5"),
+        (torch.tensor([1.0, float("nan")]), "nan"),
+        (torch.tensor([float("inf")]), "inf"),
+        (torch.tensor([2, 1], dtype=torch.int64), "2"),
+        (torch.tensor([255, 1], dtype=torch.uint8), "255"),
+        (torch.tensor([-2], dtype=torch.int8), "-2"),
+    ],
+)
+def test_write_signs_refuses_values_other_than_signs(tmp_path, bad, shown):
+    with pytest.raises(ValueError) as exc:
+        write_signs({"ok": _signs([1]), "fc.weight": bad}, tmp_path / "t.plt")
+    assert "'fc.weight'" in str(exc.value) and shown in str(exc.value)
+    assert not isinstance(exc.value, TemplateFileError)
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temp file
+
+
+@pytest.mark.parametrize("bad", [torch.tensor([True, False]), torch.tensor([1 + 0j, -1 + 0j])])
+def test_encode_refuses_bool_and_complex(bad):
+    with pytest.raises(ValueError, match="'w'.*(bool|complex)"):
+        encode(bad, "w")
+
+
+def test_encode_refuses_sparse():
+    with pytest.raises(ValueError, match="'w'.*to_dense"):
+        encode(torch.tensor([1, 0, -1]).to_sparse(), "w")
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.sampled_from([-1.0, 0.0, 1.0, -0.0]), min_size=1, max_size=40),
+       dtype=st.sampled_from([torch.float16, torch.float32, torch.float64, torch.int8, torch.int16, torch.int32, torch.int64]))
+def test_exact_signs_of_any_real_dtype_encode_like_int8(values, dtype):
+    t = torch.tensor(values).to(dtype)
+    assert encode(t) == encode(t.to(torch.int8))
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=st.one_of(st.floats().filter(lambda v: v not in (-1.0, 0.0, 1.0)), st.integers(2, 255)))
+def test_anything_but_an_exact_sign_is_refused(value):
+    with pytest.raises(ValueError, match="exactly -1, 0 or \\+1"):
+        encode(torch.tensor([1.0, value], dtype=torch.float64), "w")
+
+
+# --------------------------------------------------------------------------- consistent headers only
+
+
+def test_duplicate_layer_names_are_refused(tmp_path):
+    f = tmp_path / "d.plt"
+    layer = {"name": "w", "shape": [2], "bits": 1, "nbytes": 1}
+    f.write_bytes(_hand_file({"layers": [layer, layer], "meta": {}}, b"\x40\x80"))
+    with pytest.raises(TemplateFileError) as exc:
+        read_signs(f)
+    assert "'w' appears twice" in _reason(exc, f)
+
+
+@pytest.mark.parametrize("bits, payload", [(1, bytes([0b0100_0001])), (2, bytes([0b1100_0000, 0b0100_0100]))])
+def test_set_padding_bits_are_refused(tmp_path, bits, payload):
+    # 2 weights in a byte: the 6 low bits of each plane are padding and must be zero
+    f = tmp_path / "p.plt"
+    f.write_bytes(_hand_file({"layers": [{"name": "w", "shape": [2], "bits": bits, "nbytes": len(payload)}], "meta": {}}, payload))
+    with pytest.raises(TemplateFileError) as exc:
+        read_signs(f)
+    assert "'w'" in _reason(exc, f) and "padding" in _reason(exc, f)
+
+
+def test_padding_of_a_full_byte_is_not_checked():
+    assert decode(1, b"\xff", (8,)).tolist() == [-1] * 8
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        {"name": "w", "shape": [2**40, 2**40], "bits": 1, "nbytes": 1},
+        {"name": "w", "shape": [2**40, 2**40], "bits": 1, "nbytes": 2**77},  # consistent, but not in the file
+        {"name": "w", "shape": [2], "bits": 1, "nbytes": -1},
+        {"name": "w", "shape": [2], "bits": 1, "nbytes": 3},
+        {"name": "w", "shape": [-2], "bits": 1, "nbytes": 1},
+        {"name": "w", "shape": [2], "bits": True, "nbytes": 1},
+        {"name": "w", "shape": [True, 2], "bits": 1, "nbytes": 1},
+        {"name": "w", "shape": [2.0], "bits": 1, "nbytes": 1},
+        {"name": "w", "shape": [2], "bits": 1, "nbytes": 1.0},
+    ],
+)
+def test_absurd_or_inconsistent_layer_sizes_are_refused_before_decoding(tmp_path, layer):
+    f = tmp_path / "a.plt"
+    f.write_bytes(_hand_file({"layers": [layer], "meta": {}}, b"\x00"))
+    with pytest.raises(TemplateFileError) as exc:
+        read_signs(f)
+    assert "<file>:" in _reason(exc, f) and len(str(exc.value).splitlines()) == 1
+
+
+def test_payload_shorter_than_the_header_declares(tmp_path):
+    f = tmp_path / "s.plt"
+    f.write_bytes(_hand_file({"layers": [{"name": "w", "shape": [16], "bits": 1, "nbytes": 2}], "meta": {}}, b"\x00"))
+    with pytest.raises(TemplateFileError) as exc:
+        read_signs(f)
+    assert "declares 2 payload bytes" in _reason(exc, f)
+
+
+@pytest.mark.parametrize("header", [b"[" * 100_000 + b"]" * 100_000, b'{"layers": [], "meta": {"x": ' + b"9" * 5000 + b"}}"])
+def test_pathological_json_header_is_a_template_file_error(tmp_path, header):
+    f = tmp_path / "deep.plt"
+    f.write_bytes(_hand_file(header, b""))
+    with pytest.raises(TemplateFileError) as exc:
+        read_signs(f)
+    assert "unreadable header" in _reason(exc, f)
+
+
+def test_header_length_past_the_end_is_corrupted(tmp_path):
+    f = tmp_path / "h.plt"
+    f.write_bytes(_hand_file({"layers": [], "meta": {}}, b"", hlen=10**6))
+    with pytest.raises(TemplateFileError) as exc:
+        read_signs(f)
+    assert "runs past the end" in _reason(exc, f)
+
+
+# --------------------------------------------------------------------------- only regular files
+
+
+def test_reading_a_directory(tmp_path):
+    with pytest.raises(TemplateFileError) as exc:
+        read_signs(tmp_path)
+    assert _reason(exc, tmp_path) == "<file>: is a directory, not a template file"
+
+
+def test_reading_a_fifo_does_not_hang(tmp_path):
+    f = tmp_path / "fifo.plt"
+    os.mkfifo(f)
+    with pytest.raises(TemplateFileError) as exc:
+        read_signs(f)
+    assert "is a FIFO" in _reason(exc, f)
+
+
+def test_reading_a_device_does_not_read_forever():
+    with pytest.raises(TemplateFileError, match="/dev/zero: is a device"):
+        read_signs("/dev/zero")
+
+
+def test_reading_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such template file"):
+        read_signs(tmp_path / "missing.plt")
+
+
+# --------------------------------------------------------------------------- failed writes leave nothing behind
+
+
+def test_writing_to_a_directory_is_a_clear_error_and_leaves_no_temp_file(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    with pytest.raises(TemplateFileError) as exc:
+        write_signs({"w": _signs([1])}, target)
+    assert "is a directory" in str(exc.value) and str(target) in str(exc.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and list(target.iterdir()) == []
+
+
+def test_failed_write_removes_the_temp_file(tmp_path, monkeypatch):
+    def boom(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="No space"):
+        write_signs({"w": _signs([1])}, tmp_path / "t.plt")
+    assert list(tmp_path.iterdir()) == []
