@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from polarnet.layers import layer_kind, named_tensors, select
+from polarnet.layers import aliases, layer_kind, named_tensors, select
 
 
 def _net():
@@ -243,3 +243,45 @@ def test_select_model_and_state_dict_agree(kinds, spec, bias):
     else:
         assert select(net, spec, bias=bias) == expected
         assert select(net.state_dict(), spec, bias=bias) == expected
+
+
+# --------------------------------------------------------------------------- tied weights
+
+
+def _tied():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    net[2].weight = net[0].weight  # two Linear layers share one weight Parameter
+    return net
+
+
+def test_named_tensors_knows_every_name_of_a_tied_weight():
+    net = _tied()
+    tensors = named_tensors(net)
+    assert list(tensors) == list(net.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert tensors["2.weight"] is tensors["0.weight"]
+
+
+def test_aliases_of_model_and_state_dict():
+    net = _tied()
+    assert aliases(net) == aliases(net.state_dict()) == {"2.weight": "0.weight"}
+    assert aliases(_net()) == {} and aliases(_net().state_dict()) == {}
+    # equal values in other memory are not tied, nor are empty tensors
+    assert aliases({"a": torch.ones(2), "b": torch.ones(2), "c": torch.empty(0), "d": torch.empty(0)}) == {}
+    # different views of one storage are not tied either
+    flat = torch.zeros(8)
+    assert aliases({"a": flat[:4], "b": flat[4:], "c": flat.view(2, 4)}) == {}
+
+
+@pytest.mark.parametrize("spec", ["all", "linear", "*.weight", "*"])
+def test_select_takes_a_tied_weight_once_and_model_and_state_dict_agree(spec):
+    net = _tied()
+    names = select(net, spec)
+    assert names == select(net.state_dict(), spec)
+    assert "2.weight" not in names and "0.weight" in names
+
+
+def test_select_glob_on_the_alias_alone_and_lists_as_given():
+    net = _tied()
+    assert select(net, "2.*") == ["2.weight", "2.bias"]
+    assert select(net, ["0.weight", "2.weight"]) == ["0.weight", "2.weight"]

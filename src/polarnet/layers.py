@@ -9,6 +9,12 @@
 
 A plain ``state_dict`` carries no module types, so there a layer's kind is read from its
 shape: a ``*weight`` of 3–5 dimensions is a convolution, of 2 dimensions a linear layer.
+
+Tied weights (one tensor under two names, as ``model.state_dict()`` lists a parameter
+shared by two modules) are known under every name (:func:`named_tensors`), and
+:func:`aliases` says which names are the same tensor. The ``"all"``/``"conv"``/``"linear"``
+and glob selectors take a tied tensor once, under its first selected name, so a model and
+its state dict select the same layers; a list of names is taken as given.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Literal, Union
 import torch  # noqa: F401 - the doctests use it
 from torch import Tensor, nn
 
-__all__ = ["LayerSpec", "select", "named_tensors", "layer_kind", "module_kinds"]
+__all__ = ["LayerSpec", "select", "named_tensors", "aliases", "layer_kind", "module_kinds"]
 
 LayerSpec = Union[Literal["all", "conv", "linear"], str, Sequence[str]]
 Kind = Literal["conv", "linear"]
@@ -32,18 +38,50 @@ _LINEAR_TYPES = (nn.Linear, nn.Bilinear)
 def named_tensors(source: nn.Module | Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Name → tensor for a module (its parameters) or a state dict (its tensors).
 
+    A module's tied parameters appear under every name, as in its ``state_dict()``.
+
     Example:
         >>> sorted(named_tensors(nn.Linear(2, 3)))
         ['bias', 'weight']
     """
     if isinstance(source, nn.Module):
-        return dict(source.named_parameters())
+        return dict(source.named_parameters(remove_duplicate=False))
     if isinstance(source, Mapping):
         out = {k: v for k, v in source.items() if isinstance(v, Tensor)}
         if not out:
             raise ValueError("the state dict holds no tensors; pass a model or a non-empty state dict")
         return out
     raise TypeError(f"expected an nn.Module or a state dict (Mapping[str, Tensor]), got {type(source).__name__}")
+
+
+def _identity(t: Tensor) -> tuple[object, ...]:
+    """Equal for two tensors exactly when they are the same values in the same memory."""
+    if t.layout != torch.strided or t.is_meta or t.numel() == 0:
+        return ("object", id(t))  # no memory to share (or none we can compare)
+    return (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+
+
+def aliases(source: nn.Module | Mapping[str, Tensor]) -> dict[str, str]:
+    """Tied weights: ``{alias: first name}`` for every name whose tensor an earlier name already has.
+
+    Two names are tied when they are the same tensor in the same memory (one shared
+    ``nn.Parameter``, or the views of it that ``state_dict()`` returns).
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+        >>> net[1].weight = net[0].weight
+        >>> aliases(net), aliases(net.state_dict())
+        ({'1.weight': '0.weight'}, {'1.weight': '0.weight'})
+    """
+    first: dict[tuple[object, ...], str] = {}
+    out: dict[str, str] = {}
+    for name, t in named_tensors(source).items():
+        key = _identity(t)
+        if key in first:
+            out[name] = first[key]
+        else:
+            first[key] = name
+    return out
 
 
 def module_kinds(model: nn.Module) -> dict[str, Kind]:
@@ -90,7 +128,8 @@ def select(source: nn.Module | Mapping[str, Tensor], layers: LayerSpec = "all", 
         bias: with a kind selector, also take the biases of those layers.
 
     Returns:
-        Parameter names, in the order the source lists them.
+        Parameter names, in the order the source lists them; a tied tensor once (see the
+        module docstring), except in a list of names.
 
     Raises:
         ValueError: nothing matched, or a listed name is not in the source.
@@ -129,6 +168,16 @@ def select(source: nn.Module | Mapping[str, Tensor], layers: LayerSpec = "all", 
                 f"layers={layers!r} selects no parameter; available names start with: "
                 f"{', '.join(list(tensors)[:6])}{', …' if len(tensors) > 6 else ''}"
             )
+        tied = aliases(source)
+        if tied:  # a tied tensor once, under its first selected name
+            chosen: set[str] = set()
+            kept = []
+            for name in names:
+                canonical = tied.get(name, name)
+                if canonical not in chosen:
+                    chosen.add(canonical)
+                    kept.append(name)
+            names = kept
         return names
     names = list(layers)
     missing = [n for n in names if n not in tensors]
