@@ -33,11 +33,37 @@ def _hand():
 
 
 def test_values_stored_as_int8_cpu():
-    t = PolarityTemplate({"w": torch.tensor([1.0, -1.0, 0.0]), "b": torch.tensor([True, False])})
+    t = PolarityTemplate({"w": torch.tensor([1.0, -1.0, 0.0]), "b": torch.tensor([1, 0], dtype=torch.int64)})
     assert t["w"].dtype == torch.int8 and t["w"].tolist() == [1, -1, 0]
     assert t["b"].dtype == torch.int8 and t["b"].tolist() == [1, 0]
     assert t["w"].device.type == "cpu"
     assert list(t) == ["w", "b"] and len(t) == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.int32, torch.float16, torch.bfloat16, torch.float64])
+def test_exact_signs_of_any_real_dtype_are_accepted(dtype):
+    values = [1, 0] if dtype == torch.uint8 else [1, 0, -1]
+    assert PolarityTemplate({"w": torch.tensor(values).to(dtype)})["w"].tolist() == values
+
+
+def test_uint8_255_is_not_minus_one():
+    # cast to int8, 255 would wrap to -1: it is judged in its own dtype instead
+    with pytest.raises(ValueError, match="'w'.*exactly -1, 0 or \\+1, found \\[255\\]"):
+        PolarityTemplate({"w": torch.tensor([1, 255], dtype=torch.uint8)})
+
+
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        (torch.tensor([True, False]), "bool tensors are ambiguous"),
+        (torch.tensor([1 + 0j, -1 + 0j]), "complex tensor has no signs"),
+        (torch.tensor([1, 0, -1]).to_sparse(), "to_dense"),
+    ],
+)
+def test_bool_complex_and_sparse_signs_are_refused(bad, says):
+    with pytest.raises(ValueError) as exc:
+        PolarityTemplate({"fc.weight": bad})
+    assert "'fc.weight'" in str(exc.value) and says in str(exc.value)
 
 
 @pytest.mark.parametrize(
@@ -374,3 +400,88 @@ def test_save_load_round_trip_property(tmp_path, t):
     assert u.counts() == t.counts()
     for k in t:
         assert u[k].shape == t[k].shape and u[k].dtype == torch.int8
+
+
+# --------------------------------------------------------------------------- reading a layer gives a copy
+
+
+def test_reading_a_layer_returns_a_copy():
+    t = PolarityTemplate({"w": torch.tensor([1, -1, 0])})
+    v = t.version
+    t["w"][0] = -1
+    t["w"].zero_()
+    for x in t.values():
+        x.fill_(5)  # even an invalid value can't get in
+    for _, x in t.items():
+        x.neg_()
+    assert t["w"].tolist() == [1, -1, 0] and t.version == v
+
+
+def test_in_place_edit_of_a_read_layer_cannot_leave_an_enforcer_stale():
+    from polarnet.freeze import Enforcer, violations
+
+    torch.manual_seed(0)
+    net = nn.Linear(4, 4)
+    t = PolarityTemplate.random(net, seed=0)
+    enforcer = Enforcer(net, t)
+    enforcer()
+    t["weight"].neg_()  # a copy: the template (and the enforcer's cache) are unchanged
+    enforcer()
+    assert violations(net, t) == 0
+    # the supported way to edit: assign, which bumps the version and rebuilds the cache
+    t["weight"] = -t["weight"]
+    enforcer()
+    assert violations(net, t) == 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(values=st.lists(st.sampled_from([-1, 0, 1]), min_size=1, max_size=30), fill=st.integers(-100, 100))
+def test_no_in_place_write_through_a_read_changes_the_template(values, fill):
+    t = PolarityTemplate({"w": torch.tensor(values)})
+    before = (t.version, t.counts())
+    t["w"].fill_(fill)
+    next(iter(t.values())).fill_(fill)
+    assert (t.version, t.counts()) == before and t["w"].tolist() == values
+
+
+# --------------------------------------------------------------------------- tied weights
+
+
+def _tied():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    net[2].weight = net[0].weight  # two Linear layers share one weight Parameter
+    return net
+
+
+def test_template_from_a_tied_state_dict_is_accepted_by_the_model():
+    net = _tied()
+    assert list(net.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    t = PolarityTemplate.from_model(net.state_dict())
+    assert t == PolarityTemplate.from_model(net)
+    assert list(t) == ["0.weight"]  # the tied tensor once
+    assert list(t.check(net)) == ["0.weight"]
+
+
+def test_both_names_of_a_tied_weight_are_accepted_once():
+    net = _tied()
+    signs = torch.sign(net[0].weight.detach())
+    both = PolarityTemplate({"0.weight": signs, "2.weight": signs})
+    assert list(both.check(net)) == ["0.weight"]  # the caller touches the shared tensor once
+    only_alias = PolarityTemplate({"2.weight": signs})
+    assert list(only_alias.check(net)) == ["2.weight"]
+    assert only_alias.check(net)["2.weight"] is net[0].weight
+
+
+def test_a_tied_weight_with_two_different_sign_patterns_is_refused():
+    net = _tied()
+    signs = torch.sign(net[0].weight.detach())
+    with pytest.raises(ValueError) as exc:
+        PolarityTemplate({"0.weight": signs, "2.weight": -signs}).check(net)
+    assert "'0.weight' and '2.weight' are one tied weight" in str(exc.value)
+
+
+def test_check_refuses_complex_weights():
+    lin = nn.Linear(2, 2, dtype=torch.cfloat)
+    with pytest.raises(ValueError, match="'weight'.*complex"):
+        PolarityTemplate({"weight": torch.ones(2, 2)}).check(lin)

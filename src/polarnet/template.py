@@ -11,30 +11,28 @@ import torch
 from torch import Tensor, nn
 
 from . import builders, fileformat
-from .layers import LayerSpec, named_tensors
+from .layers import LayerSpec, aliases, named_tensors
 from .proportions import Proportions
 
 __all__ = ["PolarityTemplate"]
 
 
 def _as_signs(name: str, value: object) -> Tensor:
-    if not isinstance(value, Tensor):
-        raise TypeError(f"template layer {name!r}: expected a tensor of signs, got {type(value).__name__}")
-    bad = (value != 0) & (value != 1) & (value != -1)
-    if bad.any():
-        found = sorted(set(value[bad].flatten()[:5].tolist()))
-        raise ValueError(f"template layer {name!r}: values must be -1, 0 or +1, found {found}")
     # always a copy: a template must not change behind its back (and its ``version``)
-    return value.detach().to(device="cpu", dtype=torch.int8, memory_format=torch.contiguous_format, copy=True)
+    return fileformat.as_signs(value, name, copy=True)
 
 
 class PolarityTemplate(MutableMapping[str, Tensor]):
     """A mapping ``parameter name → int8 tensor of signs in {-1, 0, +1}``.
 
-    Every write is validated (values; and the shape, when a layer is overwritten).
+    Every write is validated: exactly -1, 0 or +1 in the value's own dtype (so 0.5, NaN, a
+    ``uint8`` 255, ``bool`` and complex tensors are refused; see
+    :func:`polarnet.fileformat.as_signs`), and the shape when a layer is overwritten.
     ``version`` counts writes, so code that caches derived tensors (the Freeze-SGD
-    enforcer) knows when to rebuild them. Edit a layer by assigning ``t[name] = ...``,
-    not by writing into the tensor it returns.
+    enforcer) knows when to rebuild them.
+
+    Reading a layer (``t[name]``, ``t.values()``, ``t.items()``) returns a **copy**: writing
+    into it changes nothing. Edit a layer by assigning ``t[name] = ...``.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
@@ -43,6 +41,9 @@ class PolarityTemplate(MutableMapping[str, Tensor]):
         ['0.weight', '2.weight']
         >>> t.numel()
         48
+        >>> t["0.weight"][0, 0] = 0    # a copy: the template is unchanged
+        >>> t.counts()["0.weight"][0]
+        0
     """
 
     def __init__(self, signs: Mapping[str, Tensor] | None = None, *, meta: Mapping[str, Any] | None = None) -> None:
@@ -54,7 +55,9 @@ class PolarityTemplate(MutableMapping[str, Tensor]):
 
     # -- mapping protocol --------------------------------------------------------
     def __getitem__(self, name: str) -> Tensor:
-        return self._signs[name]
+        # a copy (int8: 1 byte per weight), so an in-place edit can't bypass validation and
+        # ``version``; polarnet's own hot paths read ``_signs`` directly
+        return self._signs[name].clone()
 
     def __setitem__(self, name: str, value: Tensor) -> None:
         signs = _as_signs(name, value)
@@ -80,7 +83,7 @@ class PolarityTemplate(MutableMapping[str, Tensor]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Mapping):
             return NotImplemented
-        return set(self) == set(other) and all(torch.equal(self[k], other[k]) for k in self)
+        return set(self) == set(other) and all(torch.equal(self._signs[k], other[k]) for k in self)
 
     def __repr__(self) -> str:
         return f"PolarityTemplate({len(self)} layers, {self.numel()} weights)"
@@ -162,8 +165,14 @@ class PolarityTemplate(MutableMapping[str, Tensor]):
     def check(self, model: nn.Module | Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Check that every layer exists in ``model`` with the same shape; return those tensors.
 
+        Tied weights (one tensor under two names, e.g. ``decoder.weight`` tied to
+        ``embedding.weight``) are accepted under either name. When the template names one
+        tensor twice, both entries must hold the same signs, and the tensor is returned once,
+        under the first of its names in the template, so callers touch it once.
+
         Raises:
-            ValueError: naming the missing layer or both shapes.
+            ValueError: naming the missing layer, both shapes, a tied weight given two
+                different sign patterns, or a weight that is complex or sparse.
 
         Example:
             >>> net = nn.Linear(3, 2)
@@ -171,14 +180,29 @@ class PolarityTemplate(MutableMapping[str, Tensor]):
             ['weight']
         """
         tensors = named_tensors(model)
+        same = aliases(model)
         found: dict[str, Tensor] = {}
+        first: dict[str, str] = {}  # the canonical model name -> first template name for it
         for name, signs in self._signs.items():
             if name not in tensors:
                 raise ValueError(f"template layer {name!r} is not a parameter of the model; "
                                  f"model has: {', '.join(list(tensors)[:8])}{'…' if len(tensors) > 8 else ''}")
-            if tuple(tensors[name].shape) != tuple(signs.shape):
-                raise ValueError(f"layer {name!r}: template shape {tuple(signs.shape)} ≠ weight shape {tuple(tensors[name].shape)}")
-            found[name] = tensors[name]
+            w = tensors[name]
+            if tuple(w.shape) != tuple(signs.shape):
+                raise ValueError(f"layer {name!r}: template shape {tuple(signs.shape)} ≠ weight shape {tuple(w.shape)}")
+            if w.is_complex() or w.layout != torch.strided:
+                kind = "complex" if w.is_complex() else str(w.layout)
+                raise ValueError(f"layer {name!r}: the weight is a {kind} tensor, which has no signs to keep; "
+                                 f"leave it out of the template")
+            canonical = same.get(name, name)
+            if canonical in first:
+                other = first[canonical]
+                if not torch.equal(self._signs[other], signs):
+                    raise ValueError(f"layers {other!r} and {name!r} are one tied weight, but the template gives them "
+                                     f"different signs; keep one of the two names or give both the same signs")
+                continue
+            first[canonical] = name
+            found[name] = w
         return found
 
     # -- files -----------------------------------------------------------------------
