@@ -351,3 +351,66 @@ def test_xor_sufficient_via_registry():
     a = RULES.get("xor_sufficient")(net, relevant=(1, 3))
     b = xor_sufficient(net, relevant=(1, 3))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --------------------------------------------------------------------------- weights that can't carry signs
+
+
+@settings(max_examples=30, deadline=None)
+@given(n_nan=st.integers(1, 12), seed=st.integers(0, 100))
+def test_signs_of_refuses_nan_naming_layer_and_count(n_nan, seed):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(3, 4, generator=g)
+    w.view(-1)[torch.randperm(12, generator=g)[:n_nan]] = float("nan")
+    with pytest.raises(ValueError) as exc:
+        signs_of({"fc.weight": w, "fc.bias": torch.zeros(3)})
+    assert "'fc.weight'" in str(exc.value) and f"{n_nan} of 12 weights are NaN" in str(exc.value)
+
+
+def test_signs_of_nan_in_an_unselected_layer_is_fine_and_inf_has_a_sign():
+    sd = {"a.weight": torch.tensor([[float("inf"), -float("inf"), 0.0]]), "b.weight": torch.full((2, 2), float("nan"))}
+    assert signs_of(sd, ["a.weight"])["a.weight"].tolist() == [[1, -1, 0]]
+
+
+def test_xor_sufficient_refuses_nan_hidden_weights():
+    net = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 1))
+    with torch.no_grad():
+        net[0].weight[1, 0] = float("nan")
+    with pytest.raises(ValueError, match="'0.weight': 1 of 20 weights are NaN"):
+        xor_sufficient(net)
+
+
+@pytest.mark.parametrize("build", [signs_of, random_signs, lambda sd, layers: signs_from_proportions(sd, (0, 0.5, 0.5), 0, layers)])
+def test_complex_and_sparse_weights_are_refused_by_name(build):
+    for bad, says in [(torch.ones(2, 2, dtype=torch.cfloat), "complex"), (torch.eye(2).to_sparse(), "sparse")]:
+        sd = {"ok.weight": torch.ones(2, 2), "odd.weight": bad}
+        with pytest.raises(ValueError) as exc:
+            build(sd, layers="all")
+        assert "'odd.weight'" in str(exc.value) and says in str(exc.value)
+        assert list(build(sd, layers=["ok.weight"])) == ["ok.weight"]  # leaving it out works
+
+
+# --------------------------------------------------------------------------- tied weights
+
+
+def _tied():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    net[2].weight = net[0].weight
+    return net
+
+
+@pytest.mark.parametrize("source", ["model", "state_dict"])
+def test_builders_give_a_tied_weight_one_sign_pattern(source):
+    net = _tied()
+    src = net if source == "model" else net.state_dict()
+    both = ["0.weight", "2.weight"]
+    for signs in (random_signs(src, layers=both, seed=3), signs_of(src, both),
+                  signs_from_proportions(src, {"0.weight": (0.2, 0.4, 0.4), "2.weight": (0.2, 0.4, 0.4)}, seed=3)):
+        assert torch.equal(signs["0.weight"], signs["2.weight"])
+    assert list(random_signs(src)) == list(signs_of(src)) == ["0.weight"]
+
+
+def test_tied_weight_with_two_different_proportions_is_refused():
+    with pytest.raises(ValueError, match="'0.weight' and '2.weight' are one tied weight"):
+        signs_from_proportions(_tied(), {"0.weight": (0.2, 0.4, 0.4), "2.weight": (0.0, 0.5, 0.5)})

@@ -1,7 +1,12 @@
 """How templates are made: random signs, signs of a model, SPIN proportions, rules.
 
 Every builder returns ``{name: int8 tensor in {-1, 0, +1}}``;
-:class:`polarnet.PolarityTemplate` wraps these. Rules (templates computed from a model by
+:class:`polarnet.PolarityTemplate` wraps these.
+
+A weight that can't carry signs is refused with its name: complex and sparse tensors
+(every builder), and NaN weights in :func:`signs_of` (a NaN has no sign; ±inf has one).
+A tied weight (one tensor under two names) gets one sign pattern: when a list of names
+gives both, the second copies the first. Rules (templates computed from a model by
 expert knowledge) live in :data:`RULES`; add one with :func:`register_rule`.
 """
 
@@ -12,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .layers import LayerSpec, named_tensors, select
+from .layers import LayerSpec, aliases, named_tensors, select
 from .proportions import Proportions, check_proportions, counts_from_proportions
 from .registry import Registry
 
@@ -27,6 +32,31 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(int(seed))
 
 
+def _weight(tensors: Mapping[str, Tensor], name: str) -> Tensor:
+    """The tensor ``name``, refused when it can't carry signs (complex, sparse)."""
+    t = tensors[name]
+    if t.is_complex():
+        raise ValueError(f"layer {name!r}: a complex tensor has no signs; leave it out with layers=[...] or a glob")
+    if t.layout != torch.strided:
+        raise ValueError(f"layer {name!r}: a {t.layout} tensor is not supported; pass a dense state dict "
+                         f"(t.to_dense()) or leave it out with layers=[...]")
+    return t
+
+
+def _tied_to(source: nn.Module | Mapping[str, Tensor], names: list[str]) -> dict[str, str]:
+    """``{alias: earlier selected name}`` for selected names that are the same tensor."""
+    tied = aliases(source)
+    first: dict[str, str] = {}
+    out: dict[str, str] = {}
+    for name in names:
+        canonical = tied.get(name, name)
+        if canonical in first:
+            out[name] = first[canonical]
+        else:
+            first[canonical] = name
+    return out
+
+
 def random_signs(source: nn.Module | Mapping[str, Tensor], p_positive: float = 0.5, layers: LayerSpec = "all",
                  seed: int = 0, *, bias: bool = False) -> Signs:
     """RAND-Polarity: each sign +1 with probability ``p_positive``, else −1 (never 0).
@@ -39,16 +69,25 @@ def random_signs(source: nn.Module | Mapping[str, Tensor], p_positive: float = 0
     if not 0.0 <= float(p_positive) <= 1.0:
         raise ValueError(f"p_positive must lie in [0, 1], got {p_positive}")
     tensors = named_tensors(source)
+    names = select(source, layers, bias=bias)
+    tied = _tied_to(source, names)
     g = _generator(seed)
     out: Signs = {}
-    for name in select(source, layers, bias=bias):
-        draw = torch.rand(tensors[name].shape, generator=g) < p_positive
+    for name in names:
+        if name in tied:
+            out[name] = out[tied[name]].clone()
+            continue
+        draw = torch.rand(_weight(tensors, name).shape, generator=g) < p_positive
         out[name] = draw.to(torch.int8).mul_(2).sub_(1)
     return out
 
 
 def signs_of(source: nn.Module | Mapping[str, Tensor], layers: LayerSpec = "all", *, bias: bool = False) -> Signs:
     """IN-Polarity: the signs of a model's (or state dict's) weights; an exact 0 gives 0.
+
+    Raises:
+        ValueError: a selected weight holds NaN (naming the layer and how many: a NaN has
+            no sign; repair or drop it first), or is complex or sparse.
 
     Example:
         >>> lin = nn.Linear(2, 1)
@@ -58,7 +97,17 @@ def signs_of(source: nn.Module | Mapping[str, Tensor], layers: LayerSpec = "all"
         [[1, -1]]
     """
     tensors = named_tensors(source)
-    return {name: torch.sign(tensors[name].detach()).to(device="cpu", dtype=torch.int8) for name in select(source, layers, bias=bias)}
+    return {name: _signs(name, _weight(tensors, name)) for name in select(source, layers, bias=bias)}
+
+
+def _signs(name: str, w: Tensor) -> Tensor:
+    w = w.detach()
+    if w.is_floating_point():
+        nan = int(torch.isnan(w).sum())
+        if nan:
+            raise ValueError(f"layer {name!r}: {nan} of {w.numel()} weights are NaN, and a NaN has no sign; "
+                             f"repair the source (e.g. torch.nan_to_num) or leave the layer out with layers=[...]")
+    return torch.sign(w).to(device="cpu", dtype=torch.int8)
 
 
 def signs_from_proportions(source: nn.Module | Mapping[str, Tensor],
@@ -87,10 +136,17 @@ def signs_from_proportions(source: nn.Module | Mapping[str, Tensor],
     else:
         p = check_proportions(proportions)
         table = {name: p for name in select(source, layers)}
+    tied = _tied_to(source, list(table))
     g = _generator(seed)
     out: Signs = {}
     for name, p in table.items():
-        shape = tensors[name].shape
+        if name in tied:
+            if table[tied[name]] != p:
+                raise ValueError(f"layers {tied[name]!r} and {name!r} are one tied weight but are given different "
+                                 f"proportions {table[tied[name]]} and {p}; give one of the two names")
+            out[name] = out[tied[name]].clone()
+            continue
+        shape = _weight(tensors, name).shape
         n = tensors[name].numel()
         n0, n_neg, _ = counts_from_proportions(p, n)
         flat = torch.ones(n, dtype=torch.int8)
@@ -168,6 +224,6 @@ def xor_sufficient(model: nn.Module, relevant: Sequence[int] = (0, 1), layers: S
         raise ValueError(f"xor_sufficient: hidden weight {h_name!r} of shape {tuple(hidden.shape)} has no input dims {a}, {b}")
     if output.dim() != 2 or output.shape[1] != hidden.shape[0]:
         raise ValueError(f"xor_sufficient: output weight {o_name!r} of shape {tuple(output.shape)} does not take the {hidden.shape[0]} hidden units")
-    h_signs = torch.sign(hidden.detach()).to(device="cpu", dtype=torch.int8)
+    h_signs = _signs(h_name, hidden)
     unit = (h_signs[:, a] * h_signs[:, b]).to(torch.int8)
     return {h_name: h_signs, o_name: unit.expand(output.shape[0], -1).clone()}
