@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 
 import pandas as pd
@@ -13,11 +14,11 @@ import polarnet
 from polarnet.experiments.config import load_study
 from polarnet.experiments.plan import plan
 from polarnet.experiments.results import EpochRecord, RunResult
-from polarnet.experiments.store import STORE_NAME, Store, software_versions
+from polarnet.experiments.store import SCHEMA_VERSION, STORE_NAME, Store, StoreError, StudyMismatch, software_versions
 
 RUN_COLUMNS = ["key", "condition", "n_train", "hidden", "reset", "trial", "frozen", "status", "reason",
                "acc_before_align", "acc_after_align", "started", "finished", "seconds", "device", "host", "versions",
-               "settings"]
+               "settings", "constrained", "checksum"]
 EPOCH_COLUMNS = ["condition", "n_train", "hidden", "reset", "trial", "frozen", "status", "run", "epoch", "train_loss",
                  "train_acc", "val_loss", "val_acc", "resets", "sign_changes", "wall"]
 
@@ -245,3 +246,254 @@ def test_set_study_round_trip(store):
 
 def test_wal_mode(store):
     assert store.db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+# --------------------------------------------------------------------------- schema version, column order
+
+def test_new_store_carries_the_schema_version(store):
+    assert store.db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+def test_a_store_of_a_newer_polarnet_is_refused_by_writers_and_readers(tmp_path, specs):
+    folder = tmp_path / "newer"
+    with Store(folder) as s:
+        s.mark_running(specs[:1])
+        s.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    for open_ in (Store, Store.existing):
+        with pytest.raises(StoreError, match=r"written by a newer polarnet .*upgrade polarnet"):
+            open_(folder)
+
+
+_V0_SCHEMA = """
+CREATE TABLE study (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (key TEXT PRIMARY KEY, condition TEXT NOT NULL, n_train INTEGER NOT NULL, hidden INTEGER NOT NULL,
+    reset TEXT NOT NULL, trial INTEGER NOT NULL, frozen INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')), reason TEXT, acc_before_align REAL,
+    acc_after_align REAL, started REAL, finished REAL, seconds REAL, device TEXT, host TEXT, versions TEXT,
+    settings TEXT NOT NULL);
+CREATE TABLE epochs (run TEXT NOT NULL REFERENCES runs(key) ON DELETE CASCADE, epoch INTEGER NOT NULL,
+    train_loss REAL, train_acc REAL, val_loss REAL, val_acc REAL, resets INTEGER, sign_changes TEXT, wall REAL,
+    PRIMARY KEY (run, epoch));
+CREATE TABLE magnitudes (run TEXT NOT NULL REFERENCES runs(key) ON DELETE CASCADE, layer TEXT NOT NULL,
+    quantiles TEXT NOT NULL, PRIMARY KEY (run, layer));
+"""
+
+
+def test_a_store_from_before_versioning_is_read_and_upgraded_keeping_its_rows(tmp_path, specs):
+    folder = tmp_path / "v0"
+    folder.mkdir()
+    db = sqlite3.connect(folder / STORE_NAME)
+    db.executescript(_V0_SCHEMA)
+    db.execute("INSERT INTO runs (key, condition, n_train, hidden, reset, trial, frozen, status, settings) "
+               "VALUES (?, 'fluid_rand', 8, 4, 'none', 0, 0, 'done', '{}')", (specs[0].key,))
+    db.execute("INSERT INTO epochs VALUES (?, 1, 0.5, 0.6, 0.7, 0.8, 0, '{}', 0.1)", (specs[0].key,))
+    db.commit()
+    db.close()
+    with Store.existing(folder) as reader:  # a reader changes nothing
+        assert reader.epochs()["val_acc"].tolist() == [0.8]
+    assert sqlite3.connect(folder / STORE_NAME).execute("PRAGMA user_version").fetchone() == (0,)
+    with Store(folder) as writer:
+        assert writer.db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert writer.counts() == {"done": 1}
+        assert writer.runs()["constrained"].isna().all()
+        writer.mark_running(specs[1:2])
+        writer.record([_done(specs[1], 2, extra={"constrained": 36})])
+        assert writer.runs().set_index("key").loc[specs[1].key, "constrained"] == 36
+        assert writer.damaged_runs() == []
+
+
+def test_inserts_go_by_column_name_whatever_the_tables_column_order(tmp_path, specs):
+    folder = tmp_path / "reordered"
+    folder.mkdir()
+    db = sqlite3.connect(folder / STORE_NAME)
+    db.executescript(_V0_SCHEMA.replace(
+        "train_loss REAL, train_acc REAL, val_loss REAL, val_acc REAL, resets INTEGER, sign_changes TEXT, wall REAL",
+        "wall REAL, sign_changes TEXT, resets INTEGER, val_acc REAL, val_loss REAL, train_acc REAL, train_loss REAL")
+        .replace("layer TEXT NOT NULL,\n    quantiles TEXT NOT NULL", "quantiles TEXT NOT NULL, layer TEXT NOT NULL"))
+    db.close()
+    with Store(folder) as s:
+        s.mark_running(specs[:1])
+        s.record([_done(specs[0], 2, extra={"init_magnitudes": {"0.weight": [0.5] * 21}})])
+        row = s.epochs().iloc[1]
+        assert (row["train_loss"], row["val_acc"], row["resets"], row["wall"]) == pytest.approx((0.5, 0.6, 6, 0.02))
+        assert s.magnitudes()["layer"].tolist() == ["0.weight"]
+
+
+# --------------------------------------------------------------------------- read-only readers
+
+def _ro_mount(path):
+    """A small tmpfs at ``path`` (root only); skips where mounting isn't allowed."""
+    import subprocess
+
+    path.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(path)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    return path
+
+
+def test_readers_open_read_only_and_change_nothing(tmp_path, specs):
+    folder = tmp_path / "study"
+    with Store(folder) as s:
+        s.mark_running(specs[:2])
+        s.record([_done(specs[0], 2)])
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with Store.existing(folder) as reader:
+        assert len(reader.epochs()) == 2 and len(reader.runs()) == 2
+        with pytest.raises(StoreError, match="read-only"):
+            reader.set_study({"x": 1})
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader.db.execute("DELETE FROM runs")
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name in before} == before
+
+
+def test_a_study_on_a_read_only_file_system_can_be_read(tmp_path, specs):
+    import subprocess
+
+    mount = _ro_mount(tmp_path / "mnt")
+    try:
+        folder = mount / "study"
+        with Store(folder) as s:
+            s.set_study({"settings": {"name": "ro"}})
+            s.mark_running(specs[:1])
+            s.record([_done(specs[0], 3)])
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        with Store.existing(folder) as reader:
+            assert len(reader.epochs()) == 3 and reader.study()["settings"]["name"] == "ro"
+        from polarnet.experiments import load_results
+
+        assert len(load_results(folder)) == 3
+        with pytest.raises(StoreError, match="not writable|cannot write|Read-only"):
+            Store(folder)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+# --------------------------------------------------------------------------- damage
+
+def _finished_store(folder, specs) -> None:
+    with Store(folder) as s:
+        s.mark_running(specs)
+        s.record([_done(spec, 2, extra={"init_magnitudes": {"0.weight": [0.1] * 21}}) for spec in specs])
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "zero_tail"])
+def test_a_damaged_file_is_one_clear_error_for_writers_and_readers(tmp_path, specs, damage):
+    folder = tmp_path / "damaged"
+    _finished_store(folder, specs)
+    path = folder / STORE_NAME
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"this is not a database" * 100)
+    else:  # the last pages overwritten
+        path.write_bytes(data[:-2048] + bytes(2048))
+    for open_ in (Store, Store.existing):
+        with pytest.raises(StoreError, match=r"corrupted|damaged|not a polarnet store") as info:
+            with open_(folder) as s:  # some damage only shows when the data is read
+                s.epochs(), s.runs(), s.magnitudes()
+        assert "sqlite3" in str(info.value) and "recover" in str(info.value)
+
+
+def test_numbers_changed_behind_sqlites_back_fail_their_checksum(tmp_path, specs):
+    folder = tmp_path / "edited"
+    _finished_store(folder, specs)
+    with sqlite3.connect(folder / STORE_NAME) as db:  # quick_check still says ok after this
+        db.execute("UPDATE epochs SET val_acc = 0.99 WHERE run = ? AND epoch = 2", (specs[3].key,))
+    assert sqlite3.connect(folder / STORE_NAME).execute("PRAGMA quick_check").fetchone() == ("ok",)
+    with Store.existing(folder) as reader:
+        assert reader.damaged_runs() == [specs[3].key]
+        with pytest.raises(StoreError, match=f"1 run.* no longer match their checksum .*{specs[3].key}"):
+            reader.epochs()
+    with Store(folder) as writer:  # a writer sends the run back to be trained
+        assert writer.retrain_damaged() == [specs[3].key]
+        assert writer.counts() == {"done": len(specs) - 1, "running": 1}
+        assert writer.damaged_runs() == []
+
+
+@pytest.mark.parametrize("column", ["val_loss", "resets", "sign_changes"])
+def test_every_stored_number_is_covered_by_the_checksum(tmp_path, specs, column):
+    folder = tmp_path / column
+    _finished_store(folder, specs[:2])
+    value = {"val_loss": 0.123, "resets": 999, "sign_changes": '{"0.weight":1.0}'}[column]
+    with sqlite3.connect(folder / STORE_NAME) as db:
+        db.execute(f"UPDATE epochs SET {column} = ? WHERE run = ? AND epoch = 1", (value, specs[1].key))
+        db.execute("UPDATE magnitudes SET quantiles = '[0.2]' WHERE run = ?", (specs[0].key,))
+        db.execute("UPDATE runs SET acc_after_align = 0.01 WHERE key = ?", (specs[0].key,))
+    with Store.existing(folder) as reader:
+        assert reader.damaged_runs() == sorted([specs[0].key, specs[1].key])
+
+
+# --------------------------------------------------------------------------- one study per folder
+
+def test_bind_study_refuses_runs_of_another_study_and_names_the_differences(tmp_path, specs):
+    folder = tmp_path / "xor5d"
+    other = plan(load_study("xor5d", ["trials=2", "epochs=5", "sizes=[8]", "hidden=[4]"]))
+    with Store(folder) as s:
+        s.bind_study({"epochs": 2, "trials": 2}, [r.key for r in specs])
+        s.mark_running(specs)
+        with pytest.raises(StudyMismatch) as info:
+            s.bind_study({"epochs": 5, "trials": 2}, [r.key for r in other])
+        text = str(info.value)
+        assert "holds another study: 6 of its runs are not part of this one" in text
+        assert "epochs: 2 in the folder, 5 here" in text and "trials" not in text
+        assert f"--out {tmp_path / 'xor5d-2'}" in text
+        assert s.study()["settings"]["epochs"] == 2  # nothing changed
+
+
+def test_bind_study_accepts_the_same_study_grown_or_relabelled(tmp_path, specs):
+    with Store(tmp_path / "s") as s:
+        s.bind_study({"epochs": 2, "thresholds": [0.8]}, [r.key for r in specs[:3]])
+        s.mark_running(specs[:3])
+        s.bind_study({"epochs": 2, "thresholds": [0.9]}, [r.key for r in specs])  # more runs, other threshold
+        assert s.study()["settings"]["thresholds"] == [0.9]
+
+
+def test_bind_study_with_equal_settings_but_other_runs_blames_changed_files(tmp_path, specs):
+    with Store(tmp_path / "s") as s:
+        s.bind_study({"proportions": "p.json"}, [r.key for r in specs[:3]])
+        s.mark_running(specs[:3])
+        with pytest.raises(StudyMismatch, match="file they name has changed"):
+            s.bind_study({"proportions": "p.json"}, [r.key for r in specs[3:]])
+
+
+# --------------------------------------------------------------------------- lock, bad folders, full disk
+
+def test_one_writer_at_a_time(tmp_path):
+    with Store(tmp_path / "s") as first, first.lock():
+        with Store(tmp_path / "s") as second:
+            with pytest.raises(StoreError, match=rf"being written by another polarnet run \(pid {os.getpid()}"):
+                with second.lock():
+                    pass
+    with Store(tmp_path / "s") as again, again.lock():  # released with the first
+        pass
+
+
+def test_bad_folders_are_one_clear_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="is a file, not a folder"):
+        Store(tmp_path / "file")
+    with pytest.raises(StoreError, match="cannot create the study folder .*Not a directory"):
+        Store(tmp_path / "file" / "study")
+    with pytest.raises(StoreError, match="no results.sqlite"):
+        Store.existing(tmp_path)
+
+
+def test_a_full_disk_is_one_clear_error_and_keeps_what_was_written(tmp_path, specs):
+    mount = _ro_mount(tmp_path / "mnt")
+    import subprocess
+
+    try:
+        subprocess.run(["mount", "-o", "remount,size=160k", str(mount)], check=True)
+        folder = mount / "study"
+        with Store(folder) as s:
+            s.mark_running(specs[:1])
+            s.record([_done(specs[0], 2)])
+            s.mark_running(specs[1:])
+            big = [RunResult(spec.key, "done", epochs=_epochs(2000)) for spec in specs[1:]]
+            with pytest.raises(StoreError, match="disk is full.*free some space and run the same command again"):
+                s.record(big)
+        with Store.existing(folder) as reader:
+            assert reader.counts()["done"] == 1 and len(reader.epochs()) == 2
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

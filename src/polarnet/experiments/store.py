@@ -5,7 +5,9 @@ Tables:
 * ``study`` — key/value: the study's settings, the preset, the creation time.
 * ``runs`` — one row per run: ``key`` (hash of its settings), grid point, ``status``
   (``running`` | ``done`` | ``failed``), ``reason``, accuracy before/after alignment,
-  timings, device, host and software versions, the full settings as JSON.
+  timings, device, host and software versions, the full settings as JSON, the number of
+  weights under the run's template (``constrained``; NULL for fluid runs) and a checksum of
+  the run's stored numbers (``checksum``).
 * ``epochs`` — one row per run and epoch: train/validation loss and accuracy, resets,
   per-layer sign changes (JSON), wall time.
 * ``magnitudes`` — per run and weight layer, the quantiles of ``|w|`` at initialisation
@@ -14,11 +16,21 @@ Tables:
 A run's epochs and its ``done``/``failed`` status are written in one transaction, so a
 process killed at any instant leaves either a finished run or none: a run marked
 ``running`` is one that was interrupted, and is trained again on the next invocation.
-The database runs in WAL mode; only the sweep's driver process writes.
+The database runs in WAL mode; only the sweep's driver process writes, and it holds the
+folder's lock (:meth:`Store.lock`) while it does.
+
+A folder holds **one study**: every run in it belongs to the plan of the settings stored
+with it (:meth:`Store.bind_study` refuses anything else). The schema carries a version
+(``PRAGMA user_version``): a store written by a newer polarnet is refused, one written
+before versioning is upgraded in place by a writer. SQLite keeps no checksum of the data,
+so each run carries one of its own numbers; readers refuse a store whose numbers no longer
+match, and a writer sends such runs back to be trained again.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import os
@@ -26,7 +38,9 @@ import platform
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +49,12 @@ import torch
 from .plan import RunSpec
 from .results import RunResult
 
-__all__ = ["Store", "STORE_NAME", "software_versions"]
+__all__ = ["Store", "StoreError", "StudyMismatch", "STORE_NAME", "SCHEMA_VERSION", "software_versions"]
 
 STORE_NAME = "results.sqlite"
+LOCK_NAME = "results.sqlite.lock"
+#: the schema version written into ``PRAGMA user_version``; 0 is a store from before versioning
+SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS study (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -47,7 +64,8 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
     reason TEXT, acc_before_align REAL, acc_after_align REAL,
     started REAL, finished REAL, seconds REAL,
-    device TEXT, host TEXT, versions TEXT, settings TEXT NOT NULL
+    device TEXT, host TEXT, versions TEXT, settings TEXT NOT NULL,
+    constrained INTEGER, checksum TEXT
 );
 CREATE TABLE IF NOT EXISTS epochs (
     run TEXT NOT NULL REFERENCES runs(key) ON DELETE CASCADE,
@@ -63,6 +81,18 @@ CREATE TABLE IF NOT EXISTS magnitudes (
     PRIMARY KEY (run, layer)
 );
 """
+# columns added since the first, unversioned schema (version 0), added by a writer's upgrade
+_ADDED_COLUMNS = {"runs": (("constrained", "INTEGER"), ("checksum", "TEXT"))}
+_RECOVER = ("move {path} aside and run the study again (its runs are trained again), or salvage what SQLite "
+            "can still read: sqlite3 {path} .recover | sqlite3 recovered.sqlite")
+
+
+class StoreError(ValueError):
+    """A study folder or its ``results.sqlite`` can't be used; the message says why and what to do."""
+
+
+class StudyMismatch(StoreError):
+    """The folder holds runs of another study than the one asked for."""
 
 
 def software_versions() -> dict[str, str]:
@@ -72,16 +102,74 @@ def software_versions() -> dict[str, str]:
     return {"polarnet": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
-def _finite(value: float | None, isfinite=math.isfinite) -> float | None:
-    """nan and ±inf are stored as NULL (SQLite would turn nan into NULL anyway, inf into a REAL)."""
-    return value if value is not None and isfinite(value) else None
+def _real(value: Any) -> float | None:
+    """A REAL column's value as SQLite gives it back: a Python float, or NULL for nan/±inf."""
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _checksum(run: Sequence[Any], epochs: Sequence[Sequence[Any]], magnitudes: Sequence[Sequence[Any]]) -> str:
+    """A digest of a run's stored numbers, computed from values exactly as SQLite returns them."""
+    text = json.dumps([list(run), [list(e) for e in epochs], sorted(list(m) for m in magnitudes)],
+                      separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+# the columns a checksum covers, in order
+_RUN_SUMMED = "key, condition, n_train, hidden, reset, trial, frozen, status, reason, acc_before_align, acc_after_align"
+_EPOCH_SUMMED = "epoch, train_loss, train_acc, val_loss, val_acc, resets, sign_changes, wall"
 
 
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
 
+def _why(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+def _store_error(path: Path, error: sqlite3.DatabaseError) -> StoreError:
+    """An SQLite error as a one-line :class:`StoreError` that says what to do."""
+    text = str(error)
+    if "full" in text or getattr(error, "sqlite_errorcode", None) == 13:  # SQLITE_FULL
+        return StoreError(f"{path}: the disk is full ({text}); free some space and run the same command again to "
+                          f"resume (finished runs are kept)")
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return StoreError(f"{path}: cannot write ({text}); choose a writable --out")
+    if "locked" in text or "busy" in text:
+        return StoreError(f"{path}: the database is locked by another process ({text}); wait for it and retry")
+    return StoreError(f"{path} is damaged or not a polarnet store ({text}): " + _RECOVER.format(path=path))
+
+
+def _guarded(method):
+    """Turn SQLite's errors in a read into one clear :class:`StoreError`."""
+    @functools.wraps(method)
+    def read(self: Store, *args: Any, **kwargs: Any) -> Any:
+        from pandas.errors import DatabaseError as PandasDatabaseError
+
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            raise _store_error(self.path, e) from None
+        except PandasDatabaseError as e:  # pandas wraps SQLite's error in its own
+            cause = e.__cause__ if isinstance(e.__cause__, sqlite3.DatabaseError) else sqlite3.DatabaseError(str(e))
+            raise _store_error(self.path, cause) from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise StoreError(f"{self.path}: a stored value is unreadable ({e}): " + _RECOVER.format(path=self.path)) \
+                from None
+
+    return read
+
+
+
 class Store:
     """The SQLite store of one study folder.
+
+    ``Store(folder)`` opens it for writing (creating the folder and the file when missing;
+    checking the file's integrity when it exists); ``Store.existing(folder)`` opens an
+    existing store read-only, for analysis.
+
+    Raises:
+        StoreError: the folder can't be created or written, the file is damaged, or it was
+            written by a newer polarnet; the message says what to do.
 
     Example:
         >>> import tempfile
@@ -90,27 +178,100 @@ class Store:
         set()
     """
 
-    def __init__(self, folder: str | os.PathLike[str]) -> None:
+    def __init__(self, folder: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / STORE_NAME
-        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(_SCHEMA)
+        self.readonly = readonly
+        self._verified = False
+        self.db = self._open_readonly() if readonly else self._open_writable()
         self._host, self._versions = socket.gethostname(), json.dumps(software_versions())
+
+    # -- opening -------------------------------------------------------------------
+    def _open_writable(self) -> sqlite3.Connection:
+        if self.folder.exists() and not self.folder.is_dir():
+            raise StoreError(f"{self.folder} is a file, not a folder: choose another --out")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the study folder {self.folder}: {_why(e)}; choose another --out") from None
+        if not os.access(self.folder, os.W_OK | os.X_OK):
+            raise StoreError(f"the study folder {self.folder} is not writable: choose another --out, or read its "
+                             f"results with polarnet report/results")
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"{self.path} is not a regular file: move it aside")
+        existed = self.path.is_file() and self.path.stat().st_size > 0
+        try:
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self._check_version(db)
+            if existed:
+                found = db.execute("PRAGMA quick_check").fetchall()
+                if found != [("ok",)]:
+                    problems = "; ".join(str(r[0]) for r in found[:3])
+                    raise StoreError(f"{self.path} is corrupted (SQLite's quick_check: {problems}): "
+                                     + _RECOVER.format(path=self.path))
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.executescript(_SCHEMA)
+            self._upgrade(db)
+        except sqlite3.DatabaseError as e:
+            raise _store_error(self.path, e) from None
+        return db
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise StoreError(f"{self.folder}: no {STORE_NAME}")
+        uri = self.path.resolve().as_uri()
+        try:
+            db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60, isolation_level=None)
+            try:
+                db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                db.close()
+                # a WAL database in a folder nobody can write: SQLite can't make its shared-memory
+                # file, but then no writer can be at work either, so reading it as immutable is safe
+                db = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+            self._check_version(db)
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as e:
+            raise _store_error(self.path, e) from None
+        if not {"study", "runs", "epochs"} <= tables:
+            raise StoreError(f"{self.path} is not a polarnet results store (no runs/epochs tables)")
+        self._tables = tables
+        return db
+
+    def _check_version(self, db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by a newer polarnet (store schema {version}; this polarnet "
+                             f"reads up to {SCHEMA_VERSION}): upgrade polarnet (pip install -U polarnet)")
+
+    @staticmethod
+    def _upgrade(db: sqlite3.Connection) -> None:
+        """Bring a store of an older schema up to :data:`SCHEMA_VERSION` (adds columns; keeps every row)."""
+        if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns:
+                if name not in have:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @classmethod
     def existing(cls, folder: str | os.PathLike[str], hint: str = "polarnet run … --out FOLDER") -> Store:
-        """Open the store of a folder that must already hold one (for reading results).
+        """Open, read-only, the store of a folder that must already hold one (for reading results).
+
+        Works on a read-only folder or file system; never changes the file.
 
         Raises:
-            ValueError: the folder has no ``results.sqlite``; the message says how to make one.
+            StoreError: the folder has no ``results.sqlite`` (the message says how to make one),
+                or the file is damaged or newer than this polarnet.
         """
         if not (Path(folder) / STORE_NAME).is_file():
-            raise ValueError(f"{folder}: no {STORE_NAME}; run a study into it first ({hint.replace('FOLDER', str(folder))})")
-        return cls(folder)
+            raise StoreError(f"{folder}: no {STORE_NAME}; run a study into it first "
+                             f"({hint.replace('FOLDER', str(folder))})")
+        return cls(folder, readonly=True)
 
     def close(self) -> None:
         """Close the connection."""
@@ -122,22 +283,83 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder's writer lock: one ``polarnet run`` at a time per study folder.
+
+        Raises:
+            StoreError: another process holds it; the message names its pid.
+        """
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock (documented)
+            yield
+            return
+        handle = open(self.folder / LOCK_NAME, "a+")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise StoreError(f"{self.folder} is being written by another polarnet run ({holder}): wait for it "
+                                 f"to finish, or run into another --out") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+            handle.flush()
+            yield
+        finally:
+            handle.close()  # closing releases the lock
+
     # -- study ------------------------------------------------------------------
     def set_study(self, values: dict[str, Any]) -> None:
         """Save study-level facts (settings, preset, transfer reports…), JSON-encoded."""
         with self._transaction():
-            self.db.executemany("INSERT OR REPLACE INTO study VALUES (?, ?)",
+            self.db.executemany("INSERT OR REPLACE INTO study (key, value) VALUES (?, ?)",
                                 [(k, json.dumps(v, default=list)) for k, v in values.items()])
 
+    @_guarded
     def study(self) -> dict[str, Any]:
         """The study-level facts."""
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM study")}
 
+    def bind_study(self, settings: dict[str, Any], planned: Iterable[str], facts: dict[str, Any] | None = None) -> None:
+        """Make ``settings`` this folder's study, or refuse if the folder holds another one.
+
+        The folder may hold only runs of the new study's plan (``planned`` run keys): the
+        same study resumed, or the same study grown (more trials, sizes, conditions). Settings
+        that change no run (thresholds, description…) are simply updated.
+
+        Raises:
+            StudyMismatch: runs in the folder are not part of this study; the message lists the
+                settings that differ and says how to go on.
+        """
+        planned = set(planned)
+        stray = [k for (k,) in self.db.execute("SELECT key FROM runs") if k not in planned]
+        if stray:
+            old = self.study().get("settings") or {}
+            differ = [f"  {k}: {_show(old.get(k))} in the folder, {_show(settings.get(k))} here"
+                      for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)]
+            what = ("\n".join(differ) if differ else
+                    "  the settings are the same, but a source or proportions file they name has changed since")
+            raise StudyMismatch(
+                f"{self.folder} holds another study: {len(stray)} of its runs are not part of this one.\n"
+                f"{what}\nRun into a new folder (--out {_free_name(self.folder)}), or repeat the folder's own "
+                f"settings to resume it.")
+        self.set_study({"settings": settings, **(facts or {})})
+
     # -- runs ---------------------------------------------------------------------
+    @_guarded
     def finished_keys(self, include_failed: bool = True) -> set[str]:
         """Keys of runs that are done (and failed ones, by default): a resumed sweep skips them."""
         statuses = "('done', 'failed')" if include_failed else "('done')"
         return {k for (k,) in self.db.execute(f"SELECT key FROM runs WHERE status IN {statuses}")}
+
+    @_guarded
+    def failed_keys(self) -> set[str]:
+        """Keys of failed runs."""
+        return {k for (k,) in self.db.execute("SELECT key FROM runs WHERE status = 'failed'")}
 
     def mark_running(self, specs: Iterable[RunSpec]) -> None:
         """Record that these runs started (an interrupted one stays ``running``)."""
@@ -148,64 +370,135 @@ class Store:
             self.db.executemany(
                 """INSERT INTO runs (key, condition, n_train, hidden, reset, trial, frozen, status, started, host,
                    versions, settings) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)
-                   ON CONFLICT(key) DO UPDATE SET status='running', started=excluded.started, reason=NULL
-                   WHERE runs.status IN ('running', 'failed')""", rows)
+                   ON CONFLICT(key) DO UPDATE SET status='running', started=excluded.started, reason=NULL,
+                   checksum=NULL WHERE runs.status IN ('running', 'failed')""", rows)
 
     def record(self, results: Sequence[RunResult]) -> None:
-        """Write finished runs: epochs and final status together, atomically."""
+        """Write finished runs: epochs, magnitudes, final status and checksum together, atomically."""
         now = time.time()
         keys = [r.key for r in results]
         encode = _JSON.encode
         with self._transaction():
-            known = set()
+            point = {}
             for start in range(0, len(keys), 500):  # SQLite limits the number of parameters
                 part = keys[start : start + 500]
-                known.update(k for (k,) in self.db.execute(
-                    f"SELECT key FROM runs WHERE key IN ({','.join('?' * len(part))})", part))
-            missing = [k for k in keys if k not in known]
+                point.update((row[0], row) for row in self.db.execute(
+                    f"SELECT key, condition, n_train, hidden, reset, trial, frozen FROM runs "
+                    f"WHERE key IN ({','.join('?' * len(part))})", part))
+            missing = [k for k in keys if k not in point]
             if missing:
                 raise KeyError(f"run {missing[0]} was never marked running; call mark_running first")
+            run_rows, epoch_rows, magnitude_rows = [], [], []
+            for r in results:
+                epochs = [(e.epoch, _real(e.train_loss), _real(e.train_acc), _real(e.val_loss), _real(e.val_acc),
+                           None if e.resets is None else int(e.resets), encode(e.sign_changes), _real(e.wall))
+                          for e in r.epochs]
+                magnitudes = [(layer, encode([float(v) for v in q]))
+                              for layer, q in r.extra.get("init_magnitudes", {}).items()]
+                summed = (*point[r.key], r.status, r.reason, _real(r.acc_before_align), _real(r.acc_after_align))
+                constrained = r.extra.get("constrained")
+                run_rows.append((r.status, r.reason, summed[-2], summed[-1], now, r.seconds, r.device,
+                                 None if constrained is None else int(constrained),
+                                 _checksum(summed, epochs, magnitudes), r.key))
+                epoch_rows.extend((r.key, *e) for e in epochs)
+                magnitude_rows.extend((r.key, *m) for m in magnitudes)
             self.db.executemany(
                 """UPDATE runs SET status=?, reason=?, acc_before_align=?, acc_after_align=?, finished=?, seconds=?,
-                   device=? WHERE key=?""",
-                [(r.status, r.reason, _finite(r.acc_before_align), _finite(r.acc_after_align), now, r.seconds, r.device,
-                  r.key) for r in results])
+                   device=?, constrained=?, checksum=? WHERE key=?""", run_rows)
             self.db.executemany("DELETE FROM epochs WHERE run = ?", [(k,) for k in keys])
             self.db.executemany(
-                "INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(r.key, e.epoch, _finite(e.train_loss), _finite(e.train_acc), _finite(e.val_loss), _finite(e.val_acc),
-                  e.resets, encode(e.sign_changes), e.wall) for r in results for e in r.epochs])
+                """INSERT INTO epochs (run, epoch, train_loss, train_acc, val_loss, val_acc, resets, sign_changes, wall)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""", epoch_rows)
             self.db.executemany("DELETE FROM magnitudes WHERE run = ?", [(k,) for k in keys])
-            self.db.executemany(
-                "INSERT INTO magnitudes VALUES (?, ?, ?)",
-                [(r.key, layer, encode(q)) for r in results for layer, q in r.extra.get("init_magnitudes", {}).items()])
+            self.db.executemany("INSERT INTO magnitudes (run, layer, quantiles) VALUES (?, ?, ?)", magnitude_rows)
 
+    @_guarded
     def counts(self) -> dict[str, int]:
         """Runs per status."""
         return dict(self.db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall())
 
+    # -- integrity ---------------------------------------------------------------------
+    @_guarded
+    def damaged_runs(self) -> list[str]:
+        """Keys of finished runs whose stored numbers no longer match their checksum.
+
+        Runs recorded before checksums existed (NULL) are not checked.
+        """
+        if self.readonly and "magnitudes" not in self._tables:
+            return []
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
+        if "checksum" not in columns:
+            return []
+        sums = {row[0]: row for row in self.db.execute(
+            f"SELECT {_RUN_SUMMED}, checksum FROM runs WHERE checksum IS NOT NULL")}
+        epochs: dict[str, list] = defaultdict(list)
+        for row in self.db.execute(f"SELECT run, {_EPOCH_SUMMED} FROM epochs ORDER BY run, epoch"):
+            if row[0] in sums:
+                epochs[row[0]].append(row[1:])
+        magnitudes: dict[str, list] = defaultdict(list)
+        for row in self.db.execute("SELECT run, layer, quantiles FROM magnitudes"):
+            if row[0] in sums:
+                magnitudes[row[0]].append(row[1:])
+        return sorted(k for k, row in sums.items() if _checksum(row[:-1], epochs[k], magnitudes[k]) != row[-1])
+
+    def verify(self) -> None:
+        """Raise if any run's numbers fail their checksum (readers call this once).
+
+        Raises:
+            StoreError: naming the damaged runs and how to recover them.
+        """
+        if self._verified:
+            return
+        damaged = self.damaged_runs()
+        if damaged:
+            raise StoreError(f"{self.path}: {len(damaged)} run(s) no longer match their checksum (e.g. {damaged[0]}): "
+                             f"the file was damaged or edited. Run the study into this folder again to train them "
+                             f"again, or " + _RECOVER.format(path=self.path))
+        self._verified = True
+
+    def retrain_damaged(self) -> list[str]:
+        """Send runs whose numbers fail their checksum back to be trained (writers call this).
+
+        Returns:
+            Their keys.
+        """
+        damaged = self.damaged_runs()
+        if damaged:
+            with self._transaction():
+                self.db.executemany("UPDATE runs SET status='running', checksum=NULL WHERE key=?",
+                                    [(k,) for k in damaged])
+                self.db.executemany("DELETE FROM epochs WHERE run=?", [(k,) for k in damaged])
+                self.db.executemany("DELETE FROM magnitudes WHERE run=?", [(k,) for k in damaged])
+        return damaged
+
     # -- reading ---------------------------------------------------------------------
+    @_guarded
     def runs(self):
         """All runs as a pandas DataFrame (one row per run)."""
         import pandas as pd
 
+        self.verify()
         return pd.read_sql_query("SELECT * FROM runs ORDER BY condition, n_train, hidden, reset, trial", self.db)
 
+    @_guarded
     def epochs(self):
         """Every epoch of every run, joined with the run's grid point, as a pandas DataFrame."""
         import pandas as pd
 
+        self.verify()
         return pd.read_sql_query(
             """SELECT r.condition, r.n_train, r.hidden, r.reset, r.trial, r.frozen, r.status, e.*
                FROM epochs e JOIN runs r ON r.key = e.run ORDER BY r.condition, r.n_train, r.hidden, r.reset,
                r.trial, e.epoch""", self.db)
 
+    @_guarded
     def magnitudes(self):
         """Initial |w| quantiles per run and layer (one column per quantile level), with the grid point."""
         import pandas as pd
 
         from .results import QUANTILES
 
+        self.verify()
         frame = pd.read_sql_query(
             """SELECT r.condition, r.n_train, r.hidden, r.reset, r.trial, m.run, m.layer, m.quantiles
                FROM magnitudes m JOIN runs r ON r.key = m.run WHERE r.status = 'done'
@@ -215,15 +508,39 @@ class Store:
         return pd.concat([frame, values], axis=1)
 
     def _transaction(self):
-        return _Transaction(self.db)
+        if self.readonly:
+            raise StoreError(f"{self.path} is open read-only")
+        return _Transaction(self.db, self.path)
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self.db, self.path = db, path
 
     def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as e:
+            raise _store_error(self.path, e) from None
 
-    def __exit__(self, kind: object, *rest: object) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+    def __exit__(self, kind: object, error: object, trace: object) -> bool:
+        try:
+            self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        except sqlite3.DatabaseError as e:
+            if kind is None:
+                raise _store_error(self.path, e) from None
+        if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.IntegrityError):
+            raise _store_error(self.path, error) from None
+        return False
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, default=list) if value is not None else "unset"
+
+
+def _free_name(folder: Path) -> str:
+    """``folder-2`` (or the next number that doesn't exist yet)."""
+    n = 2
+    while folder.with_name(f"{folder.name}-{n}").exists():
+        n += 1
+    return str(folder.with_name(f"{folder.name}-{n}"))
