@@ -319,7 +319,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_sweep(tmp_path) -> None:
 
     resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{total - done_before} runs trained, {done_before} already in" in resumed.stdout, where
+    assert f"{total - done_before} runs trained, {done_before} already done in" in resumed.stdout, where
     assert _check_store_invariants(folder, study) == {"done": total}, where
 
     run_study(study, tmp_path / "uninterrupted", workers=1, progress=False)

@@ -13,14 +13,21 @@ Example:
 from .conditions import CONDITIONS, Condition, register_condition
 from .config import Study, list_presets, load_study
 from .plan import RunSpec, estimate_cost, plan
-from .store import Store
-from .sweep import SweepSummary, run_study
+from .store import Store, StoreError, StudyMismatch
+from .sweep import Interrupted, SweepSummary, run_study
 
 __all__ = ["Study", "load_study", "list_presets", "Condition", "CONDITIONS", "register_condition", "RunSpec", "plan",
-           "estimate_cost", "Store", "run_study", "SweepSummary", "load_results"]
+           "estimate_cost", "Store", "StoreError", "StudyMismatch", "run_study", "SweepSummary", "Interrupted",
+           "load_results"]
 
 
 def load_results(folder):
-    """Every epoch of every run in a study folder, with the run's grid point, as a DataFrame."""
-    with Store(folder) as store:
+    """Every epoch of every run in a study folder, with the run's grid point, as a DataFrame.
+
+    Opens the store read-only: works on a read-only folder, and never changes the file.
+
+    Raises:
+        StoreError: the folder holds no store, or the store is damaged.
+    """
+    with Store.existing(folder) as store:
         return store.epochs()

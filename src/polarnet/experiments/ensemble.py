@@ -157,6 +157,9 @@ def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu",
     quantiles = {name: magnitude_quantiles(params[name]) for name in _LAYERS}
     for m, r in enumerate(results):
         r.extra["init_magnitudes"] = {name: q[m] for name, q in quantiles.items()}
+        spec, template = specs[m], prepared[m][1]
+        if spec.condition.frozen and template is not None:
+            r.extra["constrained"] = template.numel()  # for diagnostics: resets per constrained weight
     alive = [True] * M
     prev_signs = {n: torch.sign(p) for n, p in (("0.weight", w1), ("2.weight", w2))}
 

@@ -1,18 +1,27 @@
 """Run a study: plan it, skip what the store already has, compute the rest, record it.
 
 Re-running the same command resumes: finished (and failed) runs are skipped, runs left
-``running`` by an interrupted process are trained again from the start (training is
-deterministic, so they give the numbers they would have given).
+``running`` by an interrupted process are trained again (training is deterministic, so they
+give the numbers they would have given).
+
+SIGINT (Ctrl-C) and SIGTERM stop a sweep cleanly: the workers are stopped, every finished
+run stays in the store (a store write in progress is completed first), and
+:class:`Interrupted` is raised for the caller to report.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import signal
+import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from .config import Study
 from .ensemble import supports
@@ -24,12 +33,23 @@ from .trainer import prepare_model, run_data
 from .progress import Progress
 from .store import Store
 
-__all__ = ["run_study", "SweepSummary", "make_chunks"]
+__all__ = ["run_study", "SweepSummary", "Interrupted", "make_chunks"]
 
 
 @dataclass
 class SweepSummary:
-    """What a call of :func:`run_study` did."""
+    """What a call of :func:`run_study` did.
+
+    Attributes:
+        total: runs in the study.
+        skipped: runs already in the folder and not trained again (done, or failed earlier).
+        trained: runs trained by this call.
+        failed: runs of this call that failed.
+        failed_before: skipped runs that had failed in an earlier call (``retry_failed``
+            trains them again).
+        damaged: runs whose stored numbers failed their checksum and were trained again.
+        seconds: wall time of the call.
+    """
 
     folder: Path
     total: int
@@ -37,6 +57,68 @@ class SweepSummary:
     trained: int
     failed: int
     seconds: float
+    failed_before: int = 0
+    damaged: int = 0
+
+    @property
+    def done(self) -> int:
+        """Runs of the study that are finished and not failed."""
+        return self.total - self.failed - self.failed_before
+
+
+class Interrupted(BaseException):
+    """A sweep was stopped by a signal; every run finished before it is in the store.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``), so code that turns a failing run's
+    ``Exception`` into a failed run never swallows it.
+
+    Attributes:
+        signum: the signal (``signal.SIGINT`` or ``signal.SIGTERM``).
+        exit_code: the conventional exit status, ``128 + signum`` (130, 143).
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class _Signals:
+    """SIGINT and SIGTERM raise :class:`Interrupted`, except inside :meth:`deferred` (a store
+    write), where the signal waits until the write is done. Only the first signal counts: a
+    second Ctrl-C while the sweep is stopping is ignored rather than breaking the clean-up."""
+
+    def __init__(self) -> None:
+        self.pending: int | None = None
+        self._defer = False
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():  # signals reach only the main thread
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.pending is not None:
+            return
+        self.pending = signum
+        if not self._defer:
+            raise Interrupted(signum)
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._defer = True
+        try:
+            yield
+        finally:
+            self._defer = False
+        if self.pending is not None:
+            raise Interrupted(self.pending)
 
 
 def make_chunks(runs: list[RunSpec], workers: int, target_per_worker: int = 1, min_members: int = 32) -> list[list[RunSpec]]:
@@ -90,7 +172,14 @@ def run_study(study: Study, folder: str | os.PathLike[str], *, executor: str = "
               retry_failed: bool = False) -> SweepSummary:
     """Run (or resume) every run of ``study`` into ``folder/results.sqlite``.
 
-    Finished runs are skipped; failed ones too, unless ``retry_failed``.
+    Finished runs are skipped; failed ones too, unless ``retry_failed``. The folder holds one
+    study: runs of another study in it make this an error (see :meth:`Store.bind_study`), and
+    one process at a time writes it (a second gets an error naming the first).
+
+    Raises:
+        StudyMismatch: the folder holds runs of another study.
+        StoreError: the folder can't be written, is locked by another run, or is damaged.
+        Interrupted: SIGINT or SIGTERM arrived (from the main thread only); finished runs are kept.
 
     Example:
         >>> import tempfile
@@ -106,27 +195,49 @@ def run_study(study: Study, folder: str | os.PathLike[str], *, executor: str = "
     runner = EXECUTORS.get(executor)
     device = resolve_device(device)
     workers = workers or default_workers()
-    runs = plan(study)
-    facts = preflight(study, runs)
-    with Store(folder) as store:
-        store.set_study({"settings": study.to_dict(), **facts})
-        finished = store.finished_keys(include_failed=not retry_failed)
-        todo = [r for r in runs if r.key not in finished]
-        bar = Progress(len(runs), len(runs) - len(todo), enabled=progress)
-        failed = 0
-        if todo:
-            partial_work: dict[int, float] = defaultdict(float)
+    if workers < 1:
+        raise ValueError(f"workers={workers}: need at least 1")
+    with _Signals() as signals:
+        runs = plan(study)
+        facts = preflight(study, runs)
+        with Store(folder) as store, store.lock():
+            store.bind_study(study.to_dict(), (r.key for r in runs), facts)
+            damaged = store.retrain_damaged()
+            finished = store.finished_keys(include_failed=not retry_failed)
+            failed_before = len(store.failed_keys() & finished)
+            todo = [r for r in runs if r.key not in finished]
+            bar = Progress(len(runs), len(runs) - len(todo), enabled=progress)
+            failed = 0
+            try:
+                if todo:
+                    failed = _compute(todo, store, bar, signals, runner, device, workers, address)
+            finally:
+                bar.close()
+    return SweepSummary(Path(folder), len(runs), len(runs) - len(todo), len(todo), failed,
+                        time.perf_counter() - start, failed_before, len(damaged))
 
-            def on_progress(index: int, work: float) -> None:
-                partial_work[index] += work
-                bar.advance(work)
 
-            stream = runner(make_chunks(todo, workers), device, workers, address, on_progress)  # fails early (no Ray)
-            store.mark_running(todo)
-            for index, results in stream:
+def _compute(todo: list[RunSpec], store: Store, bar: Progress, signals: _Signals, runner, device: str, workers: int,
+             address: str | None) -> int:
+    """Train ``todo`` and record each chunk as it finishes; returns how many runs failed."""
+    partial_work: dict[int, float] = defaultdict(float)
+
+    def on_progress(index: int, work: float) -> None:
+        partial_work[index] += work
+        bar.advance(work)
+
+    failed = 0
+    stream = runner(make_chunks(todo, workers), device, workers, address, on_progress)  # fails early (no Ray)
+    try:
+        store.mark_running(todo)
+        for index, results in stream:
+            with signals.deferred():  # a signal now waits until the chunk is recorded
                 store.record(results)
-                n_failed = sum(r.status == "failed" for r in results)
-                failed += n_failed
-                bar.advance(len(results) - partial_work.pop(index, 0.0), finished=len(results), failed=n_failed)
-        bar.close()
-    return SweepSummary(Path(folder), len(runs), len(runs) - len(todo), len(todo), failed, time.perf_counter() - start)
+            n_failed = sum(r.status == "failed" for r in results)
+            failed += n_failed
+            bar.advance(len(results) - partial_work.pop(index, 0.0), finished=len(results), failed=n_failed)
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # stops the executor's workers when we leave early
+    return failed
