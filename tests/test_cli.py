@@ -83,11 +83,11 @@ def test_run_prints_the_summary_and_resumes(tmp_path, capsys) -> None:
     out = tmp_path / "study"
     assert main(["run", "xor5d", "--out", str(out), *TINY]) == 0
     text = capsys.readouterr().out
-    assert "xor5d: 12 runs trained, 0 already in" in text
+    assert "xor5d: 12 runs trained, 0 already done in" in text
     assert "epochs to 80%" in text and "frozen_sufficient" in text and "fluid_rand" in text
     assert (out / "results.sqlite").is_file()
     assert main(["run", "xor5d", "--out", str(out), *TINY]) == 0
-    assert "0 runs trained, 12 already in" in capsys.readouterr().out
+    assert "0 runs trained, 12 already done in" in capsys.readouterr().out
 
 
 def test_run_quick_uses_the_preset_quick_table(tmp_path, capsys, monkeypatch) -> None:

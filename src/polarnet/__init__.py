@@ -51,4 +51,18 @@ __all__ = [
     "load_state_dict",
     "SourceError",
     "__version__",
+    "experiments",
+    "analysis",
 ]
+
+_SUBPACKAGES = ("experiments", "analysis")
+
+
+def __getattr__(name: str):
+    """``polarnet.experiments`` and ``polarnet.analysis`` after a plain ``import polarnet``,
+    imported on first use (they bring in pandas and matplotlib, which the core doesn't need)."""
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +24,20 @@ def _layers(text: str) -> LayerSpec:
     return [n.strip() for n in text.split(",") if n.strip()] if "," in text else text
 
 
+def _output_file(output: str, *inputs: str) -> Path:
+    """Check an ``-o`` file path before any work: not a folder, and not one of the inputs."""
+    path = Path(output)
+    if path.is_dir():
+        raise ValueError(f"-o {output}: is a folder; give a file path (e.g. {path / 'out'}{Path(inputs[0]).suffix or ''})")
+    for given in inputs:
+        if Path(given).exists() and path.exists() and os.path.samefile(given, path):
+            raise ValueError(f"-o {output}: is the input file {given}; writing it would destroy the input. "
+                             f"Choose another output path")
+    return path
+
+
 def _extract(args: argparse.Namespace) -> int:
+    _output_file(args.output, args.source)
     state = load_state_dict(args.source)
     template = PolarityTemplate.from_model(state, layers=args.layers, bias=args.bias)
     template.meta.update({"extracted_from": str(args.source)})
@@ -55,6 +71,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _proportions(args: argparse.Namespace) -> int:
+    _output_file(args.output, args.file)
     template = PolarityTemplate.load(args.file)
     numel = {name: t.numel() for name, t in template.items()}
     path = save_proportions(template.proportions(), args.output, numel)
@@ -75,16 +92,31 @@ def _run(args: argparse.Namespace) -> int:
     folder = Path(args.out) if args.out else Path("out") / (study.name + ("-quick" if args.quick else ""))
     summary = run_study(study, folder, executor=args.executor, workers=args.workers, device=args.device,
                         address=args.address, progress=not args.no_progress, retry_failed=args.retry_failed)
-    print(f"{study.name}: {summary.trained} runs trained, {summary.skipped} already in {folder}, "
-          f"{summary.failed} failed, {summary.seconds:.1f} s")
-    with Store(folder) as store:
+    print(_sweep_line(study.name, folder, summary))
+    with Store.existing(folder) as store:
         epochs = store.epochs()
     threshold = study.thresholds[0]
     if len(epochs):
         print(f"\nMedians over trials; epochs to {threshold:.0%} validation accuracy count the runs that reached it.")
         print(format_summary(summary_table(run_metrics(epochs, threshold)), threshold))
     print(f"\nresults: {folder / 'results.sqlite'}")
+    failed = summary.failed + summary.failed_before
+    if failed:
+        print(f"polarnet: {failed} of {summary.total} runs failed; their reasons are in `polarnet results {folder}` "
+              f"(runs table, column reason). Fix the cause, then run again with --retry-failed", file=sys.stderr)
+        return 1
     return 0
+
+
+def _sweep_line(name: str, folder: Path, summary) -> str:
+    """One line on what a ``polarnet run`` did, failed runs counted apart from finished ones."""
+    trained = f"{summary.trained} runs trained" + (f" ({summary.failed} failed)" if summary.failed else "")
+    kept = summary.skipped - summary.failed_before
+    already = f"{kept} already done in {folder}"
+    if summary.failed_before:
+        already += f", {summary.failed_before} failed earlier and skipped (--retry-failed trains them again)"
+    damaged = f", {summary.damaged} damaged in the store and trained again" if summary.damaged else ""
+    return f"{name}: {trained}, {already}{damaged}, {summary.seconds:.1f} s"
 
 
 def _presets(args: argparse.Namespace) -> int:
@@ -121,23 +153,69 @@ def _pretrain(args: argparse.Namespace) -> int:
     classes = tuple(int(c) for c in args.classes.split(",")) if args.classes else ()
     metrics = pretrain(args.dataset, args.output, arch=args.arch, classes=classes, n_train=args.n_train,
                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, input_size=args.input_size,
-                       seed=args.seed, device=args.device, data_root=args.data_root, download=args.download)
+                       seed=args.seed, device=args.device, data_root=args.data_root, download=args.download,
+                       progress=sys.stderr)
     print(f"wrote {args.output}: {args.arch} on {args.dataset}{' classes ' + args.classes if classes else ''}, "
           f"{metrics['n_train']} images, validation accuracy {metrics['val_acc']:.3f}")
     return 0
 
 
 def _units(text: str) -> list[int]:
-    """``1:64`` (inclusive range), ``3,10,15``, or one number."""
-    if ":" in text:
-        lo, hi = text.split(":")
-        return list(range(int(lo), int(hi) + 1))
-    return [int(u) for u in text.split(",")]
+    """``1:64`` (inclusive range), ``3,10,15``, or one number; every count >= 1.
+
+    Example:
+        >>> _units("3:5"), _units("3,10")
+        ([3, 4, 5], [3, 10])
+    """
+    try:
+        if ":" in text:
+            lo, hi = (int(v) for v in text.split(":"))
+            units = list(range(lo, hi + 1))
+        else:
+            units = [int(u) for u in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LO:HI (e.g. 1:64), a list (3,10,15) or a number") from None
+    if not units:
+        raise argparse.ArgumentTypeError(f"{text!r}: an empty range; write LO:HI with LO <= HI (e.g. 1:64)")
+    if min(units) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: hidden units must be >= 1")
+    return units
+
+
+def _at_least(low: int):
+    """An argparse type: an integer >= ``low``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text}: must be >= {low}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _accuracy(text: str) -> float:
+    """An argparse type: an accuracy in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number such as 0.8") from None
+    if not (math.isfinite(value) and 0 < value <= 1):
+        raise argparse.ArgumentTypeError(f"{text}: an accuracy in (0, 1], e.g. 0.8")
+    return value
 
 
 def _theory(args: argparse.Namespace) -> int:
     from .analysis.theory_table import theory_table
+    from .experiments import Store
 
+    if args.from_dir:  # check the folder before minutes of Monte Carlo
+        Store.existing(args.from_dir, "polarnet run xor5d-width --out FOLDER").close()
+    if args.output:
+        _output_file(args.output)
     table = theory_table(args.units, args.dims, trials=args.trials, seed=args.seed, folder=args.from_dir)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     out = Path(args.output) if args.output else (Path(args.from_dir) if args.from_dir else Path(".")) / "theory-xor.csv"
@@ -190,7 +268,10 @@ def _results(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``polarnet`` command."""
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="polarnet", description="Fixed-polarity training and polarity transfer.")
+    parser.add_argument("--version", action="version", version=f"polarnet {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     template = commands.add_parser("template", help="make and inspect polarity template files")
@@ -221,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="the preset's small version (about a minute on 2 cores)")
     run.add_argument("--executor", default="local", choices=["local", "ray"])
     run.add_argument("--address", help="Ray cluster address (with --executor ray)")
-    run.add_argument("--workers", type=int, help="processes (local) or CPUs (local Ray); default: all cores")
+    run.add_argument("--workers", type=_at_least(1), help="processes (local) or CPUs (local Ray); default: all cores")
     run.add_argument("--device", default="auto", help="auto | cpu | cuda")
     run.add_argument("--data-root", help="where image datasets are (same as --set data_root=DIR)")
     run.add_argument("--download", action="store_true", help="let torchvision download missing image data")
@@ -234,11 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--classes", help="comma-separated class indices, e.g. 0,1,2,3,4 (default: all)")
     pre.add_argument("--arch", default="lenet", help="a registered model (default lenet)")
     pre.add_argument("-o", "--output", required=True, help="state-dict file to write (.pt)")
-    pre.add_argument("--n-train", type=int, default=6000)
-    pre.add_argument("--epochs", type=int, default=5)
-    pre.add_argument("--batch-size", type=int, default=100)
+    pre.add_argument("--n-train", type=_at_least(1), default=6000)
+    pre.add_argument("--epochs", type=_at_least(1), default=5)
+    pre.add_argument("--batch-size", type=_at_least(1), default=100)
     pre.add_argument("--lr", type=float, default=1e-3)
-    pre.add_argument("--input-size", type=int, default=0, help="resize to this size (0: the data's own)")
+    pre.add_argument("--input-size", type=_at_least(0), default=0, help="resize to this size (0: the data's own)")
     pre.add_argument("--seed", type=int, default=0)
     pre.add_argument("--device", default="auto")
     pre.add_argument("--data-root", help="where the dataset files are (see docs/images.md)")
@@ -252,8 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     theory_kind = theory.add_subparsers(dest="kind", required=True)
     xor = theory_kind.add_parser("xor", help="P(a randomly signed Frozen-Net can learn XOR) per hidden units")
     xor.add_argument("--units", type=_units, default=_units("1:64"), help="e.g. 1:64 or 3,10,15 (default 1:64)")
-    xor.add_argument("--dims", type=int, default=5, help="input dimensions (2 relevant)")
-    xor.add_argument("--trials", type=int, default=20000, help="Monte Carlo draws per unit count")
+    xor.add_argument("--dims", type=_at_least(2), default=5, help="input dimensions (2 relevant)")
+    xor.add_argument("--trials", type=_at_least(1), default=20000, help="Monte Carlo draws per unit count")
     xor.add_argument("--seed", type=int, default=0)
     xor.add_argument("--from", dest="from_dir", help="a finished xor5d-width study folder: add the simulated fraction")
     xor.add_argument("-o", "--output", help="CSV to write (default: theory-xor.csv in --from or here)")
@@ -267,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="two studies side by side (e.g. CPU vs GPU, two reset rules)")
     compare.add_argument("folder_a")
     compare.add_argument("folder_b")
-    compare.add_argument("--threshold", type=float, help="accuracy threshold (default: study A's first)")
+    compare.add_argument("--threshold", type=_accuracy, help="accuracy threshold (default: study A's first)")
     compare.add_argument("-o", "--output", help="also write the table as Markdown here")
     compare.set_defaults(func=_compare)
 
@@ -282,16 +363,59 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``polarnet`` command; returns the exit status.
 
+    0: done; 1: a study ran but some of its runs failed; 2: bad input (one line on stderr);
+    130 / 143: interrupted by SIGINT / SIGTERM (finished runs are kept).
+
     Example:
         >>> main(["template", "info", "/nonexistent.plt"])
         2
     """
+    from .experiments.sweep import Interrupted
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ValueError, FileNotFoundError) as e:
-        print(f"polarnet: error: {e}", file=sys.stderr)
+    except Interrupted as e:
+        return _interrupted(args, e.signum)
+    except KeyboardInterrupt:
+        return _interrupted(args, signal.SIGINT)
+    except (ValueError, OSError) as e:
+        print(f"polarnet: error: {_one_line(e)}", file=sys.stderr)
         return 2
+
+
+def _interrupted(args: argparse.Namespace, signum: int) -> int:
+    """One line saying what was kept and how to go on; the conventional exit status."""
+    for s in (signal.SIGINT, signal.SIGTERM):  # a second signal must not break the message
+        signal.signal(s, signal.SIG_IGN)
+    name = signal.Signals(signum).name
+    line = f"polarnet: interrupted by {name}"
+    if getattr(args, "func", None) is _run:
+        line += f"; finished runs are kept. Run the same command again to resume{_kept(args)}"
+    print(line, file=sys.stderr)
+    return 128 + int(signum)
+
+
+def _kept(args: argparse.Namespace) -> str:
+    from .experiments import Store
+
+    folder = Path(args.out) if args.out else None
+    if folder is None or not (folder / "results.sqlite").is_file():
+        return ""
+    try:
+        with Store.existing(folder) as store:
+            counts = store.counts()
+    except ValueError:
+        return ""
+    return f" ({counts.get('done', 0)} runs done in {folder})"
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception as the one line the user needs: OS errors name the file and the reason."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror}"
+    return str(error)
 
 
 if __name__ == "__main__":

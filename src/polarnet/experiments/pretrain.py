@@ -4,7 +4,9 @@ transfer study runs offline (e.g. pretrain on Fashion-MNIST classes 0–4, trans
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+from typing import TextIO
 
 import torch
 
@@ -20,11 +22,14 @@ __all__ = ["pretrain"]
 def pretrain(dataset: str, output: str | os.PathLike[str], *, arch: str = "lenet", classes: tuple[int, ...] = (),
              n_train: int = 6000, epochs: int = 5, batch_size: int = 100, lr: float = 1e-3, input_size: int = 0,
              in_channels: int | None = None, seed: int = 0, device: str = "auto", data_root: str | None = None,
-             download: bool = False) -> dict[str, float]:
+             download: bool = False, progress: TextIO | None = None) -> dict[str, float]:
     """Train ``arch`` on ``dataset`` (optionally only some ``classes``) and save its state dict.
 
     The training set is the first ``n_train`` images of the class-stratified order; validation
     uses up to 10,000 test images of the same classes.
+
+    With ``progress`` (a text stream such as ``sys.stderr``), a line is written after every
+    epoch: ``pretrain: epoch 2/5, 12 s``.
 
     Returns:
         ``{"val_acc": …, "val_loss": …, "n_train": …}`` of the last epoch.
@@ -36,7 +41,8 @@ def pretrain(dataset: str, output: str | os.PathLike[str], *, arch: str = "lenet
                   trials=1, epochs=epochs, batch_size=batch_size, lr=lr, val_size=10000, seed=seed, classes=tuple(classes),
                   in_channels=channels, input_size=input_size, init_linear="glorot_uniform", init_bias="zeros",
                   data_root=data_root, download=download, vectorize=False).validate()
-    result = train_run(plan(study)[0], resolve_device(device), keep_weights=True)
+    result = train_run(plan(study)[0], resolve_device(device), keep_weights=True,
+                       on_epoch=_EpochLines(epochs, progress) if progress is not None else None)
     if result.status != "done":
         raise RuntimeError(f"pretraining failed: {result.reason}")
     output = Path(output)
@@ -44,3 +50,15 @@ def pretrain(dataset: str, output: str | os.PathLike[str], *, arch: str = "lenet
     torch.save(result.extra["weights"], output)
     last = result.epochs[-1]
     return {"val_acc": last.val_acc, "val_loss": last.val_loss, "n_train": n_train}
+
+
+class _EpochLines:
+    """``on_epoch`` callback of :func:`train_run` that writes one line per finished epoch."""
+
+    def __init__(self, epochs: int, stream: TextIO) -> None:
+        self.epochs, self.stream, self.done, self.start = epochs, stream, 0, time.monotonic()
+
+    def __call__(self, fraction: float) -> None:
+        self.done += 1
+        self.stream.write(f"pretrain: epoch {self.done}/{self.epochs}, {time.monotonic() - self.start:.0f} s\n")
+        self.stream.flush()
