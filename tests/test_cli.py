@@ -154,3 +154,72 @@ def test_results_export(tmp_path, fmt, capsys) -> None:
 def test_results_of_an_empty_folder_is_a_clear_error(tmp_path, capsys) -> None:
     assert main(["results", str(tmp_path)]) == 2
     assert "no results.sqlite" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- bad input: one line, no traceback
+
+def test_version(capsys) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"polarnet {pn.__version__}"
+
+
+def test_out_under_a_regular_file_is_one_line(tmp_path, capsys) -> None:
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "study"):
+        assert main(["run", "xor5d", "--out", str(out), *TINY]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert "not a folder" in err or "Not a directory" in err
+
+
+def test_outputs_never_overwrite_their_inputs(tmp_path, model_file, capsys) -> None:
+    _, path = model_file
+    plt = tmp_path / "t.plt"
+    assert main(["template", "extract", str(path), "-o", str(plt)]) == 0
+    before = plt.read_bytes()
+    assert main(["template", "proportions", str(plt), "-o", str(plt)]) == 2
+    assert "is the input file" in capsys.readouterr().err
+    assert plt.read_bytes() == before
+    weights = path.read_bytes()
+    assert main(["template", "extract", str(path), "-o", str(path)]) == 2
+    assert "is the input file" in capsys.readouterr().err and path.read_bytes() == weights
+    assert main(["template", "extract", str(path), "-o", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["theory", "xor", "--trials", "-5"], "--trials: -5: must be >= 1"),
+    (["theory", "xor", "--units", "5:1"], "an empty range"),
+    (["theory", "xor", "--units", "0:3"], "must be >= 1"),
+    (["compare", "a", "b", "--threshold", "nan"], "an accuracy in (0, 1]"),
+    (["run", "xor5d", "--workers", "-3"], "--workers: -3: must be >= 1"),
+    (["pretrain", "--dataset", "mnist", "-o", "x.pt", "--epochs", "0"], "--epochs: 0: must be >= 1"),
+])
+def test_bad_arguments_are_usage_errors(argv, message, capsys) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_theory_checks_its_folder_before_computing(tmp_path, capsys) -> None:
+    import time
+
+    start = time.perf_counter()
+    assert main(["theory", "xor", "--units", "1:64", "--trials", "200000", "--from", str(tmp_path / "none")]) == 2
+    assert time.perf_counter() - start < 5
+    assert "no results.sqlite" in capsys.readouterr().err
+
+
+def test_a_keyboard_interrupt_is_one_line_and_exit_130(monkeypatch, capsys) -> None:
+    import polarnet.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_presets", interrupted)
+    assert main(["presets"]) == 130
+    assert capsys.readouterr().err == "polarnet: interrupted by SIGINT\n"

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from polarnet.cli import main
-from polarnet.experiments import Store, load_study, plan, run_study
+from polarnet.experiments import Interrupted, Store, StoreError, StudyMismatch, load_study, plan, run_study
 from polarnet.experiments import executors
 
 TINY = ["trials=2", "epochs=3", "sizes=[8, 40]", "val_size=200"]
@@ -324,3 +324,109 @@ def test_kill_9_then_resume_equals_an_uninterrupted_sweep(tmp_path) -> None:
 
     run_study(study, tmp_path / "uninterrupted", workers=1, progress=False)
     _assert_same_results(folder, tmp_path / "uninterrupted", 1e-6)
+
+
+# --------------------------------------------------------------------------- one study per folder
+
+def test_a_rerun_with_other_settings_is_refused_and_names_what_differs(tmp_path, capsys) -> None:
+    folder = tmp_path / "xor5d"
+    run_study(load_study("xor5d", TINY), folder, workers=1, progress=False)
+    before = _epochs(folder)
+    with pytest.raises(StudyMismatch, match="epochs: 3 in the folder, 5 here"):
+        run_study(load_study("xor5d", TINY + ["epochs=5"]), folder, workers=1, progress=False)
+    cli = ["run", "xor5d", "--out", str(folder), "--workers", "1", "--no-progress",
+           *[a for o in TINY for a in ("--set", o)], "--set", "epochs=5"]
+    assert main(cli) == 2
+    err = capsys.readouterr().err
+    assert "holds another study" in err and f"--out {tmp_path / 'xor5d-2'}" in err and "Traceback" not in err
+    assert _epochs(folder) == before  # nothing mixed in
+    with Store.existing(folder) as store:  # and the summary counts one study's runs
+        assert store.study()["settings"]["epochs"] == 3 and store.counts() == {"done": 12}
+
+
+def test_a_shrunk_grid_is_another_study_but_a_new_threshold_is_not(tmp_path) -> None:
+    folder = tmp_path / "s"
+    run_study(load_study("xor5d", TINY), folder, workers=1, progress=False)
+    with pytest.raises(StudyMismatch, match=r"sizes: \[8, 40\] in the folder, \[8\] here"):
+        run_study(load_study("xor5d", ["trials=2", "epochs=3", "sizes=[8]", "val_size=200"]), folder, workers=1,
+                  progress=False)
+    summary = run_study(load_study("xor5d", TINY + ["thresholds=[0.9]"]), folder, workers=1, progress=False)
+    assert summary.trained == 0
+    with Store.existing(folder) as store:
+        assert store.study()["settings"]["thresholds"] == [0.9]
+
+
+# --------------------------------------------------------------------------- failed runs, damage, lock
+
+def test_failed_runs_are_counted_apart_on_resume_and_make_the_command_fail(tmp_path, capsys) -> None:
+    study = _exploding_study(tmp_path, True)
+    folder = tmp_path / "out"
+    run_study(study, folder, workers=1, progress=False)
+    again = run_study(study, folder, workers=1, progress=False)
+    assert (again.trained, again.skipped, again.failed_before, again.done) == (0, 8, 4, 4)
+    assert main(["run", str(tmp_path / "exploding.toml"), "--out", str(folder), "--no-progress", "--workers", "1"]) == 1
+    captured = capsys.readouterr()
+    assert "0 runs trained, 4 already done in" in captured.out
+    assert "4 failed earlier and skipped (--retry-failed trains them again)" in captured.out
+    assert "polarnet: 4 of 8 runs failed" in captured.err and "--retry-failed" in captured.err
+
+
+def test_runs_whose_numbers_were_damaged_are_trained_again(tmp_path) -> None:
+    study = load_study("xor5d", TINY)
+    folder = tmp_path / "s"
+    run_study(study, folder, workers=1, progress=False)
+    run_study(study, tmp_path / "reference", workers=1, progress=False)
+    victim = plan(study)[2].key
+    with _db(folder) as db:
+        db.execute("UPDATE epochs SET val_acc = 0.123 WHERE run = ? AND epoch = 3", (victim,))
+    summary = run_study(study, folder, workers=1, progress=False)
+    assert (summary.damaged, summary.trained) == (1, 1)
+    # trained alone now, inside an ensemble before: equal up to float32 rounding (docs/experiments.md)
+    _assert_same_results(folder, tmp_path / "reference", 1e-6)
+
+
+def test_a_second_writer_of_the_same_folder_is_refused(tmp_path) -> None:
+    folder = tmp_path / "s"
+    with Store(folder) as holder, holder.lock():
+        with pytest.raises(StoreError, match="being written by another polarnet run"):
+            run_study(load_study("xor5d", TINY), folder, workers=1, progress=False)
+
+
+# --------------------------------------------------------------------------- signals (in-process executor)
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_between_runs_stops_the_sweep_keeping_finished_runs(tmp_path, monkeypatch, signum) -> None:
+    study = load_study("xor5d", TINY + ["vectorize=false"])
+    real, calls = executors.compute_chunk, []
+
+    def chunk_then_signal(specs, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            os.kill(os.getpid(), signum)
+        return real(specs, *args, **kwargs)
+
+    monkeypatch.setattr(executors, "compute_chunk", chunk_then_signal)
+    folder = tmp_path / "s"
+    with pytest.raises(Interrupted) as info:
+        run_study(study, folder, workers=1, progress=False)
+    assert info.value.exit_code == 128 + signum
+    counts = _check_store_invariants(folder, study)
+    assert counts == {"done": 3, "running": 9}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    monkeypatch.setattr(executors, "compute_chunk", real)
+    assert run_study(study, folder, workers=1, progress=False).trained == 9
+    assert _check_store_invariants(folder, study) == {"done": 12}
+
+
+def test_a_signal_during_a_store_write_waits_for_the_write(tmp_path, monkeypatch) -> None:
+    study = load_study("xor5d", TINY + ["vectorize=false"])
+    real = Store.record
+
+    def record_under_signal(self, results):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives in the middle of the write
+        real(self, results)
+
+    monkeypatch.setattr(Store, "record", record_under_signal)
+    with pytest.raises(Interrupted):
+        run_study(study, tmp_path, workers=1, progress=False)
+    assert _check_store_invariants(tmp_path, study) == {"done": 1, "running": 11}

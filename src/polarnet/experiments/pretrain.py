@@ -37,8 +37,9 @@ def pretrain(dataset: str, output: str | os.PathLike[str], *, arch: str = "lenet
     if dataset not in IMAGE_DATASETS:
         raise ValueError(f"pretrain: unknown image dataset {dataset!r}; choose one of {sorted(IMAGE_DATASETS)}")
     channels = in_channels if in_channels is not None else IMAGE_DATASETS[dataset].channels
+    val_size = min(10000, IMAGE_DATASETS[dataset].split_size(False, tuple(classes)))  # the classes' test images
     study = Study(name=f"pretrain-{dataset}", dataset=dataset, model=arch, conditions=("fluid_rand",), sizes=(n_train,),
-                  trials=1, epochs=epochs, batch_size=batch_size, lr=lr, val_size=10000, seed=seed, classes=tuple(classes),
+                  trials=1, epochs=epochs, batch_size=batch_size, lr=lr, val_size=val_size, seed=seed, classes=tuple(classes),
                   in_channels=channels, input_size=input_size, init_linear="glorot_uniform", init_bias="zeros",
                   data_root=data_root, download=download, vectorize=False).validate()
     result = train_run(plan(study)[0], resolve_device(device), keep_weights=True,

@@ -1,0 +1,27 @@
+"""The package itself: what ``import polarnet`` gives."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import polarnet
+
+
+def test_public_api_is_listed() -> None:
+    for name in polarnet.__all__:
+        assert hasattr(polarnet, name), name
+
+
+def test_experiments_and_analysis_are_reachable_after_a_plain_import() -> None:
+    code = ("import polarnet, sys; assert 'polarnet.experiments' not in sys.modules; "
+            "print(polarnet.experiments.load_study('xor5d').trials, polarnet.analysis.__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["50", "polarnet.analysis"]
+
+
+def test_unknown_attributes_still_raise() -> None:
+    import pytest
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        polarnet.nope  # noqa: B018
