@@ -752,3 +752,164 @@ def test_hand_values_on_cuda():
         e0, e1 = _expected(rule, 0.01)
         assert torch.equal(net[0].weight.detach().cpu(), torch.tensor(e0))
         assert torch.equal(net[2].weight.detach().cpu(), torch.tensor(e1))
+
+
+# --------------------------------------------------------------------------- non-finite weights
+
+
+def _diverged():
+    """SGD with lr=100 and momentum: the run that produced 40 NaN weights and 0 violations."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    t = PolarityTemplate.random(model, seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=100.0, momentum=0.9)
+    handle = freeze(model, t, opt)
+    for _ in range(30):
+        opt.zero_grad()
+        model(torch.randn(16, 4) * 100).pow(2).mean().mul(1e6).backward()
+        opt.step()
+    handle.remove()
+    return model, t
+
+
+def test_violations_count_non_finite_weights():
+    model, t = _diverged()
+    bad = sum(int((~torch.isfinite(model.get_parameter(n))).sum()) for n in t)
+    assert bad > 0
+    assert violations(model, t) >= bad
+
+
+@settings(max_examples=40, deadline=None)
+@given(value=st.sampled_from([float("nan"), float("inf"), -float("inf")]), sign=st.sampled_from([-1, 0, 1]),
+       index=st.integers(0, 7))
+def test_every_non_finite_weight_is_one_violation(value, sign, index):
+    lin = nn.Linear(4, 2, bias=False)
+    t = PolarityTemplate({"weight": torch.full((2, 4), sign)})
+    with torch.no_grad():
+        lin.weight.copy_(t["weight"].float() * 0.5)  # on the template's side
+        assert violations(lin, t) == 0
+        lin.weight.view(-1)[index] = value
+    assert violations(lin, t) == 1 and violations(lin, t, per_layer=True) == {"weight": 1}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("entry", ["freeze", "Enforcer", "enforce"])
+def test_non_finite_weights_are_refused_naming_layer_and_count(entry, value):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+    with torch.no_grad():
+        model[2].weight[0, :3] = value
+    t = PolarityTemplate.random(model, seed=1)
+    before = snapshot(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError) as err:
+        if entry == "freeze":
+            freeze(model, t, opt)
+        elif entry == "Enforcer":
+            Enforcer(model, t)
+        else:
+            enforce(model, t)
+    assert "'2.weight' (3 of 12)" in str(err.value) and "NaN or inf" in str(err.value)
+    for name, w in before.items():  # align did not run
+        assert torch.equal(model.state_dict()[name].nan_to_num(), w.nan_to_num())
+    freeze(model, PolarityTemplate.random(model, layers=["0.weight"]), opt)  # a finite layer alone is fine
+
+
+# --------------------------------------------------------------------------- one freeze per optimizer
+
+
+def test_second_freeze_on_the_same_optimizer_is_refused():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+    first, second = PolarityTemplate.random(model, seed=1), PolarityTemplate.random(model, seed=2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    handle = freeze(model, first, opt)
+    before = snapshot(model)
+    with pytest.raises(RuntimeError, match="already has a polarnet freeze hook; call handle.remove\\(\\) first"):
+        freeze(model, second, opt)
+    assert_unchanged(model, before)  # the refused freeze did not align
+    for _ in range(5):
+        opt.zero_grad()
+        model(torch.randn(8, 4)).pow(2).sum().backward()
+        opt.step()
+    assert violations(model, first) == 0 and handle.steps == 5
+    # removing the handle frees the optimizer
+    handle.remove()
+    handle.remove()  # twice is harmless
+    again = freeze(model, second, opt)
+    opt.zero_grad()
+    model(torch.randn(8, 4)).pow(2).sum().backward()
+    opt.step()
+    assert violations(model, second) == 0 and again.steps == 1 and handle.steps == 5
+    # another optimizer is independent
+    other = freeze(model, second, torch.optim.SGD(model.parameters(), lr=0.1))
+    other.remove()
+    again.remove()
+
+
+def test_the_freeze_registry_does_not_keep_optimizers_alive():
+    import gc
+    import weakref
+
+    model = nn.Linear(3, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    handle = freeze(model, PolarityTemplate.random(model), opt)
+    ref = weakref.ref(opt)
+    del opt, handle
+    gc.collect()
+    assert ref() is None
+
+
+# --------------------------------------------------------------------------- tied weights
+
+
+def _tied():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    net[2].weight = net[0].weight  # two Linear layers share one weight Parameter
+    return net
+
+
+@pytest.mark.parametrize("names", ["state_dict", "both", "alias"])
+def test_tied_weights_freeze_and_violations_agree(names):
+    net = _tied()
+    signs = PolarityTemplate.random(net, seed=3)["0.weight"]
+    if names == "state_dict":  # what `template extract` makes of the model's checkpoint
+        t = PolarityTemplate.from_model(net.state_dict())
+    elif names == "both":
+        t = PolarityTemplate({"0.weight": signs, "2.weight": signs})
+    else:
+        t = PolarityTemplate({"2.weight": signs})
+    t.check(net)
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    handle = freeze(net, t, opt, reset="posCon", seed=0)
+    for _ in range(4):
+        opt.zero_grad()
+        net(torch.randn(8, 4)).pow(2).sum().backward()
+        opt.step()
+    per_layer = violations(net, t, per_layer=True)
+    assert sum(per_layer.values()) == 0 and len(per_layer) == 1  # the shared tensor counted once
+    assert len(handle.last_resets) == 1  # and enforced once per step
+    with torch.no_grad():
+        net[0].weight.neg_()
+    assert violations(net, t) == 16  # not 32
+    handle.remove()
+
+
+def test_tied_weights_with_contradicting_signs_are_refused_by_freeze():
+    net = _tied()
+    signs = PolarityTemplate.random(net, seed=3)["0.weight"]
+    t = PolarityTemplate({"0.weight": signs, "2.weight": -signs})
+    with pytest.raises(ValueError, match="one tied weight"):
+        freeze(net, t, torch.optim.SGD(net.parameters(), lr=1.0))
+
+
+def test_enforcer_rechecks_a_template_edited_after_construction():
+    net = _tied()
+    signs = PolarityTemplate.random(net, seed=3)["0.weight"]
+    t = PolarityTemplate({"0.weight": signs})
+    enforcer = Enforcer(net, t)
+    enforcer()
+    t["2.weight"] = -signs  # contradicts the tied 0.weight
+    with pytest.raises(ValueError, match="one tied weight"):
+        enforcer()

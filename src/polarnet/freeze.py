@@ -1,7 +1,12 @@
 """Freeze-SGD: after every optimizer step, put every weight back on its template's side.
 
-A violation is a weight with ``w·T < 0``, or a nonzero weight where ``T = 0``. A weight
-at exactly 0 where ``T ≠ 0`` sits on the boundary and is allowed.
+A violation is a weight with ``w·T < 0``, a nonzero weight where ``T = 0``, or a weight
+that is NaN or ±inf (it has no usable sign or magnitude: training diverged). A weight at
+exactly 0 where ``T ≠ 0`` sits on the boundary and is allowed.
+
+:func:`freeze`, :func:`enforce` and :class:`Enforcer` refuse a model whose constrained
+weights already hold NaN or inf, and an optimizer holds at most one freeze hook at a time.
+A tied weight (one tensor under two names) is enforced once.
 
 Enforcement changes parameters in place (never replaces or renames them), so
 checkpoints, ``state_dict`` keys and the optimizer's parameter references stay valid.
@@ -11,6 +16,7 @@ violating entries (usually a tiny fraction) are gathered, reset and written back
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +112,20 @@ def _sparse_nonzero(flags: Tensor) -> Tensor:
     return words.index_select(0, rows).mul_(8).add_(cols)
 
 
+def _check_finite(weights: dict[str, Tensor]) -> None:
+    """Refuse weights holding NaN or inf, naming each layer and how many."""
+    bad = []
+    for name, w in weights.items():
+        if w.is_floating_point():
+            n = int((~torch.isfinite(w.detach())).sum())
+            if n:
+                bad.append(f"{name!r} ({n} of {w.numel()})")
+    if bad:
+        raise ValueError(f"the model's constrained weights hold NaN or inf: {', '.join(bad)}; a template can't be kept "
+                         f"on them (training diverged, or the weights were loaded damaged): re-initialise or repair "
+                         f"them (e.g. torch.nan_to_num) first")
+
+
 _BUILTIN_RULES = frozenset({pos_rand, pos_con, zero, flip})  # by identity: a re-registered name is checked
 
 
@@ -141,11 +161,25 @@ class Enforcer:
             raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
         if clear_state and optimizer is None:
             raise ValueError("clear_state=True needs the optimizer whose state to clear")
-        template.check(model)
+        found = template.check(model)
+        _check_finite(found)
         self.model, self.template, self.reset, self.eps = model, template, reset, float(eps)
         self.optimizer, self.clear_state, self.seed = optimizer, clear_state, seed
         self._cache: dict[str, _LayerCache] = {}
+        index = {name: i for i, name in enumerate(template._signs)}
+        self._plan: list[tuple[int, str]] = [(index[name], name) for name in found]
+        self._plan_version: int | None = template.version
         self.calls = 0
+
+    def _layers(self) -> list[tuple[int, str]]:
+        """``(index in the template, name)`` per weight to enforce: a tied weight once.
+
+        Re-checked against the model whenever the template's version changes."""
+        if self._plan_version != self.template.version:
+            index = {name: i for i, name in enumerate(self.template._signs)}
+            self._plan = [(index[name], name) for name in self.template.check(self.model)]
+            self._plan_version = self.template.version
+        return self._plan
 
     def _uniform(self, layer_index: int, w: Tensor, order: list[int] | None, idx: Tensor, like: Tensor) -> Callable[[], Tensor]:
         if self.seed is None:
@@ -169,7 +203,7 @@ class Enforcer:
         cached = self._cache.get(name)
         if cached is not None and cached.key == key:
             return cached
-        signs = self.template[name]
+        signs = self.template._signs[name]  # read-only use: no copy
         if tuple(signs.shape) != tuple(w.shape):
             raise ValueError(f"layer {name!r}: template shape {tuple(signs.shape)} ≠ weight shape {tuple(w.shape)}")
         order = _memory_order(name, w)
@@ -182,10 +216,14 @@ class Enforcer:
 
     @torch.no_grad()
     def __call__(self) -> dict[str, int]:
-        """Enforce once; return the number of weights reset per layer."""
+        """Enforce once; return the number of weights reset per layer (a tied weight under the first of its template names).
+
+        NaN or inf produced by training is not repaired (no magnitude is known for it);
+        :func:`violations` counts it.
+        """
         self.calls += 1
         resets: dict[str, int] = {}
-        for layer_index, name in enumerate(self.template):
+        for layer_index, name in self._layers():
             w = self.model.get_parameter(name)
             layer = self._layer(name, w)
             flat = _flat(w, layer.order)
@@ -251,15 +289,30 @@ class FreezeHandle:
         self.steps += 1
 
     def remove(self) -> None:
-        """Stop enforcing; the model keeps its current weights and stays usable."""
+        """Stop enforcing; the model keeps its current weights and stays usable, and the
+        optimizer may be frozen again."""
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
+            optimizer = self.enforcer.optimizer
+            if optimizer is not None and _hooked(optimizer) is self:
+                del _HOOKED[optimizer]
 
     @property
     def active(self) -> bool:
         """Whether enforcement is still hooked to the optimizer."""
         return self._hook is not None
+
+
+# optimizer -> its freeze hook's handle (two hooks would enforce two templates that fight). Both
+# weak: the handle holds the optimizer, and the optimizer's hook already keeps the handle alive.
+_HOOKED: weakref.WeakKeyDictionary[torch.optim.Optimizer, weakref.ref[FreezeHandle]] = weakref.WeakKeyDictionary()
+
+
+def _hooked(optimizer: torch.optim.Optimizer) -> FreezeHandle | None:
+    ref = _HOOKED.get(optimizer)
+    handle = ref() if ref is not None else None
+    return handle if handle is not None and handle.active else None
 
 
 def freeze(model: nn.Module, template: PolarityTemplate, optimizer: torch.optim.Optimizer, reset: str = "posRand",
@@ -268,6 +321,8 @@ def freeze(model: nn.Module, template: PolarityTemplate, optimizer: torch.optim.
 
     Uses ``optimizer.register_step_post_hook``, so any ``torch.optim`` optimizer and an
     unchanged training loop work. Everything is validated before the model is touched.
+    An optimizer takes one freeze at a time: freezing it again raises until the first
+    handle is removed.
 
     Args:
         model: the network; its parameters stay the same objects.
@@ -283,6 +338,11 @@ def freeze(model: nn.Module, template: PolarityTemplate, optimizer: torch.optim.
     Returns:
         A :class:`FreezeHandle`; ``handle.remove()`` stops enforcement.
 
+    Raises:
+        ValueError: the template doesn't fit the model, a bad ``reset``/``eps``, or the
+            constrained weights already hold NaN or inf (naming the layers and counts).
+        RuntimeError: ``optimizer`` already has a polarnet freeze hook.
+
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
         >>> t = PolarityTemplate.random(net, seed=0)
@@ -293,13 +353,17 @@ def freeze(model: nn.Module, template: PolarityTemplate, optimizer: torch.optim.
         0
         >>> handle.remove()
     """
-    enforcer = Enforcer(model, template, reset, eps, seed, optimizer, clear_state)
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if _hooked(optimizer) is not None:
+        raise RuntimeError("this optimizer already has a polarnet freeze hook; call handle.remove() first on the handle "
+                           "that freeze() returned (two hooks would enforce two templates against each other)")
+    enforcer = Enforcer(model, template, reset, eps, seed, optimizer, clear_state)
     if align:
         _align(model, template)
     handle = FreezeHandle(enforcer, None)
     handle._hook = optimizer.register_step_post_hook(handle._after_step)
+    _HOOKED[optimizer] = weakref.ref(handle)
     return handle
 
 
@@ -308,6 +372,7 @@ def enforce(model: nn.Module, template: PolarityTemplate, reset: str = "posRand"
     """Enforce once, for custom training loops; returns the number of weights reset.
 
     For repeated calls build an :class:`Enforcer` once: it caches the template on the device.
+    Like :class:`Enforcer`, refuses weights that already hold NaN or inf.
 
     Example:
         >>> net = nn.Linear(4, 4)
@@ -320,7 +385,10 @@ def enforce(model: nn.Module, template: PolarityTemplate, reset: str = "posRand"
 
 @torch.no_grad()
 def violations(model: nn.Module, template: PolarityTemplate, *, per_layer: bool = False) -> int | dict[str, int]:
-    """Count weights that break the template: ``w·T < 0``, or ``w ≠ 0`` where ``T = 0``.
+    """Count weights that break the template: ``w·T < 0``, ``w ≠ 0`` where ``T = 0``, or ``w`` NaN/±inf.
+
+    A non-finite weight counts whatever its template sign: a diverged run must not look
+    healthy. A tied weight is counted once, under the first of its names in the template.
 
     Example:
         >>> lin = nn.Linear(2, 1, bias=False)
@@ -330,7 +398,7 @@ def violations(model: nn.Module, template: PolarityTemplate, *, per_layer: bool 
     """
     counts = {}
     for name, w in template.check(model).items():
-        t = template[name].to(w.device)
-        bad = (w * t < 0) | ((t == 0) & (w != 0))
+        t = template._signs[name].to(w.device)
+        bad = (w * t < 0) | ((t == 0) & (w != 0)) | ~torch.isfinite(w)
         counts[name] = int(bad.sum())
     return counts if per_layer else sum(counts.values())
