@@ -303,3 +303,32 @@ def test_xor_truncated_normal():
     assert w.abs().max().item() > 0.49
     # TruncatedNormal(0, 0.25) cut at ±2σ keeps no rescaling: std = 0.25·0.8796
     assert w.std().item() == pytest.approx(0.25 * TRUNC_STD, rel=0.02)
+
+
+# --------------------------------------------------------------------------- tied weights
+
+
+def _tied():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    net[2].weight = net[0].weight  # two Linear layers share one weight Parameter
+    return net
+
+
+def test_init_magnitudes_accepts_either_name_of_a_tied_weight():
+    for name in ("0.weight", "2.weight"):
+        net = _tied()
+        init_magnitudes(net, seed=1, layers=[name])
+        assert net[2].weight is net[0].weight
+    a, b = _tied(), _tied()
+    init_magnitudes(a, seed=1, layers=["0.weight"])
+    init_magnitudes(b, seed=1, layers=["2.weight"])
+    assert torch.equal(a[0].weight, b[0].weight)
+
+
+def test_align_a_tied_weight_under_both_names():
+    net = _tied()
+    signs = PolarityTemplate.random(net, seed=2)["0.weight"]
+    magnitudes = net[0].weight.detach().abs().clone()
+    align(net, PolarityTemplate({"0.weight": signs, "2.weight": signs}))
+    assert torch.equal(net[2].weight.detach(), magnitudes * signs)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from .layers import LayerSpec, layer_kind, module_kinds, select
+from .layers import LayerSpec, layer_kind, module_kinds, named_tensors, select
 from .registry import Registry
 from .template import PolarityTemplate
 
@@ -94,7 +94,7 @@ def init_magnitudes(model: nn.Module, seed: int = 0, *, conv: str = "glorot_norm
     """
     by_kind = {"conv": INITIALIZERS.get(conv), "linear": INITIALIZERS.get(linear)}
     bias_init = INITIALIZERS.get(bias) if bias is not None else None
-    params = dict(model.named_parameters())
+    params = named_tensors(model)  # every name of a tied weight, so a list may name either
     names = select(model, layers, bias=bias is not None)
     from_modules = module_kinds(model)
     kinds = {n: from_modules.get(n) or layer_kind(n, params[n]) for n in names}
@@ -114,7 +114,7 @@ def align(model: nn.Module, template: PolarityTemplate) -> nn.Module:
     """Flip weight signs to match ``template``, keeping magnitudes: ``w ← |w|·T``.
 
     Where ``T = 0`` the weight becomes exactly 0. The template is checked against the
-    model before any weight changes.
+    model before any weight changes; a tied weight is aligned once.
 
     Returns:
         ``model``.
@@ -130,5 +130,5 @@ def align(model: nn.Module, template: PolarityTemplate) -> nn.Module:
     params = template.check(model)
     with torch.no_grad():
         for name, p in params.items():
-            p.abs_().mul_(template[name].to(device=p.device, dtype=p.dtype))
+            p.abs_().mul_(template._signs[name].to(device=p.device, dtype=p.dtype))  # no copy: read only
     return model
