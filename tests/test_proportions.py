@@ -298,3 +298,131 @@ def test_counts_from_loaded_proportions_match_file(tmp_path):
     loaded = load_proportions(f)
     assert counts_from_proportions(loaded["conv2"], 100) == (50, 27, 23)
     assert counts_from_proportions(loaded["conv5"], 1000) == (500, 300, 200)
+
+
+# --------------------------------------------------------------------------- only real numbers
+
+
+@pytest.mark.parametrize("bad", ["100", "0.5", b"100", ("0", 0.5, 0.5), (True, False, False), (1, False, 0),
+                                 {"p0": 0, "p_neg": 0.5, "p_pos": 0.5}, (0, 0.5 + 0j, 0.5)])
+def test_check_refuses_strings_bools_and_non_reals(bad):
+    with pytest.raises(ValueError, match="L: expected three numbers"):
+        check_proportions(bad, "L")
+
+
+def test_check_accepts_numpy_and_torch_numbers():
+    import numpy as np
+    import torch
+
+    assert check_proportions(np.array([0.0, 0.5, 0.5])) == (0.0, 0.5, 0.5)
+    assert check_proportions(torch.tensor([0.25, 0.25, 0.5])) == (0.25, 0.25, 0.5)
+    assert check_proportions((np.int64(1), np.float32(0), 0)) == (1.0, 0.0, 0.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.one_of(st.text(max_size=4), st.booleans(), st.none()), min_size=1, max_size=3),
+       position=st.integers(0, 2))
+def test_any_non_number_in_a_triple_is_refused(values, position):
+    triple = [0.0, 0.5, 0.5]
+    triple[position] = values[0]
+    with pytest.raises(ValueError, match="three numbers"):
+        check_proportions(triple)
+
+
+def _doc(**layer):
+    return {"format": "polarnet-proportions", "version": 1, "layers": {"fc.weight": {"p0": 0.0, "p_neg": 0.5, "p_pos": 0.5, **layer}}}
+
+
+@pytest.mark.parametrize("entry", [dict(p0="0"), dict(p_neg="0.5"), dict(p0=True, p_neg=0, p_pos=0), dict(p_pos=None)])
+def test_load_refuses_strings_and_bools_naming_layer(tmp_path, entry):
+    f = _write(tmp_path / "p.json", _doc(**entry))
+    with pytest.raises(ValueError) as exc:
+        load_proportions(f)
+    assert str(f) in str(exc.value) and "'fc.weight'" in str(exc.value) and "three numbers" in str(exc.value)
+
+
+def test_load_refuses_proportions_summing_to_one_and_a_half(tmp_path):
+    f = _write(tmp_path / "p.json", _doc(p0=0.5))
+    with pytest.raises(ValueError, match="'fc.weight': proportions must sum to 1.*summing to 1.5"):
+        load_proportions(f)
+
+
+@pytest.mark.parametrize("version", [True, False, -3, 0, 1.0, "1", None, [1]])
+def test_load_refuses_invalid_versions(tmp_path, version):
+    f = _write(tmp_path / "p.json", {**_doc(), "version": version})
+    with pytest.raises(ValueError) as exc:
+        load_proportions(f)
+    msg = str(exc.value).replace(str(f), "<file>")
+    assert "invalid proportions format version" in msg and "newer" not in msg
+
+
+@pytest.mark.parametrize("numel", [-1, True, 2.5, "4"])
+def test_load_refuses_invalid_numel(tmp_path, numel):
+    with pytest.raises(ValueError, match="'fc.weight': numel must be a non-negative integer"):
+        load_proportions(_write(tmp_path / "p.json", _doc(numel=numel)))
+
+
+def test_load_refuses_a_layer_given_twice(tmp_path):
+    f = tmp_path / "p.json"
+    entry = '{"p0": 0, "p_neg": 0.5, "p_pos": 0.5}'
+    f.write_text('{"format": "polarnet-proportions", "layers": {"w": ' + entry + ', "w": ' + entry + "}}")
+    with pytest.raises(ValueError, match="'w' appears twice"):
+        load_proportions(f)
+
+
+# --------------------------------------------------------------------------- only regular files, atomic writes
+
+
+def test_load_a_directory(tmp_path):
+    with pytest.raises(ValueError, match="is a directory, not a proportions file"):
+        load_proportions(tmp_path)
+
+
+def test_load_a_binary_file(tmp_path):
+    f = tmp_path / "p.json"
+    f.write_bytes(b"\xff\xfe\x00\x80 binary")
+    with pytest.raises(ValueError) as exc:
+        load_proportions(f)
+    assert str(f) in str(exc.value) and "not UTF-8" in str(exc.value)
+
+
+def test_load_a_fifo_and_a_device_do_not_hang(tmp_path):
+    import os
+
+    fifo = tmp_path / "p.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="is a FIFO"):
+        load_proportions(fifo)
+    with pytest.raises(ValueError, match="is a device"):
+        load_proportions("/dev/zero")
+
+
+def test_load_deeply_nested_json(tmp_path):
+    f = tmp_path / "p.json"
+    f.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="not a JSON proportions file"):
+        load_proportions(f)
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such proportions file"):
+        load_proportions(tmp_path / "none.json")
+
+
+def test_save_to_a_directory_is_a_clear_error_and_leaves_nothing(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    with pytest.raises(ValueError, match="is a directory; give a file name"):
+        save_proportions({"w": (0, 0.5, 0.5)}, target)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and list(target.iterdir()) == []
+
+
+def test_save_is_atomic_and_cleans_up_on_failure(tmp_path, monkeypatch):
+    import os
+
+    f = save_proportions({"w": (0, 0.5, 0.5)}, tmp_path / "p.json")
+    monkeypatch.setattr(os, "replace", lambda a, b: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with pytest.raises(OSError):
+        save_proportions({"w": (1, 0, 0)}, f)
+    assert [p.name for p in tmp_path.iterdir()] == ["p.json"]
+    assert load_proportions(f) == {"w": (0.0, 0.5, 0.5)}  # the old file is intact
