@@ -79,3 +79,31 @@ def test_torchvision_name_offline_says_where_to_put_the_file(tmp_path, monkeypat
     with pytest.raises(pn.SourceError, match="cannot download") as err:
         pn.load_state_dict("AlexNet_Weights.IMAGENET1K_V1", progress=False)
     assert expected in str(err.value)
+
+
+def test_non_regular_files_are_refused_at_once(tmp_path) -> None:
+    with pytest.raises(pn.SourceError, match="is a directory, not a weights file"):
+        pn.load_state_dict(tmp_path)
+    fifo = tmp_path / "w.pt"
+    os.mkfifo(fifo)
+    with pytest.raises(pn.SourceError, match="w.pt: is a FIFO, not a weights file"):
+        pn.load_state_dict(fifo)
+    with pytest.raises(pn.SourceError, match="/dev/zero: is a device, not a weights file"):
+        pn.load_state_dict("/dev/zero")
+
+
+def test_complex_and_sparse_tensors_are_left_out_with_a_warning(tmp_path, weights) -> None:
+    f = tmp_path / "w.pt"
+    torch.save({**weights, "fft.weight": torch.ones(2, 2, dtype=torch.cfloat), "adj.weight": torch.eye(3).to_sparse()}, f)
+    with pytest.warns(UserWarning, match="left out 2 tensor\\(s\\).*'fft.weight' \\(complex\\).*'adj.weight' \\(torch.sparse_coo\\)"):
+        loaded = pn.load_state_dict(f)
+    assert list(loaded) == list(weights)
+    # so a template of "all" layers can be made from the file
+    assert list(pn.PolarityTemplate.from_model(loaded)) == ["0.weight", "2.weight"]
+
+
+def test_only_complex_tensors_is_an_error(tmp_path) -> None:
+    f = tmp_path / "c.pt"
+    torch.save({"w": torch.ones(2, 2, dtype=torch.cfloat)}, f)
+    with pytest.raises(pn.SourceError, match="only complex or sparse"), pytest.warns(UserWarning):
+        pn.load_state_dict(f)

@@ -4,13 +4,19 @@ torchvision weights names such as ``AlexNet_Weights.IMAGENET1K_V1``.
 A torchvision name downloads through torch hub, or reads the hub cache
 (``$TORCH_HOME/hub/checkpoints``) when the file is already there, so it works offline
 once the file has been placed in the cache.
+
+Only regular files are read: a directory, FIFO or device raises :class:`SourceError` at
+once. Complex and sparse tensors can't be sign-constrained weights; they are left out of
+the returned state dict with a warning that names them.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 import urllib.error
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -33,7 +39,16 @@ def _unwrap(obj: object, where: str) -> dict[str, Tensor]:
             break
     if not isinstance(obj, Mapping) or not any(isinstance(v, Tensor) for v in obj.values()):
         raise SourceError(f"{where}: holds no state dict (a mapping of names to tensors); save model.state_dict() instead")
-    return {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    odd = [f"{k!r} ({'complex' if v.is_complex() else v.layout})" for k, v in tensors.items()
+           if v.is_complex() or v.layout != torch.strided]
+    if odd:
+        warnings.warn(f"{where}: left out {len(odd)} tensor(s) that can't carry weight signs: {', '.join(odd[:8])}"
+                      f"{' …' if len(odd) > 8 else ''}", stacklevel=3)
+        tensors = {k: v for k, v in tensors.items() if not (v.is_complex() or v.layout != torch.strided)}
+        if not tensors:
+            raise SourceError(f"{where}: holds only complex or sparse tensors, no real dense weights")
+    return tensors
 
 
 def load_state_dict(source: str | os.PathLike[str], *, progress: bool = True) -> dict[str, Tensor]:
@@ -45,8 +60,12 @@ def load_state_dict(source: str | os.PathLike[str], *, progress: bool = True) ->
             torchvision weights name like ``AlexNet_Weights.IMAGENET1K_V1``.
         progress: show torch hub's download progress bar.
 
+    Returns:
+        ``{name: tensor}``; complex and sparse tensors are left out with a warning.
+
     Raises:
-        SourceError: the file is missing or unreadable, or the weights can't be downloaded.
+        SourceError: the file is missing, unreadable or not a regular file (a directory,
+            FIFO, device), or the weights can't be downloaded.
 
     Example:
         >>> import tempfile, os
@@ -56,7 +75,15 @@ def load_state_dict(source: str | os.PathLike[str], *, progress: bool = True) ->
         ['bias', 'weight']
     """
     path = Path(source)
-    if path.is_file():
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing, or not a path at all: maybe a weights name
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise SourceError(f"{path}: is {kind}, not a weights file; give a .pt/.pth/.safetensors file")
+    if mode is not None:
         try:
             if path.suffix == ".safetensors":
                 from safetensors.torch import load_file
