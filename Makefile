@@ -21,10 +21,18 @@ demo: $(STAMP)
 	$(VENV)/bin/polarnet run xor5d --quick --out out/demo
 	$(VENV)/bin/polarnet report out/demo
 
+# `make bench STRICT=1` fails when any benchmark misses a target; every benchmark still runs
+# first. BENCH_ARGS go to each script (`make bench BENCH_ARGS=--quick` checks that they run).
+STRICT ?=
+BENCH_ARGS ?=
+BENCH_FLAGS = $(if $(filter 1 yes true,$(STRICT)),--strict) $(BENCH_ARGS)
 bench: $(STAMP)
-	$(PY) benchmarks/bench_freeze.py
-	$(PY) benchmarks/bench_xor5d.py
-	$(PY) benchmarks/bench_images.py
+	@status=0; \
+	for b in bench_freeze bench_xor5d bench_images; do \
+		echo "$$ $(PY) benchmarks/$$b.py $(BENCH_FLAGS)"; \
+		$(PY) benchmarks/$$b.py $(BENCH_FLAGS) || status=1; \
+	done; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

@@ -1,18 +1,27 @@
 """Images per second of a Frozen-Net AlexNet training epoch against a plain PyTorch loop on
-the same model, data and batch, measured side by side (epochs alternate) in one process.
+the same model, data and batch, measured side by side in one process.
+
+Epochs alternate between the two (plain, frozen, then frozen, plain, …: see ``_report.py``)
+after one warm-up epoch of each; the throughput change is taken per pair of epochs, then
+reported as median [min–max].
 
 Data: real Fashion-MNIST when the Debian package is installed (else random images of the
 same shape), held on the device as uint8 and prepared per batch on the device (normalise,
 gray to RGB, resize), as the engine does. ``--channels-last`` and ``--amp`` (bf16 autocast on
 CPU, fp16 with a grad scaler on CUDA) try the fast paths.
 
-    python benchmarks/bench_images.py [--images 2000] [--batch 250] [--size 64] [--epochs 3] [--device cpu]
+Checked (PASS/MISS): target, Frozen-Net's throughput is at most 5% below the plain loop's on
+CPU, 3% on CUDA; ``--strict`` exits 1 when it misses. ``--quick`` (250 images, two pairs)
+checks that the script runs; its verdict is not counted.
+
+    python benchmarks/bench_images.py [--repeats 3] [--images 2000] [--batch 250] [--size 64] [--device cpu]
+                                      [--channels-last] [--amp] [--strict] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import time
 
 import torch
@@ -23,18 +32,23 @@ from polarnet.data.images import DataError, load_images
 from polarnet.experiments.datasets import ImagePrep
 from polarnet.models import get_model
 
+from _report import Report, Spread, add_arguments, alternate, per_round
 
-def main() -> None:
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser, 3, "--epochs")
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=250)
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs of each kind (after a warm-up)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--amp", action="store_true")
     args = parser.parse_args()
+    if args.quick:
+        args.images, args.batch, args.repeats = 250, 125, min(args.repeats, 2)
     device = torch.device(args.device)
+    report = Report("bench_images", args.strict, counted=not args.quick)
 
     try:
         x, y = load_images("fashion_mnist", True)
@@ -74,21 +88,20 @@ def main() -> None:
             torch.cuda.synchronize()
         return len(x) / (time.perf_counter() - start)
 
-    epoch(plain_model, plain_opt), epoch(frozen_model, frozen_opt)  # warm-up
-    plain, frozen = [], []
-    for _ in range(args.epochs):
-        plain.append(epoch(plain_model, plain_opt))
-        frozen.append(epoch(frozen_model, frozen_opt))
+    rates = alternate({"plain": lambda: epoch(plain_model, plain_opt),
+                       "frozen": lambda: epoch(frozen_model, frozen_opt)}, args.repeats)
     assert pn.violations(frozen_model, template) == 0
-    p, f = statistics.median(plain), statistics.median(frozen)
+    change = Spread.of(per_round(lambda f, p: f / p - 1, rates["frozen"], rates["plain"]))
     extras = ", ".join(k for k, on in (("channels-last", args.channels_last), ("amp", args.amp)) if on) or "fp32"
     print(f"AlexNet on {len(x)} {source} images at 3x{args.size}x{args.size}, batch {args.batch}, Adam, "
-          f"{device.type}{' ' + str(torch.get_num_threads()) + ' threads' if device.type == 'cpu' else ''}, {extras}; "
-          f"median of {args.epochs} epochs each")
-    print(f"plain PyTorch loop: {p:8.1f} images/s")
-    print(f"Frozen-Net (freeze): {f:8.1f} images/s  -> throughput {f / p - 1:+.1%} vs the plain loop "
-          f"(target: at most {'3' if device.type == 'cuda' else '5'}% slower)")
+          f"{device.type}, {extras}; {args.repeats} alternated pair(s) of epochs, median [min–max]")
+    print(f"plain PyTorch loop:  {Spread.of(rates['plain']).format('.1f', ' images/s')}")
+    print(f"Frozen-Net (freeze): {Spread.of(rates['frozen']).format('.1f', ' images/s')}")
+    slower = 0.03 if device.type == "cuda" else 0.05
+    report.target(f"Frozen-Net throughput vs the plain loop (at most {slower:.0%} slower on {device.type})",
+                  change, ">=", -slower, spec="+.1%")
+    return report.finish()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,55 +1,90 @@
 """The full ``xor5d`` preset (Wang et al. Fig. 1: 1,650 runs of 100 epochs, batch 32), timed
 end to end, and the speed-up of vectorised trials over training one run at a time.
 
-Both are measured here, in one process, on the same machine and cores: the full study with
-the vectorised engine (default executor and workers), then a slice of it — every condition
-and size of the first ``--slice-trials`` trials — with ``vectorize=false`` (a plain
-``nn.Module`` + ``torch.optim.Adam`` + ``polarnet.freeze`` loop per run) and, for a like-for-
-like check, the same slice vectorised. The full study's one-at-a-time time is extrapolated
-from the slice (runs of a trial cost the same in every trial).
+Both are measured here, in one process, on the same machine and cores, in alternated rounds
+(see ``_report.py``): each round runs the full study with the vectorised engine (default
+executor and workers), a slice of it — every condition and size of the first
+``--slice-trials`` trials — with ``vectorize=false`` (a plain ``nn.Module`` +
+``torch.optim.Adam`` + ``polarnet.freeze`` loop per run) and, for a like-for-like check, the
+same slice vectorised. The full study's one-at-a-time time is extrapolated from the slice
+of the same round (runs of a trial cost the same in every trial). A tiny study of each kind
+runs first as a warm-up. Numbers are median [min–max] over the rounds.
 
-    python benchmarks/bench_xor5d.py [--slice-trials 2] [--workers N]
+Checked (PASS/MISS; both are targets, so ``--strict`` exits 1 when either misses):
+- the full preset, vectorised, takes at most 60 s;
+- vectorised trials are at least 15x faster than one run at a time on the full preset.
+
+``--quick`` swaps the full preset for a small stand-in (4 trials, 3 sizes, 20 epochs) and two
+rounds, to check that the script runs; its verdicts are not counted.
+
+    python benchmarks/bench_xor5d.py [--repeats 3] [--slice-trials 2] [--workers N] [--strict] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
-import time
 
 from polarnet.experiments import load_study, run_study
 from polarnet.experiments.executors import default_workers
 
+from _report import Report, Spread, add_arguments, alternate, per_round, timed
 
-def timed_study(overrides: list[str], workers: int) -> tuple[float, int]:
+QUICK = ["trials=4", "epochs=20", "sizes=[8,60,500]"]
+
+
+def timed_study(overrides: list[str], workers: int, runs: dict[str, int], key: str) -> float:
+    """Seconds to run the xor5d preset with ``overrides``; its run count goes to ``runs[key]``."""
     study = load_study("xor5d", overrides)
     with tempfile.TemporaryDirectory() as folder:
-        start = time.perf_counter()
-        summary = run_study(study, folder, workers=workers, device="cpu", progress=False)
-        seconds = time.perf_counter() - start
-    assert summary.failed == 0, f"{summary.failed} runs failed"
-    return seconds, summary.trained
+        summaries = []
+        seconds = timed(lambda: summaries.append(run_study(study, folder, workers=workers, device="cpu",
+                                                           progress=False)))
+    assert summaries[0].failed == 0, f"{summaries[0].failed} runs failed"
+    runs[key] = summaries[0].trained
+    return seconds
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser, 3)
     parser.add_argument("--slice-trials", type=int, default=2)
     parser.add_argument("--workers", type=int, default=default_workers())
     args = parser.parse_args()
+    base = QUICK if args.quick else []
+    if args.quick:
+        args.repeats, args.slice_trials = min(args.repeats, 2), 1
+    report = Report("bench_xor5d", args.strict, counted=not args.quick)
 
-    full_s, full_runs = timed_study([], args.workers)
-    sliced = [f"trials={args.slice_trials}"]
-    off_s, off_runs = timed_study(sliced + ["vectorize=false"], args.workers)
-    vec_s, _ = timed_study(sliced, args.workers)
-    off_full = off_s / off_runs * full_runs
+    runs: dict[str, int] = {}
+    sliced = base + [f"trials={args.slice_trials}"]
+    for extra in ([], ["vectorize=false"]):  # warm-up: imports, worker start, caches
+        timed_study(["trials=1", "epochs=1", "sizes=[8]", *extra], args.workers, runs, "warm-up")
+    took = alternate({
+        "full": lambda: timed_study(base, args.workers, runs, "full"),
+        "off": lambda: timed_study(sliced + ["vectorize=false"], args.workers, runs, "slice"),
+        "vec": lambda: timed_study(sliced, args.workers, runs, "slice"),
+    }, args.repeats, warmup=0)
+    full_runs, off_runs = runs["full"], runs["slice"]
+    off_full = per_round(lambda s: s / off_runs * full_runs, took["off"])
 
-    print(f"xor5d preset: {full_runs} runs x 100 epochs, batch 32, {args.workers} worker(s), CPU")
-    print(f"full preset, vectorised:                {full_s:7.1f} s  (target <= 60 s)")
-    print(f"slice ({off_runs} runs), one run at a time:  {off_s:7.1f} s  -> {off_s / off_runs * 1e3:.0f} ms per run")
-    print(f"slice ({off_runs} runs), vectorised:         {vec_s:7.1f} s  -> slice speed-up {off_s / vec_s:.1f}x")
-    print(f"full preset one run at a time (from the slice): {off_full:7.1f} s")
-    print(f"speed-up of vectorised trials on the full preset: {off_full / full_s:.1f}x (target >= 15x)")
+    what = "quick stand-in" if args.quick else "full preset"
+    study = load_study("xor5d", base)
+    print(f"xor5d {what}: {full_runs} runs x {study.epochs} epochs, batch {study.batch_size}, {args.workers} worker(s), CPU; "
+          f"{args.repeats} alternated round(s), median [min–max]")
+    full = Spread.of(took["full"])
+    print(f"{what}, vectorised:          {full.format('.1f', ' s')}")
+    print(f"slice ({off_runs} runs), one run at a time: {Spread.of(took['off']).format('.1f', ' s')}  -> "
+          f"{Spread.of([s / off_runs * 1e3 for s in took['off']]).format('.0f', ' ms')} per run")
+    print(f"slice ({off_runs} runs), vectorised:        {Spread.of(took['vec']).format('.1f', ' s')}  -> "
+          f"slice speed-up {Spread.of(per_round(lambda o, v: o / v, took['off'], took['vec'])).format('.1f', 'x')}")
+    print(f"{what}, one run at a time (from the slice): {Spread.of(off_full).format('.1f', ' s')}")
+    report.target(f"{what}, vectorised, wall time", full, "<=", 60, spec=".1f", unit=" s")
+    report.target(f"speed-up of vectorised trials on the {what}",
+                  Spread.of(per_round(lambda o, f: o / f, off_full, took["full"])), ">=", 15, spec=".1f", unit="x")
+    return report.finish()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Tests for benchmarks/_report.py: the PASS/MISS verdicts, alternation and exit status.
+
+Only the logic, with made-up numbers: benchmarks are scripts, never timed tests.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "_report.py"
+_spec = importlib.util.spec_from_file_location("bench_report", _PATH)
+report_module = importlib.util.module_from_spec(_spec)
+sys.modules["bench_report"] = report_module
+_spec.loader.exec_module(report_module)
+Report, Spread = report_module.Report, report_module.Spread
+
+
+def _report(strict: bool = False, counted: bool = True) -> tuple[object, list[str]]:
+    lines: list[str] = []
+    return Report("bench_fake", strict, counted=counted, out=lines.append), lines
+
+
+def test_doctests():
+    assert doctest.testmod(report_module).failed == 0
+
+
+def test_orders_alternate_and_reverse():
+    assert list(report_module.orders(["a", "b", "c"], 4)) == [["a", "b", "c"], ["c", "b", "a"]] * 2
+    assert list(report_module.orders(["a"], 0)) == []
+
+
+def test_alternate_runs_warmup_then_alternated_rounds():
+    calls: list[str] = []
+
+    def arm(name: str, value: float):
+        return lambda: calls.append(name) or value
+
+    out = report_module.alternate({"a": arm("a", 1.0), "b": arm("b", 2.0)}, repeats=3, warmup=1)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    assert out == {"a": [1.0] * 3, "b": [2.0] * 3}
+
+
+def test_per_round_pairs_rounds_and_refuses_unequal_lengths():
+    assert report_module.per_round(lambda a, b: a / b, [2, 9], [1, 3]) == [2, 3]
+    with pytest.raises(ValueError):
+        report_module.per_round(lambda a, b: a / b, [1, 2], [1])
+
+
+def test_spread_median_min_max_and_format():
+    s = Spread.of([3.0, 1.0, 2.0, 10.0])
+    assert (s.median, s.low, s.high, s.n) == (2.5, 1.0, 10.0, 4)
+    assert s.format(".1f", " s") == "2.5 s [1.0–10.0 s]"
+    assert Spread.of([0.5]).format(".2f", "x") == "0.50x"
+    with pytest.raises(ValueError, match="no measurements"):
+        Spread.of([])
+
+
+@pytest.mark.parametrize("value, op, bound, met", [
+    (0.02, "<=", 0.03, True), (0.03, "<=", 0.03, True), (0.031, "<=", 0.03, False),
+    (0.03, "<", 0.03, False), (16.0, ">=", 15, True), (14.9, ">=", 15, False),
+    (15.0, ">", 15, False), (-0.04, ">=", -0.05, True), (-0.06, ">=", -0.05, False),
+])
+def test_target_verdict(value, op, bound, met):
+    report, lines = _report()
+    assert report.target("thing", value, op, bound) is met
+    assert lines[-1].startswith("thing: ")
+    assert lines[-1].endswith("PASS" if met else "MISS")
+
+
+def test_target_judges_the_median_and_flags_a_range_that_straddles_the_bound():
+    report, lines = _report()
+    assert report.target("overhead", Spread.of([0.01, 0.02, 0.05]), "<=", 0.03, spec=".0%")
+    assert lines[-1] == ("overhead: 2% [1%–5%]  (target <= 3%)  PASS  "
+                         "(noisy: the range straddles the bound)")
+    assert not report.target("firm", Spread.of([0.04, 0.05, 0.06]), "<=", 0.03, spec=".0%")
+    assert "noisy" not in lines[-1] and "MISS" in lines[-1]
+
+
+def test_target_refuses_unknown_op():
+    report, _ = _report()
+    with pytest.raises(ValueError, match="op '=='"):
+        report.target("x", 1.0, "==", 1.0)
+
+
+def test_goal_is_printed_honestly_but_never_fails_strict():
+    report, lines = _report(strict=True)
+    assert not report.target("enforcement/Adam", 0.8, "<=", 0.25, goal=True)
+    assert lines[-1].endswith("GOAL MISSED")
+    assert report.target("step overhead", 0.02, "<=", 0.03)
+    assert report.finish() == 0
+    assert "1 goal(s): 0 met, 1 missed" in lines[-1] and lines[-1].split(";")[-1].strip() == "exit 0"
+
+
+def test_a_miss_exits_1_only_with_strict():
+    for strict, status in ((False, 0), (True, 1)):
+        report, lines = _report(strict=strict)
+        report.target("fast", 1.0, "<=", 2.0)
+        report.target("slow", 70.0, "<=", 60.0)
+        assert report.finish() == status
+        assert "2 target(s): 1 PASS, 1 MISS" in lines[-1]
+        assert lines[-1].endswith("exit 1 (--strict: missed slow)" if strict else "exit 0")
+
+
+def test_strict_passes_when_all_targets_pass():
+    report, lines = _report(strict=True)
+    report.target("a", 1.0, "<=", 2.0)
+    assert report.finish() == 0 and report.misses == []
+
+
+def test_quick_runs_print_verdicts_but_count_none():
+    report, lines = _report(strict=True, counted=False)
+    assert "--quick" in lines[0]
+    report.target("slow", 70.0, "<=", 60.0)
+    assert lines[-1].endswith("MISS  (not counted: --quick)")
+    assert report.finish() == 0
+    assert "--quick: nothing counted" in lines[-1]
+
+
+def test_header_and_summary_show_the_load():
+    report, lines = _report()
+    report.finish()
+    assert all("load average" in line and "CPUs" in line for line in lines)
+    assert lines[0].startswith("== bench_fake: ") and "not strict" in lines[0]
