@@ -257,3 +257,30 @@ def test_source_magnitudes_keep_a_fresh_draw_where_shapes_differ(study, tmp_path
 def test_source_magnitudes_without_source_is_a_clear_error(study):
     with pytest.raises(ValueError, match="needs the study's source"):
         MAGNITUDES.get("source")(Condition("c", magnitudes="source"), _model(), study, 0)
+
+
+@pytest.mark.parametrize("table, fragment", [
+    ({"proportions": [[1]]}, "define_condition.mine.proportions: expected three numbers"),
+    ({"proportions": ["a", 0, 1]}, "define_condition.mine.proportions: expected three numbers"),
+    ({"proportions": [True, False, True]}, "define_condition.mine.proportions: expected three numbers"),
+    ({"proportions": 5}, "define_condition.mine.proportions: expected list of numbers or str or none"),
+    ({"lr": 10**400}, "define_condition.mine.lr=1000"),
+    ({"lr": True}, "define_condition.mine.lr: expected float or none"),
+    ({"frozen": 1}, "define_condition.mine.frozen: expected bool"),
+    ({"layers": "a\0b"}, "contains a NUL character"),
+])
+def test_condition_from_dict_rejects_wrong_types_with_one_clear_error(table, fragment):
+    with pytest.raises(ValueError) as e:
+        condition_from_dict("mine", table)
+    assert fragment in str(e.value)
+
+
+def test_condition_from_dict_needs_a_table():
+    with pytest.raises(ValueError, match=r"define_condition.mine: expected a table"):
+        condition_from_dict("mine", 5)  # type: ignore[arg-type]
+
+
+def test_condition_from_dict_takes_ints_as_floats():
+    c = condition_from_dict("mine", {"lr": 1, "swap": 0, "proportions": [0, 0, 1]})
+    assert (c.lr, c.swap, c.proportions) == (1.0, 0.0, (0.0, 0.0, 1.0))
+    assert isinstance(c.lr, float) and isinstance(c.swap, float)

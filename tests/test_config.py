@@ -244,7 +244,19 @@ def test_unknown_condition_error_lists_the_registered_ones():
 
 
 def test_model_may_be_a_module_function():
-    assert load_study("xor5d", ["model=mypkg.mod:factory"]).model == "mypkg.mod:factory"
+    assert load_study("xor5d", ["model=polarnet.models:mlp"]).model == "polarnet.models:mlp"
+
+
+@pytest.mark.parametrize("model, fragment", [
+    ("nonexistent.mod:fn", "model 'nonexistent.mod:fn': cannot import 'fn' from 'nonexistent.mod'"),
+    ("polarnet.models:no_such_fn", "model 'polarnet.models:no_such_fn': cannot import 'no_such_fn'"),
+    ("polarnet.models:__all__", "is a list, not a function"),
+    (":fn", "expected 'package.module:function'"),
+])
+def test_a_module_function_model_must_resolve_to_a_callable(model, fragment):
+    with pytest.raises(ValueError) as e:
+        load_study("xor5d", [f"model={model!r}"])
+    assert fragment in str(e.value)
 
 
 def test_all_problems_are_listed_in_one_error():
@@ -381,3 +393,292 @@ def test_define_condition_as_an_inline_table_override():
                                  'conditions=["mine"]', "sizes=[8]", "trials=1"])
     assert study.condition("mine") == Condition("mine", polarity="random", frozen=True, reset="zero")
     assert [r.reset for r in plan(study)] == ["zero"]
+
+
+# --------------------------------------------------------------------------- issue 8: every bad input a clear error
+
+FMNIST = ["dataset='fashion_mnist'", "model='lenet'", "in_channels=1", "sizes=[100]", "val_size=1000"]
+
+
+def _message(overrides, source="xor5d") -> str:
+    with pytest.raises(ValueError) as e:
+        load_study(source, overrides)
+    return str(e.value)
+
+
+@pytest.mark.parametrize("dataset, train, test", [("fashion_mnist", 60000, 10000), ("mnist", 60000, 10000),
+                                                  ("cifar10", 50000, 10000)])
+def test_image_sizes_are_bounded_by_the_splits(dataset, train, test):
+    base = [f"dataset='{dataset}'", "model='lenet'"]
+    load_study("xor5d", base + [f"sizes=[100, {train}]", f"val_size={test}", "trials=1", "epochs=1"])
+    message = _message(base + [f"sizes=[100, {train + 1}]", f"val_size={test + 1}"])
+    assert f"sizes=[100, {train + 1}]: [{train + 1}] larger than the {train:,} training images of {dataset}" in message
+    assert f"val_size={test + 1}: the test split of {dataset} has {test:,} images; val_size can be at most that" in message
+
+
+def test_val_size_20000_on_a_10000_image_test_split_is_rejected():
+    assert "val_size=20000: the test split of fashion_mnist has 10,000 images" in _message(FMNIST + ["val_size=20000"])
+
+
+def test_split_sizes_count_only_the_chosen_classes():
+    classes = ["classes=[5, 6, 7, 8, 9]"]
+    study = load_study("xor5d", FMNIST + classes + ["sizes=[30000]", "val_size=5000", "trials=1", "epochs=1"])
+    assert study.val_size == 5000
+    message = _message(FMNIST + classes + ["sizes=[30001]", "val_size=5001"])
+    assert "training images of fashion_mnist in classes [5, 6, 7, 8, 9]" in message
+    assert "val_size=5001: the test split of fashion_mnist has 5,000 images in classes [5, 6, 7, 8, 9]" in message
+    # MNIST's classes are not balanced: class 5 has 892 test images, class 1 has 1135
+    assert "has 2,027 images in classes [1, 5]" in _message(["dataset='mnist'", "model='lenet'", "classes=[1, 5]",
+                                                              "sizes=[100]", "val_size=3000"])
+
+
+@pytest.mark.parametrize("classes", ["[3]", "[0]"])
+def test_one_class_is_rejected(classes):
+    message = _message(FMNIST + [f"classes={classes}"])
+    assert f"classes={classes}: name at least 2 classes" in message
+
+
+@pytest.mark.parametrize("classes", ["[10]", "[-1, 2]", "[2, 2]"])
+def test_class_indices_must_be_distinct_and_in_range(classes):
+    assert "distinct class indices 0..9" in _message(FMNIST + [f"classes={classes}"])
+
+
+def test_classes_on_xor_are_rejected():
+    assert "classes=[0, 1]: only image datasets have classes" in _message(["classes=[0, 1]"])
+
+
+# absurd sizes: refused at once, with the override named
+
+@pytest.mark.parametrize("override, fragment", [
+    ("sizes=[100000000]", "sizes=[100000000]: XOR training sets are capped at 10^7 samples"),
+    ("val_size=1000000000", "val_size=1000000000: the XOR validation set is capped at 10^7 samples"),
+    ("epochs=1000000", "epochs=1000000: the limit is 100,000"),
+    ("dims=100000", "dims=100000: the limit is 10,000"),
+    ("hidden=[64, 1000000]", "hidden=[64, 1000000]: the limit is 100,000"),
+    ("trials=100000000000000000000", "trials=100000000000000000000: the study would have 3.3e+21 runs"),
+    ("trials=10000000", "the limit is 10^6 runs"),
+    ("trials=9223372036854775807", "trials=9223372036854775807: the study would have"),
+])
+def test_absurd_sizes_are_refused_naming_the_override(override, fragment):
+    message = _message([override])
+    assert fragment in message
+    assert "set allow_large=true for a real huge study" in message
+
+
+def test_the_run_limit_message_names_the_grid_and_the_time():
+    message = _message(["trials=100000000000000000000"])
+    assert "(3 condition×reset × 11 sizes × 1 hidden × 100,000,000,000,000,000,000 trials; ~" in message
+    assert "days on 2 CPU cores); the limit is 10^6 runs" in message
+
+
+def test_the_cost_limit():
+    message = _message(["epochs=10000"], "cifar10-alexnet")  # the full preset is ~900 days; 100 × that is too long
+    assert "the study would take ~8.7e+04 days on 2 CPU cores (1,080 runs, epochs=10,000" in message
+    assert "the study would take ~" in message and "the limit is 10^4 days" in message
+    assert "set allow_large=true" in message
+
+
+def test_allow_large_lifts_the_caps():
+    huge = ["sizes=[100000000]", "val_size=1000000000", "trials=10000000", "epochs=1000000", "dims=100000"]
+    study = load_study("xor5d", huge + ["allow_large=true"])
+    assert study.allow_large and study.trials == 10**7
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("trials=100000000000000000000", "trials can be at most 2^31-1"),
+    ("sizes=[3000000000]", "sizes=[3000000000]: at most 2^31-1"),
+    ("batch_size=9223372036854775807", "batch_size=9223372036854775807: at most 2^31-1 (2147483647); a batch larger "
+                                       "than the training set is the whole set"),
+])
+def test_hard_limits_hold_even_with_allow_large(override, fragment):
+    message = _message([override, "allow_large=true"])
+    assert fragment in message
+    assert "allow_large" not in message
+
+
+def test_allow_large_never_lifts_a_datasets_real_size():
+    assert "val_size=20000: the test split" in _message(FMNIST + ["val_size=20000", "allow_large=true"])
+
+
+def test_a_batch_larger_than_the_training_set_is_legal():
+    assert load_study("xor5d", ["batch_size=1000000", "trials=1", "sizes=[8]"]).batch_size == 10**6
+
+
+def test_validate_builds_no_plan_and_reads_no_data(monkeypatch):
+    import sys
+
+    import polarnet.experiments.datasets as datasets
+
+    plan_module = sys.modules["polarnet.experiments.plan"]  # the package exports a function of that name
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("validate must not build the plan or load data")
+
+    monkeypatch.setattr(plan_module, "plan", forbidden)
+    monkeypatch.setattr(datasets, "load_data", forbidden)
+    monkeypatch.setattr(datasets, "load_images", forbidden)
+    assert "the limit is 10^6 runs" in _message(["trials=100000000"])
+    load_study("cifar10-alexnet")
+    load_study("xor5d-width")
+
+
+# settings that would pass validation and fail every run
+
+@pytest.mark.parametrize("key", ["lr", "eps", "adam_eps"])
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_non_finite_rates_are_rejected(key, value):
+    assert f"{key}={float(value)}: must be a finite number > 0" in _message([f"{key}={value}"])
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ("lr = inf", "define_condition.x.lr=inf: must be a finite number > 0"),
+    ("lr = nan", "define_condition.x.lr=nan"),
+    ("swap = nan", "swap=nan: a fraction in [0, 1]"),
+    ("swap = inf", "swap=inf: a fraction in [0, 1]"),
+])
+def test_non_finite_condition_values_are_rejected(tmp_path, line, fragment):
+    path = _write(tmp_path, f'conditions = ["x"]\n[define_condition.x]\npolarity = "random"\nfrozen = true\n{line}\n')
+    with pytest.raises(ValueError) as e:
+        load_study(path)
+    assert fragment in str(e.value)
+
+
+def test_a_template_file_cannot_give_magnitudes(tmp_path):
+    (tmp_path / "signs.plt").write_bytes(b"x")
+    message = _message([f"source='{tmp_path / 'signs.plt'}'", "conditions=['fluid_in_weight']"])
+    assert "copies the source's weights (magnitudes='source')" in message and "template file" in message
+
+
+# lenient or traceback inputs
+
+def test_quick_must_be_a_table(tmp_path):
+    path = _write(tmp_path, "trials = 2\nquick = 5\n")
+    with pytest.raises(ValueError, match=r"quick: expected a table \[quick\] of settings"):
+        load_study(path)
+    with pytest.raises(ValueError, match=r"quick: expected a table"):
+        load_study(path, quick=True)
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("sizes=20,60", "sizes: expected a list of int, got the text '20,60'; lists take TOML syntax: "
+                    "--set 'sizes=[20, 60]' (in a study file: sizes = [20, 60])"),
+    ("sizes=20 60", "--set 'sizes=[20, 60]'"),
+    ("hidden=[4, 8", "--set 'hidden=[4, 8]'"),
+    ("thresholds=0.5,0.9", "--set 'thresholds=[0.5, 0.9]'"),
+    ("conditions=frozen_rand,fluid_rand", """--set 'conditions=["frozen_rand", "fluid_rand"]'"""),
+    ("sizes=many", "sizes: expected a list of int, got the text 'many'"),
+    ("sizes=[[8, 20]]", "sizes: expected a list of int, got [8, 20] (a list)"),
+    ("sizes={a=1}", "sizes: expected a list of int, got a table"),
+    ("trials={a=1}", "trials: expected int, got {'a': 1} (a table)"),
+    ("trials=[3]", "trials: expected int, got [3] (a list)"),
+    ("trials=3.0", "trials: expected int, got 3.0 (float)"),
+    ("lr=[0.1]", "lr: expected float"),
+    ("name=[1]", "name: expected str"),
+    ("define_condition=5", "define_condition: expected tables"),
+    ("define_condition={x=5}", "define_condition: expected tables"),
+    ("define_condition={x={colour=1}}", "define_condition.x: unknown key(s) ['colour']"),
+    ("define_condition={x={proportions=[[1]]}}", "define_condition.x.proportions: expected three numbers"),
+    ("define_condition={x={proportions=['a', 0, 1]}}", "define_condition.x.proportions: expected three numbers"),
+    ("define_condition={x={proportions=[true, false, true]}}", "define_condition.x.proportions: expected three numbers"),
+    ("define_condition={x={proportions=5}}", "define_condition.x.proportions: expected list of numbers or str or none"),
+    ("define_condition={x={lr=[1]}}", "define_condition.x.lr: expected float or none"),
+    ("dims=0", "dims=0: must be >= 2"),
+    ("dims=-3", "dims=-3: must be >= 2"),
+    ("thresholds=[1.5]", "thresholds=[1.5]: accuracies in (0, 1]"),
+    ("thresholds=[nan]", "thresholds=[nan]"),
+    ("learned_accuracy=nan", "learned_accuracy=nan"),
+    ("trials=1979-05-27", "trials: expected int, got datetime.date(1979, 5, 27)"),
+])
+def test_bad_values_are_one_clear_error(override, fragment):
+    assert fragment in _message([override])
+
+
+@pytest.mark.parametrize("override", ['source="a\\u0000b"', 'name="a\\u0000b"', 'data_root="x\\u0000"',
+                                      'define_condition={x={layers="a\\u0000"}}', 'conditions=["a\\u0000"]'])
+def test_nul_characters_are_rejected(override):
+    assert "contains a NUL character" in _message([override])
+
+
+def test_a_very_long_path_is_no_such_file():
+    assert "no such file" in _message(["conditions=['frozen_in_polarity']", f"source='{'a' * 5000}'"])
+
+
+def test_a_binary_or_unreadable_study_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff\xfe\x00\x01trials = 3")
+    with pytest.raises(ValueError, match="cannot read it as a TOML text file"):
+        load_study(path)
+    with pytest.raises(ValueError, match="neither a preset"):
+        load_study("a\0b.toml")
+    with pytest.raises(ValueError, match="neither a preset"):
+        load_study("nope/../xor5d")  # a preset name is a plain name
+    with pytest.raises(ValueError, match="neither a preset"):
+        load_study(tmp_path)  # a folder
+
+
+def test_allow_large_is_a_bool_setting():
+    assert load_study("xor5d", ["allow_large=true"]).allow_large is True
+    assert Study().allow_large is False
+    assert "allow_large: expected bool" in _message(["allow_large=1"])
+
+
+# --------------------------------------------------------------------------- fuzzing: ValueError or a Study, nothing else
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
+                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+                     st.sampled_from(["frozen_rand", "posRand", "fashion_mnist", "cifar10", "alexnet", "lenet",
+                                      "mlp", "x.mod:fn", "20,60", "a\0b", "conv", "nope", "float64", "first"]))
+_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                          st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+                       max_leaves=8)
+_CONDITION_TABLES = st.dictionaries(
+    st.sampled_from(["polarity", "frozen", "magnitudes", "rule", "layers", "reset", "lr", "proportions", "swap",
+                     "swap_mode", "description", "colour"]), _VALUES, max_size=4)
+_KEYS = st.sampled_from(sorted(dataclasses.asdict(Study())) + ["quick", "unknown_key"])
+
+
+def _toml(value) -> str:
+    """A value as TOML text (None as a bare word, which TOML rejects: kept as text by --set)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value).replace("inf", "inf").replace("nan", "nan")
+    if isinstance(value, str):
+        return '"' + value.encode("unicode_escape").decode().replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return "{" + ", ".join(f'"{k}" = {_toml(v)}' for k, v in value.items()) + "}"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(
+    st.tuples(_KEYS, _VALUES),
+    st.tuples(st.just("define_condition"), st.dictionaries(st.sampled_from(["x", "frozen_rand"]), _CONDITION_TABLES,
+                                                           max_size=2)),
+), max_size=4), st.booleans(), st.booleans())
+def test_fuzzed_overrides_give_a_study_or_a_value_error(pairs, quick, raw_text):
+    overrides = [f"{key}={value if raw_text and isinstance(value, str) else _toml(value)}" for key, value in pairs]
+    try:
+        study = load_study("xor5d", overrides, quick=quick)
+    except ValueError as e:
+        assert str(e)
+    else:
+        assert isinstance(study, Study)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(_KEYS, _VALUES), max_size=5))
+def test_fuzzed_study_files_give_a_study_or_a_value_error(tmp_path, pairs):
+    lines = [f"{key} = {_toml(value)}" for key, value in pairs]
+    path = tmp_path / "fuzz.toml"
+    path.write_text("\n".join(lines) + "\n")
+    try:
+        study = load_study(path, quick=True)
+    except ValueError as e:
+        assert str(e)
+    else:
+        assert isinstance(study, Study)

@@ -146,3 +146,29 @@ def test_stratified_order_is_nested_and_balanced() -> None:
 def test_real_fashion_mnist_from_the_debian_package() -> None:
     x, y = load_images("fashion_mnist", False)
     assert x.shape == (10000, 1, 28, 28) and y.bincount().tolist() == [1000] * 10
+
+
+def test_split_sizes_are_known_without_the_data() -> None:
+    for name, train, test in (("fashion_mnist", 60000, 10000), ("mnist", 60000, 10000), ("cifar10", 50000, 10000)):
+        spec = images.IMAGE_DATASETS[name]
+        assert spec.num_classes == 10
+        assert (spec.split_size(True), spec.split_size(False)) == (train, test)
+    fmnist = images.IMAGE_DATASETS["fashion_mnist"]
+    assert (fmnist.split_size(True, (5, 6, 7, 8, 9)), fmnist.split_size(False, [0, 1])) == (30000, 2000)
+    mnist = images.IMAGE_DATASETS["mnist"]
+    assert (mnist.split_size(True, [5]), mnist.split_size(False, [1])) == (5421, 1135)  # MNIST is not balanced
+
+
+@pytest.mark.skipif(not images.Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file()
+                    and not os.environ.get("POLARNET_REQUIRE_REAL_DATA"),
+                    reason="the Debian package dataset-fashion-mnist is not installed")
+def test_the_known_split_sizes_match_the_real_fashion_mnist() -> None:
+    spec = images.IMAGE_DATASETS["fashion_mnist"]
+    for train, counts in ((True, spec.train_counts), (False, spec.test_counts)):
+        assert tuple(load_images("fashion_mnist", train)[1].bincount().tolist()) == counts
+
+
+@pytest.mark.parametrize("classes", [[10], [-1], [0, 12]])
+def test_split_size_rejects_unknown_classes(classes) -> None:
+    with pytest.raises(ValueError, match=r"fashion_mnist: no class .*; classes are 0..9"):
+        images.IMAGE_DATASETS["fashion_mnist"].split_size(False, classes)

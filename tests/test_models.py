@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -52,3 +54,25 @@ def test_module_function_names_and_errors() -> None:
     with pytest.raises(ValueError, match="already registered"):
         register_model("mlp")(lambda: None)
     assert "mlp" in MODELS
+
+
+def test_resolve_model_builds_nothing_and_names_the_problem() -> None:
+    from polarnet.models import resolve_model
+
+    assert resolve_model("mlp") is MODELS.get("mlp")
+    assert resolve_model("torch.nn:Linear") is nn.Linear
+    assert resolve_model("torch.nn:modules.linear.Linear") is nn.Linear  # a dotted attribute
+    for name, fragment in [("no_such_pkg.mod:fn", "cannot import 'fn' from 'no_such_pkg.mod' (ModuleNotFoundError"),
+                           ("torch.nn:NoSuchLayer", "it has no 'NoSuchLayer'"),
+                           ("polarnet.models:__all__", "is a list, not a function"),
+                           ("torch.nn:", "expected 'package.module:function'"),
+                           ("vgg99", "unknown model 'vgg99'")]:
+        with pytest.raises(ValueError, match=re.escape(fragment)):
+            resolve_model(name)
+
+
+def test_a_module_that_raises_while_importing_is_a_value_error(tmp_path, monkeypatch) -> None:
+    (tmp_path / "broken_model_demo.py").write_text("raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match=r"model 'broken_model_demo:f': cannot import 'f' .*RuntimeError: boom"):
+        get_model("broken_model_demo:f")

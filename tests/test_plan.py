@@ -288,3 +288,112 @@ def test_estimate_cost_full_xor5d():
 def test_plan_of_a_replaced_study():
     study = dataclasses.replace(load_study("xor5d", SMALL), sizes=(8,))
     assert len(plan(study)) == 3 * 1 * 2 * 3
+
+
+# --------------------------------------------------------------------------- keys: files count by content
+
+
+def _spin_study(path, extra=()):
+    return load_study("xor5d", ["dataset='fashion_mnist'", "model='lenet'", "in_channels=1", "sizes=[100]",
+                                "val_size=500", "trials=2", "conditions=['freeze_spin_file']",
+                                f"proportions='{path}'", *extra])
+
+
+def _save(path, p0=0.0):
+    from polarnet.proportions import save_proportions
+
+    return save_proportions({"features.0.weight": (p0, (1 - p0) / 2, (1 - p0) / 2)}, path)
+
+
+def test_editing_a_proportions_file_gives_new_keys(tmp_path):
+    path = _save(tmp_path / "p.json")
+    before = [r.key for r in plan(_spin_study(path))]
+    _save(path, p0=0.5)  # same path, other numbers
+    after = [r.key for r in plan(_spin_study(path))]
+    assert len(before) == len(after) == 2 and not set(before) & set(after)
+
+
+def test_a_moved_or_copied_proportions_file_keeps_the_keys(tmp_path):
+    path = _save(tmp_path / "p.json")
+    (tmp_path / "elsewhere").mkdir()
+    copy = tmp_path / "elsewhere" / "renamed.json"
+    copy.write_bytes(path.read_bytes())
+    assert [r.key for r in plan(_spin_study(path))] == [r.key for r in plan(_spin_study(copy))]
+
+
+def test_stored_settings_keep_the_path_and_the_hash(tmp_path):
+    import hashlib
+
+    path = _save(tmp_path / "p.json")
+    settings = plan(_spin_study(path))[0].settings()
+    assert settings["study"]["proportions"] == str(path)
+    assert settings["study"]["proportions_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_conditions_proportions_file_counts_by_content(tmp_path):
+    a, b = _save(tmp_path / "a.json"), _save(tmp_path / "b.json", p0=0.2)
+    (tmp_path / "c.json").write_bytes(a.read_bytes())
+
+    def key(path):
+        table = f'define_condition={{x={{polarity="proportions", frozen=true, proportions="{path}"}}}}'
+        study = load_study("xor5d", ["dataset='fashion_mnist'", "model='lenet'", "in_channels=1", "sizes=[100]",
+                                     "val_size=500", "trials=1", table, "conditions=['x']"])
+        run = plan(study)[0]
+        assert run.settings()["condition"]["proportions"] == str(path)
+        return run.key
+
+    assert key(a) == key(tmp_path / "c.json") != key(b)
+
+
+def test_editing_a_source_file_gives_new_keys(tmp_path):
+    import torch
+
+    path = tmp_path / "w.pt"
+    torch.save(torch.nn.Linear(5, 4).state_dict(), path)
+    study = lambda: load_study("xor5d", SMALL + [f"source='{path}'", "conditions=['frozen_in_polarity']"])  # noqa: E731
+    before = _keys(study())
+    torch.save(torch.nn.Linear(5, 4).state_dict(), path)  # other random weights
+    assert not set(before.values()) & set(_keys(study()).values())
+
+
+def test_a_torchvision_weights_name_is_keyed_by_its_name():
+    run = plan(load_study("spin-alexnet-fmnist", quick=True))[0]
+    assert run.settings()["study"]["source"] == "AlexNet_Weights.IMAGENET1K_V1"
+    assert "source_sha256" not in run.settings()["study"]
+
+
+def test_file_hashes_are_cached_per_path_time_and_size(tmp_path, monkeypatch):
+    module = sys.modules["polarnet.experiments.plan"]  # the package exports a function of that name
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"one")
+    first = module.file_sha256(path)
+    reads = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda *a, **k: reads.append(a[0]) or real_open(*a, **k))
+    assert module.file_sha256(path) == first and reads == []  # cached
+    path.write_bytes(b"two!")
+    assert module.file_sha256(path) != first and len(reads) == 1  # changed: read again
+
+
+def test_allow_large_is_not_in_the_key():
+    assert _keys(load_study("xor5d", SMALL)) == _keys(load_study("xor5d", SMALL + ["allow_large=true"]))
+
+
+# --------------------------------------------------------------------------- counting without planning
+
+
+@pytest.mark.parametrize("name", ["xor5d", "xor5d-reset", "xor5d-width", "spin-table1"])
+@pytest.mark.parametrize("quick", [False, True])
+def test_count_runs_is_the_plans_length(name, quick):
+    from polarnet.experiments.plan import count_runs
+
+    study = load_study(name, quick=quick)
+    assert count_runs(study) == len(plan(study))
+
+
+def test_estimate_cost_of_an_absurd_study_builds_no_plan():
+    study = dataclasses.replace(load_study("xor5d"), trials=10**20)
+    cost = estimate_cost(study)  # returns at once: arithmetic, no 10^20-element list
+    assert cost["runs"] == 3 * 11 * 10**20
+    assert cost["seconds"] > 1e17

@@ -13,7 +13,7 @@ from torch import nn
 
 from .registry import Registry
 
-__all__ = ["MODELS", "register_model", "get_model", "list_models", "mlp", "alexnet", "zfnet", "lenet"]
+__all__ = ["MODELS", "register_model", "get_model", "resolve_model", "list_models", "mlp", "alexnet", "zfnet", "lenet"]
 
 ModelFactory = Callable[..., nn.Module]
 MODELS: Registry[ModelFactory] = Registry("model")
@@ -33,8 +33,43 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
     return MODELS.register(name)
 
 
+def resolve_model(name: str) -> ModelFactory:
+    """The factory behind a model name: a registered one, or ``"package.module:function"``
+    imported now (``function`` may be dotted: ``"pkg.mod:Class.build"``). Builds nothing.
+
+    Raises:
+        ValueError: unknown name; a module that can't be imported (whatever it raises while
+            importing); or an attribute that is missing or not callable.
+
+    Example:
+        >>> resolve_model("polarnet.models:mlp") is resolve_model("mlp")
+        True
+        >>> resolve_model("no_such_pkg.mod:fn")
+        Traceback (most recent call last):
+        ...
+        ValueError: model 'no_such_pkg.mod:fn': cannot import 'fn' from 'no_such_pkg.mod' (ModuleNotFoundError: No module named 'no_such_pkg')
+    """
+    if ":" not in name:
+        return MODELS.get(name)
+    module_name, _, attr = name.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"model {name!r}: expected 'package.module:function'")
+    try:
+        factory: object = importlib.import_module(module_name)
+    except Exception as e:  # a user module may raise anything while importing
+        raise ValueError(f"model {name!r}: cannot import {attr!r} from {module_name!r} ({type(e).__name__}: {e})") from None
+    for part in attr.split("."):
+        if not hasattr(factory, part):
+            raise ValueError(f"model {name!r}: cannot import {attr!r} from {module_name!r} (it has no {part!r})")
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise ValueError(f"model {name!r}: {attr!r} in {module_name!r} is a {type(factory).__name__}, not a function "
+                         f"that builds a model")
+    return factory  # type: ignore[return-value]
+
+
 def get_model(name: str, **kwargs: object) -> nn.Module:
-    """Build a registered model, or one named ``"package.module:function"``.
+    """Build a registered model, or one named ``"package.module:function"`` (see :func:`resolve_model`).
 
     Raises:
         ValueError: unknown name, or a ``module:function`` that can't be imported.
@@ -47,14 +82,7 @@ def get_model(name: str, **kwargs: object) -> nn.Module:
           (2): Linear(in_features=3, out_features=1, bias=True)
         )
     """
-    if ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as e:
-            raise ValueError(f"model {name!r}: cannot import {attr!r} from {module_name!r} ({e})") from None
-        return factory(**kwargs)
-    return MODELS.get(name)(**kwargs)
+    return resolve_model(name)(**kwargs)
 
 
 def list_models() -> list[str]:

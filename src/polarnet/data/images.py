@@ -44,6 +44,31 @@ class ImageDataset:
     std: tuple[float, ...]
     debian_package: str | None = None
     debian_dir: str | None = None
+    train_counts: tuple[int, ...] = ()  # images per class in the training split (class 0, 1, …)
+    test_counts: tuple[int, ...] = ()  # and in the test split
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes the dataset has."""
+        return len(self.train_counts)
+
+    def split_size(self, train: bool, classes: tuple[int, ...] | list[int] = ()) -> int:
+        """Images in the training (or test) split, counting only ``classes`` when given.
+
+        Known without reading the data, so a study's sizes are checked before it runs.
+
+        Raises:
+            ValueError: a class index the dataset doesn't have.
+
+        Example:
+            >>> IMAGE_DATASETS["fashion_mnist"].split_size(True), IMAGE_DATASETS["cifar10"].split_size(False, [3, 5])
+            (60000, 2000)
+        """
+        counts = self.train_counts if train else self.test_counts
+        unknown = [c for c in classes if not 0 <= c < len(counts)]
+        if unknown:
+            raise ValueError(f"{self.name}: no class {unknown[0]}; classes are 0..{len(counts) - 1}")
+        return sum(counts[c] for c in classes) if classes else sum(counts)
 
     def folder(self, root: Path) -> Path:
         """Where torchvision keeps this dataset's files under ``root``."""
@@ -60,9 +85,14 @@ class ImageDataset:
 
 IMAGE_DATASETS = {
     "fashion_mnist": ImageDataset("fashion_mnist", "FashionMNIST", 1, 28, (0.2860,), (0.3530,),
-                                  "dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist"),
-    "mnist": ImageDataset("mnist", "MNIST", 1, 28, (0.1307,), (0.3081,)),
-    "cifar10": ImageDataset("cifar10", "CIFAR10", 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+                                  "dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist",
+                                  train_counts=(6000,) * 10, test_counts=(1000,) * 10),
+    # MNIST's classes are not balanced: 60,000 training and 10,000 test images in all
+    "mnist": ImageDataset("mnist", "MNIST", 1, 28, (0.1307,), (0.3081,),
+                          train_counts=(5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
+                          test_counts=(980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)),
+    "cifar10": ImageDataset("cifar10", "CIFAR10", 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                            train_counts=(5000,) * 10, test_counts=(1000,) * 10),
 }
 
 

@@ -96,27 +96,56 @@ def get_condition(name: str) -> Condition:
 
 
 def condition_from_dict(name: str, table: dict[str, Any]) -> Condition:
-    """Build a condition from a TOML table, naming any unknown key.
+    """Build a condition from a TOML table, naming any unknown key or wrongly typed value.
+
+    Types only: whether the values make sense (a known polarity, a positive ``lr``…) is
+    :meth:`Study.validate`'s job.
+
+    Raises:
+        ValueError: the table is not a table, has an unknown key, or a value of the wrong type.
 
     Example:
         >>> condition_from_dict("mine", {"polarity": "random", "frozen": True}).frozen
         True
+        >>> condition_from_dict("mine", {"lr": "fast"})
+        Traceback (most recent call last):
+        ...
+        ValueError: define_condition.mine.lr: expected float or none, got 'fast'
     """
+    where = f"define_condition.{name}"
+    if not isinstance(table, dict):
+        raise ValueError(f"{where}: expected a table of condition settings ([{where}]), got {table!r}")
     allowed = {f.name for f in fields(Condition)} - {"name"}
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise ValueError(f"define_condition.{name}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    values = {}
     for key, value in table.items():
         kinds = _FIELD_TYPES[key]
-        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-            if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-                continue
-            expected = " or ".join("none" if k is type(None) else k.__name__ for k in kinds)
-            raise ValueError(f"define_condition.{name}.{key}: expected {expected}, got {value!r}")
-    values = {k: float(v) if k in ("lr", "swap") else v for k, v in table.items()}
-    if isinstance(values.get("proportions"), list):
-        values["proportions"] = tuple(float(v) for v in values["proportions"])
+        if _is_number(value) and float in kinds:
+            try:
+                value = float(value)
+            except OverflowError:
+                raise ValueError(f"{where}.{key}={value}: too large for a number") from None
+        elif isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            expected = " or ".join("none" if k is type(None) else "list of numbers" if k is list else k.__name__
+                                   for k in kinds)
+            raise ValueError(f"{where}.{key}: expected {expected}, got {value!r}")
+        if isinstance(value, str) and "\0" in value:
+            raise ValueError(f"{where}.{key}: {value!r} contains a NUL character")
+        if isinstance(value, list):  # proportions: three numbers
+            if not all(_is_number(v) for v in value):
+                raise ValueError(f"{where}.{key}: expected three numbers [p0, p_neg, p_pos] or a file name, got {value!r}")
+            try:
+                value = tuple(float(v) for v in value)
+            except OverflowError:
+                raise ValueError(f"{where}.{key}: {value!r} holds a number too large for a float") from None
+        values[key] = value
     return Condition(name=name, **values)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {

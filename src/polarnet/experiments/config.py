@@ -2,14 +2,27 @@
 
 A study is a grid: conditions × training-set sizes × hidden units × reset rules × trials.
 Everything is checked before any run starts; an unknown key or a bad value is rejected
-with its name and the allowed values.
+with its name and the allowed values, always as one ``ValueError``.
+
+Checked when, at what cost:
+
+* reading (:func:`load_study`): keys and types;
+* :meth:`Study.validate` (milliseconds: no data, no model): every value, against the
+  dataset's split sizes and the limits below;
+* :func:`polarnet.experiments.checks.check_study` (builds the model once per architecture):
+  what needs the model — layer selections, proportions files.
+
+Limits: a value past a cap is refused unless ``allow_large = true`` (for a real huge study);
+a dataset's own sizes and the hard limits hold whatever ``allow_large`` says.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -23,13 +36,29 @@ from ..builders import RULES
 from ..proportions import check_proportions
 from ..freeze import RESETS
 from ..init import INITIALIZERS
-from ..models import MODELS
+from ..data.images import IMAGE_DATASETS
+from ..models import MODELS, resolve_model
 from .conditions import CONDITIONS, MAGNITUDES, POLARITIES, Condition, condition_from_dict
 from .datasets import DATASET_LOADERS
 
-__all__ = ["Study", "load_study", "list_presets", "parse_override"]
+__all__ = ["Study", "load_study", "list_presets", "parse_override", "LIMITS"]
 
 _DTYPES = ("float32", "float64")
+
+# Caps that stop a typo (an extra zero, a TOML int near 2**63) from hanging a machine;
+# ``allow_large = true`` lifts them. HARD_MAX holds always: every count must fit a tensor
+# dimension's 32-bit range.
+LIMITS: dict[str, int] = {
+    "runs": 10**6,  # runs in the study (the plan's size)
+    "days": 10**4,  # estimated days on 2 CPU cores (plan.estimate_cost)
+    "generated": 10**7,  # XOR samples in a training set or the validation set
+    "epochs": 10**5,
+    "dims": 10**4,
+    "hidden": 10**5,
+    "input_size": 2048,
+}
+HARD_MAX = 2**31 - 1
+_OVERRIDE = "set allow_large=true for a real huge study"
 
 
 @dataclass(frozen=True)
@@ -37,6 +66,7 @@ class Study:
     """Every setting of a study. Defaults are the XOR-5D study of Wang et al. (Fig. 1).
 
     Grid axes: ``conditions``, ``sizes``, ``hidden``, ``resets``, ``trials``.
+    ``allow_large`` lifts the caps in :data:`LIMITS` (it is not part of any run's key).
     """
 
     name: str = "study"
@@ -75,6 +105,7 @@ class Study:
     input_size: int = 0
     amp: bool = False
     channels_last: bool = False
+    allow_large: bool = False
     define_condition: dict[str, Condition] = field(default_factory=dict)
 
     # -- derived ----------------------------------------------------------------
@@ -93,51 +124,37 @@ class Study:
         return out
 
     def validate(self) -> Study:
-        """Check every value; raise one ``ValueError`` listing all problems."""
-        problems = []
+        """Check every value; raise one ``ValueError`` listing all problems.
+
+        Fast (no data read, no model built): sizes are checked against the dataset's known
+        split sizes, counts against :data:`LIMITS`, files for existence only. What needs the
+        model is :func:`polarnet.experiments.checks.check_study`'s job.
+
+        Example:
+            >>> Study(trials=3).validate().trials
+            3
+            >>> Study(dataset="cifar10", model="lenet", val_size=20000).validate()
+            Traceback (most recent call last):
+            ...
+            ValueError: invalid study settings:
+              val_size=20000: the test split of cifar10 has 10,000 images; val_size can be at most that
+        """
+        problems: list[str] = []
 
         def need(ok: bool, message: str) -> None:
             if not ok:
                 problems.append(message)
 
         need(self.dataset in DATASET_LOADERS, f"dataset={self.dataset!r}: choose one of {DATASET_LOADERS.names()}")
-        need(":" in self.model or self.model in MODELS, f"model={self.model!r}: choose one of {MODELS.names()} or 'package.module:function'")
+        if ":" in self.model:
+            try:
+                resolve_model(self.model)
+            except ValueError as e:
+                problems.append(str(e))
+        else:
+            need(self.model in MODELS, f"model={self.model!r}: choose one of {MODELS.names()} or 'package.module:function'")
         need(self.dims >= 2, f"dims={self.dims}: must be >= 2")
-        need(len(self.conditions) > 0, "conditions: name at least one")
-        for name in self.conditions:
-            need(name in self.define_condition or name in CONDITIONS,
-                 f"conditions: unknown {name!r}; choose from {CONDITIONS.names()} or define [define_condition.{name}]")
-        for name, c in self.define_condition.items():
-            need(c.polarity in POLARITIES, f"define_condition.{name}.polarity={c.polarity!r}: choose one of {POLARITIES.names()}")
-            need(c.magnitudes in MAGNITUDES, f"define_condition.{name}.magnitudes={c.magnitudes!r}: choose one of {MAGNITUDES.names()}")
-            need(c.reset is None or c.reset in RESETS, f"define_condition.{name}.reset={c.reset!r}: choose one of {RESETS.names()}")
-            need(c.lr is None or c.lr > 0, f"define_condition.{name}.lr={c.lr}: must be > 0")
-        for name in set(self.conditions):
-            c = self.condition(name) if (name in self.define_condition or name in CONDITIONS) else None
-            if c is None:
-                continue
-            sources = {c.polarity, c.magnitudes, "source" if c.polarity == "source_proportions" else ""}
-            if c.proportions is not None:
-                sources.discard("proportions")
-                if isinstance(c.proportions, str):
-                    need(Path(c.proportions).is_file(), f"condition {name!r}: proportions={c.proportions!r}: no such file")
-                else:
-                    try:
-                        check_proportions(c.proportions, f"condition {name!r}: proportions")
-                    except ValueError as e:
-                        need(False, str(e))
-            for needs in sources & {"source", "proportions"}:
-                value = getattr(self, needs)
-                need(value is not None,
-                     f"condition {name!r} takes its {'weights' if needs == 'source' else 'proportions'} from the study's "
-                     f"{needs!r} setting: set {needs} = \"FILE\" (--set {needs}=FILE)")
-                need(value is None or Path(value).is_file() or needs == "source" and _is_weights_name(value),
-                     f"{needs}={value!r}: no such file" + (f"; {self.source_hint}" if needs == "source" and
-                                                          self.source_hint else ""))
-            need(0 <= c.swap <= 1, f"condition {name!r}: swap={c.swap}: a fraction in [0, 1]")
-            need(c.swap_mode in ("pattern", "literal"), f"condition {name!r}: swap_mode={c.swap_mode!r}: 'pattern' or 'literal'")
-            if c.polarity == "rule":
-                need(c.rule in RULES, f"condition {name!r}: rule={c.rule!r}; choose one of {RULES.names()}")
+        self._validate_conditions(need)
         need(len(self.sizes) > 0 and all(s > 0 for s in self.sizes), f"sizes={list(self.sizes)}: positive integers, at least one")
         for key in ("sizes", "hidden", "resets", "conditions"):
             values = list(getattr(self, key))
@@ -147,21 +164,145 @@ class Study:
         for key in ("trials", "epochs", "batch_size", "val_size"):
             need(getattr(self, key) >= 1, f"{key}={getattr(self, key)}: must be >= 1")
         for key in ("lr", "adam_eps", "eps"):
-            need(getattr(self, key) > 0, f"{key}={getattr(self, key)}: must be > 0")
+            value = getattr(self, key)
+            need(math.isfinite(value), f"{key}={value}: must be a finite number > 0")
+            need(not math.isfinite(value) or value > 0, f"{key}={value}: must be > 0")
         for key in ("init_conv", "init_linear", "init_bias"):
             need(getattr(self, key) in INITIALIZERS, f"{key}={getattr(self, key)!r}: choose one of {INITIALIZERS.names()}")
         need(self.dtype in _DTYPES, f"dtype={self.dtype!r}: choose one of {list(_DTYPES)}")
         need(self.subset in ("stratified", "first"), f"subset={self.subset!r}: choose 'stratified' or 'first'")
         need(self.in_channels in (1, 3), f"in_channels={self.in_channels}: 1 or 3")
         need(self.input_size >= 0, f"input_size={self.input_size}: 0 (the data's own size) or a size in pixels")
-        need(all(0 <= c <= 9 for c in self.classes) and len(set(self.classes)) == len(self.classes),
-             f"classes={list(self.classes)}: distinct class indices 0..9 (empty: all)")
         need(all(0 < t <= 1 for t in self.thresholds) and len(self.thresholds) > 0, f"thresholds={list(self.thresholds)}: accuracies in (0, 1]")
         need(0 < self.learned_accuracy <= 1, f"learned_accuracy={self.learned_accuracy}: an accuracy in (0, 1]")
+        self._validate_data(need)
+        counts_ok = self._validate_counts(need)
+        known = all(name in self.define_condition or name in CONDITIONS for name in self.conditions)
+        if counts_ok and known and self.conditions and self.sizes and self.hidden and min(self.sizes) > 0 \
+                and min(self.hidden) > 0 and min(self.trials, self.epochs, self.batch_size, self.val_size) >= 1:
+            self._validate_cost(need)
         if problems:
             unique = list(dict.fromkeys(problems))  # conditions sharing a setting report it once
             raise ValueError("invalid study settings:\n  " + "\n  ".join(unique))
         return self
+
+    def _validate_conditions(self, need: typing.Callable[[bool, str], None]) -> None:
+        need(len(self.conditions) > 0, "conditions: name at least one")
+        for name in self.conditions:
+            need(name in self.define_condition or name in CONDITIONS,
+                 f"conditions: unknown {name!r}; choose from {CONDITIONS.names()} or define [define_condition.{name}]")
+        for name, c in self.define_condition.items():
+            need(c.polarity in POLARITIES, f"define_condition.{name}.polarity={c.polarity!r}: choose one of {POLARITIES.names()}")
+            need(c.magnitudes in MAGNITUDES, f"define_condition.{name}.magnitudes={c.magnitudes!r}: choose one of {MAGNITUDES.names()}")
+            need(c.reset is None or c.reset in RESETS, f"define_condition.{name}.reset={c.reset!r}: choose one of {RESETS.names()}")
+            need(c.lr is None or math.isfinite(c.lr) and c.lr > 0, f"define_condition.{name}.lr={c.lr}: must be a finite number > 0")
+        for name in dict.fromkeys(self.conditions):
+            c = self.condition(name) if (name in self.define_condition or name in CONDITIONS) else None
+            if c is None:
+                continue
+            sources = {c.polarity, c.magnitudes, "source" if c.polarity == "source_proportions" else ""}
+            if c.proportions is not None:
+                sources.discard("proportions")
+                if isinstance(c.proportions, str):
+                    need(_is_file(c.proportions), f"condition {name!r}: proportions={c.proportions!r}: no such file")
+                else:
+                    try:
+                        check_proportions(c.proportions, f"condition {name!r}: proportions")
+                    except ValueError as e:
+                        need(False, str(e))
+            for needs in sorted(sources & {"source", "proportions"}):
+                value = getattr(self, needs)
+                need(value is not None,
+                     f"condition {name!r} takes its {'weights' if needs == 'source' else 'proportions'} from the study's "
+                     f"{needs!r} setting: set {needs} = \"FILE\" (--set {needs}=FILE)")
+                need(value is None or _is_file(value) or needs == "source" and _is_weights_name(value),
+                     f"{needs}={value!r}: no such file" + (f"; {self.source_hint}" if needs == "source" and
+                                                          self.source_hint else ""))
+            if c.magnitudes == "source" and self.source is not None and self.source.endswith(".plt"):
+                need(False, f"condition {name!r} copies the source's weights (magnitudes='source'), but source="
+                            f"{self.source!r} is a template file (signs only): use a .pt/.pth/.safetensors file or a "
+                            f"torchvision weights name")
+            need(math.isfinite(c.swap) and 0 <= c.swap <= 1, f"condition {name!r}: swap={c.swap}: a fraction in [0, 1]")
+            need(c.swap_mode in ("pattern", "literal"), f"condition {name!r}: swap_mode={c.swap_mode!r}: 'pattern' or 'literal'")
+            if c.polarity == "rule":
+                need(c.rule in RULES, f"condition {name!r}: rule={c.rule!r}; choose one of {RULES.names()}")
+
+    def _validate_data(self, need: typing.Callable[[bool, str], None]) -> None:
+        """Sizes against what the dataset has: an image split's size, or the cap on generated data."""
+        spec = IMAGE_DATASETS.get(self.dataset)
+        if spec is None:
+            need(not self.classes, f"classes={list(self.classes)}: only image datasets have classes "
+                                   f"(dataset={self.dataset!r}); remove the setting")
+            if self.dataset == "xor" and not self.allow_large:
+                cap = LIMITS["generated"]
+                need(max(self.sizes, default=0) <= cap, f"sizes={list(self.sizes)}: XOR training sets are capped at "
+                                                        f"10^7 samples; {_OVERRIDE}")
+                need(self.val_size <= cap, f"val_size={self.val_size}: the XOR validation set is capped at 10^7 "
+                                           f"samples; {_OVERRIDE}")
+            return
+        known = spec.num_classes
+        classes_ok = all(0 <= c < known for c in self.classes) and len(set(self.classes)) == len(self.classes)
+        need(classes_ok, f"classes={list(self.classes)}: distinct class indices 0..{known - 1} (empty: all)")
+        need(len(self.classes) != 1, f"classes={list(self.classes)}: name at least 2 classes (one class is always "
+                                     f"right: accuracy 1.0), or none for all {known}")
+        if not classes_ok:
+            return
+        which = f" in classes {list(self.classes)}" if self.classes else ""
+        train, test = spec.split_size(True, self.classes), spec.split_size(False, self.classes)
+        too_big = [s for s in self.sizes if s > train]
+        need(not too_big, f"sizes={list(self.sizes)}: {too_big} larger than the {train:,} training images of "
+                          f"{self.dataset}{which}")
+        need(self.val_size <= test, f"val_size={self.val_size}: the test split of {self.dataset} has {test:,} "
+                                    f"images{which}; val_size can be at most that")
+
+    def _validate_counts(self, need: typing.Callable[[bool, str], None]) -> bool:
+        """Every count within HARD_MAX, and within its cap unless ``allow_large``; True when all are.
+        (``trials`` is bounded through the number of runs, in :meth:`_validate_cost`.)"""
+        ok = True
+        counts = {"epochs": [self.epochs], "batch_size": [self.batch_size], "val_size": [self.val_size],
+                  "dims": [self.dims], "input_size": [self.input_size], "sizes": list(self.sizes),
+                  "hidden": list(self.hidden)}
+        for key, values in counts.items():
+            shown = values if key in ("sizes", "hidden") else values[0]
+            if max(values, default=0) > HARD_MAX:
+                ok = False
+                hint = "; a batch larger than the training set is the whole set" if key == "batch_size" else ""
+                need(False, f"{key}={shown}: at most 2^31-1 ({HARD_MAX}){hint}")
+            elif key in LIMITS and not self.allow_large and max(values, default=0) > LIMITS[key]:
+                ok = False
+                need(False, f"{key}={shown}: the limit is {LIMITS[key]:,}; {_OVERRIDE}")
+        return ok
+
+    def _validate_cost(self, need: typing.Callable[[bool, str], None]) -> None:
+        """The plan's size and estimated time, computed arithmetically (no plan is built)."""
+        from .plan import estimate_cost  # plan imports this module
+
+        cost = estimate_cost(self)
+        runs, days = cost["runs"], cost["seconds"] / 86400
+        pairs = runs // (len(self.sizes) * len(self.hidden) * self.trials)
+        factors = {"trials": self.trials, "sizes": len(self.sizes), "hidden": len(self.hidden), "conditions": pairs}
+        worst = max(factors, key=lambda k: factors[k])
+        culprit = f"trials={self.trials}" if worst == "trials" else f"{worst} ({factors[worst]:,} entries)"
+        what = (f"the study would have {runs:.3g} runs ({pairs:,} condition×reset × {len(self.sizes):,} sizes × "
+                f"{len(self.hidden):,} hidden × {self.trials:,} trials; ~{days:.2g} days on 2 CPU cores)")
+        hard = f"trials can be at most 2^31-1 ({HARD_MAX})"
+        if not self.allow_large and runs > LIMITS["runs"]:
+            need(False, f"{culprit}: {what}; the limit is 10^6 runs: {_OVERRIDE}"
+                        + (f" ({hard} even then)" if self.trials > HARD_MAX else ""))
+        elif self.trials > HARD_MAX:
+            need(False, f"trials={self.trials}: {what}; {hard}")
+        elif not self.allow_large:
+            need(days <= LIMITS["days"],
+                 f"the study would take ~{days:.2g} days on 2 CPU cores ({runs:,} runs, epochs={self.epochs:,}, "
+                 f"largest size {max(self.sizes):,}, val_size={self.val_size:,}); the limit is 10^4 days: {_OVERRIDE}")
+
+
+def _is_file(path: str) -> bool:
+    """``Path(path).is_file()``, False for a name the OS refuses (too long, a NUL byte)."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _is_weights_name(text: str) -> bool:
@@ -175,18 +316,29 @@ _HINTS = typing.get_type_hints(Study)
 
 
 def _coerce(key: str, value: Any) -> Any:
-    """Check a raw TOML value against the field's type; lists become tuples."""
+    """Check a raw TOML value against the field's type; lists become tuples.
+
+    Raises:
+        ValueError: ``"<key>: expected <type>, got <value>"``, with the syntax to use where
+            the value looks like a list written as text (``--set sizes=20,60``).
+    """
     hint = _HINTS[key]
     origin = typing.get_origin(hint)
     if key == "define_condition":
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             raise ValueError("define_condition: expected tables [define_condition.NAME] of condition settings")
-        return {name: condition_from_dict(name, table) for name, table in value.items()}
+        return {_text(f"define_condition.{name}", name): condition_from_dict(name, table) for name, table in value.items()}
     if origin is tuple:
         item = typing.get_args(hint)[0]
+        if isinstance(value, str) and (item is not str or re.search(r"[,\[\]]", value)):
+            raise ValueError(f"{key}: expected a list of {item.__name__}, got the text {value!r}; lists take TOML "
+                             f"syntax: --set '{key}={_as_list(value, item)}' (in a study file: {key} = "
+                             f"{_as_list(value, item)})")
+        if isinstance(value, dict):
+            raise ValueError(f"{key}: expected a list of {item.__name__}, got a table {value!r}")
         if not isinstance(value, list):
             value = [value]
-        return tuple(_scalar(key, v, item) for v in value)
+        return tuple(_scalar(key, v, item, in_list=True) for v in value)
     if origin in (typing.Union, types.UnionType):
         if value is None:
             return None
@@ -194,12 +346,31 @@ def _coerce(key: str, value: Any) -> Any:
     return _scalar(key, value, hint)
 
 
-def _scalar(key: str, value: Any, kind: type) -> Any:
+def _as_list(text: str, item: type) -> str:
+    """``"20,60"`` → ``[20, 60]``; ``"a, b"`` → ``["a", "b"]``: a TOML list of what the text holds."""
+    parts = [p for p in re.split(r"[\s,\[\]]+", text) if p]
+    if item is str:
+        return "[" + ", ".join('"' + p.strip("\"'") + '"' for p in parts) + "]"
+    return "[" + ", ".join(parts) + "]"
+
+
+def _scalar(key: str, value: Any, kind: type, in_list: bool = False) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ValueError(f"{key}: {value} is too large for a float") from None
     if kind is bool and not isinstance(value, bool) or kind is int and (isinstance(value, bool) or not isinstance(value, int)) \
             or kind in (float, str) and not isinstance(value, kind):
-        raise ValueError(f"{key}: expected {kind.__name__}, got {value!r} ({type(value).__name__})")
+        expected = f"a list of {kind.__name__}" if in_list else kind.__name__
+        got = "a list" if isinstance(value, list) else "a table" if isinstance(value, dict) else type(value).__name__
+        raise ValueError(f"{key}: expected {expected}, got {value!r} ({got})")
+    return _text(key, value) if kind is str else value
+
+
+def _text(key: str, value: Any) -> Any:
+    if isinstance(value, str) and "\0" in value:
+        raise ValueError(f"{key}: {value!r} contains a NUL character")
     return value
 
 
@@ -249,26 +420,37 @@ def load_study(source: str | os.PathLike[str], overrides: list[str] | tuple[str,
     whose files don't exist yet.
 
     Raises:
-        ValueError: unknown preset/file, unknown key, wrong type, or an invalid value.
+        ValueError: unknown preset/file, unknown key, wrong type, or an invalid value — for
+            any bad input, never another exception.
 
     Example:
         >>> s = load_study("xor5d", ["trials=3"], quick=True)
         >>> s.trials, s.name
         (3, 'xor5d')
+        >>> load_study("xor5d", ["sizes=20,60"])
+        Traceback (most recent call last):
+        ...
+        ValueError: sizes: expected a list of int, got the text '20,60'; lists take TOML syntax: --set 'sizes=[20, 60]' (in a study file: sizes = [20, 60])
     """
-    text = _preset_text(str(source)) if not Path(source).suffix else None
+    name = str(source)
+    is_preset = not Path(name).suffix and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name) is not None
+    text = _preset_text(name) if is_preset else None
     base = Path(str(resources.files("polarnet.presets"))) if text is not None else Path(source).parent
     if text is None:
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"{source!r} is neither a preset ({', '.join(list_presets())}) nor a TOML file")
-        text = path.read_text()
+        if "\0" in name or not _is_file(name):
+            raise ValueError(f"{name!r} is neither a preset ({', '.join(list_presets())}) nor a TOML file")
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"{source}: cannot read it as a TOML text file ({type(e).__name__}: {e})") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{source}: not valid TOML ({e})") from None
     quick_table = raw.pop("quick", {})
-    raw.setdefault("name", Path(str(source)).stem)
+    if not isinstance(quick_table, dict):
+        raise ValueError(f"{source}: quick: expected a table [quick] of settings that --quick applies, got {quick_table!r}")
+    raw.setdefault("name", Path(name).stem)
     if quick:
         raw.update(quick_table)
     for text_override in overrides:
@@ -290,6 +472,13 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
     for table in tables:
         for key in ("source", "proportions"):
             value = table.get(key)
-            if isinstance(value, str) and not Path(value).is_absolute() and not Path(value).exists() \
-                    and (base / value).is_file():
+            if isinstance(value, str) and "\0" not in value and not Path(value).is_absolute() \
+                    and not _exists(value) and _is_file(str(base / value)):
                 table[key] = str(base / value)
+
+
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):
+        return False

@@ -21,7 +21,7 @@ from ..data.images import IMAGE_DATASETS, load_images, stratified_order
 from ..data.xor import xor_pool
 from ..registry import Registry
 
-__all__ = ["Data", "ImagePrep", "DATASET_LOADERS", "load_data", "binary_loss", "binary_correct", "task_loss",
+__all__ = ["Data", "ImagePrep", "DATASET_LOADERS", "load_data", "model_kwargs", "binary_loss", "binary_correct", "task_loss",
            "task_correct"]
 
 
@@ -94,12 +94,35 @@ class Data:
 DATASET_LOADERS: Registry = Registry("dataset")
 
 
+def model_kwargs(study: Any, hidden: int | None = None) -> dict[str, Any] | None:
+    """What a study's model is built with (``get_model(study.model, **kwargs)``), known without
+    loading the data: XOR gives ``in_features`` (and ``hidden``, the study's hidden axis, when
+    given); an image dataset ``num_classes`` and ``in_channels``. ``None`` for a dataset
+    registered elsewhere, whose loader alone knows.
+
+    The loaders put the same arguments (less ``hidden``) in :attr:`Data.model_kwargs`.
+
+    Example:
+        >>> from .config import Study
+        >>> model_kwargs(Study(dims=7), hidden=16)
+        {'in_features': 7, 'hidden': 16}
+        >>> model_kwargs(Study(dataset="cifar10", classes=(3, 5)), hidden=16)
+        {'num_classes': 2, 'in_channels': 3}
+    """
+    if study.dataset == "xor":
+        return {"in_features": study.dims, **({"hidden": hidden} if hidden is not None else {})}
+    if study.dataset in IMAGE_DATASETS:
+        classes = len(study.classes) if study.classes else IMAGE_DATASETS[study.dataset].num_classes
+        return {"num_classes": classes, "in_channels": study.in_channels}
+    return None
+
+
 @DATASET_LOADERS.register("xor")
 def _xor(study: Any, pool_size: int, train_seed: int, val_seed: int) -> Data:
     dtype = getattr(torch, study.dtype)
     x, y = xor_pool(pool_size, study.dims, train_seed, dtype=dtype)
     x_val, y_val = xor_pool(study.val_size, study.dims, val_seed, dtype=dtype)
-    return Data(x, y, x_val, y_val, "binary", {"in_features": study.dims})
+    return Data(x, y, x_val, y_val, "binary", model_kwargs(study) or {})
 
 
 def _images(name: str):
@@ -117,10 +140,9 @@ def _images(name: str):
             raise ValueError(f"{name}: a training set of {pool_size} asked for, the data has {len(order)}")
         order = order[:pool_size]
         val_order = stratified_order(y_val, val_seed)[: study.val_size]
-        classes = len(study.classes) if study.classes else 10
         prep = ImagePrep(spec.mean, spec.std, study.in_channels, study.input_size, study.dtype)
         return Data(x[order], y[order], x_val[val_order], y_val[val_order], "multiclass",
-                    {"num_classes": classes, "in_channels": study.in_channels}, hidden_axis=False, prep=prep)
+                    model_kwargs(study) or {}, hidden_axis=False, prep=prep)
 
     return load
 

@@ -4,6 +4,9 @@ A run's key is the SHA-256 of its canonical settings (the study's semantic setti
 condition, and its grid point), so re-running a study finds the runs it already has, and
 changing a setting that matters gives new runs. Settings that only choose *which* runs exist
 (the grid lists), how they are computed (``vectorize``), or how they are named, are left out.
+A file (the study's ``source`` or ``proportions``, a condition's ``proportions``) counts by
+its content: the key holds its SHA-256, not its path, so editing a file gives new runs and
+moving or copying it keeps them.
 
 Seeds derive from (study seed, purpose, trial, …), never from the condition, so within a
 trial every condition shares the magnitude draw, the training subset, the batch order and
@@ -15,20 +18,57 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, fields
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from .conditions import Condition
 from .config import Study
 
-__all__ = ["RunSpec", "plan", "derive_seed", "estimate_cost"]
+__all__ = ["RunSpec", "plan", "derive_seed", "estimate_cost", "count_runs", "file_sha256"]
 
 # settings that choose which runs exist or how they are computed, not what a run computes
 _NOT_IN_KEY = {"name", "description", "conditions", "sizes", "hidden", "resets", "trials", "vectorize",
-               "define_condition", "thresholds", "learned_accuracy", "data_root", "download", "source_hint"}
+               "define_condition", "thresholds", "learned_accuracy", "data_root", "download", "source_hint",
+               "allow_large"}
 _STUDY_DEFAULTS = Study()._as_dict
 _CONDITION_DEFAULTS = {f.name: f.default for f in fields(Condition)}
+
+
+_FILE_SETTINGS = ("source", "proportions")
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's content, hex; computed once per process for a given path,
+    modification time and size (AlexNet's weights are 233 MB), so a changed file is read again.
+
+    Example:
+        >>> import tempfile, os
+        >>> f = os.path.join(tempfile.mkdtemp(), "p.json")
+        >>> _ = open(f, "w").write("{}")
+        >>> file_sha256(f)[:12]
+        '44136fa355b3'
+    """
+    real = os.path.realpath(path)
+    stat = os.stat(real)
+    cache_key = (real, stat.st_mtime_ns, stat.st_size)
+    if cache_key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(real, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[cache_key] = digest.hexdigest()
+    return _DIGESTS[cache_key]
 
 
 def derive_seed(*parts: Any) -> int:
@@ -58,18 +98,40 @@ class RunSpec:
         return self.condition.lr if self.condition.lr is not None else self.study.lr
 
     def settings(self) -> dict[str, Any]:
-        """Everything that determines the run's numbers (hashed into its key)."""
+        """Everything that determines the run's numbers, as stored beside its results.
+
+        A file setting keeps its path (for people) and gains ``<setting>_sha256``, its
+        content's hash; :attr:`key` hashes these settings without the paths of such files.
+        """
         # only what differs from the defaults (as open_lth does): a new setting with a default
         # leaves the keys of existing runs, and so their stored results, valid
         study = {k: v for k, v in self.study._as_dict.items() if k not in _NOT_IN_KEY and v != _STUDY_DEFAULTS[k]}
         condition = {k: v for k, v in self.condition.to_dict().items()
                      if k == "name" or k != "description" and v != _CONDITION_DEFAULTS[k]}
+        for table in (study, condition):
+            for name in _FILE_SETTINGS:
+                value = table.get(name)
+                if isinstance(value, str) and _is_file(value):
+                    table[f"{name}_sha256"] = file_sha256(value)
         return {"study": study, "condition": condition, "n_train": self.n_train,
                 "hidden": self.hidden, "reset": self.reset, "trial": self.trial}
 
     @cached_property
     def key(self) -> str:
-        text = json.dumps(self.settings(), sort_keys=True, default=list)
+        """24 hex digits: the SHA-256 of :meth:`settings`, files counted by content only.
+
+        Example:
+            >>> from .config import load_study
+            >>> run = plan(load_study("xor5d", ["trials=1", "sizes=[8]"]))[0]
+            >>> len(run.key), run.key == plan(load_study("xor5d", ["trials=1", "sizes=[8]"]))[0].key
+            (24, True)
+        """
+        settings = self.settings()
+        for table in (settings["study"], settings["condition"]):
+            for name in _FILE_SETTINGS:
+                if f"{name}_sha256" in table:
+                    del table[name]  # the content decides, wherever the file sits
+        text = json.dumps(settings, sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     # seeds: shared by every condition of a trial
@@ -98,6 +160,11 @@ class RunSpec:
         return derive_seed(self.study.seed, "reset", self.trial, self.n_train, self.hidden, self.condition.name, self.reset)
 
 
+def _resets(study: Study, condition: Condition) -> list[str]:
+    """The reset rules a condition runs with: "none" when fluid, its own rule, or the study's axis."""
+    return ["none"] if not condition.frozen else [condition.reset] if condition.reset else list(study.resets)
+
+
 def plan(study: Study) -> list[RunSpec]:
     """All runs of a study, in grid order (condition, size, hidden, reset, trial).
 
@@ -112,12 +179,24 @@ def plan(study: Study) -> list[RunSpec]:
     runs = []
     for name in study.conditions:
         condition = study.condition(name)
-        resets = ["none"] if not condition.frozen else [condition.reset] if condition.reset else list(study.resets)
+        resets = _resets(study, condition)
         for n in study.sizes:
             for hidden in study.hidden:
                 for reset in resets:
                     runs.extend(RunSpec(study, condition, n, hidden, reset, t) for t in range(study.trials))
     return runs
+
+
+def count_runs(study: Study) -> int:
+    """``len(plan(study))``, computed without building the plan (a study may ask for 10^20 runs).
+
+    Example:
+        >>> from .config import load_study
+        >>> count_runs(load_study("xor5d-reset"))  # (4 + 4 + 1) condition×reset × 11 sizes × 50 trials
+        4950
+    """
+    pairs = sum(len(_resets(study, study.condition(name))) for name in study.conditions)
+    return pairs * len(study.sizes) * len(study.hidden) * study.trials
 
 
 # measured on this project's 2-core reference machine: ms per image for a training step and
@@ -128,26 +207,28 @@ _IMAGE_MS = {"alexnet": (4.4, 1.2, 64), "zfnet": (6.3, 2.2, 64), "lenet": (0.08,
 def estimate_cost(study: Study) -> dict[str, float]:
     """Runs and training steps of a study, with a rough time on 2 CPU cores.
 
-    XOR studies use the vectorised engine's measured throughput (about 30,000 run-steps and
-    20 M validation samples per second); image studies the measured milliseconds per image
-    of their model (unknown models count as AlexNet), scaled with the input area. Treat it as
-    an order of magnitude.
+    Computed arithmetically from the grid (no plan is built), so it answers at once for
+    any study, however absurd. XOR studies use the vectorised engine's measured throughput
+    (about 30,000 run-steps and 20 M validation samples per second); image studies the
+    measured milliseconds per image of their model (unknown models count as AlexNet), scaled
+    with the input area. Treat it as an order of magnitude.
 
     Example:
         >>> from .config import load_study
         >>> estimate_cost(load_study("xor5d"))["runs"]
         1650
     """
-    runs = plan(study)
-    steps = sum(math.ceil(r.n_train / study.batch_size) * study.epochs for r in runs)
+    runs = count_runs(study)
+    per_size = runs // len(study.sizes)  # every size has the same runs
+    steps = per_size * study.epochs * sum(math.ceil(n / study.batch_size) for n in study.sizes)
     if study.dataset == "xor":
-        evals = len(runs) * study.epochs * study.val_size
+        evals = runs * study.epochs * study.val_size
         seconds = steps / 3e4 + evals / 2e7 + 3.0
     else:
         train_ms, eval_ms, size = _IMAGE_MS.get(study.model, _IMAGE_MS["alexnet"])
         native = 32 if study.dataset == "cifar10" else 28
         scale = ((study.input_size or native) / size) ** 2
-        images = sum(r.n_train for r in runs) * study.epochs
-        evals = len(runs) * (study.epochs + 2) * study.val_size
+        images = per_size * sum(study.sizes) * study.epochs
+        evals = runs * (study.epochs + 2) * study.val_size
         seconds = (images * train_ms + evals * eval_ms) * scale / 1e3 + 5.0
-    return {"runs": len(runs), "steps": steps, "seconds": seconds}
+    return {"runs": runs, "steps": steps, "seconds": seconds}
