@@ -184,3 +184,18 @@ def test_ensemble_without_keep_weights_and_records_alignment() -> None:
         assert 0 <= r.acc_before_align <= 1 and 0 <= r.acc_after_align <= 1
         if run.condition.name in ("frozen_rand", "fluid_rand"):  # own signs: alignment changes nothing
             assert r.acc_before_align == r.acc_after_align
+
+
+def test_a_batch_larger_than_every_training_set_is_the_full_batch_without_huge_tables() -> None:
+    full = plan(load_study("xor5d", ["trials=1", "epochs=3", "sizes=[8, 20]", "val_size=100", "batch_size=20"]))
+    huge = plan(load_study("xor5d", ["trials=1", "epochs=3", "sizes=[8, 20]", "val_size=100",
+                                     f"batch_size={2**31 - 1}"]))
+    expected = [r.epochs for r in train_ensemble(full)]
+    assert [r.epochs[-1].val_acc for r in train_ensemble(huge)] == [e[-1].val_acc for e in expected]
+    assert [r.epochs[-1].train_loss for r in train_ensemble(huge)] == [e[-1].train_loss for e in expected]
+
+
+def test_frozen_members_record_how_many_weights_their_template_constrains() -> None:
+    runs = plan(load_study("xor5d", ["trials=1", "epochs=1", "sizes=[8]", "val_size=100", "hidden=[4]"]))
+    constrained = {r.condition.name: res.extra.get("constrained") for r, res in zip(runs, train_ensemble(runs))}
+    assert constrained == {"frozen_sufficient": 5 * 4 + 4, "frozen_rand": 5 * 4 + 4, "fluid_rand": None}

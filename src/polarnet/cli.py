@@ -379,6 +379,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _interrupted(args, e.signum)
     except KeyboardInterrupt:
         return _interrupted(args, signal.SIGINT)
+    except BrokenPipeError:  # `polarnet … | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (ValueError, OSError) as e:
         print(f"polarnet: error: {_one_line(e)}", file=sys.stderr)
         return 2

@@ -97,7 +97,9 @@ def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu",
     if any(s.study != study or s.hidden != first.hidden or not supports(s) for s in specs):
         raise ValueError("an ensemble needs runs of one study and one hidden size, on the MLP/XOR task")
     dtype = getattr(torch, study.dtype)
-    M, B = len(specs), study.batch_size
+    # a batch larger than every training set is the full batch; capping it keeps the (members ×
+    # batches·B) index tables as small as the data
+    M, B = len(specs), min(study.batch_size, max(s.n_train for s in specs))
 
     # one pool per data seed (trials have their own data with data_per_trial), stacked end to
     # end; a member's batch indices are shifted to its pool

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from .checks import check_study
 from .config import Study
 from .ensemble import supports
 from .executors import EXECUTORS, default_workers, resolve_device
@@ -150,12 +151,15 @@ def make_chunks(runs: list[RunSpec], workers: int, target_per_worker: int = 1, m
 
 
 def preflight(study: Study, runs: list[RunSpec]) -> dict:
-    """Load what every run needs — the data, the source weights — once, before any run is
-    marked: a missing dataset or weights file is one clear error, not a study of failed runs.
+    """Check the study against its model (:func:`~polarnet.experiments.checks.check_study`) and
+    load what every run needs — the data, the source weights — once, before any run is marked:
+    a missing dataset or weights file, or a setting that can't apply to the model, is one clear
+    error, not a study of failed runs.
 
     Returns study-level facts to store: the transfer report of the source onto the model.
     """
     facts: dict = {}
+    check_study(study)  # settings that would fail every run fail here, before anything is written
     if not runs:
         return facts
     run_data(runs[0])
