@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
 import sys
+import time
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from polarnet.cli import main
 from polarnet.experiments import load_study, plan, run_study
-from polarnet.experiments.executors import EXECUTORS, compute_chunk, resolve_device
+from polarnet.experiments.executors import EXECUTORS, _ray_stream, compute_chunk, local, resolve_device
+from polarnet.experiments.trainer import checkpoint_file
 from polarnet.experiments.sweep import make_chunks
 
 
@@ -168,3 +174,202 @@ def test_ray_gives_the_same_numbers_as_local(tmp_path) -> None:
     assert _table(tmp_path / "ray") == _table(tmp_path / "local")
     epochs, _ = _table(tmp_path / "ray")
     assert all(set(json.loads(row[-1])) == {"0.weight", "2.weight"} for row in epochs.values())
+
+
+# -- stopping and dying (issue 8) -------------------------------------------------------------------
+
+linux_only = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc to find worker processes")
+
+# runs that take far longer than any test: a test stops them
+ENDLESS = ["trials=4", "epochs=100000", "sizes=[500]", "val_size=100", "vectorize=false", "conditions=['fluid_rand']"]
+TINY = ["trials=2", "epochs=3", "sizes=[8]", "val_size=100", "vectorize=false", "conditions=['frozen_rand']"]
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) worker processes of ``pid`` (multiprocessing's resource tracker, also
+    a child, is left out: it exits by itself when its parent does)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    command = f.read()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z" and b"spawn_main" in command:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _gone_within(pids, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(_alive(p) for p in pids)
+
+
+class _Stop(Exception):
+    """Stands for the sweep's Interrupted: an exception raised in the driver while workers run."""
+
+
+@linux_only
+def test_closing_the_stream_stops_the_workers_at_once_and_quietly(capfd) -> None:
+    """What the sweep does on Ctrl-C or SIGTERM (or when an exception is thrown into the stream)."""
+    endless = plan(load_study("xor5d", ENDLESS))
+    tiny = plan(load_study("xor5d", TINY))
+    started: set[int] = set()
+    stream = local([tiny[:1], endless[:1], endless[1:2]], "cpu", 2, None, lambda i, w: started.add(i))
+    index, results = next(stream)
+    assert index == 0 and results[0].status == "done"
+    workers = _children(os.getpid())
+    assert len(workers) == 2  # one in an endless run, one given the next endless chunk
+    tick = time.monotonic()
+    stream.close()
+    assert time.monotonic() - tick < 3.0
+    assert _gone_within(workers, 0.5) and _children(os.getpid()) == []
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+@linux_only
+def test_a_killed_worker_fails_its_runs_and_is_replaced(tmp_path) -> None:
+    """An out-of-memory kill (SIGKILL) of a worker fails its chunk with the reason; the other
+    chunks still run, on a fresh worker. Runs trained one at a time keep checkpoints."""
+    endless = plan(load_study("xor5d", ENDLESS))
+    tiny = plan(load_study("xor5d", TINY))
+    started: set[int] = set()
+    killed: list[int] = []
+
+    def progress(index, work):
+        started.add(index)
+        if started >= {0, 1} and not killed:  # both workers are in an endless run
+            killed.extend(_children(os.getpid()))
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+
+    chunks = [endless[:1], endless[1:2], tiny]
+    results = dict(local(chunks, "cpu", 2, None, progress, checkpoints=tmp_path))
+    assert len(killed) == 2 and not any(_alive(p) for p in killed)
+    for index in (0, 1):
+        assert results[index][0].status == "failed"
+        assert "worker process" in results[index][0].reason and "SIGKILL" in results[index][0].reason
+    assert [r.status for r in results[2]] == ["done"] * len(tiny)
+    for run in tiny:  # one at a time: each run checkpointed (all but its last epoch)
+        assert torch.load(checkpoint_file(tmp_path, run.key), weights_only=True)["epoch"] == 2
+    assert _children(os.getpid()) == []
+
+
+def test_compute_chunk_checkpoints_single_runs_but_not_ensembles(tmp_path) -> None:
+    runs = plan(load_study("xor5d", ["trials=1", "epochs=2", "sizes=[8, 40]", "val_size=100"]))
+    assert all(r.status == "done" for r in compute_chunk(runs, "cpu", checkpoints=tmp_path / "ensemble"))
+    assert not (tmp_path / "ensemble").exists()  # an ensemble's runs take seconds: no checkpoints
+    done = compute_chunk(runs[:1], "cpu", checkpoints=tmp_path / "one")
+    assert done[0].status == "done" and checkpoint_file(tmp_path / "one", runs[0].key).is_file()
+
+
+_DRIVER = """
+import os, sys, threading
+from polarnet.experiments import load_study, plan
+from polarnet.experiments.executors import local
+runs = plan(load_study("xor5d", {endless!r}))
+started = set()
+def progress(index, work):
+    started.add(index)
+    if started == {{0, 1}}:
+        print("busy", flush=True)
+def drive():
+    for _ in local([[r] for r in runs], "cpu", 2, None, progress):
+        pass
+if sys.argv[1] == "thread":
+    threading.Thread(target=drive).start()
+else:
+    drive()
+"""
+
+
+@linux_only
+@pytest.mark.slow
+@pytest.mark.parametrize("driver", ["thread"])
+def test_workers_die_with_a_killed_driver(driver) -> None:
+    """kill -9 of the driver: no worker survives it (PR_SET_PDEATHSIG when the driver's main
+    thread started them; a watchdog on the parent's pid when another thread did). The main
+    thread's case is tests/test_interrupt.py's kill -9 of ``polarnet run``."""
+    proc = subprocess.Popen([sys.executable, "-c", _DRIVER.format(endless=ENDLESS), driver], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline() == "busy\n", proc.stderr.read()
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        proc.kill()
+        proc.wait(10)
+        assert _gone_within(workers, 5.0)
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@linux_only
+def test_a_worker_asks_the_kernel_to_kill_it_with_its_parent_and_sees_a_dead_parent() -> None:
+    check = """
+import ctypes, os, signal, sys
+from polarnet.experiments.executors import _die_with_parent
+_die_with_parent(os.getppid(), True)
+libc = ctypes.CDLL(None, use_errno=True)
+value = ctypes.c_int()
+libc.prctl(2, ctypes.byref(value), 0, 0, 0)  # PR_GET_PDEATHSIG
+print(value.value == signal.SIGKILL)
+_die_with_parent(1 if os.getppid() != 1 else 2, False)  # a parent that is already gone: exit at once
+print("still here")
+"""
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert done.stdout == "True\n" and done.returncode == 1, done.stderr
+
+
+def test_closing_a_ray_stream_cancels_running_tasks_and_shuts_down_its_ray() -> None:
+    calls = []
+
+    class FakeRay:
+        initialized = False
+
+        def is_initialized(self):
+            return self.initialized
+
+        def init(self, **kwargs):
+            self.initialized = True
+
+        def remote(self, **resources):
+            return lambda f: SimpleNamespace(remote=lambda *args: calls.append(("submit", args[0], args[3])) or ("ref", args))
+
+        def wait(self, pending, num_returns):
+            return pending[:1], pending[1:]
+
+        def get(self, ref):
+            return ref[1][0], []
+
+        def cancel(self, ref, force):
+            calls.append(("cancel", ref[1][0], force))
+
+        def shutdown(self):
+            calls.append(("shutdown",))
+
+    stream = _ray_stream(FakeRay(), [["a"], ["b"], ["c"]], "cpu", 2, None, checkpoints="/shared/ck")
+    assert next(stream) == (0, [])
+    stream.close()
+    assert calls == [("submit", i, "/shared/ck") for i in range(3)] + [("cancel", 1, True), ("cancel", 2, True),
+                                                                        ("shutdown",)]
+    calls.clear()
+    ray = FakeRay()
+    ray.initialized = True  # someone else's Ray: left running
+    assert list(_ray_stream(ray, [["a"]], "cpu", 1, None)) == [(0, [])]
+    assert calls == [("submit", 0, None)]

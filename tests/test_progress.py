@@ -27,7 +27,7 @@ def test_plain_lines_with_done_total_and_failures():
     assert lines[1].startswith("runs 5/10 (50%), 1 failed, elapsed ")
     assert lines[2].startswith("runs 10/10 (100%), 3 failed, elapsed ")
     for line in lines:
-        assert re.search(r"elapsed \d+s, ETA (\d+|nan)s$", line), line
+        assert re.search(r"elapsed \d+s, ETA (\d+s|--)$", line), line
     assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()  # no bar, no escape codes
     assert (p.done, p.failed) == (10, 3)
 
@@ -93,3 +93,24 @@ def test_zero_total():
     p = Progress(0, stream=out, every=3600)
     p.update(0)
     assert out.getvalue().startswith("runs 0/0 (0%)")
+
+
+def test_eta_before_any_run_finished_is_unknown_not_nan():
+    """Issue 8: with no finished work yet (rate 0) the line said ``ETA nans``."""
+    out = io.StringIO()
+    p = Progress(10, stream=out, every=0)
+    p.advance(0.4)  # a fraction of a run: nothing whole done yet
+    p.update(0, failed=0)
+    resumed = Progress(10, done=6, stream=out, every=0)
+    resumed.advance(0.0)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        assert "nan" not in line and line.endswith("ETA --"), line
+    assert lines[2].startswith("runs 6/10 (60%)")
+
+
+def test_eta_of_a_finished_resumed_study_is_zero():
+    out = io.StringIO()
+    Progress(3, done=3, stream=out, every=0).update(0)
+    assert out.getvalue().rstrip().endswith("ETA 0s")

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+import os
+from collections import OrderedDict, defaultdict
 
 import pytest
 import torch
+from torch import nn
 
 import polarnet as pn
+from polarnet.data.images import IMAGE_DATASETS
 from polarnet.experiments import load_study, plan
 from polarnet.experiments.ensemble import train_ensemble
-from polarnet.experiments.trainer import prepare_model, run_data, train_run
+from polarnet.experiments.trainer import CHECKPOINT_FORMAT, checkpoint_file, prepare_model, run_data, train_run
+from polarnet.models import MODELS, register_model
 
 CONTROLS_TOML = """
 conditions = ["frozen_sufficient", "fluid_sufficient", "frozen_rand", "fluid_rand", "fluid_rand_twin"]
@@ -201,3 +205,155 @@ def test_train_run_keep_weights_and_epoch_records() -> None:
         assert set(e.sign_changes) == {"0.weight", "2.weight"}
         assert e.train_acc * run.n_train == pytest.approx(round(e.train_acc * run.n_train))
     assert [e.val_loss for e in plain.epochs] == [e.val_loss for e in kept.epochs]  # deterministic
+
+
+# -- resuming at the last finished epoch (issue 8) ---------------------------------------------------
+
+_REAL = IMAGE_DATASETS["fashion_mnist"].debian_dir + "/train-images-idx3-ubyte.gz"
+# CI sets POLARNET_REQUIRE_REAL_DATA: there a missing package fails these tests instead of skipping them
+real_data = pytest.mark.skipif(not os.path.isfile(_REAL) and not os.environ.get("POLARNET_REQUIRE_REAL_DATA"),
+                               reason="Debian package dataset-fashion-mnist not installed (.ci/run installs it)")
+
+TINY_CNN = ["dataset='fashion_mnist'", "model='lenet'", "in_channels=1", "init_linear='glorot_uniform'",
+            "init_bias='zeros'", "sizes=[300]", "trials=1", "epochs=4", "batch_size=50", "lr=0.001",
+            "val_size=300", "resets=['posRand']"]
+
+
+class _Stop(Exception):
+    """What the test's on_epoch raises to interrupt a run."""
+
+
+def _interrupted_then_resumed(run, path, after: int = 2):
+    """Train ``run`` with a checkpoint, stop it after ``after`` epochs, then train it again."""
+    finished = []
+
+    def stop(_work):
+        finished.append(1)
+        if len(finished) == after:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train_run(run, keep_weights=True, on_epoch=stop, checkpoint=path)
+    saved = torch.load(path, weights_only=True)
+    assert (saved["format"], saved["key"], saved["epoch"]) == (CHECKPOINT_FORMAT, run.key, after)
+    epochs = []
+    result = train_run(run, keep_weights=True, on_epoch=epochs.append, checkpoint=path)
+    assert len(epochs) == run.study.epochs - after  # only the epochs left were trained
+    return result
+
+
+def _assert_same_run(a, b) -> None:
+    assert a.status == b.status == "done"
+    assert [vars(e) | {"wall": 0} for e in a.epochs] == [vars(e) | {"wall": 0} for e in b.epochs]
+    assert (a.acc_before_align, a.acc_after_align) == (b.acc_before_align, b.acc_after_align)
+    assert {k: v for k, v in a.extra.items() if k != "weights"} == {k: v for k, v in b.extra.items() if k != "weights"}
+    assert a.extra["weights"].keys() == b.extra["weights"].keys()
+    for name in a.extra["weights"]:
+        assert torch.equal(a.extra["weights"][name], b.extra["weights"][name]), name
+
+
+def test_checkpoint_file_names_the_run(tmp_path) -> None:
+    assert checkpoint_file(tmp_path, "abc123") == tmp_path / "abc123.pt"
+
+
+def test_resumed_xor_run_matches_an_uninterrupted_one(tmp_path) -> None:
+    run = next(r for r in plan(load_study("xor5d", ["trials=1", "epochs=5", "sizes=[40]", "val_size=200"]))
+               if r.condition.name == "frozen_rand")
+    straight = train_run(run, keep_weights=True)
+    resumed = _interrupted_then_resumed(run, tmp_path / "run.pt", after=3)
+    _assert_same_run(straight, resumed)
+    assert sum(e.resets for e in straight.epochs[3:]) > 0  # the seeded resets after the restart count
+    assert straight.extra["constrained"] == 5 * 64 + 64  # both weight layers of the 5-64-1 net
+
+
+@real_data
+@pytest.mark.parametrize("condition", ["frozen_rand", "fluid_spin_lenet"])
+def test_resumed_image_run_matches_an_uninterrupted_one(tmp_path, condition) -> None:
+    """A frozen LeNet with seeded posRand resets, and Fluid SPIN (the template moves every epoch)."""
+    study_file = tmp_path / "study.toml"
+    study_file.write_text("""
+[define_condition.fluid_spin_lenet]
+polarity = "proportions"
+proportions = [0.2, 0.4, 0.4]
+layers = "conv"
+frozen = true
+swap = 0.5
+""")
+    run = plan(load_study(study_file, TINY_CNN + [f"conditions=['{condition}']"]))[0]
+    straight = train_run(run, keep_weights=True)
+    resumed = _interrupted_then_resumed(run, checkpoint_file(tmp_path / "checkpoints", run.key))
+    _assert_same_run(straight, resumed)
+    assert sum(e.resets for e in straight.epochs[2:]) > 0
+    if run.condition.swap:  # the swaps changed the template, and the resumed run carried it on
+        model, template = prepare_model(run)
+        model.load_state_dict(resumed.extra["weights"])
+        assert pn.violations(model, template) > 0
+
+
+@pytest.fixture
+def dropout_net():
+    """A LeNet with dropout (as AlexNet has): its draws come from torch's global generator."""
+
+    @register_model("test_dropout_lenet")
+    def factory(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+        return nn.Sequential(OrderedDict(
+            features=nn.Sequential(nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                                   nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2)),
+            flatten=nn.Flatten(),
+            classifier=nn.Sequential(nn.Dropout(0.5), nn.Linear(16 * 5 * 5, 84), nn.ReLU(), nn.Dropout(0.5),
+                                     nn.Linear(84, num_classes)),
+        ))
+
+    yield "test_dropout_lenet"
+    MODELS.unregister("test_dropout_lenet")
+
+
+@real_data
+def test_resumed_run_with_dropout_matches_and_leaves_the_global_generator_alone(tmp_path, dropout_net) -> None:
+    run = plan(load_study("xor5d", TINY_CNN + [f"model='{dropout_net}'", "conditions=['frozen_rand']"]))[0]
+    torch.manual_seed(1)
+    before = torch.get_rng_state()
+    straight = train_run(run, keep_weights=True)
+    assert torch.equal(torch.get_rng_state(), before)  # the run's dropout draws came from its own seed
+    torch.rand(100)  # whatever the caller's generator did before does not matter
+    again = train_run(run, keep_weights=True)
+    _assert_same_run(straight, again)
+    _assert_same_run(straight, _interrupted_then_resumed(run, tmp_path / "run.pt"))
+
+
+def test_unusable_checkpoints_are_ignored_with_a_warning(tmp_path) -> None:
+    runs = [r for r in plan(load_study("xor5d", ["trials=1", "epochs=3", "sizes=[40]", "val_size=200"]))
+            if r.condition.frozen]
+    run, other = runs[0], runs[1]
+    straight = train_run(run, keep_weights=True)
+    path = tmp_path / "run.pt"
+    bad = {"torn": lambda: path.write_bytes(b"PK\x03\x04 not a whole file"),
+           "foreign": lambda: _interrupted_then_resumed(other, path, after=1),
+           "old format": lambda: torch.save({"format": CHECKPOINT_FORMAT - 1, "key": run.key, "epoch": 1}, path),
+           "wrong layers": lambda: torch.save(torch.load(_checkpoint_of(run, tmp_path / "x.pt"), weights_only=True)
+                                              | {"tracker": {}}, path)}
+    for why, write in bad.items():
+        path.unlink(missing_ok=True)
+        write()
+        with pytest.warns(RuntimeWarning, match=r"checkpoint .* from the start"):
+            result = train_run(run, keep_weights=True, checkpoint=path)
+        _assert_same_run(straight, result)
+        assert torch.load(path, weights_only=True)["key"] == run.key, why  # overwritten with this run's state
+
+
+def _checkpoint_of(run, path):
+    with pytest.raises(_Stop):
+        train_run(run, on_epoch=lambda _: (_ for _ in ()).throw(_Stop()), checkpoint=path)
+    return path
+
+
+def test_a_finished_run_leaves_its_checkpoint_one_epoch_short(tmp_path) -> None:
+    """The trainer never deletes the file (the sweep does, once the result is stored); the last
+    epoch isn't written, since the result follows at once."""
+    run = plan(load_study("xor5d", ["trials=1", "epochs=3", "sizes=[8]", "val_size=100"]))[0]
+    path = tmp_path / "deep" / "run.pt"
+    train_run(run, checkpoint=path)
+    (path.parent / "run.pt.12345.tmp").write_bytes(b"half a checkpoint")  # a write cut short by a kill
+    train_run(run, checkpoint=path)
+    assert torch.load(path, weights_only=True)["epoch"] == 2
+    assert [p.name for p in path.parent.iterdir()] == ["run.pt"]  # no temporary file left behind, none kept

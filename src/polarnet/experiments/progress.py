@@ -63,10 +63,15 @@ class Progress:
     def _line(self, now: float) -> str:
         elapsed = now - self.start
         rate = (self.done - self.start_done) / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        if self.done >= self.total:
+            eta = "0s"
+        elif rate > 0:
+            eta = f"{(self.total - self.done) / rate:.0f}s"
+        else:  # nothing finished yet in this session: no rate to extrapolate from
+            eta = "--"
         failed = f", {self.failed} failed" if self.failed else ""
         return (f"runs {self.done}/{self.total} ({self.done / max(1, self.total):.0%}){failed}, "
-                f"elapsed {elapsed:.0f}s, ETA {eta:.0f}s")
+                f"elapsed {elapsed:.0f}s, ETA {eta}")
 
     def close(self) -> None:
         """Finish the bar."""

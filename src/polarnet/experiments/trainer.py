@@ -4,28 +4,42 @@ for models the ensemble doesn't cover (image studies).
 
 Data are held as tensors on the device; batches are indexed there and turned into model
 input by the dataset's preparation (for images: normalise, repeat gray, resize).
+
+Given a ``checkpoint`` file, :func:`train_run` saves after every finished epoch (but the last)
+everything it needs to go on, and a later call with the same file continues from the next
+epoch with the numbers an uninterrupted run gives, bit for bit.
 """
 
 from __future__ import annotations
 
+import glob
 import math
+import os
 import time
+import warnings
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..dynamics import SignTracker, fluid_spin_swap
-from ..freeze import freeze
+from ..freeze import FreezeHandle, freeze
 from ..init import align
 from ..models import get_model
 from .conditions import MAGNITUDES, POLARITIES
 from .datasets import Data, load_data, task_correct, task_loss
-from .plan import RunSpec
+from .plan import RunSpec, derive_seed
 from ..layers import select
+from ..template import PolarityTemplate
 from .results import EpochRecord, RunResult, magnitude_quantiles
 
-__all__ = ["prepare_model", "train_run", "run_data"]
+__all__ = ["prepare_model", "train_run", "run_data", "checkpoint_file"]
+
+#: bumped whenever what a checkpoint holds changes; a file of another version is ignored
+CHECKPOINT_FORMAT = 1
 
 
 def run_data(spec: RunSpec) -> Data:
@@ -60,12 +74,171 @@ def _evaluate(model: nn.Module, data: Data, x: Tensor, y: Tensor, batch: int) ->
     return loss / len(x), correct / len(x)
 
 
+def checkpoint_file(directory: str | os.PathLike[str], key: str) -> Path:
+    """Where the checkpoint of the run ``key`` lives in a folder of checkpoints.
+
+    Example:
+        >>> checkpoint_file("study/checkpoints", "0123abcd").as_posix()
+        'study/checkpoints/0123abcd.pt'
+    """
+    return Path(directory) / f"{key}.pt"
+
+
+@dataclass
+class _Training:
+    """Everything a run's training loop carries from one epoch to the next."""
+
+    model: nn.Module
+    template: PolarityTemplate | None
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    handle: FreezeHandle | None
+    tracker: SignTracker
+    order: torch.Generator  # batch order
+    swaps: torch.Generator  # Fluid-SPIN swaps
+    result: RunResult
+    epoch: int = 0  # epochs finished
+    seconds: float = 0.0  # spent in earlier, interrupted calls
+
+
+def _start(spec: RunSpec, data: Data, device: str | torch.device, x_val: Tensor, y_val: Tensor, eval_batch: int,
+           memory: torch.memory_format, evaluate: bool = True) -> _Training:
+    """Build the model, align it, and make the optimizer, the freeze hook and the generators.
+
+    ``evaluate=False`` skips the accuracies before and after alignment (a checkpoint has them).
+    """
+    study, condition = spec.study, spec.condition
+    model, template = prepare_model(spec)
+    model.to(device, memory_format=memory)
+    model.train()
+    # mixed precision: bf16 autocast on the CPU; fp16 with a gradient scaler on CUDA (a skipped
+    # step never calls optimizer.step(), so Freeze-SGD's hook only runs after real updates)
+    device_type = torch.device(device).type
+    scaler = torch.amp.GradScaler(device_type, enabled=study.amp and device_type == "cuda")
+    result = RunResult(spec.key, "done", device=str(device))
+    if evaluate:
+        result.acc_before_align = _evaluate(model, data, x_val, y_val, eval_batch)[1]
+    if template is not None:
+        align(model, template)
+    if evaluate:
+        result.acc_after_align = _evaluate(model, data, x_val, y_val, eval_batch)[1]
+        result.extra["init_magnitudes"] = {name: magnitude_quantiles(model.get_parameter(name)[None])[0]
+                                           for name in select(model, "all")}
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr, eps=study.adam_eps)
+    handle = None
+    if condition.frozen and template is not None:
+        handle = freeze(model, template, optimizer, spec.reset, study.eps, align=False, seed=spec.reset_seed)
+        result.extra["constrained"] = template.numel()  # weights under the template
+    return _Training(model, template, optimizer, scaler, handle, SignTracker(model),
+                     torch.Generator().manual_seed(spec.order_seed), torch.Generator().manual_seed(spec.template_seed),
+                     result)
+
+
+def _dropout_seed(spec: RunSpec) -> int:
+    """Seeds torch's global generator, which dropout draws from; shared by the conditions of a trial."""
+    return derive_seed(spec.study.seed, "dropout", spec.trial, spec.n_train, spec.hidden)
+
+
+def _cuda_index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def _save_checkpoint(path: Path, spec: RunSpec, t: _Training, device: torch.device, seconds: float) -> None:
+    """Write the state after ``t.epoch`` epochs atomically (a temporary file, then a rename)."""
+    state: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT, "key": spec.key, "epoch": t.epoch, "seconds": seconds,
+        "model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(), "scaler": t.scaler.state_dict(),
+        "order": t.order.get_state(), "swaps": t.swaps.get_state(), "rng": torch.get_rng_state(),
+        "template": dict(t.template) if t.template is not None else None,
+        "tracker": {name: signs.cpu() for name, signs in t.tracker.last.items()},
+        "enforcer_calls": t.handle.enforcer.calls if t.handle is not None else 0,
+        "handle_counts": [t.handle.total_resets, t.handle.steps] if t.handle is not None else [0, 0],
+        "epochs": [asdict(e) for e in t.result.epochs],
+        "acc_before_align": t.result.acc_before_align, "acc_after_align": t.result.acc_after_align,
+        "extra": {k: v for k, v in t.result.extra.items() if k != "weights"},
+    }
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(_cuda_index(device))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_checkpoint(path: Path, spec: RunSpec) -> dict[str, Any] | None:
+    """The checkpoint of this run at ``path``, or ``None`` (none there, or unusable: with a warning)."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"format {found!r}, expected {CHECKPOINT_FORMAT}")
+        if state.get("key") != spec.key:
+            raise ValueError(f"it belongs to run {state.get('key')!r}")
+        if not 0 < int(state["epoch"]) <= spec.study.epochs:
+            raise ValueError(f"epoch {state['epoch']} is not one of this run's {spec.study.epochs}")
+        return state
+    except Exception as e:  # a torn or foreign file must never stop the run
+        warnings.warn(f"checkpoint {path} is unusable ({type(e).__name__}: {e}); training run {spec.key} "
+                      f"from the start", RuntimeWarning, stacklevel=3)
+        return None
+
+
+def _restore(t: _Training, state: dict[str, Any], device: torch.device) -> None:
+    """Put a checkpoint's state into freshly built training objects (raises if it doesn't fit)."""
+    t.model.load_state_dict(state["model"])
+    t.optimizer.load_state_dict(state["optimizer"])
+    t.scaler.load_state_dict(state["scaler"])
+    t.order.set_state(state["order"])
+    t.swaps.set_state(state["swaps"])
+    if t.template is not None:
+        saved = state["template"]
+        if saved is None or set(saved) != set(t.template):
+            raise ValueError("the template's layers differ")
+        for name, signs in saved.items():  # a Fluid-SPIN swap changes the template
+            t.template[name] = signs
+    if set(state["tracker"]) != set(t.tracker.last):
+        raise ValueError("the sign tracker's layers differ")
+    t.tracker.last = {name: signs.to(t.tracker.last[name].device) for name, signs in state["tracker"].items()}
+    if t.handle is not None:
+        t.handle.enforcer.calls = int(state["enforcer_calls"])  # keys the seeded resets
+        t.handle.total_resets, t.handle.steps = (int(n) for n in state["handle_counts"])
+    torch.set_rng_state(state["rng"])
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"], _cuda_index(device))
+    t.result.epochs = [EpochRecord(**e) for e in state["epochs"]]
+    t.result.acc_before_align, t.result.acc_after_align = state["acc_before_align"], state["acc_after_align"]
+    t.result.extra.update(state["extra"])
+    t.epoch, t.seconds = int(state["epoch"]), float(state["seconds"])
+
+
 def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: bool = False,
-              on_epoch: Callable[[float], None] | None = None) -> RunResult:
+              on_epoch: Callable[[float], None] | None = None, checkpoint: str | os.PathLike[str] | None = None) -> RunResult:
     """Train one run end to end and return its per-epoch record.
 
-    With ``keep_weights``, the final ``state_dict`` (on the CPU) is in ``result.extra["weights"]``;
-    ``on_epoch(1 / epochs)`` is called after every epoch (progress reporting).
+    Args:
+        spec: the run.
+        device: where to train.
+        keep_weights: put the final ``state_dict`` (on the CPU) in ``result.extra["weights"]``.
+        on_epoch: called with ``1 / epochs`` after every epoch (progress reporting).
+        checkpoint: a file. After every finished epoch but the last, the whole training state
+            (weights, Adam, the gradient scaler, the batch-order, swap and dropout generators,
+            the template, the sign tracker, the reset counter and the records so far) is written
+            there atomically; if the file already holds this run's state, training continues from
+            its next epoch and gives exactly the numbers of an uninterrupted run. An unreadable or
+            foreign file is ignored with a warning. The file is left in place: delete it once the
+            result is safe.
+
+    Returns:
+        A :class:`RunResult`; for frozen runs ``extra["constrained"]`` is the number of
+        weights under the template.
 
     Example:
         >>> from .config import load_study
@@ -77,45 +250,63 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
     """
     start = time.perf_counter()
     study, condition = spec.study, spec.condition
+    device = torch.device(device)
     data = run_data(spec)
     x, y = data.x[: spec.n_train].to(device), data.y[: spec.n_train].to(device)
     x_val, y_val = data.x_val.to(device), data.y_val.to(device)
     eval_batch = max(study.batch_size, 256)
-    model, template = prepare_model(spec)
     memory = torch.channels_last if study.channels_last else torch.preserve_format
-    model.to(device, memory_format=memory)
-    model.train()
-    # mixed precision: bf16 autocast on the CPU; fp16 with a gradient scaler on CUDA (a skipped
-    # step never calls optimizer.step(), so Freeze-SGD's hook only runs after real updates)
-    device_type = torch.device(device).type
-    amp_dtype = torch.float16 if device_type == "cuda" else torch.bfloat16
-    scaler = torch.amp.GradScaler(device_type, enabled=study.amp and device_type == "cuda")
-    result = RunResult(spec.key, "done", device=str(device))
-    result.acc_before_align = _evaluate(model, data, x_val, y_val, eval_batch)[1]
-    if template is not None:
-        align(model, template)
-    result.acc_after_align = _evaluate(model, data, x_val, y_val, eval_batch)[1]
-    result.extra["init_magnitudes"] = {name: magnitude_quantiles(model.get_parameter(name)[None])[0]
-                                       for name in select(model, "all")}
+    path = Path(checkpoint) if checkpoint is not None else None
+    saved = None
+    if path is not None:
+        for stale in path.parent.glob(f"{glob.escape(path.name)}.*.tmp"):  # a write cut short by a kill
+            stale.unlink(missing_ok=True)
+        saved = _read_checkpoint(path, spec)
+    # dropout draws from torch's global generator: seed it per run (leaving the caller's as it was)
+    cuda = [_cuda_index(device)] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(_dropout_seed(spec))
+        if cuda:
+            torch.cuda.manual_seed(_dropout_seed(spec))
+        t = _start(spec, data, device, x_val, y_val, eval_batch, memory, evaluate=saved is None)
+        if saved is not None:
+            try:
+                _restore(t, saved, device)
+            except Exception as e:
+                warnings.warn(f"checkpoint {path} does not fit run {spec.key} ({type(e).__name__}: {e}); "
+                              f"training it from the start", RuntimeWarning, stacklevel=2)
+                torch.default_generator.manual_seed(_dropout_seed(spec))
+                if cuda:
+                    torch.cuda.manual_seed(_dropout_seed(spec))
+                t = _start(spec, data, device, x_val, y_val, eval_batch, memory)
+        _train(spec, t, data, x, y, x_val, y_val, eval_batch, memory, device, on_epoch, path, start)
+    result = t.result
+    if t.handle is not None:
+        t.handle.remove()
+    if keep_weights:
+        result.extra["weights"] = {k: v.detach().cpu().clone() for k, v in t.model.state_dict().items()}
+    result.seconds = t.seconds + time.perf_counter() - start
+    return result
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr, eps=study.adam_eps)
-    handle = None
-    if condition.frozen and template is not None:
-        handle = freeze(model, template, optimizer, spec.reset, study.eps, align=False, seed=spec.reset_seed)
-    swaps = torch.Generator().manual_seed(spec.template_seed)
-    tracker = SignTracker(model)
-    order = torch.Generator().manual_seed(spec.order_seed)
-    for epoch in range(1, study.epochs + 1):
+
+def _train(spec: RunSpec, t: _Training, data: Data, x: Tensor, y: Tensor, x_val: Tensor, y_val: Tensor,
+           eval_batch: int, memory: torch.memory_format, device: torch.device,
+           on_epoch: Callable[[float], None] | None, checkpoint: Path | None, start: float) -> None:
+    """The epochs after ``t.epoch``."""
+    study, condition = spec.study, spec.condition
+    model, template, optimizer, scaler, handle, result = t.model, t.template, t.optimizer, t.scaler, t.handle, t.result
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    for epoch in range(t.epoch + 1, study.epochs + 1):
         tick = time.perf_counter()
         # accumulated on the device: no host sync per step
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.float64, device=device)
         resets = 0
-        for batch in torch.randperm(spec.n_train, generator=order).split(study.batch_size):
+        for batch in torch.randperm(spec.n_train, generator=t.order).split(study.batch_size):
             batch = batch.to(device)
             optimizer.zero_grad(set_to_none=True)
             inputs = data.inputs(x[batch])
-            with torch.autocast(device_type, dtype=amp_dtype, enabled=study.amp):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=study.amp):
                 out = model(inputs.to(memory_format=memory) if inputs.dim() == 4 else inputs)
                 losses = task_loss(data.task, out.float() if study.amp else out, y[batch])
             scaler.scale(losses.mean()).backward()
@@ -126,19 +317,17 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
             if handle is not None:
                 resets += sum(handle.last_resets.values())
         if condition.swap and template is not None:  # Fluid SPIN: a new pattern with the same proportions
-            fluid_spin_swap(model, template, condition.swap, mode=condition.swap_mode, generator=swaps)
+            fluid_spin_swap(model, template, condition.swap, mode=condition.swap_mode, generator=t.swaps)
         val_loss, val_acc = _evaluate(model, data, x_val, y_val, eval_batch)
         train_loss = loss_sum.item() / spec.n_train
         result.epochs.append(EpochRecord(epoch, train_loss, correct.item() / spec.n_train, val_loss, val_acc, resets,
-                                         tracker.update(), time.perf_counter() - tick))
+                                         t.tracker.update(), time.perf_counter() - tick))
+        t.epoch = epoch
+        finite = math.isfinite(train_loss) and math.isfinite(val_loss)
+        if checkpoint is not None and finite and epoch < study.epochs:
+            _save_checkpoint(checkpoint, spec, t, device, t.seconds + time.perf_counter() - start)
         if on_epoch is not None:
             on_epoch(1 / study.epochs)
-        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+        if not finite:
             result.status, result.reason = "failed", f"non-finite loss at epoch {epoch}"
             break
-    if handle is not None:
-        handle.remove()
-    if keep_weights:
-        result.extra["weights"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    result.seconds = time.perf_counter() - start
-    return result
