@@ -78,3 +78,60 @@ def test_magnitude_figure(tmp_path) -> None:
                 rows.append({"condition": condition, "run": f"{condition}{trial}", "layer": layer,
                              **{q: scale * q for q in QUANTILES}})
     _is_image(magnitude_figure(pd.DataFrame(rows), tmp_path / "c6", study="synthetic"))
+
+
+# -- empty, all-NaN and single-point data (issue 8) -------------------------------------------
+PER_RUN_COLUMNS = ["condition", "n_train", "hidden", "reset", "trial", "run", "error_at_convergence",
+                   "error_at_last_epoch", "final_accuracy", "auc", "epochs_to_threshold"]
+
+
+def _per_run(rows: list[tuple]) -> pd.DataFrame:
+    """``(condition, n, trial, error, epochs_to_threshold)`` rows as run_metrics output."""
+    return pd.DataFrame([{"condition": c, "n_train": n, "hidden": 4, "reset": "zero", "trial": t, "run": f"{c}{n}{t}",
+                          "error_at_convergence": e, "error_at_last_epoch": e, "final_accuracy": 1 - e, "auc": 1 - e,
+                          "epochs_to_threshold": k} for c, n, t, e, k in rows], columns=PER_RUN_COLUMNS)
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("rows, says", [
+    ([], "no finished runs"),
+    ([("a", 8, 0, 0.5, NAN), ("a", 20, 0, 0.4, NAN)], "no run reached 80%"),  # a 1-epoch study
+    ([("a", 8, 0, NAN, NAN)], "no finite validation accuracy"),
+    ([("a", 8, 0, 0.1, 3.0)], "1 trial per point"),  # one size, one trial
+    ([("a", 8, t, 0.1, 3.0) for t in range(3)] + [("b", 20, 0, 0.2, 2.0)], "1–3 trials per point"),  # b lacks n=8
+])
+def test_efficiency_figure_on_sparse_data(tmp_path, rows, says) -> None:
+    paths = efficiency_figure(_per_run(rows), 0.8, tmp_path / "f", study="s")
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert says in paths[1].read_text()
+
+
+def test_curves_figure_on_sparse_data(tmp_path, epochs) -> None:
+    assert "no finished runs" in curves_figure(epochs.assign(status="failed"), tmp_path / "a")[1].read_text()
+    one = epochs[(epochs["epoch"] == 1) & (epochs["n_train"] == 8)]
+    assert "4 runs per point" in curves_figure(one, tmp_path / "b", study="s")[1].read_text()
+
+
+def test_other_figures_on_empty_data(tmp_path, epochs) -> None:
+    from polarnet.analysis.figures import difference_figure, magnitude_figure, reset_figure
+
+    empty_stats = pd.DataFrame(columns=["condition", "reference", "n_train", "n_a", "n_b", "median",
+                                        "median_reference", "significant"])
+    assert "nothing to compare" in difference_figure(empty_stats, "error", tmp_path / "d")[1].read_text()
+    nan_stats = pd.DataFrame({"condition": ["a"], "reference": ["b"], "n_train": [8], "n_a": [0], "n_b": [3],
+                              "median": [NAN], "median_reference": [0.2], "significant": [False]})
+    assert "nothing to compare" in difference_figure(nan_stats, "error", tmp_path / "d2")[1].read_text()
+    assert "no finished runs" in reset_figure(_per_run([]), tmp_path / "r")[1].read_text()
+    assert "no magnitudes recorded" in magnitude_figure(pd.DataFrame(columns=["condition", "run", "layer"]),
+                                                        tmp_path / "m")[1].read_text()
+    no_changes = epochs.assign(sign_changes="{}")
+    assert "no sign changes recorded" in sign_change_figure(no_changes, "fluid_rand", tmp_path / "s")[1].read_text()
+
+
+def test_trials_label() -> None:
+    from polarnet.analysis.figures import trials_label
+
+    assert trials_label(pd.Series([4, 4])) == "4 trials per point"
+    assert trials_label([2, 20]) == "2–20 trials per point"

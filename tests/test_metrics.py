@@ -165,3 +165,24 @@ def test_more_thresholds_auc_convergence_and_spread_by_hand():
     assert table.error_q75 == pytest.approx(np.quantile(errors, 0.75))
     assert table.mean_final_accuracy == pytest.approx(0.5) and table.std_final_accuracy == pytest.approx(
         np.std([0.95, 0.05], ddof=1))
+
+
+def test_format_summary_marks_medians_of_fewer_than_half_the_trials(epochs):
+    # c1 at n = 8 with a threshold of 0.86: only run a of a, b, c reaches it (1 of 3), at epoch 4
+    table = summary_table(run_metrics(epochs, 0.86))
+    text = format_summary(table, 0.86)
+    c1 = next(line for line in text.splitlines() if line.startswith("c1") and line.split()[1] == "8")
+    assert c1.split()[4:6] == ["4.0*", "33%"]
+    assert text.splitlines()[-1].startswith("* median of the fewer than half of the trials that reached 86%")
+    c2 = next(line for line in text.splitlines() if line.startswith("c2"))
+    assert c2.split()[4] == "1.0"  # 1 of 1: not marked
+
+
+def test_chance_level_is_defined_once():
+    from polarnet.analysis import report
+    from polarnet.analysis.metrics import chance_level
+
+    assert chance_level({"dataset": "xor"}) == 0.5 and chance_level({}) == 0.5
+    assert chance_level({"dataset": "cifar10", "classes": [3, 5]}) == 0.5
+    assert chance_level({"dataset": "mnist", "classes": []}) == pytest.approx(0.1)
+    assert not hasattr(report, "_chance")

@@ -50,3 +50,15 @@ def test_holm_bonferroni_by_hand() -> None:
 def test_unknown_reference_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="reference condition 'x'"):
         compare_to_reference(pd.DataFrame({"condition": ["a"], "n_train": [8], "err": [1.0]}), "err", "x")
+
+
+def test_all_nan_metrics_single_trials_and_missing_sizes_give_untested_rows() -> None:
+    # nobody reached the threshold (all NaN), one trial per point, and the reference lacks n = 20
+    df = pd.DataFrame({"condition": ["a", "a", "b"], "n_train": [8, 20, 8],
+                       "epochs": [math.nan, math.nan, math.nan]})
+    table = compare_to_reference(df, "epochs", reference="b")
+    assert len(table) == 2 and table["p"].isna().all() and table["p_holm"].isna().all()
+    assert not table["significant"].any()
+    assert table.loc[table["n_train"] == 20, "n_b"].item() == 0
+    one = compare_to_reference(pd.DataFrame({"condition": ["a", "b"], "n_train": [8, 8], "e": [1.0, 2.0]}), "e", "b")
+    assert one["p"].item() == 1.0 and not one["significant"].item()

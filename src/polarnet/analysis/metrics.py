@@ -12,7 +12,32 @@ import math
 
 import pandas as pd
 
-__all__ = ["run_metrics", "summary_table", "format_summary"]
+__all__ = ["run_metrics", "summary_table", "format_summary", "chance_level", "median_epochs_text",
+           "MIN_SUCCESS_FOR_MEDIAN"]
+
+#: A median of epochs to a threshold is shown as a finding only when at least this share of
+#: the trials reached the threshold: a median over the few lucky trials of a grid point where
+#: most never got there would look fast, not slow. Figures draw such medians hollow and the
+#: tables mark them with ``*``.
+MIN_SUCCESS_FOR_MEDIAN = 0.5
+
+
+def chance_level(settings: dict) -> float:
+    """Chance accuracy of a study: 1/2 for XOR, 1/classes for the image datasets (all ten of
+    their classes unless the study picks some).
+
+    Args:
+        settings: the study's settings (``Store.study()["settings"]``, or ``Study.to_dict()``).
+
+    Example:
+        >>> chance_level({"dataset": "xor"}), chance_level({"dataset": "cifar10", "classes": [0, 1, 2, 3]})
+        (0.5, 0.25)
+        >>> chance_level({"dataset": "fashion_mnist"})
+        0.1
+    """
+    if settings.get("dataset", "xor") == "xor":
+        return 0.5
+    return 1.0 / (len(settings.get("classes") or []) or 10)
 
 
 def run_metrics(epochs: pd.DataFrame, threshold: float, thresholds: tuple[float, ...] = (),
@@ -70,7 +95,17 @@ def _first_epoch(group: pd.DataFrame, threshold: float) -> float:
 def summary_table(per_run: pd.DataFrame) -> pd.DataFrame:
     """Per condition × size (× hidden × reset): median epochs to threshold among runs that
     reached it, success rate, median error at convergence with its 25th–75th percentiles, the
-    mean ± standard deviation of the final accuracy (as Igoe et al. report), and the run count."""
+    mean ± standard deviation of the final accuracy (as Igoe et al. report), and the run count.
+
+    Example:
+        >>> per_run = pd.DataFrame({"condition": ["c"] * 3, "n_train": [8] * 3, "hidden": [4] * 3,
+        ...                         "reset": ["zero"] * 3, "run": ["a", "b", "d"],
+        ...                         "epochs_to_threshold": [2.0, 4.0, float("nan")],
+        ...                         "error_at_convergence": [0.1, 0.2, 0.5], "final_accuracy": [0.9, 0.8, 0.5]})
+        >>> row = summary_table(per_run).iloc[0]
+        >>> float(row.median_epochs), round(float(row.success_rate), 3), float(row.median_error), int(row.runs)
+        (3.0, 0.667, 0.2, 3)
+    """
     keys = ["condition", "n_train", "hidden", "reset"]
     out = per_run.groupby(keys).agg(
         median_epochs=("epochs_to_threshold", "median"),
@@ -86,11 +121,43 @@ def summary_table(per_run: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_summary(table: pd.DataFrame, threshold: float) -> str:
-    """The plain-text table ``make demo`` prints."""
+    """The plain-text table ``polarnet run`` and ``make demo`` print.
+
+    A median of epochs to the threshold that rests on fewer than half the trials (see
+    :data:`MIN_SUCCESS_FOR_MEDIAN`) is marked ``*``, with a footnote; a dash means no trial
+    reached the threshold.
+
+    Example:
+        >>> t = pd.DataFrame({"condition": ["c", "c"], "n_train": [8, 20], "hidden": [4, 4], "reset": ["zero"] * 2,
+        ...                   "median_epochs": [7.0, 3.0], "success_rate": [0.25, 1.0], "median_error": [0.4, 0.1],
+        ...                   "runs": [4, 4]})
+        >>> print(format_summary(t, 0.8))  # doctest: +NORMALIZE_WHITESPACE
+        condition                n hidden reset     epochs to 80%  success  error at conv.  runs
+        c                        8      4 zero               7.0*      25%           0.400     4
+        c                       20      4 zero                3.0     100%           0.100     4
+        * median of the fewer than half of the trials that reached 80%; the others never did
+    """
     lines = [f"{'condition':<20} {'n':>5} {'hidden':>6} {'reset':<8} {'epochs to ' + format(threshold, '.0%'):>14} "
              f"{'success':>8} {'error at conv.':>15} {'runs':>5}"]
+    marked = False
     for row in table.itertuples(index=False):
-        epochs = "—" if math.isnan(row.median_epochs) else f"{row.median_epochs:.1f}"
+        epochs = median_epochs_text(row.median_epochs, row.success_rate)
+        marked |= epochs.endswith("*")
         lines.append(f"{row.condition:<20} {row.n_train:>5} {row.hidden:>6} {row.reset:<8} {epochs:>14} "
                      f"{row.success_rate:>8.0%} {row.median_error:>15.3f} {row.runs:>5}")
+    if marked:
+        lines.append(f"* median of the fewer than half of the trials that reached {threshold:.0%}; the others never did")
     return "\n".join(lines)
+
+
+def median_epochs_text(median: float, success_rate: float) -> str:
+    """A median of epochs to a threshold as text: a dash when no trial reached it, marked ``*``
+    when fewer than half did.
+
+    Example:
+        >>> median_epochs_text(float("nan"), 0.0), median_epochs_text(4.0, 0.2), median_epochs_text(4.0, 0.5)
+        ('—', '4.0*', '4.0')
+    """
+    if median != median:
+        return "—"
+    return f"{median:.1f}" + ("*" if success_rate < MIN_SUCCESS_FOR_MEDIAN else "")

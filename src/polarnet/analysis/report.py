@@ -1,5 +1,10 @@
 """``polarnet report``: one self-contained ``report.html`` (figures embedded, nothing fetched
-from the network) and ``report.md`` (figures beside it), read only from the results store."""
+from the network) and ``report.md`` (figures beside it), read only from the results store.
+
+The report describes the settings actually stored (never the preset's free-text description
+as if it were the run), flags runs that cannot be trusted (:mod:`.diagnostics`) and works on
+any study: with no finished run, one size, one trial, one epoch or no run reaching the
+threshold it says so instead of failing."""
 
 from __future__ import annotations
 
@@ -13,12 +18,13 @@ import pandas as pd
 
 from ..experiments.store import Store
 from .claims import check_claims
+from .diagnostics import CHANCE_STANDARD_ERRORS, Flag, chance_margin, diagnose
 from .figures import (curves_figure, difference_figure, efficiency_figure, magnitude_figure, reset_figure,
                       sign_change_figure, theory_figure)
-from .metrics import run_metrics, summary_table
+from .metrics import chance_level, median_epochs_text, run_metrics, summary_table
 from .stats import compare_to_reference
 
-__all__ = ["build_report", "markdown_table"]
+__all__ = ["build_report", "markdown_table", "describe_study"]
 
 _REFERENCES = ("fluid_rand", "fluid_in_weight", "fluid_in")
 
@@ -75,40 +81,52 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
 
     def beside(figure: str, label: str) -> str:
         """The claims a figure bears on, each with this study's computed finding."""
-        lines = [f"- **Claim ({v.source}):** {v.claim}. **Here:** {v.finding} — "
-                 f"{'this study agrees' if v.agrees else 'this study does not fully agree'}."
+        lines = [f"- **Claim ({v.source}):** {v.claim}. **Here:** {v.finding} — {v.verdict}."
                  for v in verdicts.get(label, []) if v.figure == figure]
         return ("\n\n" + "\n".join(lines)) if lines else ""
 
-    counts = runs["status"].value_counts().to_dict()
-    sections.append(("Study", f"**{name}** — {settings.get('description', '')}\n\n"
-                     f"Runs: {len(runs)} ({', '.join(f'{v} {k}' for k, v in counts.items())}). "
-                     f"Software: {runs['versions'].iloc[0] if len(runs) else '—'}.", []))
-    if not per_run.empty:
+    sections.append(("Study", describe_study(settings, runs, epochs), []))
+    sections.append(("Diagnostics", _flags_markdown(diagnose(runs, epochs, settings)), []))
+    if per_run.empty:
+        sections.append(("Results", "No run finished, so there are no metrics, figures or claims to show"
+                         + (": see the Diagnostics above for why." if len(runs) else " (the study has no runs yet)."),
+                         []))
+    else:
         summary = summary_table(per_run)
-        sections.append(("Per condition", markdown_table(summary), []))
+        shown = summary.assign(median_epochs=[median_epochs_text(m, r) for m, r in
+                                              zip(summary["median_epochs"], summary["success_rate"])])
+        note = (f"\n\nMedians marked * rest on the fewer than half of the trials that reached {threshold:.0%}; the "
+                "others never did."
+                if shown["median_epochs"].str.endswith("*").any() else "")
+        sections.append(("Per condition", _reached(per_run, threshold) + markdown_table(shown) + note, []))
         for label, panel in panels:
             paths = efficiency_figure(panel, threshold, figures_dir / f"efficiency-{_slug(label)}",
                                       study=f"{name}{' (' + label + ')' if label else ''}")
             sections.append((f"Efficiency{' — ' + label if label else ''}",
+                             _reached(panel, threshold) +
                              "Validation error at convergence, share of trials reaching the threshold, and epochs to "
-                             "reach it, against the training-set size (Wang et al. Fig. 1 B/C, Fig. 2)."
-                             + beside("efficiency", label), paths))
+                             "reach it, against the training-set size (Wang et al. Fig. 1 B/C, Fig. 2). Medians of "
+                             "epochs are drawn only where at least half the trials reached the threshold (hollow "
+                             "where fewer did)." + beside("efficiency", label), paths))
             for extra in thresholds[1:]:  # Wang et al. Fig. C.2/C.4: the same at other thresholds
                 other = panel.assign(epochs_to_threshold=panel[f"epochs_to_{extra:g}"])
                 paths = efficiency_figure(other, extra, figures_dir / f"efficiency-{_slug(label)}-{extra:g}",
                                           study=f"{name}{' (' + label + ')' if label else ''}")
                 sections.append((f"Efficiency at {extra:.0%}{' — ' + label if label else ''}",
+                                 _reached(other, extra) +
                                  "The same at another accuracy threshold (Wang et al. Fig. C.2/C.4).", paths))
         if len(set(per_run["reset"]) - {"none"}) > 1:
             paths = reset_figure(per_run, figures_dir / "reset-rules", study=name)
             sections.append(("Reset rules", "Error at convergence per reset rule (Wang et al. Fig. C.1).", paths))
-        chance = _chance(settings)
-        convergence = per_run.assign(converged=(per_run["final_accuracy"] > chance)).groupby("condition").agg(
+        chance = chance_level(settings)
+        margin = chance_margin(chance, int(settings.get("val_size") or 1000))
+        convergence = per_run.assign(converged=(per_run["final_accuracy"] > chance + margin)).groupby("condition").agg(
             runs=("run", "count"), converged=("converged", "mean"), final_accuracy=("final_accuracy", "mean"),
             final_accuracy_std=("final_accuracy", "std")).reset_index()
-        sections.append(("Convergence", f"Share of runs whose final validation accuracy beats chance ({chance:.0%}), "
-                         "and the final accuracy, mean and standard deviation (Igoe et al. Table 1).\n\n"
+        sections.append(("Convergence", f"Share of runs whose final validation accuracy beats chance ({chance:.0%}) by "
+                         f"more than {CHANCE_STANDARD_ERRORS:g} standard errors over the validation set (above "
+                         f"{chance + margin:.1%}), and the final accuracy, mean and standard deviation (Igoe et al. "
+                         "Table 1).\n\n"
                          + markdown_table(convergence), []))
         if settings.get("dataset") == "xor" and per_run["hidden"].nunique() > 2:
             from .theory_table import theory_table
@@ -119,11 +137,13 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
             sections.append(("Learnability", "The App. D bounds against the fraction of Frozen RAND nets that "
                              "learned (Wang et al. Fig. 4A; see docs/theory.md).\n\n" + markdown_table(table, 3), paths))
         mark = 0.4 if settings.get("dataset", "xor") != "xor" else threshold  # Igoe's 40% is below XOR's chance
-        curves = curves_figure(epochs[epochs["n_train"] == epochs["n_train"].max()], figures_dir / "curves",
-                               study=f"{name}, n = {epochs['n_train'].max()}", mark=mark)
+        done = epochs[epochs["status"] == "done"]
+        largest = done["n_train"].max()
+        curves = curves_figure(done[done["n_train"] == largest], figures_dir / "curves",
+                               study=f"{name}, n = {largest}", mark=mark)
         sections.append(("Learning curves", "Training and validation accuracy per epoch at the largest training set "
-                         "(Igoe et al. Fig. 1–2).", curves))
-        fluid = next((c for c in _REFERENCES if c in set(epochs["condition"])), None)
+                         "with finished runs (Igoe et al. Fig. 1–2).", curves))
+        fluid = next((c for c in _REFERENCES if c in set(done["condition"])), None)
         if fluid is not None:
             signs = sign_change_figure(epochs, fluid, figures_dir / "sign-changes", study=name)
             sections.append(("Sign changes", f"Fraction of weights whose sign changed per epoch, {fluid} "
@@ -134,14 +154,15 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
                              "alignment (Wang et al. Fig. C.6): conditions share their magnitude draw, so the curves "
                              "coincide except for conditions that copy source weights.", paths))
         if any(verdicts.values()):
-            lines = [f"- **{v.claim}** ({v.source}{', ' + label if label else ''}): {v.finding} — "
-                     f"{'this study agrees' if v.agrees else 'this study does not fully agree'}."
+            lines = [f"- **{v.claim}** ({v.source}{', ' + label if label else ''}): {v.finding} — {v.verdict}."
                      for label, found in verdicts.items() for v in found]
             sections.append(("Claims", "All the papers' claims this study can test, as beside the figures above "
                              "and below.\n\n" + "\n".join(lines), []))
         reference = next((c for c in _REFERENCES if c in set(per_run["condition"])), None)
         if reference is not None and per_run["condition"].nunique() > 1:
             for label, panel in panels:
+                if reference not in set(panel["condition"]) or panel["condition"].nunique() < 2:
+                    continue
                 stats = compare_to_reference(panel, "error_at_convergence", reference)
                 paths = difference_figure(stats, "error at convergence", figures_dir / f"differences-{_slug(label)}",
                                           study=name) if len(stats) else []
@@ -171,11 +192,128 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
     return html_path, md_path
 
 
-def _chance(settings: dict) -> float:
-    """Chance accuracy: 1/2 for XOR, 1/classes for the image datasets."""
-    if settings.get("dataset", "xor") == "xor":
-        return 0.5
-    return 1.0 / (len(settings.get("classes") or []) or 10)
+#: settings shown in the report's header, in this order (the grid first)
+_HEADER_SETTINGS = ("dataset", "dims", "classes", "model", "batch_size", "lr", "val_size", "thresholds", "dtype", "seed")
+#: settings that say nothing about the numbers (left out when comparing with the preset)
+_NOT_COMPARED = {"name", "description", "data_root", "download", "source_hint", "vectorize"}
+
+
+def describe_study(settings: dict, runs: pd.DataFrame, epochs: pd.DataFrame) -> str:
+    """The report's header: the grid and settings actually stored, the runs actually in the
+    store, and the preset's description labelled as such, with what this study changed.
+
+    Example:
+        >>> settings = {"name": "mine", "description": "10 sizes, 50 trials", "conditions": ["a", "b"],
+        ...             "sizes": [8, 20], "hidden": [4], "resets": ["zero"], "trials": 2, "epochs": 1,
+        ...             "dataset": "xor", "lr": 0.03}
+        >>> runs = pd.DataFrame({"status": ["done"] * 7 + ["failed"], "condition": ["a", "b"] * 4,
+        ...                      "n_train": [8, 8, 20, 20] * 2, "trial": [0] * 4 + [1] * 4})
+        >>> print(describe_study(settings, runs, pd.DataFrame()))  # doctest: +NORMALIZE_WHITESPACE
+        **mine** — as run: 2 conditions (a, b) × 2 sizes (8, 20) × hidden 4 × reset zero × 2 trials, 1 epoch each.
+        <BLANKLINE>
+        Settings: dataset xor, lr 0.03.
+        <BLANKLINE>
+        Runs in the store: 8 (7 done, 1 failed); 1–2 trials per grid point finished.
+        <BLANKLINE>
+        Description (free text from the study file, not checked against the settings): 10 sizes, 50 trials
+    """
+    def listing(key: str, singular: str, plural: str) -> str:
+        values = list(settings.get(key) or [])
+        if len(values) == 1:
+            return f"{singular} {values[0]}"
+        return f"{len(values)} {plural} ({', '.join(map(str, values))})"
+
+    trials, epochs_each = settings.get("trials", "?"), settings.get("epochs", "?")
+    grid = " × ".join([listing("conditions", "condition", "conditions"), listing("sizes", "size", "sizes"),
+                       listing("hidden", "hidden", "hidden sizes"), listing("resets", "reset", "reset rules"),
+                       f"{trials} trial{'s' if trials != 1 else ''}"])
+    lines = [f"**{settings.get('name', 'study')}** — as run: {grid}, {epochs_each} epoch{'s' if epochs_each != 1 else ''} "
+             "each."]
+    shown = [f"{key.replace('_', ' ')} {_value(settings[key])}" for key in _HEADER_SETTINGS
+             if key in settings and settings[key] not in (None, [], ())]
+    lines.append(f"Settings: {', '.join(shown)}.")
+    if len(runs):
+        counts = runs["status"].value_counts()
+        status = ", ".join(f"{int(counts[k])} {k}" for k in ("done", "failed", "running") if k in counts)
+        done = runs[runs["status"] == "done"]
+        per_point = done.groupby(["condition", "n_train"] + [c for c in ("hidden", "reset") if c in done]).size() \
+            if len(done) else pd.Series(dtype=int)
+        text = f"Runs in the store: {len(runs)} ({status})"
+        if len(per_point):
+            low, high = int(per_point.min()), int(per_point.max())
+            text += f"; {low if low == high else f'{low}–{high}'} trial{'s' if high != 1 else ''} per grid point finished"
+        if len(epochs) and "status" in epochs:
+            recorded = epochs[epochs["status"] == "done"].groupby("run")["epoch"].max()
+            if len(recorded) and recorded.min() != recorded.max():
+                text += f"; {int(recorded.min())}–{int(recorded.max())} epochs per finished run"
+        lines.append(text + ".")
+    else:
+        lines.append("Runs in the store: none yet.")
+    lines.append(_preset_note(settings))
+    return "\n\n".join(line for line in lines if line)
+
+
+def _value(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(_value, value)) + "]"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _preset_note(settings: dict) -> str:
+    """The description, labelled: a preset's own (with what this study changed), or free text."""
+    description = settings.get("description") or ""
+    name = settings.get("name", "")
+    versions = {}
+    try:
+        from ..experiments.config import list_presets, load_study
+
+        if name in list_presets():
+            versions = {"": load_study(name, validate=False).to_dict(),
+                        " --quick": load_study(name, quick=True, validate=False).to_dict()}
+    except Exception:  # a preset that no longer loads: fall back to the plain label
+        versions = {}
+    if not versions:
+        return (f"Description (free text from the study file, not checked against the settings): {description}"
+                if description else "")
+
+    def changes(preset: dict) -> list[str]:
+        return [key for key in preset if key not in _NOT_COMPARED and key in settings
+                and json.dumps(settings[key], default=list) != json.dumps(preset[key], default=list)]
+
+    version, changed = min(((v, changes(p)) for v, p in versions.items()), key=lambda vc: len(vc[1]))
+    if not changed:
+        if not version:
+            return f"Preset `{name}`, run as published: {description}"
+        return (f"Preset `{name}`, its --quick version: {', '.join(f'{k} {_value(settings[k])}' for k in changes(versions['']))}. "
+                f"Preset description (of the full preset, not of this run): {description}")
+    diffs = "; ".join(f"{key} {_value(settings[key])} (preset{version}: {_value(versions[version][key])})"
+                      for key in changed)
+    return (f"Preset description (of the full `{name}` preset, which this study does not match): {description}\n\n"
+            f"Changed from `polarnet run {name}{version}` (with --set): {diffs}.")
+
+
+def _reached(per_run: pd.DataFrame, threshold: float) -> str:
+    """A sentence when no run reached ``threshold`` (that is then the finding); else nothing."""
+    if per_run.empty or per_run["epochs_to_threshold"].notna().any():
+        return ""
+    best = per_run["final_accuracy"].max()
+    best_text = f" (best final validation accuracy: {best:.1%})" if best == best else ""
+    return f"**No run reached {threshold:.0%} validation accuracy**{best_text}.\n\n"
+
+
+def _flags_markdown(flags: list[Flag]) -> str:
+    """Diagnostics as Markdown: one bullet per flag with its grid points and hint."""
+    if not flags:
+        return "No problems found: no failed or interrupted runs, no validation stuck at chance, no conditions " \
+               "with identical curves, no Frozen run dominated by resets."
+    lines = []
+    for flag in flags:
+        where = "; ".join(flag.where[:6]) + (f"; … and {len(flag.where) - 6} more" if len(flag.where) > 6 else "")
+        lines.append(f"- **{flag.kind}** ({len(flag.runs)} run{'s' if len(flag.runs) != 1 else ''}): {flag.reason}. "
+                     f"**Where:** {where}. **Hint:** {flag.hint}")
+    return "These runs cannot be fully trusted (see docs/analysis.md, Diagnostics):\n\n" + "\n".join(lines)
 
 
 def _panels(per_run: pd.DataFrame):
