@@ -85,6 +85,7 @@ def test_run_prints_the_summary_and_resumes(tmp_path, capsys) -> None:
     text = capsys.readouterr().out
     assert "xor5d: 12 runs trained, 0 already done in" in text
     assert "epochs to 80%" in text and "frozen_sufficient" in text and "fluid_rand" in text
+    assert "Diagnostics:" in text
     assert (out / "results.sqlite").is_file()
     assert main(["run", "xor5d", "--out", str(out), *TINY]) == 0
     assert "0 runs trained, 12 already done in" in capsys.readouterr().out
@@ -223,3 +224,10 @@ def test_a_keyboard_interrupt_is_one_line_and_exit_130(monkeypatch, capsys) -> N
     monkeypatch.setattr(cli, "_presets", interrupted)
     assert main(["presets"]) == 130
     assert capsys.readouterr().err == "polarnet: interrupted by SIGINT\n"
+
+
+def test_run_summary_flags_runs_that_cannot_be_trusted(tmp_path, capsys) -> None:
+    out = tmp_path / "hot"
+    assert main(["run", "xor5d", "--out", str(out), *TINY, "--set", "lr=3", "--set", "epochs=5"]) == 0
+    text = capsys.readouterr().out
+    assert "excess_resets" in text and "hint: lower the learning rate (lr = 3 here)" in text

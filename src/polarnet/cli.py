@@ -80,6 +80,7 @@ def _proportions(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .analysis.diagnostics import diagnose, format_flags
     from .analysis.metrics import format_summary, run_metrics, summary_table
     from .experiments import Store, load_study, run_study
 
@@ -94,11 +95,12 @@ def _run(args: argparse.Namespace) -> int:
                         address=args.address, progress=not args.no_progress, retry_failed=args.retry_failed)
     print(_sweep_line(study.name, folder, summary))
     with Store.existing(folder) as store:
-        epochs = store.epochs()
+        runs, epochs, settings = store.runs(), store.epochs(), store.study().get("settings", {})
     threshold = study.thresholds[0]
     if len(epochs):
         print(f"\nMedians over trials; epochs to {threshold:.0%} validation accuracy count the runs that reached it.")
         print(format_summary(summary_table(run_metrics(epochs, threshold)), threshold))
+    print("\n" + format_flags(diagnose(runs, epochs, settings)))
     print(f"\nresults: {folder / 'results.sqlite'}")
     failed = summary.failed + summary.failed_before
     if failed:
