@@ -430,3 +430,36 @@ def test_a_signal_during_a_store_write_waits_for_the_write(tmp_path, monkeypatch
     with pytest.raises(Interrupted):
         run_study(study, tmp_path, workers=1, progress=False)
     assert _check_store_invariants(tmp_path, study) == {"done": 1, "running": 11}
+
+
+IMAGE = ["dataset='fashion_mnist'", "model='lenet'", "in_channels=1", "init_linear='glorot_uniform'",
+         "init_bias='zeros'", "conditions=['frozen_rand']", "sizes=[200]", "trials=1", "epochs=4", "batch_size=50",
+         "lr=0.001", "val_size=200"]
+_REAL = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+
+
+@pytest.mark.skipif(not os.path.isfile(_REAL) and not os.environ.get("POLARNET_REQUIRE_REAL_DATA"),
+                    reason="Debian package dataset-fashion-mnist not installed (.ci/run installs it)")
+def test_an_interrupted_image_run_resumes_at_its_last_finished_epoch(tmp_path, monkeypatch) -> None:
+    study = load_study("xor5d", IMAGE)
+    run_study(study, tmp_path / "reference", workers=1, progress=False)
+    real, epochs_seen, signalled = executors.train_run, [], []
+
+    def signal_after_two_epochs(spec, device, on_epoch=None, checkpoint=None, **kwargs):
+        def tick(fraction):
+            epochs_seen.append(fraction)
+            if len(epochs_seen) == 2 and not signalled:
+                signalled.append(True)
+                os.kill(os.getpid(), signal.SIGINT)
+        return real(spec, device, on_epoch=tick, checkpoint=checkpoint, **kwargs)
+
+    monkeypatch.setattr(executors, "train_run", signal_after_two_epochs)
+    folder = tmp_path / "interrupted"
+    with pytest.raises(Interrupted):
+        run_study(study, folder, workers=1, progress=False)
+    assert [p.name for p in (folder / "checkpoints").iterdir()] == [f"{plan(study)[0].key}.pt"]
+    epochs_seen.clear()
+    summary = run_study(study, folder, workers=1, progress=False)
+    assert summary.trained == 1 and len(epochs_seen) == 2  # epochs 3 and 4 only
+    assert not list((folder / "checkpoints").iterdir())  # deleted once the run is in the store
+    _assert_same_results(folder, tmp_path / "reference", 0.0)

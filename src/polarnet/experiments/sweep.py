@@ -30,11 +30,14 @@ from .executors import EXECUTORS, default_workers, resolve_device
 from .conditions import needs_source, source_state
 from .plan import RunSpec, plan
 from ..transfer import transfer
-from .trainer import prepare_model, run_data
+from .trainer import checkpoint_file, prepare_model, run_data
 from .progress import Progress
 from .store import Store
 
-__all__ = ["run_study", "SweepSummary", "Interrupted", "make_chunks"]
+__all__ = ["run_study", "SweepSummary", "Interrupted", "make_chunks", "CHECKPOINTS"]
+
+#: the folder, inside a study folder, where runs trained one at a time keep their per-epoch checkpoints
+CHECKPOINTS = "checkpoints"
 
 
 @dataclass
@@ -214,7 +217,8 @@ def run_study(study: Study, folder: str | os.PathLike[str], *, executor: str = "
             failed = 0
             try:
                 if todo:
-                    failed = _compute(todo, store, bar, signals, runner, device, workers, address)
+                    failed = _compute(todo, store, bar, signals, runner, device, workers, address,
+                                      Path(folder) / CHECKPOINTS)
             finally:
                 bar.close()
     return SweepSummary(Path(folder), len(runs), len(runs) - len(todo), len(todo), failed,
@@ -222,8 +226,13 @@ def run_study(study: Study, folder: str | os.PathLike[str], *, executor: str = "
 
 
 def _compute(todo: list[RunSpec], store: Store, bar: Progress, signals: _Signals, runner, device: str, workers: int,
-             address: str | None) -> int:
-    """Train ``todo`` and record each chunk as it finishes; returns how many runs failed."""
+             address: str | None, checkpoints: Path) -> int:
+    """Train ``todo`` and record each chunk as it finishes; returns how many runs failed.
+
+    Runs trained one at a time keep a checkpoint per epoch in ``checkpoints``, so an
+    interrupted one resumes at its last finished epoch; a run's checkpoint is deleted once the
+    run is in the store.
+    """
     partial_work: dict[int, float] = defaultdict(float)
 
     def on_progress(index: int, work: float) -> None:
@@ -231,12 +240,15 @@ def _compute(todo: list[RunSpec], store: Store, bar: Progress, signals: _Signals
         bar.advance(work)
 
     failed = 0
-    stream = runner(make_chunks(todo, workers), device, workers, address, on_progress)  # fails early (no Ray)
+    stream = runner(make_chunks(todo, workers), device, workers, address, on_progress,
+                    checkpoints=checkpoints)  # fails early (no Ray)
     try:
         store.mark_running(todo)
         for index, results in stream:
             with signals.deferred():  # a signal now waits until the chunk is recorded
                 store.record(results)
+            for result in results:
+                checkpoint_file(checkpoints, result.key).unlink(missing_ok=True)
             n_failed = sum(r.status == "failed" for r in results)
             failed += n_failed
             bar.advance(len(results) - partial_work.pop(index, 0.0), finished=len(results), failed=n_failed)
