@@ -92,6 +92,7 @@ def test_non_regular_files_are_refused_at_once(tmp_path) -> None:
         pn.load_state_dict("/dev/zero")
 
 
+@pytest.mark.filterwarnings("ignore:Validating sparse tensor invariants")
 def test_complex_and_sparse_tensors_are_left_out_with_a_warning(tmp_path, weights) -> None:
     f = tmp_path / "w.pt"
     torch.save({**weights, "fft.weight": torch.ones(2, 2, dtype=torch.cfloat), "adj.weight": torch.eye(3).to_sparse()}, f)

@@ -275,6 +275,16 @@ class FreezeHandle:
         last_resets: resets per layer at the latest step.
         total_resets: resets since :func:`freeze`.
         steps: optimizer steps seen.
+
+    Example:
+        >>> net = nn.Linear(3, 3)
+        >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        >>> handle = freeze(net, PolarityTemplate.random(net), opt)
+        >>> handle.active
+        True
+        >>> handle.remove()              # the optimizer may be frozen again now
+        >>> handle.active, freeze(net, PolarityTemplate.random(net, seed=1), opt).active
+        (False, True)
     """
 
     enforcer: Enforcer

@@ -142,11 +142,21 @@ class PolarityTemplate(MutableMapping[str, Tensor]):
 
     # -- queries -------------------------------------------------------------------
     def numel(self) -> int:
-        """Number of weights the template constrains."""
+        """Number of weights the template constrains.
+
+        Example:
+            >>> PolarityTemplate({"w": torch.ones(2, 3), "b": torch.zeros(4)}).numel()
+            10
+        """
         return sum(t.numel() for t in self._signs.values())
 
     def counts(self) -> dict[str, tuple[int, int, int]]:
-        """``{name: (zeros, negatives, positives)}``."""
+        """``{name: (zeros, negatives, positives)}``.
+
+        Example:
+            >>> PolarityTemplate({"w": torch.tensor([0, -1, 1, 1])}).counts()
+            {'w': (1, 1, 2)}
+        """
         out = {}
         for name, t in self._signs.items():
             neg, zero = int((t < 0).sum()), int((t == 0).sum())
@@ -220,6 +230,19 @@ class PolarityTemplate(MutableMapping[str, Tensor]):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PolarityTemplate:
-        """Read a template file; raises :class:`polarnet.TemplateFileError` on a bad file."""
+        """Read a template file.
+
+        Raises:
+            polarnet.TemplateFileError: the file is truncated, corrupted, inconsistent, of a
+                newer version, or not a regular file (a directory, FIFO, device).
+            FileNotFoundError: there is no such file.
+
+        Example:
+            >>> import tempfile
+            >>> PolarityTemplate.load(tempfile.mkdtemp())
+            Traceback (most recent call last):
+            ...
+            polarnet.fileformat.TemplateFileError: ...: is a directory, not a template file
+        """
         signs, meta = fileformat.read_signs(path)
         return cls(signs, meta=meta)
