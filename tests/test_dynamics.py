@@ -99,3 +99,17 @@ def test_swap_rejects_bad_arguments() -> None:
         pn.fluid_spin_swap(net, t, 1.5)
     with pytest.raises(ValueError, match="mode"):
         pn.fluid_spin_swap(net, t, 0.5, mode="moving")  # type: ignore[arg-type]
+
+
+def test_fluid_spin_swap_keeps_tied_weights_on_one_pattern() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 6), nn.Linear(6, 6))
+    net[1].weight = net[0].weight  # tied, as a language model's embedding and decoder
+    t = pn.PolarityTemplate.from_model(net.state_dict(), layers=["0.weight", "1.weight"])  # both names
+    assert set(t) >= {"0.weight", "1.weight"}
+    before = t["0.weight"]
+    flipped = pn.fluid_spin_swap(net, t, 0.5, seed=0)
+    assert flipped == {"0.weight": 18} or flipped == {"1.weight": 18}
+    assert torch.equal(t["0.weight"], t["1.weight"]) and not torch.equal(t["0.weight"], before)
+    assert pn.violations(net, t) == 0
+    assert t.proportions()["0.weight"] == pn.PolarityTemplate({"w": before}).proportions()["w"]

@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .layers import LayerSpec, named_tensors, select
+from .layers import LayerSpec, aliases, named_tensors, select
 from .template import PolarityTemplate
 
 __all__ = ["sign_snapshot", "sign_change_fraction", "SignTracker", "fluid_spin_swap"]
@@ -109,19 +109,23 @@ def fluid_spin_swap(model: nn.Module, template: PolarityTemplate, fraction: floa
         raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
     if mode not in ("pattern", "literal"):
         raise ValueError(f"mode must be 'pattern' or 'literal', got {mode!r}")
-    params = template.check(model)
+    params = template.check(model)  # a tied weight once, under one of its names
+    tied = aliases(model)
     g = generator if generator is not None else torch.Generator().manual_seed(0 if seed is None else seed)
     flipped: dict[str, int] = {}
     for name, w in params.items():
-        flat = template[name].reshape(-1)
+        shape = w.shape
+        flat = template[name].reshape(-1)  # a copy: reading a template layer never aliases it
         pos, neg = (flat > 0).nonzero().squeeze(1), (flat < 0).nonzero().squeeze(1)
         k = min(round(fraction * (pos.numel() + neg.numel()) / 2), pos.numel(), neg.numel())
         chosen = torch.cat([pos[torch.randperm(pos.numel(), generator=g)[:k]], neg[torch.randperm(neg.numel(), generator=g)[:k]]])
         coords = tuple(c.to(w.device) for c in torch.unravel_index(chosen, tuple(w.shape)))
         w.index_put_(coords, -w[coords])
         if mode == "pattern":
-            new = flat.clone()
-            new[chosen] = -new[chosen]
-            template[name] = new.view(template[name].shape)
+            flat[chosen] = -flat[chosen]
+            root = tied.get(name, name)
+            for other in template:  # every name of a tied weight keeps the one pattern
+                if other == name or tied.get(other, other) == root:
+                    template[other] = flat.view(shape)
         flipped[name] = int(chosen.numel())
     return flipped
