@@ -264,8 +264,8 @@ def test_a_killed_worker_fails_its_runs_and_is_replaced(tmp_path) -> None:
         assert results[index][0].status == "failed"
         assert "worker process" in results[index][0].reason and "SIGKILL" in results[index][0].reason
     assert [r.status for r in results[2]] == ["done"] * len(tiny)
-    for run in tiny:  # one at a time: each run checkpointed (all but its last epoch)
-        assert torch.load(checkpoint_file(tmp_path, run.key), weights_only=True)["epoch"] == 2
+    for run in tiny:  # one at a time: each run checkpointed (never after its last epoch)
+        assert torch.load(checkpoint_file(tmp_path, run.key), weights_only=True)["epoch"] in (1, 2)
     assert _children(os.getpid()) == []
 
 

@@ -233,7 +233,7 @@ def _interrupted_then_resumed(run, path, after: int = 2):
             raise _Stop
 
     with pytest.raises(_Stop):
-        train_run(run, keep_weights=True, on_epoch=stop, checkpoint=path)
+        train_run(run, keep_weights=True, on_epoch=stop, checkpoint=path, checkpoint_overhead=math.inf)
     saved = torch.load(path, weights_only=True)
     assert (saved["format"], saved["key"], saved["epoch"]) == (CHECKPOINT_FORMAT, run.key, after)
     epochs = []
@@ -343,7 +343,7 @@ def test_unusable_checkpoints_are_ignored_with_a_warning(tmp_path) -> None:
 
 def _checkpoint_of(run, path):
     with pytest.raises(_Stop):
-        train_run(run, on_epoch=lambda _: (_ for _ in ()).throw(_Stop()), checkpoint=path)
+        train_run(run, on_epoch=lambda _: (_ for _ in ()).throw(_Stop()), checkpoint=path, checkpoint_overhead=math.inf)
     return path
 
 
@@ -352,8 +352,30 @@ def test_a_finished_run_leaves_its_checkpoint_one_epoch_short(tmp_path) -> None:
     epoch isn't written, since the result follows at once."""
     run = plan(load_study("xor5d", ["trials=1", "epochs=3", "sizes=[8]", "val_size=100"]))[0]
     path = tmp_path / "deep" / "run.pt"
-    train_run(run, checkpoint=path)
+    train_run(run, checkpoint=path, checkpoint_overhead=math.inf)
     (path.parent / "run.pt.12345.tmp").write_bytes(b"half a checkpoint")  # a write cut short by a kill
-    train_run(run, checkpoint=path)
+    train_run(run, checkpoint=path, checkpoint_overhead=math.inf)
     assert torch.load(path, weights_only=True)["epoch"] == 2
     assert [p.name for p in path.parent.iterdir()] == ["run.pt"]  # no temporary file left behind, none kept
+
+
+def test_checkpoints_take_a_bounded_share_of_the_training_time(tmp_path) -> None:
+    """The first epoch is always saved; later ones only once the epochs since the last write
+    took 1 / checkpoint_overhead times as long as writing it. Resuming from an older epoch
+    still gives the uninterrupted numbers."""
+    run = next(r for r in plan(load_study("xor5d", ["trials=1", "epochs=4", "sizes=[40]", "val_size=200"]))
+               if r.condition.frozen)
+    path = tmp_path / "run.pt"
+    finished = []
+
+    def stop(_work):
+        finished.append(1)
+        if len(finished) == 3:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train_run(run, on_epoch=stop, checkpoint=path, checkpoint_overhead=1e-9)  # writing "costs" forever
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    _assert_same_run(train_run(run, keep_weights=True), train_run(run, keep_weights=True, checkpoint=path))
+    with pytest.raises(ValueError, match="checkpoint_overhead"):
+        train_run(run, checkpoint=path, checkpoint_overhead=0)

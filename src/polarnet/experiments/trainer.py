@@ -5,9 +5,9 @@ for models the ensemble doesn't cover (image studies).
 Data are held as tensors on the device; batches are indexed there and turned into model
 input by the dataset's preparation (for images: normalise, repeat gray, resize).
 
-Given a ``checkpoint`` file, :func:`train_run` saves after every finished epoch (but the last)
-everything it needs to go on, and a later call with the same file continues from the next
-epoch with the numbers an uninterrupted run gives, bit for bit.
+Given a ``checkpoint`` file, :func:`train_run` saves after finished epochs everything it needs
+to go on, and a later call with the same file continues from the epoch after the saved one
+with the numbers an uninterrupted run gives, bit for bit.
 """
 
 from __future__ import annotations
@@ -162,10 +162,9 @@ def _save_checkpoint(path: Path, spec: RunSpec, t: _Training, device: torch.devi
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
+        # no fsync: what must survive is the process being killed, and the page cache does; a
+        # file torn by a power cut is unreadable, hence ignored (the run starts again)
+        torch.save(state, tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -219,8 +218,30 @@ def _restore(t: _Training, state: dict[str, Any], device: torch.device) -> None:
     t.epoch, t.seconds = int(state["epoch"]), float(state["seconds"])
 
 
+class _Checkpoints:
+    """When to write a run's checkpoint: after the first epoch, then whenever the epochs since
+    the last write took at least ``1 / overhead`` times as long as that write did, so writing
+    costs at most about ``overhead`` of the training time (AlexNet's 0.7 GB take a second or
+    more, longer than a small epoch on a GPU); never after the last epoch (the result follows)."""
+
+    def __init__(self, path: Path, overhead: float) -> None:
+        if not overhead > 0:
+            raise ValueError(f"checkpoint_overhead must be > 0, got {overhead!r}")
+        self.path, self.overhead = path, overhead
+        self.since, self.cost = time.perf_counter(), 0.0
+
+    def after_epoch(self, spec: RunSpec, t: _Training, device: torch.device, seconds: float) -> None:
+        now = time.perf_counter()
+        if t.epoch >= spec.study.epochs or (now - self.since) * self.overhead < self.cost:
+            return
+        _save_checkpoint(self.path, spec, t, device, seconds)
+        self.since = time.perf_counter()
+        self.cost = self.since - now
+
+
 def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: bool = False,
-              on_epoch: Callable[[float], None] | None = None, checkpoint: str | os.PathLike[str] | None = None) -> RunResult:
+              on_epoch: Callable[[float], None] | None = None, checkpoint: str | os.PathLike[str] | None = None,
+              *, checkpoint_overhead: float = 0.1) -> RunResult:
     """Train one run end to end and return its per-epoch record.
 
     Args:
@@ -228,13 +249,17 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
         device: where to train.
         keep_weights: put the final ``state_dict`` (on the CPU) in ``result.extra["weights"]``.
         on_epoch: called with ``1 / epochs`` after every epoch (progress reporting).
-        checkpoint: a file. After every finished epoch but the last, the whole training state
-            (weights, Adam, the gradient scaler, the batch-order, swap and dropout generators,
-            the template, the sign tracker, the reset counter and the records so far) is written
-            there atomically; if the file already holds this run's state, training continues from
-            its next epoch and gives exactly the numbers of an uninterrupted run. An unreadable or
-            foreign file is ignored with a warning. The file is left in place: delete it once the
-            result is safe.
+        checkpoint: a file. After finished epochs (see ``checkpoint_overhead``) the whole
+            training state (weights, Adam, the gradient scaler, the batch-order, swap and dropout
+            generators, the template, the sign tracker, the reset counter and the records so far)
+            is written there atomically; if the file already holds this run's state, training
+            continues from the epoch after it and gives exactly the numbers of an uninterrupted
+            run. An unreadable or foreign file is ignored with a warning. The file is left in
+            place: delete it once the result is safe.
+        checkpoint_overhead: the share of training time that writing checkpoints may take. The
+            first epoch is always saved; a later one when the epochs since the last write took at
+            least ``1 / checkpoint_overhead`` times as long as writing it (with small models:
+            every epoch). ``float("inf")``: after every epoch but the last.
 
     Returns:
         A :class:`RunResult`; for frozen runs ``extra["constrained"]`` is the number of
@@ -258,6 +283,7 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
     memory = torch.channels_last if study.channels_last else torch.preserve_format
     path = Path(checkpoint) if checkpoint is not None else None
     saved = None
+    saver = _Checkpoints(path, checkpoint_overhead) if path is not None else None
     if path is not None:
         for stale in path.parent.glob(f"{glob.escape(path.name)}.*.tmp"):  # a write cut short by a kill
             stale.unlink(missing_ok=True)
@@ -279,7 +305,7 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
                 if cuda:
                     torch.cuda.manual_seed(_dropout_seed(spec))
                 t = _start(spec, data, device, x_val, y_val, eval_batch, memory)
-        _train(spec, t, data, x, y, x_val, y_val, eval_batch, memory, device, on_epoch, path, start)
+        _train(spec, t, data, x, y, x_val, y_val, eval_batch, memory, device, on_epoch, saver, start)
     result = t.result
     if t.handle is not None:
         t.handle.remove()
@@ -291,7 +317,7 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
 
 def _train(spec: RunSpec, t: _Training, data: Data, x: Tensor, y: Tensor, x_val: Tensor, y_val: Tensor,
            eval_batch: int, memory: torch.memory_format, device: torch.device,
-           on_epoch: Callable[[float], None] | None, checkpoint: Path | None, start: float) -> None:
+           on_epoch: Callable[[float], None] | None, checkpoints: _Checkpoints | None, start: float) -> None:
     """The epochs after ``t.epoch``."""
     study, condition = spec.study, spec.condition
     model, template, optimizer, scaler, handle, result = t.model, t.template, t.optimizer, t.scaler, t.handle, t.result
@@ -324,8 +350,8 @@ def _train(spec: RunSpec, t: _Training, data: Data, x: Tensor, y: Tensor, x_val:
                                          t.tracker.update(), time.perf_counter() - tick))
         t.epoch = epoch
         finite = math.isfinite(train_loss) and math.isfinite(val_loss)
-        if checkpoint is not None and finite and epoch < study.epochs:
-            _save_checkpoint(checkpoint, spec, t, device, t.seconds + time.perf_counter() - start)
+        if checkpoints is not None and finite:
+            checkpoints.after_epoch(spec, t, device, t.seconds + time.perf_counter() - start)
         if on_epoch is not None:
             on_epoch(1 / study.epochs)
         if not finite:
