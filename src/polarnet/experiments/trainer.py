@@ -134,9 +134,14 @@ def _start(spec: RunSpec, data: Data, device: str | torch.device, x_val: Tensor,
                      result)
 
 
-def _dropout_seed(spec: RunSpec) -> int:
-    """Seeds torch's global generator, which dropout draws from; shared by the conditions of a trial."""
-    return derive_seed(spec.study.seed, "dropout", spec.trial, spec.n_train, spec.hidden)
+def _seed_global(spec: RunSpec, device: torch.device) -> None:
+    """Seed torch's global generator (the CPU's, and the run's GPU's), which dropout draws
+    from; the seed is shared by the conditions of a trial."""
+    seed = derive_seed(spec.study.seed, "dropout", spec.trial, spec.n_train, spec.hidden)
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        with torch.cuda.device(_cuda_index(device)):
+            torch.cuda.manual_seed(seed)
 
 
 def _cuda_index(device: torch.device) -> int:
@@ -291,9 +296,7 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
     # dropout draws from torch's global generator: seed it per run (leaving the caller's as it was)
     cuda = [_cuda_index(device)] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
-        torch.default_generator.manual_seed(_dropout_seed(spec))
-        if cuda:
-            torch.cuda.manual_seed(_dropout_seed(spec))
+        _seed_global(spec, device)
         t = _start(spec, data, device, x_val, y_val, eval_batch, memory, evaluate=saved is None)
         if saved is not None:
             try:
@@ -301,9 +304,7 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
             except Exception as e:
                 warnings.warn(f"checkpoint {path} does not fit run {spec.key} ({type(e).__name__}: {e}); "
                               f"training it from the start", RuntimeWarning, stacklevel=2)
-                torch.default_generator.manual_seed(_dropout_seed(spec))
-                if cuda:
-                    torch.cuda.manual_seed(_dropout_seed(spec))
+                _seed_global(spec, device)
                 t = _start(spec, data, device, x_val, y_val, eval_batch, memory)
         _train(spec, t, data, x, y, x_val, y_val, eval_batch, memory, device, on_epoch, saver, start)
     result = t.result
