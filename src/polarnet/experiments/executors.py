@@ -106,7 +106,9 @@ def _die_with_parent(parent: int, tied_to_thread: bool) -> None:
     On Linux the kernel sends SIGKILL when the parent exits (``PR_SET_PDEATHSIG``). That fires
     when the *thread* that started this process exits, so it is only set when that thread was
     the driver's main thread (``tied_to_thread``). A daemon thread watching the parent's pid
-    covers the rest, and other systems.
+    covers the rest, and other systems. This runs once the worker has imported polarnet (and
+    torch): a driver killed while its workers are still starting up is noticed here, and the
+    worker exits at once.
     """
     if tied_to_thread and sys.platform.startswith("linux"):
         try:
@@ -155,9 +157,9 @@ def _worker_main(conn: Connection, parent: int, tied_to_thread: bool, threads: i
             results = compute_chunk(specs, device, report, checkpoints)
             try:
                 conn.send(("done", results))
-            except (OSError, EOFError):
+            except (OSError, EOFError):  # the driver is gone: handled below
                 raise
-            except Exception as e:  # e.g. a result that can't be pickled
+            except Exception as e:  # e.g. a result that can't be pickled (nothing was sent)
                 conn.send(("done", _failed(specs, device, f"result could not be sent back: {type(e).__name__}: {e}")))
     except (OSError, EOFError):  # the driver is gone (or closed our pipe): nothing left to do
         os._exit(0)
