@@ -373,3 +373,20 @@ def test_closing_a_ray_stream_cancels_running_tasks_and_shuts_down_its_ray() -> 
     ray.initialized = True  # someone else's Ray: left running
     assert list(_ray_stream(ray, [["a"]], "cpu", 1, None)) == [(0, [])]
     assert calls == [("submit", 0, None)]
+
+
+def test_ray_init_cannot_replace_the_sweeps_signal_handlers() -> None:
+    import signal
+
+    from polarnet.experiments.executors import _keep_signal_handlers
+
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        with _keep_signal_handlers():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # what ray.init does to a driver
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)

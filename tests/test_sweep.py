@@ -463,3 +463,19 @@ def test_an_interrupted_image_run_resumes_at_its_last_finished_epoch(tmp_path, m
     assert summary.trained == 1 and len(epochs_seen) == 2  # epochs 3 and 4 only
     assert not list((folder / "checkpoints").iterdir())  # deleted once the run is in the store
     _assert_same_results(folder, tmp_path / "reference", 0.0)
+
+
+def test_a_signal_that_a_library_turns_into_its_own_error_still_stops_cleanly(tmp_path, monkeypatch) -> None:
+    """Ray's C code turns the handler's exception into a SystemError; torch can make it a RuntimeError."""
+    study = load_study("xor5d", TINY + ["vectorize=false"])
+
+    def library_call(specs, *args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except BaseException as e:
+            raise SystemError("returned a result with an exception set") from e
+
+    monkeypatch.setattr(executors, "compute_chunk", library_call)
+    with pytest.raises(Interrupted) as info:
+        run_study(study, tmp_path, workers=1, progress=False)
+    assert info.value.signum == signal.SIGTERM

@@ -25,6 +25,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
@@ -299,11 +300,28 @@ def ray_executor(chunks: Sequence[Sequence[RunSpec]], device: str, workers: int,
     return _ray_stream(ray, chunks, device, workers, address, checkpoints)
 
 
+@contextmanager
+def _keep_signal_handlers() -> Iterator[None]:
+    """Undo the handlers ``ray.init`` installs: its SIGTERM handler exits the driver at once,
+    which would skip the sweep's clean stop (finished runs kept, one line, exit 143)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            if handler is not None:
+                signal.signal(signum, handler)
+
+
 def _ray_stream(ray, chunks, device, workers, address, checkpoints=None):
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
-                 num_cpus=None if address else max(1, workers))
+        with _keep_signal_handlers():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
+                     num_cpus=None if address else max(1, workers))
     pending = []
     try:
         remote = ray.remote(num_cpus=1, num_gpus=1 if device.startswith("cuda") else 0)(_ray_chunk)

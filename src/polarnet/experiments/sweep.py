@@ -205,22 +205,29 @@ def run_study(study: Study, folder: str | os.PathLike[str], *, executor: str = "
     if workers < 1:
         raise ValueError(f"workers={workers}: need at least 1")
     with _Signals() as signals:
-        runs = plan(study)
-        facts = preflight(study, runs)
-        with Store(folder) as store, store.lock():
-            store.bind_study(study.to_dict(), (r.key for r in runs), facts)
-            damaged = store.retrain_damaged()
-            finished = store.finished_keys(include_failed=not retry_failed)
-            failed_before = len(store.failed_keys() & finished)
-            todo = [r for r in runs if r.key not in finished]
-            bar = Progress(len(runs), len(runs) - len(todo), enabled=progress)
-            failed = 0
-            try:
-                if todo:
-                    failed = _compute(todo, store, bar, signals, runner, device, workers, address,
-                                      Path(folder) / CHECKPOINTS)
-            finally:
-                bar.close()
+        try:
+            runs = plan(study)
+            facts = preflight(study, runs)
+            with Store(folder) as store, store.lock():
+                store.bind_study(study.to_dict(), (r.key for r in runs), facts)
+                damaged = store.retrain_damaged()
+                finished = store.finished_keys(include_failed=not retry_failed)
+                failed_before = len(store.failed_keys() & finished)
+                todo = [r for r in runs if r.key not in finished]
+                bar = Progress(len(runs), len(runs) - len(todo), enabled=progress)
+                failed = 0
+                try:
+                    if todo:
+                        failed = _compute(todo, store, bar, signals, runner, device, workers, address,
+                                          Path(folder) / CHECKPOINTS)
+                finally:
+                    bar.close()
+        except BaseException as error:
+            # a library may turn our signal into its own exception (Ray's C code makes it a
+            # SystemError, torch a RuntimeError): the pending signal says what happened
+            if signals.pending is not None and not isinstance(error, Interrupted):
+                raise Interrupted(signals.pending) from None
+            raise
     return SweepSummary(Path(folder), len(runs), len(runs) - len(todo), len(todo), failed,
                         time.perf_counter() - start, failed_before, len(damaged))
 
