@@ -190,8 +190,6 @@ def test_signals_at_every_moment_keep_finished_runs_and_the_study_resumes(tmp_pa
     assert not list((folder / "checkpoints").glob("*.pt"))  # removed once their runs were recorded
 
 
-@pytest.mark.xfail(strict=True, reason="open: `import polarnet` imports torch (seconds) before cli.py can install "
-                   "its handlers; SIGINT then prints a KeyboardInterrupt traceback, SIGTERM kills silently")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_while_python_is_still_importing(tmp_path, signum) -> None:
     """Ctrl-C a moment after pressing Enter: still one line, no traceback."""

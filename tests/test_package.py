@@ -25,3 +25,21 @@ def test_unknown_attributes_still_raise() -> None:
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         polarnet.nope  # noqa: B018
+
+
+def test_import_polarnet_is_instant_and_loads_no_torch() -> None:
+    """The command installs its signal handlers before torch loads (tests/test_interrupt.py)."""
+    code = "import sys, polarnet, polarnet.cli; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_public_functions_keep_their_names_after_their_modules_are_imported() -> None:
+    import polarnet.freeze  # noqa: F401  (binds the submodule on the package)
+    import polarnet.transfer  # noqa: F401
+
+    assert callable(polarnet.freeze) and polarnet.freeze.__name__ == "freeze"
+    assert callable(polarnet.transfer) and polarnet.transfer.__module__ == "polarnet.transfer"
+    from polarnet import freeze
+
+    assert freeze is polarnet.freeze

@@ -1,5 +1,10 @@
 """polarnet: train networks with fixed weight polarity and transfer knowledge through polarity.
 
+The names below are imported on first use (PEP 562), so ``import polarnet`` itself is
+instant: the ``polarnet`` command installs its signal handlers before torch loads, and
+``polarnet.experiments`` / ``polarnet.analysis`` bring in pandas and matplotlib only when
+used.
+
 Example:
     >>> import torch, polarnet as pn
     >>> net = torch.nn.Sequential(torch.nn.Linear(5, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
@@ -9,60 +14,90 @@ Example:
     0
 """
 
-from .builders import list_rules, register_rule
-from .dynamics import SignTracker, fluid_spin_swap, sign_change_fraction, sign_snapshot
-from .fileformat import TemplateFileError
-from .freeze import RESETS, Enforcer, FreezeHandle, enforce, freeze, register_reset, violations
-from .init import INITIALIZERS, align, init_magnitudes, register_initializer
-from .layers import select as select_layers
-from .proportions import check_proportions, load_proportions, save_proportions
-from .sources import SourceError, load_state_dict
-from .template import PolarityTemplate
-from .transfer import TransferReport, transfer
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "PolarityTemplate",
-    "TemplateFileError",
-    "select_layers",
-    "register_rule",
-    "list_rules",
-    "check_proportions",
-    "save_proportions",
-    "load_proportions",
-    "init_magnitudes",
-    "register_initializer",
-    "INITIALIZERS",
-    "align",
-    "freeze",
-    "enforce",
-    "violations",
-    "Enforcer",
-    "FreezeHandle",
-    "register_reset",
-    "RESETS",
-    "transfer",
-    "TransferReport",
-    "sign_snapshot",
-    "sign_change_fraction",
-    "SignTracker",
-    "fluid_spin_swap",
-    "load_state_dict",
-    "SourceError",
-    "__version__",
-    "experiments",
-    "analysis",
-]
-
+# public name → (module, attribute in it)
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "PolarityTemplate": ("template", "PolarityTemplate"),
+    "TemplateFileError": ("fileformat", "TemplateFileError"),
+    "select_layers": ("layers", "select"),
+    "register_rule": ("builders", "register_rule"),
+    "list_rules": ("builders", "list_rules"),
+    "check_proportions": ("proportions", "check_proportions"),
+    "save_proportions": ("proportions", "save_proportions"),
+    "load_proportions": ("proportions", "load_proportions"),
+    "init_magnitudes": ("init", "init_magnitudes"),
+    "register_initializer": ("init", "register_initializer"),
+    "INITIALIZERS": ("init", "INITIALIZERS"),
+    "align": ("init", "align"),
+    "freeze": ("freeze", "freeze"),
+    "enforce": ("freeze", "enforce"),
+    "violations": ("freeze", "violations"),
+    "Enforcer": ("freeze", "Enforcer"),
+    "FreezeHandle": ("freeze", "FreezeHandle"),
+    "register_reset": ("freeze", "register_reset"),
+    "RESETS": ("freeze", "RESETS"),
+    "transfer": ("transfer", "transfer"),
+    "TransferReport": ("transfer", "TransferReport"),
+    "sign_snapshot": ("dynamics", "sign_snapshot"),
+    "sign_change_fraction": ("dynamics", "sign_change_fraction"),
+    "SignTracker": ("dynamics", "SignTracker"),
+    "fluid_spin_swap": ("dynamics", "fluid_spin_swap"),
+    "load_state_dict": ("sources", "load_state_dict"),
+    "SourceError": ("sources", "SourceError"),
+}
 _SUBPACKAGES = ("experiments", "analysis")
 
+__all__ = [*_EXPORTS, "__version__", *_SUBPACKAGES]
 
-def __getattr__(name: str):
-    """``polarnet.experiments`` and ``polarnet.analysis`` after a plain ``import polarnet``,
-    imported on first use (they bring in pandas and matplotlib, which the core doesn't need)."""
-    if name in _SUBPACKAGES:
-        import importlib
+if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
+    from . import analysis, experiments
+    from .builders import list_rules, register_rule
+    from .dynamics import SignTracker, fluid_spin_swap, sign_change_fraction, sign_snapshot
+    from .fileformat import TemplateFileError
+    from .freeze import RESETS, Enforcer, FreezeHandle, enforce, freeze, register_reset, violations
+    from .init import INITIALIZERS, align, init_magnitudes, register_initializer
+    from .layers import select as select_layers
+    from .proportions import check_proportions, load_proportions, save_proportions
+    from .sources import SourceError, load_state_dict
+    from .template import PolarityTemplate
+    from .transfer import TransferReport, transfer
 
+
+def __getattr__(name: str) -> Any:
+    """Import a public name, or a submodule (``polarnet.builders``…), on first use."""
+    if name in _EXPORTS:
+        module, attribute = _EXPORTS[name]
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    try:
         return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Keeps ``polarnet.freeze`` and ``polarnet.transfer`` the functions: importing a submodule
+    binds it on its package, which would hide a public name it shares."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

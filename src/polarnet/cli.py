@@ -11,10 +11,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .layers import LayerSpec
-from .proportions import save_proportions
-from .sources import load_state_dict
-from .template import PolarityTemplate
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from .interrupt import Interrupted
+
+if TYPE_CHECKING:  # the library is imported inside the commands: see main()
+    from .layers import LayerSpec
+    from .template import PolarityTemplate
 
 __all__ = ["main", "build_parser"]
 
@@ -37,6 +41,9 @@ def _output_file(output: str, *inputs: str) -> Path:
 
 
 def _extract(args: argparse.Namespace) -> int:
+    from .sources import load_state_dict
+    from .template import PolarityTemplate
+
     _output_file(args.output, args.source)
     state = load_state_dict(args.source)
     template = PolarityTemplate.from_model(state, layers=args.layers, bias=args.bias)
@@ -51,6 +58,7 @@ def format_info(template: PolarityTemplate, size_on_disk: int) -> str:
 
     Example:
         >>> import torch
+        >>> from polarnet import PolarityTemplate
         >>> print(format_info(PolarityTemplate({"w": torch.tensor([1, -1, 0, 1])}), 100).splitlines()[1])
         w                                        (4,)                   0.2500  0.2500  0.5000
     """
@@ -65,12 +73,17 @@ def format_info(template: PolarityTemplate, size_on_disk: int) -> str:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from .template import PolarityTemplate
+
     template = PolarityTemplate.load(args.file)
     print(format_info(template, Path(args.file).stat().st_size))
     return 0
 
 
 def _proportions(args: argparse.Namespace) -> int:
+    from .proportions import save_proportions
+    from .template import PolarityTemplate
+
     _output_file(args.output, args.file)
     template = PolarityTemplate.load(args.file)
     numel = {name: t.numel() for name, t in template.items()}
@@ -368,14 +381,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     0: done; 1: a study ran but some of its runs failed; 2: bad input (one line on stderr);
     130 / 143: interrupted by SIGINT / SIGTERM (finished runs are kept).
 
+    SIGINT and SIGTERM handlers are installed before the library (and torch) is imported, so
+    a signal at any moment gives the one line and the exit status, never a traceback.
+
     Example:
         >>> main(["template", "info", "/nonexistent.plt"])
         2
     """
-    from .experiments.sweep import Interrupted
-
-    args = build_parser().parse_args(argv)
+    previous = _install_handlers()
+    args = None
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args))
     except Interrupted as e:
         return _interrupted(args, e.signum)
@@ -387,9 +403,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as e:
         print(f"polarnet: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
-def _interrupted(args: argparse.Namespace, signum: int) -> int:
+def _install_handlers() -> dict[int, object]:
+    """SIGINT/SIGTERM raise :class:`Interrupted` (main thread only); returns the old handlers."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signum)
+
+    return {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _interrupted(args: argparse.Namespace | None, signum: int) -> int:
     """One line saying what was kept and how to go on; the conventional exit status."""
     for s in (signal.SIGINT, signal.SIGTERM):  # a second signal must not break the message
         signal.signal(s, signal.SIG_IGN)

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import FrameType
 
 from .checks import check_study
+from ..interrupt import Interrupted
 from .config import Study
 from .ensemble import supports
 from .executors import EXECUTORS, default_workers, resolve_device
@@ -68,23 +69,6 @@ class SweepSummary:
     def done(self) -> int:
         """Runs of the study that are finished and not failed."""
         return self.total - self.failed - self.failed_before
-
-
-class Interrupted(BaseException):
-    """A sweep was stopped by a signal; every run finished before it is in the store.
-
-    A ``BaseException`` (like ``KeyboardInterrupt``), so code that turns a failing run's
-    ``Exception`` into a failed run never swallows it.
-
-    Attributes:
-        signum: the signal (``signal.SIGINT`` or ``signal.SIGTERM``).
-        exit_code: the conventional exit status, ``128 + signum`` (130, 143).
-    """
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-        self.exit_code = 128 + signum
 
 
 class _Signals:
