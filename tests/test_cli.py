@@ -231,3 +231,33 @@ def test_run_summary_flags_runs_that_cannot_be_trusted(tmp_path, capsys) -> None
     assert main(["run", "xor5d", "--out", str(out), *TINY, "--set", "lr=3", "--set", "epochs=5"]) == 0
     text = capsys.readouterr().out
     assert "excess_resets" in text and "hint: lower the learning rate (lr = 3 here)" in text
+
+
+def test_outputs_never_overwrite_a_study_store(tmp_path, capsys) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder in (a, b):
+        assert main(["run", "xor5d", "--out", str(folder), *TINY]) == 0
+    store = (a / "results.sqlite").read_bytes()
+    assert main(["compare", str(a), str(b), "-o", str(a / "results.sqlite")]) == 2
+    assert "where a study keeps its results" in capsys.readouterr().err
+    assert main(["theory", "xor", "--units", "3", "--trials", "10", "--from", str(b), "-o",
+                 str(b / "results.sqlite")]) == 2
+    assert (a / "results.sqlite").read_bytes() == store
+    assert main(["results", str(a), "-o", str(a / "results.sqlite")]) == 2
+    assert "is a file; -o names a folder" in capsys.readouterr().err
+    assert main(["compare", str(a), str(b), "-o", ""]) == 2
+    assert "an empty path" in capsys.readouterr().err
+    assert main(["compare", str(a), str(b), "-o", str(tmp_path / "c.md")]) == 0
+    assert (tmp_path / "c.md").read_text().startswith("# xor5d")
+
+
+def test_pretrain_failures_are_one_line(tmp_path, capsys) -> None:
+    (tmp_path / "dir").mkdir()
+    assert main(["pretrain", "--dataset", "fashion_mnist", "-o", str(tmp_path / "dir")]) == 2  # before training
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["pretrain", "--dataset", "fashion_mnist", "--arch", "mlp", "-o", str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("polarnet: error:") and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--dataset", "fashion_mnist", "--classes", "a,b", "-o", str(tmp_path / "m.pt")])
+    assert "--classes: 'a,b': expected comma-separated class indices" in capsys.readouterr().err

@@ -497,3 +497,29 @@ def test_a_full_disk_is_one_clear_error_and_keeps_what_was_written(tmp_path, spe
             assert reader.counts()["done"] == 1 and len(reader.epochs()) == 2
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_the_mismatch_message_lists_only_what_really_differs(tmp_path, specs):
+    study = load_study("xor5d", ["trials=2", "epochs=2", "sizes=[8]", "hidden=[4]"])
+    other = load_study("xor5d", ["trials=2", "epochs=2", "sizes=[8]", "hidden=[4]", "lr=0.01"])
+    with Store(tmp_path / "s") as s:
+        s.bind_study(study.to_dict(), [r.key for r in specs])  # tuples in, lists out
+        s.mark_running(specs)
+        with pytest.raises(StudyMismatch) as info:
+            s.bind_study(other.to_dict(), [r.key for r in plan(other)])
+    lines = [line for line in str(info.value).splitlines() if line.startswith("  ")]
+    assert lines == ["  lr: 0.03 in the folder, 0.01 here"]
+
+
+def test_a_changed_condition_definition_is_named_field_by_field(tmp_path, specs):
+    with Store(tmp_path / "s") as s:
+        s.bind_study({"define_condition": {"mine": {"lr": 0.1, "frozen": True}}}, [r.key for r in specs])
+        s.mark_running(specs)
+        with pytest.raises(StudyMismatch, match=r"  define_condition\.mine\.lr: 0\.1 in the folder, 0\.2 here"):
+            s.bind_study({"define_condition": {"mine": {"lr": 0.2, "frozen": True}}}, [])
+
+
+def test_readers_given_the_store_file_ask_for_its_folder(tmp_path, specs):
+    _finished_store(tmp_path / "s", specs[:1])
+    with pytest.raises(StoreError, match=r"is a file: give the study folder that holds it \(.*s\), not the file"):
+        Store.existing(tmp_path / "s" / STORE_NAME)

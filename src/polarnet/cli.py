@@ -29,15 +29,41 @@ def _layers(text: str) -> LayerSpec:
 
 
 def _output_file(output: str, *inputs: str) -> Path:
-    """Check an ``-o`` file path before any work: not a folder, and not one of the inputs."""
+    """Check an ``-o`` file path before any work: a file path, not one of the inputs, and not
+    a study's store (or any file inside an input study folder that polarnet keeps there)."""
+    if not output.strip():
+        raise ValueError("-o: an empty path; give a file path")
     path = Path(output)
     if path.is_dir():
-        raise ValueError(f"-o {output}: is a folder; give a file path (e.g. {path / 'out'}{Path(inputs[0]).suffix or ''})")
+        raise ValueError(f"-o {output}: is a folder; give a file path (e.g. {path / 'out'}{Path(inputs[0]).suffix if inputs else ''})")
+    if path.name.startswith("results.sqlite"):
+        raise ValueError(f"-o {output}: is where a study keeps its results; choose another output path")
     for given in inputs:
         if Path(given).exists() and path.exists() and os.path.samefile(given, path):
             raise ValueError(f"-o {output}: is the input file {given}; writing it would destroy the input. "
                              f"Choose another output path")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"-o {output}: is not a regular file; give a file path")
     return path
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write a whole file or nothing (a temporary file, then renamed over the target)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _classes(text: str) -> tuple[int, ...]:
+    """An argparse type: comma-separated class indices, e.g. ``0,1,2``."""
+    try:
+        return tuple(int(c) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated class indices, e.g. 0,1,2,3,4") from None
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -163,14 +189,20 @@ def _duration(seconds: float) -> str:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from .experiments.pretrain import pretrain
+    from .experiments.pretrain import PretrainFailed, pretrain
 
-    classes = tuple(int(c) for c in args.classes.split(",")) if args.classes else ()
-    metrics = pretrain(args.dataset, args.output, arch=args.arch, classes=classes, n_train=args.n_train,
-                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, input_size=args.input_size,
-                       seed=args.seed, device=args.device, data_root=args.data_root, download=args.download,
-                       progress=sys.stderr)
-    print(f"wrote {args.output}: {args.arch} on {args.dataset}{' classes ' + args.classes if classes else ''}, "
+    classes = args.classes or ()
+    _output_file(args.output)
+    try:
+        metrics = pretrain(args.dataset, args.output, arch=args.arch, classes=classes, n_train=args.n_train,
+                               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, input_size=args.input_size,
+                           seed=args.seed, device=args.device, data_root=args.data_root, download=args.download,
+                           progress=sys.stderr)
+    except PretrainFailed as e:
+        print(f"polarnet: {e}", file=sys.stderr)
+        return 1
+    shown = ",".join(map(str, classes))
+    print(f"wrote {args.output}: {args.arch} on {args.dataset}{' classes ' + shown if classes else ''}, "
           f"{metrics['n_train']} images, validation accuracy {metrics['val_acc']:.3f}")
     return 0
 
@@ -229,8 +261,8 @@ def _theory(args: argparse.Namespace) -> int:
 
     if args.from_dir:  # check the folder before minutes of Monte Carlo
         Store.existing(args.from_dir, "polarnet run xor5d-width --out FOLDER").close()
-    if args.output:
-        _output_file(args.output)
+    if args.output is not None:
+        _output_file(args.output, *([args.from_dir] if args.from_dir else []))
     table = theory_table(args.units, args.dims, trials=args.trials, seed=args.seed, folder=args.from_dir)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     out = Path(args.output) if args.output else (Path(args.from_dir) if args.from_dir else Path(".")) / "theory-xor.csv"
@@ -251,6 +283,8 @@ def _compare(args: argparse.Namespace) -> int:
     from .analysis.compare import compare_studies
     from .analysis.report import markdown_table
 
+    if args.output is not None:
+        _output_file(args.output)
     table = compare_studies(args.folder_a, args.folder_b, args.threshold)
     attrs = table.attrs
     text = (f"# {attrs['study_a']} ({args.folder_a}) vs {attrs['study_b']} ({args.folder_b})\n\n"
@@ -258,7 +292,7 @@ def _compare(args: argparse.Namespace) -> int:
             f"_a, _b and b − a.\n\n" + markdown_table(table))
     print(text)
     if args.output:
-        Path(args.output).write_text(text + "\n")
+        _write_text(Path(args.output), text + "\n")
         print(f"\nwrote {args.output}")
     return 0
 
@@ -270,6 +304,8 @@ def _results(args: argparse.Namespace) -> int:
     with Store.existing(folder) as store:
         tables = {"runs": store.runs(), "epochs": store.epochs()}
     out = Path(args.output) if args.output else folder
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"-o {args.output}: is a file; -o names a folder for runs.{args.to} and epochs.{args.to}")
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
         path = out / f"{name}.{args.to}"
@@ -327,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pre = commands.add_parser("pretrain", help="train a source model to transfer polarities from (offline studies)")
     pre.add_argument("--dataset", required=True, help="fashion_mnist | mnist | cifar10")
-    pre.add_argument("--classes", help="comma-separated class indices, e.g. 0,1,2,3,4 (default: all)")
+    pre.add_argument("--classes", type=_classes, help="comma-separated class indices, e.g. 0,1,2,3,4 (default: all)")
     pre.add_argument("--arch", default="lenet", help="a registered model (default lenet)")
     pre.add_argument("-o", "--output", required=True, help="state-dict file to write (.pt)")
     pre.add_argument("--n-train", type=_at_least(1), default=6000)

@@ -13,10 +13,15 @@ import torch
 from ..data.images import IMAGE_DATASETS
 from .config import Study
 from .executors import resolve_device
+from .checks import check_study
 from .plan import plan
 from .trainer import train_run
 
-__all__ = ["pretrain"]
+__all__ = ["pretrain", "PretrainFailed"]
+
+
+class PretrainFailed(RuntimeError):
+    """Training the source model did not finish (e.g. its loss became NaN)."""
 
 
 def pretrain(dataset: str, output: str | os.PathLike[str], *, arch: str = "lenet", classes: tuple[int, ...] = (),
@@ -33,6 +38,10 @@ def pretrain(dataset: str, output: str | os.PathLike[str], *, arch: str = "lenet
 
     Returns:
         ``{"val_acc": …, "val_loss": …, "n_train": …}`` of the last epoch.
+
+    Raises:
+        ValueError: bad settings (checked before any data is read or anything trained).
+        PretrainFailed: training did not finish; nothing is written.
     """
     if dataset not in IMAGE_DATASETS:
         raise ValueError(f"pretrain: unknown image dataset {dataset!r}; choose one of {sorted(IMAGE_DATASETS)}")
@@ -42,13 +51,19 @@ def pretrain(dataset: str, output: str | os.PathLike[str], *, arch: str = "lenet
                   trials=1, epochs=epochs, batch_size=batch_size, lr=lr, val_size=val_size, seed=seed, classes=tuple(classes),
                   in_channels=channels, input_size=input_size, init_linear="glorot_uniform", init_bias="zeros",
                   data_root=data_root, download=download, vectorize=False).validate()
+    check_study(study)  # an architecture that can't take the data fails here, not after loading it
     result = train_run(plan(study)[0], resolve_device(device), keep_weights=True,
                        on_epoch=_EpochLines(epochs, progress) if progress is not None else None)
     if result.status != "done":
-        raise RuntimeError(f"pretraining failed: {result.reason}")
+        raise PretrainFailed(f"pretraining {arch} on {dataset} failed: {result.reason}; try a lower --lr (now {lr:g})")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(result.extra["weights"], output)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:  # the whole file or nothing
+        torch.save(result.extra["weights"], tmp)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
     last = result.epochs[-1]
     return {"val_acc": last.val_acc, "val_loss": last.val_loss, "n_train": n_train}
 

@@ -268,6 +268,9 @@ class Store:
             StoreError: the folder has no ``results.sqlite`` (the message says how to make one),
                 or the file is damaged or newer than this polarnet.
         """
+        if Path(folder).is_file():
+            raise StoreError(f"{folder} is a file: give the study folder that holds it "
+                             f"({Path(folder).parent}), not the file")
         if not (Path(folder) / STORE_NAME).is_file():
             raise StoreError(f"{folder}: no {STORE_NAME}; run a study into it first "
                              f"({hint.replace('FOLDER', str(folder))})")
@@ -339,8 +342,7 @@ class Store:
         stray = [k for (k,) in self.db.execute("SELECT key FROM runs") if k not in planned]
         if stray:
             old = self.study().get("settings") or {}
-            differ = [f"  {k}: {_show(old.get(k))} in the folder, {_show(settings.get(k))} here"
-                      for k in sorted(set(old) | set(settings)) if old.get(k) != settings.get(k)]
+            differ = [f"  {k}: {_show(a)} in the folder, {_show(b)} here" for k, a, b in _differences(old, settings)]
             what = ("\n".join(differ) if differ else
                     "  the settings are the same, but a source or proportions file they name has changed since")
             raise StudyMismatch(
@@ -532,6 +534,25 @@ class _Transaction:
         if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.IntegrityError):
             raise _store_error(self.path, error) from None
         return False
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(setting, old, new)`` for every setting that differs, tables compared field by field
+    (``define_condition.mine.lr``), tuples and lists alike (both are JSON lists once stored).
+
+    Example:
+        >>> _differences({"sizes": [8], "c": {"x": {"lr": 1}}}, {"sizes": (8,), "c": {"x": {"lr": 2}}})
+        [('c.x.lr', 1, 2)]
+    """
+    old, new = json.loads(json.dumps(old, default=list)), json.loads(json.dumps(new, default=list))
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(_differences(a, b, f"{prefix}{key}."))
+        elif a != b:
+            out.append((f"{prefix}{key}", a, b))
+    return out
 
 
 def _show(value: Any) -> str:
