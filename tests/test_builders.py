@@ -8,8 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+import polarnet as pn
 from polarnet.builders import (
     RULES,
+    check_seed,
+    checked_weight,
     list_rules,
     random_signs,
     register_rule,
@@ -414,3 +417,46 @@ def test_builders_give_a_tied_weight_one_sign_pattern(source):
 def test_tied_weight_with_two_different_proportions_is_refused():
     with pytest.raises(ValueError, match="'0.weight' and '2.weight' are one tied weight"):
         signs_from_proportions(_tied(), {"0.weight": (0.2, 0.4, 0.4), "2.weight": (0.0, 0.5, 0.5)})
+
+
+# --------------------------------------------------------------------------- seeds and meta weights (issue 8, finding 22)
+@pytest.mark.parametrize("seed", [2**63, 2**70, -1, 1.5, 2.0, True, "3", None])
+@pytest.mark.parametrize("build", ["random", "from_proportions"])
+def test_bad_seeds_are_refused_naming_seed(build, seed):
+    make = {"random": lambda s: pn.PolarityTemplate.random(nn.Linear(3, 2), seed=s),
+            "from_proportions": lambda s: pn.PolarityTemplate.from_proportions(nn.Linear(3, 2), (0.2, 0.4, 0.4), seed=s)}
+    with pytest.raises(ValueError, match=r"^seed must be a whole number in \[0, 2\*\*63 - 1\], got "):
+        make[build](seed)
+
+
+def test_seeds_at_the_limits_and_numpy_integers_work():
+    import numpy as np
+
+    assert check_seed(0) == 0 and check_seed(2**63 - 1) == 2**63 - 1
+    assert type(check_seed(np.int64(5))) is int
+    a = random_signs(nn.Linear(4, 4), seed=np.int64(5))["weight"]
+    assert torch.equal(a, random_signs(nn.Linear(4, 4), seed=5)["weight"])
+    random_signs(nn.Linear(4, 4), seed=2**63 - 1)
+    signs_from_proportions(nn.Linear(4, 4), (0.25, 0.25, 0.5), seed=2**63 - 1)
+
+
+def test_from_model_on_meta_weights_names_the_layer_and_the_fix():
+    with torch.device("meta"):
+        net = _net()
+    with pytest.raises(ValueError, match=r"'0.weight': weights on the meta device have no values.*load or initialise"):
+        pn.PolarityTemplate.from_model(net)
+    with pytest.raises(ValueError, match="meta device"):
+        xor_sufficient(nn.Sequential(nn.Linear(5, 4, device="meta"), nn.ReLU(), nn.Linear(4, 1, device="meta")))
+
+
+def test_shape_only_builders_work_on_meta_weights():
+    with torch.device("meta"):
+        net = _net()
+    assert random_signs(net, seed=1)["0.weight"].shape == (3, 1, 3, 3)
+    assert signs_from_proportions(net, (0.2, 0.4, 0.4), seed=1)["5.weight"].shape == (2, 5)
+
+
+def test_checked_weight_keeps_infinities_and_returns_a_detached_cpu_tensor():
+    w = torch.tensor([1.0, -float("inf"), float("inf")], requires_grad=True)
+    out = checked_weight("w", w)
+    assert out.tolist() == [1.0, -float("inf"), float("inf")] and not out.requires_grad and out.device.type == "cpu"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from polarnet.layers import aliases, layer_kind, named_tensors, select
+from polarnet.layers import aliases, input_axes, layer_kind, named_tensors, select
 
 
 def _net():
@@ -285,3 +285,9 @@ def test_select_glob_on_the_alias_alone_and_lists_as_given():
     net = _tied()
     assert select(net, "2.*") == ["2.weight", "2.bias"]
     assert select(net, ["0.weight", "2.weight"]) == ["0.weight", "2.weight"]
+
+
+def test_input_axes_know_transposed_convolutions():
+    net = nn.Sequential(nn.Conv1d(2, 3, 1), nn.ConvTranspose1d(3, 4, 1), nn.ConvTranspose3d(4, 2, 1, groups=2),
+                        nn.Flatten(), nn.Linear(2, 2), nn.Bilinear(2, 2, 1), nn.Conv2d(1, 1, 1, bias=False))
+    assert input_axes(net) == {"0.weight": 1, "1.weight": 0, "2.weight": 0, "4.weight": 1, "6.weight": 1}

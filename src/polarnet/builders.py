@@ -4,7 +4,11 @@ Every builder returns ``{name: int8 tensor in {-1, 0, +1}}``;
 :class:`polarnet.PolarityTemplate` wraps these.
 
 A weight that can't carry signs is refused with its name: complex and sparse tensors
-(every builder), and NaN weights in :func:`signs_of` (a NaN has no sign; ±inf has one).
+(every builder), and, where signs are read from values (:func:`signs_of`, the rules,
+:func:`polarnet.transfer`), NaN weights (a NaN has no sign; ±inf has one) and weights on
+the meta device (no values at all); :func:`checked_weight` is that one check. Seeds are
+whole numbers in ``[0, 2**63 - 1]`` (:func:`check_seed`); anything else is refused, never
+wrapped or truncated.
 A tied weight (one tensor under two names) gets one sign pattern: when a list of names
 gives both, the second copies the first. Rules (templates computed from a model by
 expert knowledge) live in :data:`RULES`; add one with :func:`register_rule`.
@@ -12,6 +16,7 @@ expert knowledge) live in :data:`RULES`; add one with :func:`register_rule`.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -21,15 +26,41 @@ from .layers import LayerSpec, aliases, named_tensors, select
 from .proportions import Proportions, check_proportions, counts_from_proportions
 from .registry import Registry
 
-__all__ = ["random_signs", "signs_of", "signs_from_proportions", "RULES", "register_rule", "list_rules", "xor_sufficient"]
+__all__ = ["random_signs", "signs_of", "signs_from_proportions", "RULES", "register_rule", "list_rules", "xor_sufficient",
+           "check_seed", "checked_weight", "MAX_SEED"]
 
 Signs = dict[str, Tensor]
 Rule = Callable[..., Signs]
 RULES: Registry[Rule] = Registry("template rule")
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator(device="cpu").manual_seed(int(seed))
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed: object, what: str = "seed") -> int:
+    """``seed`` as an ``int``, refused unless it is a whole number in ``[0, 2**63 - 1]``.
+
+    The range is what a signed 64-bit integer holds (a SQLite column, a tensor); a larger or
+    negative seed is an error naming ``what``, not a silently wrapped one.
+
+    Raises:
+        ValueError: a bool, a fraction, a non-number, a negative or too large seed.
+
+    Example:
+        >>> check_seed(7)
+        7
+        >>> check_seed(2**70)
+        Traceback (most recent call last):
+        ...
+        ValueError: seed must be a whole number in [0, 2**63 - 1], got 1180591620717411303424
+    """
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and 0 <= int(seed) <= MAX_SEED:
+        return int(seed)
+    raise ValueError(f"{what} must be a whole number in [0, 2**63 - 1], got {seed!r}")
+
+
+def _generator(seed: object) -> torch.Generator:
+    return torch.Generator(device="cpu").manual_seed(check_seed(seed))
 
 
 def _weight(tensors: Mapping[str, Tensor], name: str) -> Tensor:
@@ -61,6 +92,10 @@ def random_signs(source: nn.Module | Mapping[str, Tensor], p_positive: float = 0
                  seed: int = 0, *, bias: bool = False) -> Signs:
     """RAND-Polarity: each sign +1 with probability ``p_positive``, else −1 (never 0).
 
+    Raises:
+        ValueError: ``p_positive`` outside [0, 1], or ``seed`` not a whole number in
+            ``[0, 2**63 - 1]`` (:func:`check_seed`).
+
     Example:
         >>> s = random_signs(nn.Linear(100, 100), seed=0)
         >>> sorted(s["weight"].unique().tolist())
@@ -68,10 +103,10 @@ def random_signs(source: nn.Module | Mapping[str, Tensor], p_positive: float = 0
     """
     if not 0.0 <= float(p_positive) <= 1.0:
         raise ValueError(f"p_positive must lie in [0, 1], got {p_positive}")
+    g = _generator(seed)
     tensors = named_tensors(source)
     names = select(source, layers, bias=bias)
     tied = _tied_to(source, names)
-    g = _generator(seed)
     out: Signs = {}
     for name in names:
         if name in tied:
@@ -87,7 +122,8 @@ def signs_of(source: nn.Module | Mapping[str, Tensor], layers: LayerSpec = "all"
 
     Raises:
         ValueError: a selected weight holds NaN (naming the layer and how many: a NaN has
-            no sign; repair or drop it first), or is complex or sparse.
+            no sign; repair or drop it first), is on the meta device (no values), or is
+            complex or sparse (see :func:`checked_weight`).
 
     Example:
         >>> lin = nn.Linear(2, 1)
@@ -97,17 +133,41 @@ def signs_of(source: nn.Module | Mapping[str, Tensor], layers: LayerSpec = "all"
         [[1, -1]]
     """
     tensors = named_tensors(source)
-    return {name: _signs(name, _weight(tensors, name)) for name in select(source, layers, bias=bias)}
+    return {name: _signs(name, tensors[name]) for name in select(source, layers, bias=bias)}
 
 
-def _signs(name: str, w: Tensor) -> Tensor:
-    w = w.detach()
+def checked_weight(name: str, w: Tensor) -> Tensor:
+    """``w`` detached, on the CPU, when its values can give signs; else an error naming ``name``.
+
+    The one check behind every builder that reads weight values (:func:`signs_of`, the
+    rules, :func:`polarnet.transfer`): complex and sparse tensors, weights on the meta
+    device (shapes without values) and NaN weights are refused; ±inf keeps its sign.
+
+    Raises:
+        ValueError: naming the layer, what is wrong (with the NaN count) and the fix.
+
+    Example:
+        >>> checked_weight("w", torch.tensor([1.0, -float("inf")])).tolist()
+        [1.0, -inf]
+        >>> checked_weight("w", torch.tensor([1.0, float("nan")]))
+        Traceback (most recent call last):
+        ...
+        ValueError: layer 'w': 1 of 2 weights are NaN, and a NaN has no sign; repair the source (e.g. torch.nan_to_num) or leave the layer out with layers=[...]
+    """
+    w = _weight({name: w}, name).detach()
+    if w.is_meta:
+        raise ValueError(f"layer {name!r}: weights on the meta device have no values, so they have no signs; "
+                         f"load or initialise them first (e.g. model.to_empty(device='cpu'), then load_state_dict)")
     if w.is_floating_point():
         nan = int(torch.isnan(w).sum())
         if nan:
             raise ValueError(f"layer {name!r}: {nan} of {w.numel()} weights are NaN, and a NaN has no sign; "
                              f"repair the source (e.g. torch.nan_to_num) or leave the layer out with layers=[...]")
-    return torch.sign(w).to(device="cpu", dtype=torch.int8)
+    return w.cpu()
+
+
+def _signs(name: str, w: Tensor) -> Tensor:
+    return torch.sign(checked_weight(name, w)).to(dtype=torch.int8)
 
 
 def signs_from_proportions(source: nn.Module | Mapping[str, Tensor],
@@ -119,7 +179,7 @@ def signs_from_proportions(source: nn.Module | Mapping[str, Tensor],
         source: the model (or state dict) whose shapes the pattern takes.
         proportions: ``{name: (p0, p_neg, p_pos)}``, or one triple for every layer that
             ``layers`` selects.
-        seed: seeds the random positions.
+        seed: seeds the random positions; a whole number in ``[0, 2**63 - 1]``.
         layers: used only when ``proportions`` is a single triple.
 
     Example:
@@ -127,6 +187,7 @@ def signs_from_proportions(source: nn.Module | Mapping[str, Tensor],
         >>> [(s["weight"] == v).sum().item() for v in (0, -1, 1)]
         [10, 30, 60]
     """
+    g = _generator(seed)
     tensors = named_tensors(source)
     if isinstance(proportions, Mapping):
         table = {name: check_proportions(p, name) for name, p in proportions.items()}
@@ -137,7 +198,6 @@ def signs_from_proportions(source: nn.Module | Mapping[str, Tensor],
         p = check_proportions(proportions)
         table = {name: p for name in select(source, layers)}
     tied = _tied_to(source, list(table))
-    g = _generator(seed)
     out: Signs = {}
     for name, p in table.items():
         if name in tied:

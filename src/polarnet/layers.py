@@ -26,13 +26,14 @@ from typing import Literal, Union
 import torch  # noqa: F401 - the doctests use it
 from torch import Tensor, nn
 
-__all__ = ["LayerSpec", "select", "named_tensors", "aliases", "layer_kind", "module_kinds"]
+__all__ = ["LayerSpec", "select", "named_tensors", "aliases", "layer_kind", "module_kinds", "input_axes"]
 
 LayerSpec = Union[Literal["all", "conv", "linear"], str, Sequence[str]]
 Kind = Literal["conv", "linear"]
 
 _CONV_TYPES = (nn.modules.conv._ConvNd,)
 _LINEAR_TYPES = (nn.Linear, nn.Bilinear)
+_TRANSPOSED_TYPES = (nn.modules.conv._ConvTransposeNd,)
 
 
 def named_tensors(source: nn.Module | Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -99,6 +100,25 @@ def module_kinds(model: nn.Module) -> dict[str, Kind]:
         for p_name, _ in mod.named_parameters(recurse=False):
             kinds[f"{mod_name}.{p_name}" if mod_name else p_name] = kind
     return kinds
+
+
+def input_axes(model: nn.Module) -> dict[str, int]:
+    """Weight name → the axis of its input channels, for Conv, ConvTranspose and Linear modules.
+
+    ``nn.Conv*d`` weights are ``(out, in/groups, *kernel)`` and ``nn.Linear`` weights
+    ``(out, in)``: axis 1. ``nn.ConvTranspose*d`` weights are ``(in, out/groups, *kernel)``:
+    axis 0. A shape alone can't tell the two convolutions apart, so a state dict has no
+    such table. ``nn.Bilinear`` (two inputs) and other modules are left out.
+
+    Example:
+        >>> input_axes(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ConvTranspose2d(4, 2, 3), nn.Linear(2, 1)))
+        {'0.weight': 1, '1.weight': 0, '2.weight': 1}
+    """
+    axes: dict[str, int] = {}
+    for mod_name, mod in model.named_modules():
+        if isinstance(mod, (*_CONV_TYPES, nn.Linear)) and isinstance(getattr(mod, "weight", None), Tensor):
+            axes[f"{mod_name}.weight" if mod_name else "weight"] = 0 if isinstance(mod, _TRANSPOSED_TYPES) else 1
+    return axes
 
 
 def layer_kind(name: str, tensor: Tensor, kinds: Mapping[str, Kind] | None = None) -> Kind | None:
