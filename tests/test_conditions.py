@@ -244,14 +244,54 @@ def test_source_magnitudes_copy_the_source_weights(study, tmp_path):
 
 
 def test_source_magnitudes_keep_a_fresh_draw_where_shapes_differ(study, tmp_path):
-    source, path = _source_file(tmp_path, hidden=4)  # only 2.bias (shape (1,)) has the target's shape
+    source = torch.nn.Sequential(torch.nn.Linear(5, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 3))  # another head
+    path = tmp_path / "source.pt"
+    torch.save(source.state_dict(), path)
     with_source = dataclasses.replace(study, source=str(path))
     model = _model(5)
     MAGNITUDES.get("source")(Condition("c", magnitudes="source"), model, with_source, 11)
     fresh = init_magnitudes(_model(6), 11, conv=study.init_conv, linear=study.init_linear, bias=study.init_bias)
-    assert torch.equal(model[2].bias, source[2].bias)
-    for name in ("0.weight", "0.bias", "2.weight"):
+    assert torch.equal(model[0].weight, source[0].weight) and torch.equal(model[0].bias, source[0].bias)
+    for name in ("2.weight", "2.bias"):
         assert torch.equal(model.state_dict()[name], fresh.state_dict()[name]), name
+
+
+def test_source_magnitudes_from_a_source_with_no_fitting_weight_is_an_error(study, tmp_path):
+    """Finding 6: a source no weight of which fits must not pass as IN-Weight (only a bias of
+    shape (1,) would be copied here)."""
+    source, path = _source_file(tmp_path, hidden=4)
+    with_source = dataclasses.replace(study, source=str(path))
+    with pytest.raises(ValueError) as e:
+        MAGNITUDES.get("source")(Condition("c", magnitudes="source"), _model(5), with_source, 11)
+    message = str(e.value)
+    assert "condition 'c' copies the source's weights (magnitudes='source'), but no weight of" in message
+    assert "model: 0.weight, 0.bias, 2.weight, 2.bias; source: 0.weight, 0.bias, 2.weight, 2.bias" in message
+
+
+def test_source_magnitudes_from_a_module_prefixed_source(study, tmp_path):
+    """Finding 6: a state dict saved from DistributedDataParallel (``module.`` before every name)
+    gives the same weights as the bare one: layers are matched as polarnet.transfer matches them."""
+    source = _model(123)
+    path = tmp_path / "module.pt"
+    torch.save({"module." + k: v for k, v in source.state_dict().items()}, path)
+    with_source = dataclasses.replace(study, source=str(path))
+    model = _model(5)
+    MAGNITUDES.get("source")(Condition("fluid_in_weight", "none", magnitudes="source"), model, with_source, 0)
+    for name, value in source.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+
+
+def test_source_pairs_by_name_then_order():
+    from polarnet.experiments.conditions import source_pairs
+
+    model = _model(1)
+    state = {"0.weight": torch.zeros(HIDDEN, 5), "0.bias": torch.zeros(HIDDEN),
+             "head.weight": torch.zeros(1, HIDDEN), "head.bias": torch.zeros(1), "extra": torch.zeros(7)}
+    assert source_pairs(state, model) == {"0.weight": "0.weight", "0.bias": "0.bias", "2.weight": "head.weight",
+                                          "2.bias": "head.bias"}
+    # another architecture (a shape transfer cannot adapt): the names alone decide, nothing invented
+    other = {"0.weight": torch.zeros(HIDDEN, 5), "1.weight": torch.zeros(3, 3, 3, 3), "9.weight": torch.zeros(2, 2)}
+    assert source_pairs(other, model) == {"0.weight": "0.weight"}
 
 
 def test_source_magnitudes_without_source_is_a_clear_error(study):

@@ -8,22 +8,24 @@ never a branch in the training loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from ..init import init_magnitudes
+from ..layers import select
 from ..proportions import load_proportions
 from ..registry import Registry
 from ..sources import load_state_dict
 from ..template import PolarityTemplate
 from ..transfer import transfer
 
-__all__ = ["Condition", "CONDITIONS", "POLARITIES", "MAGNITUDES", "register_condition", "get_condition",
-           "condition_from_dict", "source_state", "needs_source"]
+__all__ = ["Condition", "CONDITIONS", "POLARITIES", "MAGNITUDES", "POLARITY_READS", "register_condition",
+           "get_condition", "condition_from_dict", "condition_problems", "source_state", "source_pairs", "needs_source",
+           "gives_template"]
 
 
 @dataclass(frozen=True)
@@ -41,16 +43,28 @@ class Condition:
         magnitudes: ``"fresh"`` (a seeded Glorot-style draw shared by all conditions of a
             trial) or ``"source"`` (the source weights); any name in :data:`MAGNITUDES`.
         rule: the template rule for ``polarity="rule"``.
-        layers: which layers the template covers (see :func:`polarnet.select_layers`).
+        layers: which layers the template covers (see :func:`polarnet.select_layers`); for
+            polarities ``"random"``, ``"source"``, ``"source_proportions"`` and
+            ``"proportions"``. A proportions *file* constrains the layers it names, so there
+            ``layers`` must select all of them (a check, not a filter); polarity ``"rule"``
+            lets its rule decide.
         reset: a reset rule that overrides the study's ``resets`` axis.
         lr: a learning rate that overrides the study's.
         proportions: for ``polarity="proportions"``: one ``[p0, p_neg, p_pos]`` for every
             constrained layer, or a proportions JSON file; unset, the study's ``proportions``.
         swap: Fluid SPIN (Igoe et al., Alg. 3): after every epoch, flip this fraction of the
-            template's nonzero entries, half positive, half negative (0: never).
+            template's nonzero entries, half positive, half negative (0: never). Fluid SPIN
+            is a *frozen* condition with a swap (the template moves, and is enforced between
+            moves), so ``swap`` needs ``frozen = true`` and a polarity that gives a template.
         swap_mode: ``"pattern"`` (the template moves; default) or ``"literal"`` — see
             :func:`polarnet.fluid_spin_swap`.
         description: one line for reports.
+
+    A field that a condition would not use is refused (:func:`condition_problems`), so that
+    nothing is recorded, or keyed, that did not shape the run: ``rule`` belongs to polarity
+    ``"rule"``, ``proportions`` to ``"proportions"``, ``layers`` to the polarities that
+    select layers (:data:`POLARITY_READS`), ``reset`` and ``swap`` to frozen conditions with
+    a template.
     """
 
     name: str
@@ -93,6 +107,82 @@ def register_condition(condition: Condition) -> Condition:
 def get_condition(name: str) -> Condition:
     """A registered condition by name (raises ``ValueError`` listing the known ones)."""
     return CONDITIONS.get(name)
+
+
+# The fields of a condition that each polarity reads; ``None``: the polarity gives no template
+# (so a frozen net has nothing to enforce). A polarity registered elsewhere without an entry
+# here is taken to read every field and to give a template.
+POLARITY_READS: dict[str, frozenset[str] | None] = {
+    "none": None,
+    "random": frozenset({"layers"}),
+    "rule": frozenset({"rule"}),  # the rule decides which layers it constrains
+    "source": frozenset({"layers"}),
+    "source_proportions": frozenset({"layers"}),
+    "proportions": frozenset({"layers", "proportions"}),
+}
+_WITH_TEMPLATE = "random, rule, source, source_proportions or proportions"
+
+
+def gives_template(polarity: str) -> bool:
+    """Whether a polarity gives a template (all but ``"none"``, per :data:`POLARITY_READS`).
+
+    Example:
+        >>> gives_template("random"), gives_template("none")
+        (True, False)
+    """
+    return POLARITY_READS.get(polarity, frozenset()) is not None
+
+
+def condition_problems(condition: Condition) -> list[str]:
+    """Fields of a condition that would have no effect, or that cannot work together; one
+    message per problem, each naming the field and the fix (empty: the condition is sound).
+
+    Checked: ``frozen = true`` and ``swap`` need a template (a polarity other than
+    ``"none"``); ``swap`` and ``reset`` need a frozen net; ``swap_mode`` needs a swap; and
+    ``rule``, ``proportions`` and ``layers`` must be read by the polarity
+    (:data:`POLARITY_READS`). Values (a known polarity, a positive ``lr``…) are
+    :meth:`polarnet.experiments.Study.validate`'s job.
+
+    Example:
+        >>> condition_problems(Condition("ok", "random", frozen=True, reset="flip"))
+        []
+        >>> condition_problems(Condition("fz", "none", frozen=True))
+        ["frozen = true needs a template: polarity 'none' gives none; choose polarity = random, rule, source, source_proportions or proportions, or set frozen = false"]
+    """
+    c, problems = condition, []
+    reads = POLARITY_READS.get(c.polarity, frozenset({"rule", "layers", "proportions"}))
+    template = reads is not None
+    if c.frozen and not template:
+        problems.append(f"frozen = true needs a template: polarity {c.polarity!r} gives none; choose polarity = "
+                        f"{_WITH_TEMPLATE}, or set frozen = false")
+    if c.swap and not template:
+        problems.append(f"swap = {c.swap:g} swaps a template's signs: polarity {c.polarity!r} gives none; choose "
+                        f"polarity = {_WITH_TEMPLATE}, or remove swap")
+    elif c.swap and not c.frozen:
+        problems.append(f"swap = {c.swap:g} moves the template of a frozen net (Fluid SPIN is frozen = true with "
+                        f"a swap); set frozen = true, or remove swap")
+    if c.swap_mode != "pattern" and not c.swap:
+        problems.append(f"swap_mode = {c.swap_mode!r} has no effect without a swap; remove swap_mode, or set swap")
+    if c.reset is not None and not c.frozen:
+        problems.append(f"reset = {c.reset!r} has no effect: a fluid net (frozen = false) never resets; remove "
+                        f"reset, or set frozen = true")
+    reads = reads or frozenset()
+    if c.rule is not None and "rule" not in reads:
+        problems.append(f"rule = {c.rule!r} has no effect: only polarity = 'rule' reads it (polarity is "
+                        f"{c.polarity!r}); remove rule")
+    if c.proportions is not None and "proportions" not in reads:
+        problems.append(f"proportions = {_show(c.proportions)} has no effect: only polarity = 'proportions' reads "
+                        f"it (polarity is {c.polarity!r}); remove proportions")
+    if c.layers != "all" and "layers" not in reads:
+        why = ("the rule decides which layers it constrains" if c.polarity == "rule" else
+               f"polarity {c.polarity!r} gives no template" if not template else
+               f"polarity {c.polarity!r} does not select layers")
+        problems.append(f"layers = {c.layers!r} has no effect: {why}; remove layers")
+    return problems
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else "[" + ", ".join(f"{v:g}" for v in value) + "]"
 
 
 def condition_from_dict(name: str, table: dict[str, Any]) -> Condition:
@@ -246,13 +336,70 @@ def _fresh(condition: Condition, model: nn.Module, study: Any, seed: int) -> Non
 
 @MAGNITUDES.register("source")
 def _copy_source(condition: Condition, model: nn.Module, study: Any, seed: int) -> None:
+    """The source's weights, matched to the model's as :func:`polarnet.transfer` matches layers
+    (by name, then the layers left over in order, same shapes only); a layer without a match
+    keeps its fresh draw. A source from which no weight can be copied is an error."""
     if not getattr(study, "source", None):
         raise ValueError(f"condition {condition.name!r} needs the study's source (--set source=FILE)")
     _fresh(condition, model, study, seed)  # layers the source lacks keep a fresh draw
-    own = model.state_dict()
     state = source_state(study.source)
     if isinstance(state, PolarityTemplate):
         raise ValueError(f"condition {condition.name!r} copies the source's weights, but {study.source} is a template "
                          f"file (signs only): use a .pt/.pth/.safetensors file or a torchvision weights name")
-    weights = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(weights, strict=False)
+    pairs = source_pairs(state, model)
+    weights = select(model, "all")
+    if not any(name in pairs for name in weights):
+        own = list(model.state_dict())
+        theirs = [k for k, v in state.items() if isinstance(v, Tensor)]
+        raise ValueError(
+            f"condition {condition.name!r} copies the source's weights (magnitudes='source'), but no weight of "
+            f"{study.source} fits the model {getattr(study, 'model', '')!r}: the names differ and no layer of the same "
+            f"kind and shape comes in the same order (model: {_first(own)}; source: {_first(theirs)}). Use a source "
+            f"saved from this architecture (a state dict of the same model, without a wrapper's prefix such as "
+            f"'module.')")
+    model.load_state_dict({target: state[source] for target, source in pairs.items()}, strict=False)
+
+
+def source_pairs(state: Mapping[str, Tensor], model: nn.Module) -> dict[str, str]:
+    """Which source tensor each of a model's tensors takes when a condition copies the source's
+    weights (``magnitudes = "source"``): ``{model name: source name}``, same shapes only.
+
+    A name the source has with the same shape is taken as it is; the weights left over are
+    paired as :func:`polarnet.transfer` pairs layers (by name, then in order among layers of
+    the same kind), and each pair brings its layer's bias and buffers along. A source saved
+    from a wrapper (``module.features.0.weight``, as ``DistributedDataParallel`` writes) so
+    fits its bare model.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+        >>> wrapped = {"module." + k: v for k, v in net.state_dict().items()}
+        >>> source_pairs(wrapped, net)["2.bias"]
+        'module.2.bias'
+    """
+    own = model.state_dict()
+    tensors = {k: v for k, v in state.items() if isinstance(v, Tensor)}
+    pairs = {k: k for k, v in tensors.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if all(name in pairs for name in select(model, "all")):
+        return pairs
+    try:
+        _, report = transfer(tensors, model)
+    except ValueError:  # a layer transfer cannot adapt (another architecture): the names alone decide
+        return pairs
+    used = set(pairs.values())
+    for target, source in report.matched:  # same shapes, by name then in order
+        if target in pairs:
+            continue
+        t_layer, s_layer = target.rpartition(".")[0], source.rpartition(".")[0]
+        for name in own:  # the weight, and the bias and buffers beside it
+            if name in pairs or name.rpartition(".")[0] != t_layer:
+                continue
+            leaf = name.rpartition(".")[2]
+            theirs = f"{s_layer}.{leaf}" if s_layer else leaf
+            if theirs in tensors and theirs not in used and tuple(tensors[theirs].shape) == tuple(own[name].shape):
+                pairs[name] = theirs
+                used.add(theirs)
+    return pairs
+
+
+def _first(names: list[str], n: int = 4) -> str:
+    return ", ".join(names[:n]) + (f", … ({len(names)} in all)" if len(names) > n else "") if names else "nothing"
