@@ -87,7 +87,7 @@ def test_simulated_column_from_a_real_study(width_study):
     pd.testing.assert_frame_equal(table[COLUMNS], plain)
 
 
-def _hand_store(folder, learned_accuracy):
+def _hand_store(folder, learned_accuracy, **settings):
     """frozen_rand at n = 500: trial 0 learns (0.65 at convergence), trial 1 doesn't (0.58 at convergence,
     although it passed 0.7 earlier), trial 2 failed; everything at n = 40 and every fluid run learns."""
     study = load_study("xor5d-width", ["trials=3", "sizes=[40, 500]", "hidden=[3]",
@@ -105,7 +105,7 @@ def _hand_store(folder, learned_accuracy):
                                                    for e, (loss, acc) in enumerate(zip([0.5, 0.4], accs))])
 
     with Store(folder) as store:
-        store.set_study({"settings": {**study.to_dict(), "learned_accuracy": learned_accuracy}})
+        store.set_study({"settings": {**study.to_dict(), "learned_accuracy": learned_accuracy, **settings}})
         store.mark_running(specs)
         store.record([result(s) for s in specs])
 
@@ -138,3 +138,40 @@ def test_folder_without_results_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="polarnet run xor5d-width"):
         theory_table([3], folder=missing)
     assert not missing.exists()  # nothing was created
+
+
+# -- only XOR studies of an MLP with the same dims become the simulated column (issue 8, finding 8) ----------
+@pytest.mark.parametrize("settings, message", [
+    ({"dataset": "fashion_mnist", "model": "lenet"}, "trains model 'lenet' on dataset 'fashion_mnist'"),
+    ({"dataset": "xor", "model": "tests.custom:net"}, "trains model 'tests.custom:net' on dataset 'xor'"),
+])
+def test_a_study_that_is_not_xor_with_an_mlp_is_refused(tmp_path, monkeypatch, settings, message):
+    _hand_store(tmp_path, 0.6, **settings)
+    ran = []
+    monkeypatch.setattr(theory, "monte_carlo", lambda *a: ran.append(a) or (0.0, 0.0))
+    with pytest.raises(ValueError, match=message) as error:
+        theory_table([3], folder=tmp_path)
+    assert str(tmp_path) in str(error.value) and 'dataset = "xor", model = "mlp"' in str(error.value)
+    assert "polarnet run xor5d-width" in str(error.value)  # the fix
+    assert not ran  # refused before the Monte Carlo
+
+
+def test_dims_must_match_the_study_or_are_taken_from_it(tmp_path, monkeypatch):
+    _hand_store(tmp_path, 0.6, dims=9)
+    with pytest.raises(ValueError, match=r"has dims = 9, but the bounds were asked for dims = 3: .*--dims 9"):
+        theory_table([3], 3, trials=10, folder=tmp_path)
+    with pytest.raises(ValueError, match="dims = 9.*dims = 5"):
+        theory_table([3], 5, trials=10, folder=tmp_path)  # an explicit 5 is a choice too
+    table = theory_table([3], trials=50, folder=tmp_path)  # dims left out: the study's
+    assert table.attrs["dims"] == 9
+    assert table["published"].iloc[0] == float(theory.published_bound(3, 9))
+    assert table.set_index("units").loc[3, "simulated"] == 0.5
+    assert theory_table([3], 9, trials=50, folder=tmp_path).equals(table)
+    assert theory_table([3], trials=10).attrs["dims"] == 5  # no study: the default
+
+
+def test_xor_study_dims_of_settings_from_older_stores():
+    from polarnet.analysis.theory_table import xor_study_dims
+
+    assert xor_study_dims({}) == 5  # Study's defaults: xor, mlp, dims 5
+    assert xor_study_dims({"dims": 7}, 7) == 7
