@@ -14,7 +14,10 @@ from polarnet.analysis.diagnostics import (CHECKS, MAX_RESET_FRACTION, Flag, cha
                                            format_flags)
 from polarnet.data.images import IMAGE_DATASETS
 from polarnet.experiments import Store, load_study, run_study
+from polarnet.experiments.config import Study
 
+#: out-of-range training numbers are refused unless the study says it means them (finding 21)
+EXTREME = ["allow_extreme=true"] if "allow_extreme" in Study.__dataclass_fields__ else []
 REAL = IMAGE_DATASETS["fashion_mnist"].debian_dir + "/train-images-idx3-ubyte.gz"
 real_data = pytest.mark.skipif(not os.path.isfile(REAL) and not os.environ.get("POLARNET_REQUIRE_REAL_DATA"),
                                reason="Debian package dataset-fashion-mnist not installed (.ci/run installs it)")
@@ -101,14 +104,54 @@ def test_validation_at_chance_needs_real_learning_on_a_real_training_set() -> No
 
 # -- non-finite losses (failed runs) ------------------------------------------------------------
 def test_a_huge_learning_rate_gives_failed_runs_with_a_hint(tmp_path) -> None:
-    run_study(load_study("xor5d", ["trials=2", "epochs=2", "sizes=[8]", "lr=1e30", "val_size=100"]), tmp_path,
-              workers=1, progress=False)
+    run_study(load_study("xor5d", ["trials=2", "epochs=2", "sizes=[8]", "lr=1e30", "val_size=100", *EXTREME]),
+              tmp_path, workers=1, progress=False)
     runs, epochs, settings = _tables(tmp_path)
     flags = diagnose(runs, epochs, settings)
     assert _kinds(flags) == ["failed"]
     assert len(flags[0].runs) == 6 and "NaN or infinite (first at epoch 1)" in flags[0].reason
     assert "lower the learning rate (lr = 1e+30 here" in flags[0].hint and "--retry-failed" in flags[0].hint
     assert "frozen_rand, n=8, hidden 64, reset posRand: 2 of 2 trials" in flags[0].where
+
+
+def test_a_huge_reset_magnitude_is_named_in_the_hint_not_the_learning_rate(tmp_path) -> None:
+    run_study(load_study("xor5d", ["trials=1", "epochs=2", "sizes=[8]", "hidden=[4]", "eps=1e200", "val_size=100",
+                                   *EXTREME]), tmp_path, workers=1, progress=False)
+    runs, epochs, settings = _tables(tmp_path)
+    flags = diagnose(runs, epochs, settings)
+    failed = next(f for f in flags if f.kind == "failed")
+    assert "NaN or infinite" in failed.reason
+    assert "eps = 1e+200, Freeze-SGD's reset magnitude: 203 orders of magnitude above the papers' 0.001" in failed.hint
+    assert "more than float32 holds" in failed.hint and "--set eps=0.001" in failed.hint
+    assert "learning rate" not in failed.hint and "lr" not in failed.hint.replace("--retry-failed", "")
+
+
+@pytest.mark.parametrize("settings, named, lr_advice", [
+    ({"adam_eps": 1e-300}, ["adam_eps = 1e-300, Adam's epsilon: 292 orders of magnitude below"], False),
+    ({"adam_eps": 1e300, "dtype": "float64"}, ["adam_eps = 1e+300"], False),
+    ({"lr": 1e30, "eps": 5.0}, ["lr = 1e+30, the learning rate", "eps = 5, Freeze-SGD's reset magnitude"], True),
+    ({"lr": 1e-30}, ["lr = 1e-30, the learning rate: 28 orders of magnitude below the papers' 0.03"], False),
+    ({"lr": 0.3, "eps": 0.1, "adam_eps": 1e-6}, [], True),  # within the factor: the usual advice
+    ({"lr": 1e30}, [], True),  # only the learning rate: the usual advice names it
+    ({"dataset": "cifar10", "lr": 5.0}, [], True),  # images: 5000× the papers' 0.001, lr is the suspect
+])
+def test_the_failed_hint_names_the_abnormal_settings(settings, named, lr_advice) -> None:
+    runs, epochs, base = _frames({"a": ("c", 8, 0, True, "posRand", [(0.5, 0.5, 0.7, 0, 0.0)])}, settings)
+    runs = runs.assign(status="failed", reason="non-finite loss at epoch 1")
+    hint = next(f for f in diagnose(runs, epochs.iloc[0:0], base) if f.kind == "failed").hint
+    for text in named:
+        assert text in hint
+    assert ("abnormal" in hint) == bool(named)
+    assert ("lower the learning rate" in hint) == lr_advice
+    assert "--retry-failed" in hint
+
+
+def test_a_conditions_own_learning_rate_is_judged() -> None:
+    from polarnet.analysis.diagnostics import suspect_settings
+
+    assert suspect_settings({"lr": 0.03}, [0.03, 300.0])[0][:2] == ("lr", 300.0)
+    assert suspect_settings({"lr": 0.03, "eps": 1e-3, "adam_eps": 1e-8, "dtype": "float64"}) == []
+    assert [k for k, _, _ in suspect_settings({"lr": 1e-3, "dataset": "fashion_mnist", "eps": 1e-7})] == ["eps"]
 
 
 def test_other_failures_and_interrupted_runs() -> None:

@@ -29,8 +29,8 @@ import pandas as pd
 from ..registry import Registry
 from .metrics import chance_level
 
-__all__ = ["Flag", "CHECKS", "diagnose", "format_flags", "chance_margin", "CHANCE_STANDARD_ERRORS", "TRAIN_RISE",
-           "MAX_RESET_FRACTION"]
+__all__ = ["Flag", "CHECKS", "diagnose", "format_flags", "chance_margin", "suspect_settings", "paper_value",
+           "CHANCE_STANDARD_ERRORS", "TRAIN_RISE", "MAX_RESET_FRACTION", "ABNORMAL_FACTOR", "PAPER_VALUES"]
 
 CHANCE_STANDARD_ERRORS = 3.0
 """A final validation accuracy is "at chance" when it lies within this many standard errors of
@@ -54,6 +54,18 @@ learning: usually the learning rate is too high for Freeze-SGD. Measured on XOR-
 paper's settings (lr 0.03, 64 hidden units), healthy Frozen runs start near 3% and reach at
 most about 24% in late epochs at n = 8; with lr 0.3 they stay at 25–50% from the first epoch
 on. "Every epoch" keeps the late-epoch peaks of healthy runs from being flagged."""
+
+ABNORMAL_FACTOR = 1000.0
+"""A numeric training setting "looks abnormal" when it is more than this factor above or below
+the papers' value (:data:`PAPER_VALUES`), or outside the range of the study's ``dtype``.
+Three orders of magnitude: the papers' own learning-rate search spans two (0.001–0.1, Igoe
+et al.), so nothing a paper tried is called abnormal, while the values that break training
+(``eps = 1e200``, ``lr = 1e30``) are far beyond it."""
+
+PAPER_VALUES = {"lr": {"xor": 0.03, "": 0.001}, "eps": 1e-3, "adam_eps": 1e-8}
+"""The papers' values of the settings whose size can make a loss non-finite (PAPER_NOTES.md):
+Adam's learning rate (Wang et al., XOR: 0.03; Igoe et al., images: 0.001), Freeze-SGD's
+reset magnitude ``eps`` (0.001) and Adam's ``adam_eps`` (1e-8, PyTorch's default)."""
 
 #: the order flags are reported in: what invalidates results first
 _ORDER = ("failed", "interrupted", "val_at_chance", "identical_conditions", "excess_resets")
@@ -103,6 +115,67 @@ def chance_margin(chance: float, val_size: int) -> float:
         (0.0474, 0.0285)
     """
     return CHANCE_STANDARD_ERRORS * math.sqrt(chance * (1 - chance) / max(1, val_size))
+
+
+def paper_value(key: str, settings: dict) -> float:
+    """The papers' value of ``lr``, ``eps`` or ``adam_eps`` for a study (the learning rate
+    depends on the dataset).
+
+    Example:
+        >>> paper_value("lr", {"dataset": "xor"}), paper_value("lr", {"dataset": "cifar10"}), paper_value("eps", {})
+        (0.03, 0.001, 0.001)
+    """
+    value = PAPER_VALUES[key]
+    if isinstance(value, dict):
+        return value.get(settings.get("dataset", "xor"), value[""])
+    return value
+
+
+def suspect_settings(settings: dict, lrs: list[float] | tuple[float, ...] = ()) -> list[tuple[str, float, str]]:
+    """The settings among ``lr``, ``eps`` and ``adam_eps`` that look abnormal: more than
+    :data:`ABNORMAL_FACTOR` times above or below the papers' value, or outside what the study's
+    ``dtype`` can hold.
+
+    Args:
+        settings: the study's settings (``lr``, ``eps``, ``adam_eps``, ``dtype``, ``dataset``).
+        lrs: the learning rates actually used (conditions may override the study's); default:
+            the study's ``lr``.
+
+    Returns:
+        ``(key, value, why)`` per abnormal value, e.g. ``("eps", 1e200, "… float32 …")``.
+
+    Example:
+        >>> suspect_settings({"lr": 0.03, "eps": 1e200, "adam_eps": 1e-8})
+        [('eps', 1e+200, "203 orders of magnitude above the papers' 0.001, and more than float32 holds (3.4e+38)")]
+        >>> suspect_settings({"lr": 0.3, "eps": 0.001})
+        []
+    """
+    dtype = str(settings.get("dtype") or "float32")
+    largest, smallest = _RANGES.get(dtype, _RANGES["float32"])
+    found = []
+    values = [("lr", lr) for lr in (lrs or [settings.get("lr")])] + [(k, settings.get(k)) for k in ("eps", "adam_eps")]
+    for key, value in values:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value or value <= 0:
+            continue
+        paper = paper_value(key, settings)
+        orders = math.log10(value) - math.log10(paper)  # no overflow for 1e300 / 1e-8 or 5e-324
+        if abs(orders) <= math.log10(ABNORMAL_FACTOR) and smallest <= value <= largest:
+            continue
+        why = (f"{abs(orders):.0f} orders of magnitude {'above' if orders > 0 else 'below'} the papers' {paper:g}"
+               if abs(orders) >= 1 else f"near the papers' {paper:g}")
+        if value > largest:
+            why += f", and more than {dtype} holds ({largest:.2g})"
+        elif value < smallest:
+            why += f", and below {dtype}'s smallest normal number ({smallest:.2g})"
+        found.append((key, value, why))
+    return found
+
+
+#: (largest, smallest normal) per dtype a study can train in
+_RANGES = {"float32": (3.4028234663852886e38, 1.1754943508222875e-38),
+           "float64": (1.7976931348623157e308, 2.2250738585072014e-308),
+           "bfloat16": (3.3895313892515355e38, 1.1754943508222875e-38),
+           "float16": (65504.0, 6.103515625e-05)}
 
 
 def diagnose(runs: pd.DataFrame, epochs: pd.DataFrame, settings: dict) -> list[Flag]:
@@ -216,15 +289,35 @@ def _failed(runs: pd.DataFrame, epochs: pd.DataFrame, settings: dict) -> list[Fl
         flags.append(Flag(
             "failed", tuple(rows["key"]), _where(rows, runs),
             f"the loss became NaN or infinite{when}; these runs are left out of every metric and figure",
-            f"lower the learning rate (lr = {lr_text} here; try 10× smaller) or train in float64 "
-            f"(--set dtype=float64); NaN or inf in the inputs gives the same symptom. After a fix, "
-            f"`polarnet run … --retry-failed` trains the failed runs again."))
+            _nonfinite_hint(settings, lrs, lr_text)))
     for reason, rows in failed[~nonfinite].groupby(reasons[~nonfinite]):
         flags.append(Flag(
             "failed", tuple(rows["key"]), _where(rows, runs), f"the run failed: {reason}",
             "the reason names the cause; after fixing it, `polarnet run … --retry-failed` trains the failed runs "
             "again (failed runs are otherwise skipped when a study is resumed)."))
     return flags
+
+
+def _nonfinite_hint(settings: dict, lrs: list[float], lr_text: str) -> str:
+    """What to do about non-finite losses: the abnormal settings by name (the reset magnitude
+    ``eps``, Adam's ``adam_eps``, the learning rate), else the learning rate or float64."""
+    suspects = suspect_settings(settings, lrs)
+    retry = "After a fix, `polarnet run … --retry-failed` trains the failed runs again."
+    others = [(key, value, why) for key, value, why in suspects if key != "lr"]
+    high_lr = any(key == "lr" and value > paper_value("lr", settings) for key, value, _ in suspects)
+    low_lr = [value for key, value, _ in suspects if key == "lr" and value < paper_value("lr", settings)]
+    if not others and not low_lr:  # the learning rate, or nothing abnormal: the usual cause
+        return (f"lower the learning rate (lr = {lr_text} here; try 10× smaller) or train in float64 "
+                f"(--set dtype=float64); NaN or inf in the inputs gives the same symptom. {retry}")
+    what = {"eps": "Freeze-SGD's reset magnitude", "adam_eps": "Adam's epsilon", "lr": "the learning rate"}
+    named = "; ".join(f"{key} = {value:g}, {what[key]}: {why}" for key, value, why in suspects)
+    fixes = " ".join(f"--set {key}={paper_value(key, settings):g}" for key in dict.fromkeys(k for k, _, _ in suspects))
+    text = (f"{'these settings look' if len(suspects) > 1 else 'this setting looks'} abnormal and "
+            f"{'are' if len(suspects) > 1 else 'is'} the likely cause: {named}. Set "
+            f"{'them' if len(suspects) > 1 else 'it'} near the papers' values ({fixes})")
+    if high_lr:
+        text += f", or at least lower the learning rate (lr = {lr_text} here; try 10× smaller)"
+    return f"{text}; NaN or inf in the inputs gives the same symptom. {retry}"
 
 
 @CHECKS.register("interrupted")
