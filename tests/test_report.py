@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -151,7 +152,10 @@ def test_report_of_a_one_epoch_study_where_no_run_reached_the_threshold(tmp_path
 
 
 def test_report_of_a_study_whose_runs_all_failed(tmp_path) -> None:
-    folder = _tiny(tmp_path, "epochs=2", "trials=1", "sizes=[8]", "lr=1e30")
+    from polarnet.experiments.config import Study
+
+    extreme = ["allow_extreme=true"] if "allow_extreme" in Study.__dataclass_fields__ else []
+    folder = _tiny(tmp_path, "epochs=2", "trials=1", "sizes=[8]", "lr=1e30", *extreme)
     html_path, md_path = build_report(folder)
     md = md_path.read_text()
     assert "Runs in the store: 3 (3 failed)" in md
@@ -201,3 +205,94 @@ def test_claims_without_data_cannot_be_tested() -> None:
     faster = next(v for v in check_claims(per_run, 0.8) if "learns faster" in v.claim)
     assert faster.agrees is None and faster.verdict == "this study cannot test it"
     assert faster.finding == "no run of frozen_sufficient or fluid_rand reached 80%"
+
+
+# -- -o: an existing folder is always a folder; nothing that is not a file is written over (finding 17) ---------
+def test_report_paths_folders_files_and_refusals(tmp_path) -> None:
+    from polarnet.analysis.report import report_paths
+
+    (tmp_path / "rep" / "v1.2").mkdir(parents=True)
+    assert report_paths(tmp_path, tmp_path / "rep" / "v1.2") == tmp_path / "rep" / "v1.2" / "report"
+    assert report_paths(tmp_path, tmp_path / "new" / "2024.06") == tmp_path / "new" / "2024.06" / "report"
+    assert report_paths(tmp_path, tmp_path / "r.html") == tmp_path / "r"
+    assert report_paths(tmp_path, tmp_path / "r.MD") == tmp_path / "r"
+    assert report_paths(tmp_path, None) == report_paths(tmp_path, "") == tmp_path / "report"
+    (tmp_path / "old.html").write_text("an earlier report")
+    assert report_paths(tmp_path, tmp_path / "old.html") == tmp_path / "old"  # files are rewritten
+    for path in ("/dev/null", tmp_path):
+        if path == tmp_path:
+            (tmp_path / "notes.txt").write_text("x")
+            path = tmp_path / "notes.txt"
+        with pytest.raises(ValueError, match=r"^-o .*: .*give a folder \(the report is written into it\) or a path "
+                                             r"ending in \.html or \.md$"):
+            report_paths(tmp_path, path)
+    (tmp_path / "x.md").mkdir()
+    with pytest.raises(ValueError, match=r"writes .*x\.md, which exists and is not a regular file"):
+        report_paths(tmp_path, tmp_path / "x.html")
+    (tmp_path / "y-figures").write_text("")
+    with pytest.raises(ValueError, match=r"figures in .*y-figures, which exists and is not a folder"):
+        report_paths(tmp_path, tmp_path / "y.html")
+
+
+def test_report_into_an_existing_folder_whose_name_has_a_dot(study_folder, tmp_path) -> None:
+    target = tmp_path / "rep" / "v1.2"
+    target.mkdir(parents=True)
+    html_path, md_path = build_report(study_folder, target)
+    assert (html_path, md_path) == (target / "report.html", target / "report.md")
+    assert (target / "report-figures").is_dir() and sorted(p.name for p in (tmp_path / "rep").iterdir()) == ["v1.2"]
+    assert main(["report", str(study_folder), "-o", "/dev/null"]) == 2
+
+
+# -- names with | or newlines never break a table; the header lists reset overrides (finding 18) --------------
+def test_markdown_cells_are_escaped_and_read_back_by_the_html() -> None:
+    from polarnet.analysis.report import _html_text, markdown_table
+
+    frame = pd.DataFrame({"condition": ["a|b", "ü\nline|pipe", "back\\slash|"], "x|y": [1.0, 2.0, 3.0]})
+    md = markdown_table(frame, 1)
+    lines = md.split("\n")
+    assert len(lines) == 5  # head, rule, three rows: the newline did not split a row
+    assert all(len(re.findall(r"(?<!\\)(?:\\\\)*\|", line)) == 3 for line in lines)  # two columns each
+    assert "| ü\\\\nline\\|pipe | 2.0 |" in md
+    html_table = _html_text(md)
+    assert re.findall(r"<td>(.*?)</td>", html_table) == ["a|b", "1.0", "ü\\nline|pipe", "2.0", "back\\slash|", "3.0"]
+    assert "<th>x|y</th>" in html_table
+
+
+def test_header_lists_the_conditions_own_reset_rules() -> None:
+    from polarnet.analysis.report import describe_study
+
+    settings = {"name": "s", "conditions": ["fluid_rand", "fz"], "sizes": [8], "hidden": [4],
+                "resets": ["posRand"], "trials": 1, "epochs": 2,
+                "define_condition": {"fz": {"polarity": "random", "frozen": True, "reset": "flip"},
+                                     "fluid_own": {"polarity": "random", "frozen": False, "reset": "zero"}}}
+    first = describe_study(settings, pd.DataFrame(), pd.DataFrame()).split("\n\n")[0]
+    assert "× reset posRand (except fz: flip) ×" in first
+    # a registered condition with its own rule shows up from the conditions stored with its runs
+    runs = pd.DataFrame({"status": ["done"], "condition": ["reg"], "n_train": [8], "trial": [0],
+                         "settings": [json.dumps({"condition": {"name": "reg", "frozen": True, "reset": "zero"}})]})
+    first = describe_study({**settings, "conditions": ["reg"]}, runs, pd.DataFrame()).split("\n\n")[0]
+    assert "reset posRand (except reg: zero)" in first
+    assert "(except" not in describe_study({**settings, "define_condition": {}}, pd.DataFrame(), pd.DataFrame())
+
+
+def test_report_of_a_study_with_odd_condition_names(tmp_path, monkeypatch) -> None:
+    from polarnet.analysis.metrics import format_summary, run_metrics, summary_table
+    from polarnet.experiments import Store
+    from polarnet.experiments.config import Study
+    from polarnet.experiments.conditions import Condition
+
+    odd = "ü\nline|pipe"  # refused by Study.validate now; stores written before that still hold such names
+    monkeypatch.setattr(Study, "validate", lambda self: self)
+    study = Study(name="odd", conditions=("fluid_rand", odd), sizes=(8,), hidden=(4,), trials=1, epochs=2,
+                  val_size=100, define_condition={odd: Condition(odd, "random", True, reset="flip")})
+    run_study(study, tmp_path, workers=1, progress=False)
+    html_path, md_path = build_report(tmp_path)
+    md = md_path.read_text()
+    assert "reset posRand (except ü\\nline|pipe: flip)" in md
+    for table in re.findall(r"(?:^\|.*\n)+", md, re.M):
+        widths = {len(re.findall(r"(?<!\\)(?:\\\\)*\|", line)) for line in table.strip().split("\n")}
+        assert len(widths) == 1, table  # no row has an extra column
+    assert "<td>ü\\nline|pipe</td>" in html_path.read_text()
+    with Store(tmp_path) as store:
+        text = format_summary(summary_table(run_metrics(store.epochs(), 0.8)), 0.8)
+    assert len(text.split("\n")) == 3 and "ü\\nline|pipe" in text  # the plain-text summary: one row each

@@ -12,7 +12,7 @@ import math
 
 import pandas as pd
 
-__all__ = ["run_metrics", "summary_table", "format_summary", "chance_level", "median_epochs_text",
+__all__ = ["run_metrics", "summary_table", "format_summary", "chance_level", "median_epochs_text", "one_line",
            "MIN_SUCCESS_FOR_MEDIAN"]
 
 #: A median of epochs to a threshold is shown as a finding only when at least this share of
@@ -143,11 +143,24 @@ def format_summary(table: pd.DataFrame, threshold: float) -> str:
     for row in table.itertuples(index=False):
         epochs = median_epochs_text(row.median_epochs, row.success_rate)
         marked |= epochs.endswith("*")
-        lines.append(f"{row.condition:<20} {row.n_train:>5} {row.hidden:>6} {row.reset:<8} {epochs:>14} "
+        lines.append(f"{one_line(row.condition):<20} {row.n_train:>5} {row.hidden:>6} {one_line(row.reset):<8} {epochs:>14} "
                      f"{row.success_rate:>8.0%} {row.median_error:>15.3f} {row.runs:>5}")
     if marked:
         lines.append(f"* median of the fewer than half of the trials that reached {threshold:.0%}; the others never did")
     return "\n".join(lines)
+
+
+def one_line(text) -> str:
+    """``text`` as one printable line: newlines, tabs and other control characters written as
+    their escapes (``\\n``), so a name can never split a table row.
+
+    Example:
+        >>> print(one_line("a\\nb\\tc"), one_line("ü_ok"), one_line(3))
+        a\\nb\\tc ü_ok 3
+    """
+    text = str(text)
+    return text if text.isprintable() else "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def median_epochs_text(median: float, success_rate: float) -> str:

@@ -21,16 +21,31 @@ from .claims import check_claims
 from .diagnostics import CHANCE_STANDARD_ERRORS, Flag, chance_margin, diagnose
 from .figures import (curves_figure, difference_figure, efficiency_figure, magnitude_figure, reset_figure,
                       sign_change_figure, theory_figure)
-from .metrics import chance_level, median_epochs_text, run_metrics, summary_table
+from .metrics import chance_level, median_epochs_text, one_line, run_metrics, summary_table
 from .stats import compare_to_reference
 
-__all__ = ["build_report", "markdown_table", "describe_study"]
+__all__ = ["build_report", "report_paths", "markdown_table", "markdown_cell", "describe_study"]
 
 _REFERENCES = ("fluid_rand", "fluid_in_weight", "fluid_in")
+#: suffixes of ``build_report(output=...)`` that name the report's files rather than a folder
+REPORT_SUFFIXES = (".html", ".md")
+
+
+def markdown_cell(value) -> str:
+    """One table cell's text, escaped so that it stays one cell: ``\\`` and ``|`` get a
+    backslash, and newlines and other control characters are written as escapes (``\\n``).
+
+    Example:
+        >>> print(markdown_cell("a|b\\nc"))
+        a\\|b\\\\nc
+    """
+    return one_line(value).replace("\\", "\\\\").replace("|", "\\|")
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
-    """A DataFrame as a Markdown table; floats to ``digits`` places, NaN as a dash.
+    """A DataFrame as a Markdown table; floats to ``digits`` places, NaN as a dash, and every
+    other cell escaped by :func:`markdown_cell` (a ``|`` or a newline in a condition name never
+    adds a column or splits a row).
 
     Example:
         >>> print(markdown_table(pd.DataFrame({"a": [1.0, float("nan")]}), 1))
@@ -42,9 +57,9 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
     def cell(v) -> str:
         if isinstance(v, float):
             return "—" if v != v else f"{v:.{digits}f}"
-        return str(v)
+        return markdown_cell(v)
 
-    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    head = "| " + " | ".join(map(markdown_cell, frame.columns)) + " |"
     rule = "|" + "---|" * len(frame.columns)
     rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([head, rule, *rows])
@@ -55,17 +70,30 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
 
     Args:
         folder: a study folder holding ``results.sqlite``.
-        output: where to write (a folder, or a file path whose stem names both files);
-            default: ``folder``.
+        output: where to write; default: ``folder``. See :func:`report_paths`: a folder
+            (existing, or any path not ending in ``.html``/``.md``) gets ``report.html``,
+            ``report.md`` and ``report-figures/``; a path ending in ``.html`` or ``.md``
+            names the files (``r.html``: ``r.html``, ``r.md`` and ``r-figures/``).
 
     Returns:
         ``(html_path, markdown_path)``.
+
+    Raises:
+        ValueError: ``folder`` holds no study, or ``output`` cannot be written to (see
+            :func:`report_paths`).
+
+    Example:
+        >>> import tempfile
+        >>> from polarnet.experiments import load_study, run_study
+        >>> folder = tempfile.mkdtemp()
+        >>> _ = run_study(load_study("xor5d", ["trials=1", "epochs=1", "sizes=[8]"]), folder, progress=False)
+        >>> [p.name for p in build_report(folder, f"{folder}/v1.2")]  # a folder, although it has a dot
+        ['report.html', 'report.md']
     """
     folder = Path(folder)
     with Store.existing(folder) as store:
         facts, runs, epochs, magnitudes = store.study(), store.runs(), store.epochs(), store.magnitudes()
-    out = Path(output) if output else folder
-    stem = out.with_suffix("") if out.suffix else out / "report"
+    stem = report_paths(folder, output)
     stem.parent.mkdir(parents=True, exist_ok=True)
     figures_dir = stem.parent / f"{stem.name}-figures"
     settings = facts.get("settings", {})
@@ -128,14 +156,19 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
                          f"{chance + margin:.1%}), and the final accuracy, mean and standard deviation (Igoe et al. "
                          "Table 1).\n\n"
                          + markdown_table(convergence), []))
-        if settings.get("dataset") == "xor" and per_run["hidden"].nunique() > 2:
-            from .theory_table import theory_table
+        if settings.get("dataset", "xor") == "xor" and per_run["hidden"].nunique() > 2:
+            from .theory_table import theory_table, xor_study_dims
 
-            table = theory_table(sorted(per_run["hidden"].unique()), settings.get("dims", 5), trials=20000,
-                                 folder=folder)
-            paths = theory_figure(table, figures_dir / "theory", study=name)
-            sections.append(("Learnability", "The App. D bounds against the fraction of Frozen RAND nets that "
-                             "learned (Wang et al. Fig. 4A; see docs/theory.md).\n\n" + markdown_table(table, 3), paths))
+            try:
+                dims = xor_study_dims(settings)
+            except ValueError as error:  # e.g. a custom model: the bounds are for an MLP
+                sections.append(("Learnability", f"Not shown: {error}.", []))
+            else:
+                table = theory_table(sorted(per_run["hidden"].unique()), dims, trials=20000, folder=folder)
+                paths = theory_figure(table, figures_dir / "theory", study=name)
+                sections.append(("Learnability", "The App. D bounds against the fraction of Frozen RAND nets that "
+                                 "learned (Wang et al. Fig. 4A; see docs/theory.md).\n\n" + markdown_table(table, 3),
+                                 paths))
         mark = 0.4 if settings.get("dataset", "xor") != "xor" else threshold  # Igoe's 40% is below XOR's chance
         done = epochs[epochs["status"] == "done"]
         largest = done["n_train"].max()
@@ -192,6 +225,52 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
     return html_path, md_path
 
 
+def report_paths(folder: str | os.PathLike[str], output: str | os.PathLike[str] | None = None) -> Path:
+    """Where :func:`build_report` writes: the stem of ``STEM.html``, ``STEM.md`` and
+    ``STEM-figures/``.
+
+    * no ``output``: ``folder/report``;
+    * an existing folder is always a folder (``rep/v1.2`` too): ``output/report``;
+    * a path ending in ``.html`` or ``.md`` (any case) names the files: ``r.html`` → ``r``;
+    * any other path that does not exist is a folder to create, whatever its suffix
+      (``rep/v1.2``, ``rep/2024.06``);
+    * anything else that exists (``/dev/null``, a file such as ``notes.txt`` or
+      ``results.sqlite``) is refused.
+
+    Raises:
+        ValueError: naming ``output`` and what to give instead.
+
+    Example:
+        >>> report_paths("s"), report_paths("s", "rep/v1.2"), report_paths("s", "rep/r.HTML")
+        (PosixPath('s/report'), PosixPath('rep/v1.2/report'), PosixPath('rep/r'))
+        >>> report_paths("s", "/dev/null")
+        Traceback (most recent call last):
+        ...
+        ValueError: -o /dev/null: exists and is not a folder or a regular file; give a folder (the report is written into it) or a path ending in .html or .md
+    """
+    out = Path(output) if output is not None and str(output) != "" else Path(folder)
+    fix = "give a folder (the report is written into it) or a path ending in .html or .md"
+    if out.is_dir() or out == Path(folder):
+        stem = out / "report"
+    elif out.exists() and not out.is_file():
+        raise ValueError(f"-o {out}: exists and is not a folder or a regular file; {fix}")
+    elif out.suffix.lower() not in REPORT_SUFFIXES:
+        if out.exists():
+            raise ValueError(f"-o {out}: is a file, not a folder, and does not end in .html or .md; {fix}")
+        stem = out / "report"
+    else:
+        stem = out.with_suffix("")
+    for path in (stem.with_suffix(".html"), stem.with_suffix(".md")):
+        if path.exists() and not path.is_file():
+            raise ValueError(f"-o {out}: the report writes {path}, which exists and is not a regular file; choose "
+                             "another name")
+    figures = stem.parent / f"{stem.name}-figures"
+    if figures.exists() and not figures.is_dir():
+        raise ValueError(f"-o {out}: the report puts its figures in {figures}, which exists and is not a folder; "
+                         "choose another name")
+    return stem
+
+
 #: settings shown in the report's header, in this order (the grid first)
 _HEADER_SETTINGS = ("dataset", "dims", "classes", "model", "batch_size", "lr", "val_size", "thresholds", "dtype", "seed")
 #: settings that say nothing about the numbers (left out when comparing with the preset)
@@ -220,12 +299,16 @@ def describe_study(settings: dict, runs: pd.DataFrame, epochs: pd.DataFrame) -> 
     def listing(key: str, singular: str, plural: str) -> str:
         values = list(settings.get(key) or [])
         if len(values) == 1:
-            return f"{singular} {values[0]}"
-        return f"{len(values)} {plural} ({', '.join(map(str, values))})"
+            return f"{singular} {one_line(values[0])}"
+        return f"{len(values)} {plural} ({', '.join(map(one_line, values))})"
 
     trials, epochs_each = settings.get("trials", "?"), settings.get("epochs", "?")
+    resets = listing("resets", "reset", "reset rules")
+    overrides = _reset_overrides(settings, runs)
+    if overrides:  # frozen conditions with their own rule run only that one
+        resets += " (except " + "; ".join(f"{one_line(c)}: {one_line(r)}" for c, r in overrides.items()) + ")"
     grid = " × ".join([listing("conditions", "condition", "conditions"), listing("sizes", "size", "sizes"),
-                       listing("hidden", "hidden", "hidden sizes"), listing("resets", "reset", "reset rules"),
+                       listing("hidden", "hidden", "hidden sizes"), resets,
                        f"{trials} trial{'s' if trials != 1 else ''}"])
     lines = [f"**{settings.get('name', 'study')}** — as run: {grid}, {epochs_each} epoch{'s' if epochs_each != 1 else ''} "
              "each."]
@@ -251,6 +334,29 @@ def describe_study(settings: dict, runs: pd.DataFrame, epochs: pd.DataFrame) -> 
         lines.append("Runs in the store: none yet.")
     lines.append(_preset_note(settings))
     return "\n\n".join(line for line in lines if line)
+
+
+def _reset_overrides(settings: dict, runs: pd.DataFrame) -> dict[str, str]:
+    """``{condition: reset rule}`` for the frozen conditions that override the study's ``resets``:
+    from the study's ``define_condition`` tables and from the conditions stored with the runs
+    (which also holds registered conditions with their own rule)."""
+    names = [str(c) for c in settings.get("conditions") or []]
+    found: dict[str, str] = {}
+
+    def note(condition) -> None:
+        if isinstance(condition, dict) and condition.get("frozen") and condition.get("reset"):
+            found.setdefault(str(condition.get("name")), str(condition["reset"]))
+
+    for name, condition in (settings.get("define_condition") or {}).items():
+        note({"name": name, **condition} if isinstance(condition, dict) else None)
+    if len(runs) and "settings" in runs and "condition" in runs:
+        for text in runs.drop_duplicates("condition")["settings"]:
+            try:
+                note(json.loads(text).get("condition") if isinstance(text, str) else None)
+            except (ValueError, AttributeError):
+                continue
+    ran = set(runs["condition"]) if "condition" in runs else set()
+    return {name: found[name] for name in [*names, *sorted(ran - set(names))] if name in found}
 
 
 def _value(value) -> str:
@@ -310,9 +416,10 @@ def _flags_markdown(flags: list[Flag]) -> str:
                "with identical curves, no Frozen run dominated by resets."
     lines = []
     for flag in flags:
-        where = "; ".join(flag.where[:6]) + (f"; … and {len(flag.where) - 6} more" if len(flag.where) > 6 else "")
-        lines.append(f"- **{flag.kind}** ({len(flag.runs)} run{'s' if len(flag.runs) != 1 else ''}): {flag.reason}. "
-                     f"**Where:** {where}. **Hint:** {flag.hint}")
+        where = "; ".join(map(one_line, flag.where[:6])) + (f"; … and {len(flag.where) - 6} more"
+                                                             if len(flag.where) > 6 else "")
+        lines.append(f"- **{flag.kind}** ({len(flag.runs)} run{'s' if len(flag.runs) != 1 else ''}): "
+                     f"{one_line(flag.reason)}. **Where:** {where}. **Hint:** {one_line(flag.hint)}")
     return "These runs cannot be fully trusted (see docs/analysis.md, Diagnostics):\n\n" + "\n".join(lines)
 
 
@@ -345,7 +452,7 @@ def _html_text(text: str) -> str:
             rows = []
             while i < len(lines) and lines[i].startswith("|"):
                 if not lines[i].startswith("|---"):
-                    rows.append([html.escape(c.strip()) for c in lines[i].strip("|").split("|")])
+                    rows.append([html.escape(c) for c in _table_cells(lines[i])])
                 i += 1
             head, *rest = rows
             out.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>"
@@ -361,6 +468,27 @@ def _html_text(text: str) -> str:
                 out.append(f"<p>{_inline(line)}</p>")
             i += 1
     return "\n".join(out)
+
+
+def _table_cells(line: str) -> list[str]:
+    """The cells of a Markdown table row, undoing :func:`markdown_cell`'s escapes (``\\|`` is a
+    ``|`` inside a cell, ``\\\\`` a backslash)."""
+    cells, cell, i = [], [], line.index("|") + 1
+    while i < len(line):
+        c = line[i]
+        if c == "\\" and i + 1 < len(line) and line[i + 1] in "|\\":
+            cell.append(line[i + 1])
+            i += 2
+            continue
+        if c == "|":
+            cells.append("".join(cell).strip())
+            cell = []
+        else:
+            cell.append(c)
+        i += 1
+    if "".join(cell).strip():  # a row without its closing "|"
+        cells.append("".join(cell).strip())
+    return cells
 
 
 def _inline(text: str) -> str:
