@@ -15,7 +15,7 @@ from polarnet.proportions import save_proportions
 
 SMALL = ["trials=1", "epochs=1", "sizes=[8]"]
 LENET = ["dataset='fashion_mnist'", "model='lenet'", "in_channels=1", "sizes=[100]", "val_size=500", "trials=1",
-         "epochs=1"]
+         "epochs=1"]  # with the default (XOR) conditions refused: each test names its own
 
 
 def _condition(**settings) -> list[str]:
@@ -48,13 +48,14 @@ def test_a_layers_glob_that_selects_nothing():
 @pytest.mark.parametrize("polarity", ["random", "source_proportions"])
 def test_layers_are_checked_for_every_polarity_that_uses_them(polarity, tmp_path):
     torch.save(nn.Linear(2, 2).state_dict(), tmp_path / "w.pt")
-    study = load_study("xor5d", SMALL + [f"source='{tmp_path / 'w.pt'}'"]
-                       + _condition(polarity=polarity, frozen=True, layers="features.*"))
+    source = [f"source='{tmp_path / 'w.pt'}'"] if polarity == "source_proportions" else []
+    study = load_study("xor5d", SMALL + source + _condition(polarity=polarity, frozen=True, layers="features.*"))
     assert "layers='features.*' selects no parameter" in _problems(study)
 
 
-def test_layers_of_a_condition_without_a_template_are_not_checked():
-    check_study(load_study("xor5d", SMALL + _condition(polarity="none", layers="nope")))
+def test_layers_of_a_condition_without_a_template_are_refused_before_the_model():
+    with pytest.raises(ValueError, match="layers = 'nope' has no effect: polarity 'none' gives no template"):
+        load_study("xor5d", SMALL + _condition(polarity="none", layers="nope"))
 
 
 def test_layers_are_checked_against_an_image_model():
@@ -128,7 +129,53 @@ def test_a_rule_that_does_not_fit_the_model(temporary_models):
     temporary_models("one_linear_checks_demo", lambda in_features=5, hidden=4: nn.Sequential(nn.Linear(in_features, 1)))
     study = load_study("xor5d", SMALL + ["model='one_linear_checks_demo'", "conditions=['frozen_sufficient']"])
     message = _problems(study)
-    assert "condition 'frozen_sufficient': rule 'xor_sufficient' does not apply to model 'one_linear_checks_demo'" in message
+    assert ("condition 'frozen_sufficient': rule 'xor_sufficient' needs a model with 2 nn.Linear layers; model "
+            "'one_linear_checks_demo' has 1") in message
+
+
+def test_xor_sufficient_refuses_a_deeper_mlp_but_takes_any_d_h_1_mlp(temporary_models):
+    """The rule reads the first two Linear layers as hidden and output: in a deeper net it would
+    constrain a hidden layer as if it were the output. A user's own d → H → 1 MLP is fine."""
+    temporary_models("deep_mlp_checks_demo", lambda in_features=5, hidden=4: nn.Sequential(
+        nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)))
+    message = _problems(load_study("xor5d", SMALL + ["model='deep_mlp_checks_demo'", "conditions=['frozen_sufficient']"]))
+    assert "needs a model with 2 nn.Linear layers; model 'deep_mlp_checks_demo' has 3" in message
+    check_study(load_study("xor5d", SMALL + ["model='polarnet.models:mlp'"]))
+
+
+def test_a_rule_that_raises_for_the_model_is_reported(temporary_models):
+    from polarnet.builders import RULES, register_rule
+
+    @register_rule("needs_conv_checks_demo")
+    def needs_conv(model):
+        raise ValueError("no convolution here")
+
+    try:
+        message = _problems(load_study("xor5d", SMALL + _condition(polarity="rule", rule="needs_conv_checks_demo",
+                                                                   frozen=True)))
+    finally:
+        RULES.unregister("needs_conv_checks_demo")
+    assert "condition 'x': rule 'needs_conv_checks_demo' does not apply to model 'mlp': no convolution here" in message
+
+
+def test_xor_sufficient_on_an_image_dataset_is_refused_by_validation():
+    with pytest.raises(ValueError) as e:
+        load_study("xor5d", LENET + ["conditions=['frozen_sufficient', 'frozen_rand']"])
+    assert ("condition 'frozen_sufficient': rule 'xor_sufficient' needs dataset = 'xor' (here: dataset = "
+            "'fashion_mnist')") in str(e.value)
+    with pytest.raises(ValueError, match="the default conditions are XOR's"):
+        load_study("xor5d", LENET[:3])
+
+
+def test_a_proportions_file_must_lie_within_the_conditions_layers(tmp_path):
+    path = save_proportions({"features.0.weight": (0.0, 0.5, 0.5), "classifier.0.weight": (0.5, 0.25, 0.25)},
+                            tmp_path / "p.json")
+    table = dict(polarity="proportions", frozen=True, proportions=str(path))
+    check_study(load_study("xor5d", LENET + _condition(**table)))  # layers = "all": the file's layers
+    message = _problems(load_study("xor5d", LENET + _condition(**table, layers="conv")))
+    assert "names layers that layers='conv' does not select: ['classifier.0.weight']" in message
+    conv_only = save_proportions({"features.0.weight": (0.0, 0.5, 0.5)}, tmp_path / "conv.json")
+    check_study(load_study("xor5d", LENET + _condition(**{**table, "proportions": str(conv_only)}, layers="conv")))
 
 
 def test_a_model_that_does_not_take_the_studys_arguments():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from importlib import resources
 
@@ -130,12 +131,12 @@ def test_parse_override_needs_key_and_value(text):
 
 
 def test_overrides_are_typed():
-    s = load_study("xor5d", ["trials=3", "sizes=[8, 20]", "vectorize=false", "name=my study", "lr=1",
+    s = load_study("xor5d", ["trials=3", "sizes=[8, 20]", "vectorize=false", "name=my_study", "lr=1",
                              "hidden=7", "thresholds=[0.5, 1]", "dtype=float64", "data_per_trial=true"])
     assert s.trials == 3 and isinstance(s.trials, int)
     assert s.sizes == (8, 20)
     assert s.vectorize is False
-    assert s.name == "my study"
+    assert s.name == "my_study"
     assert s.lr == 1.0 and isinstance(s.lr, float)  # an int is a fine float
     assert s.hidden == (7,)  # a scalar for a list setting becomes a one-element tuple
     assert s.thresholds == (0.5, 1.0)
@@ -397,7 +398,8 @@ def test_define_condition_as_an_inline_table_override():
 
 # --------------------------------------------------------------------------- issue 8: every bad input a clear error
 
-FMNIST = ["dataset='fashion_mnist'", "model='lenet'", "in_channels=1", "sizes=[100]", "val_size=1000"]
+FMNIST = ["dataset='fashion_mnist'", "model='lenet'", "in_channels=1", "sizes=[100]", "val_size=1000",
+          "conditions=['frozen_rand', 'fluid_rand']"]
 
 
 def _message(overrides, source="xor5d") -> str:
@@ -409,7 +411,7 @@ def _message(overrides, source="xor5d") -> str:
 @pytest.mark.parametrize("dataset, train, test", [("fashion_mnist", 60000, 10000), ("mnist", 60000, 10000),
                                                   ("cifar10", 50000, 10000)])
 def test_image_sizes_are_bounded_by_the_splits(dataset, train, test):
-    base = [f"dataset='{dataset}'", "model='lenet'"]
+    base = [f"dataset='{dataset}'", "model='lenet'", "conditions=['frozen_rand']"]
     load_study("xor5d", base + [f"sizes=[100, {train}]", f"val_size={test}", "trials=1", "epochs=1"])
     message = _message(base + [f"sizes=[100, {train + 1}]", f"val_size={test + 1}"])
     assert f"sizes=[100, {train + 1}]: [{train + 1}] larger than the {train:,} training images of {dataset}" in message
@@ -429,7 +431,7 @@ def test_split_sizes_count_only_the_chosen_classes():
     assert "val_size=5001: the test split of fashion_mnist has 5,000 images in classes [5, 6, 7, 8, 9]" in message
     # MNIST's classes are not balanced: class 5 has 892 test images, class 1 has 1135
     assert "has 2,027 images in classes [1, 5]" in _message(["dataset='mnist'", "model='lenet'", "classes=[1, 5]",
-                                                              "sizes=[100]", "val_size=3000"])
+                                                              "sizes=[100]", "val_size=3000", "conditions=['fluid_rand']"])
 
 
 @pytest.mark.parametrize("classes", ["[3]", "[0]"])
@@ -620,6 +622,210 @@ def test_allow_large_is_a_bool_setting():
     assert load_study("xor5d", ["allow_large=true"]).allow_large is True
     assert Study().allow_large is False
     assert "allow_large: expected bool" in _message(["allow_large=1"])
+
+
+# --------------------------------------------------------------------------- issue 8: settings that would do nothing
+
+
+def _defined(table: str, extra=()) -> str:
+    """The validation message for a study of one defined condition ``x`` (and ``extra`` overrides)."""
+    return _message([f"define_condition={{x={{{table}}}}}", "conditions=['x']", *extra])
+
+
+@pytest.mark.parametrize("table, fragment", [
+    # finding 1: frozen without a template; swap without a template or on a fluid net
+    ('polarity="none", frozen=true', "define_condition.x: frozen = true needs a template: polarity 'none' gives none; "
+                                     "choose polarity = random, rule, source, source_proportions or proportions, or "
+                                     "set frozen = false"),
+    ('polarity="none", swap=0.5', "define_condition.x: swap = 0.5 swaps a template's signs: polarity 'none' gives none"),
+    ('polarity="random", swap=0.5', "define_condition.x: swap = 0.5 moves the template of a frozen net (Fluid SPIN is "
+                                    "frozen = true with a swap); set frozen = true, or remove swap"),
+    ('polarity="random", frozen=true, swap_mode="literal"', "swap_mode = 'literal' has no effect without a swap"),
+    # finding 2: fields the condition never reads
+    ('polarity="rule", rule="xor_sufficient", frozen=true, layers="0.weight"',
+     "define_condition.x: layers = '0.weight' has no effect: the rule decides which layers it constrains; remove layers"),
+    ('polarity="none", layers="conv"', "layers = 'conv' has no effect: polarity 'none' gives no template"),
+    ('polarity="random", frozen=true, proportions=[0, 0.5, 0.5]',
+     "define_condition.x: proportions = [0, 0.5, 0.5] has no effect: only polarity = 'proportions' reads it (polarity "
+     "is 'random'); remove proportions"),
+    ('polarity="random", frozen=true, proportions="/etc/passwd"', "proportions = '/etc/passwd' has no effect"),
+    ('polarity="random", frozen=true, rule="nope"', "define_condition.x: rule = 'nope' has no effect: only polarity = "
+                                                    "'rule' reads it (polarity is 'random'); remove rule"),
+    ('polarity="random", frozen=false, reset="flip"', "define_condition.x: reset = 'flip' has no effect: a fluid net "
+                                                      "(frozen = false) never resets; remove reset, or set frozen = true"),
+])
+def test_a_condition_field_without_effect_is_refused_naming_it(table, fragment):
+    assert fragment in _defined(table)
+
+
+def test_every_problem_of_a_condition_is_listed():
+    message = _defined('polarity="none", frozen=true, swap=0.5, layers="conv", rule="xor_sufficient"')
+    for fragment in ("frozen = true needs a template", "swap = 0.5 swaps", "layers = 'conv'", "rule = 'xor_sufficient'"):
+        assert fragment in message
+
+
+@pytest.mark.parametrize("name", ["frozen_sufficient", "fluid_sufficient", "frozen_rand", "fluid_rand",
+                                  "frozen_in_polarity", "fluid_in_polarity", "fluid_in_weight", "frozen_in_weight",
+                                  "freeze_spin", "fluid_spin", "fluid_in", "freeze_spin_file"])
+def test_every_registered_condition_is_sound(name):
+    from polarnet.experiments.conditions import CONDITIONS, condition_problems
+
+    assert condition_problems(CONDITIONS.get(name)) == []
+
+
+def test_sound_defined_conditions_still_load(tmp_path):
+    load_study("xor5d", ['define_condition={x={polarity="random", frozen=true, swap=0.5, swap_mode="literal", '
+                         'reset="flip", layers="0.weight"}, y={polarity="random", frozen=false}}',
+                         "conditions=['x', 'y']", "sizes=[8]"])
+
+
+def test_a_study_source_that_no_condition_reads_is_refused(tmp_path):
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"")
+    message = _message([f"source='{weights}'", "conditions=['frozen_rand', 'fluid_rand']"])
+    assert (f"source='{weights}' is set but no condition uses it (conditions: frozen_rand, fluid_rand); remove it "
+            f"(--set source='' unsets a preset's), or add a condition that reads it") in message
+    load_study("xor5d", [f"source='{weights}'", "conditions=['fluid_in']"])  # one reader is enough
+    # a preset's source is unset with --set source='' (or source=, kept as text)
+    for unset in ("source=''", "source="):
+        study = load_study("fmnist-split-transfer", [unset, "conditions=['frozen_rand', 'fluid_rand']"])
+        assert study.source is None
+
+
+def test_a_study_proportions_file_that_no_condition_reads_is_refused_and_not_keyed(tmp_path):
+    from polarnet.proportions import save_proportions
+
+    path = save_proportions({"0.weight": (0.0, 0.5, 0.5)}, tmp_path / "p.json")
+    own = save_proportions({"0.weight": (0.2, 0.4, 0.4)}, tmp_path / "own.json")
+    # the only proportions condition has its own file: the study's would be hashed into every key, read by none
+    table = f'define_condition={{x={{polarity="proportions", frozen=true, proportions="{own}"}}}}'
+    message = _message([f"proportions='{path}'", table, "conditions=['x', 'frozen_rand']"])
+    assert f"proportions='{path}' is set but no condition uses it (conditions: x, frozen_rand)" in message
+    load_study("xor5d", [f"proportions='{path}'", "conditions=['freeze_spin_file']"])
+
+
+# finding 7: a built-in name keeps its meaning (claims and colours are tied to it)
+
+def test_redefining_a_built_in_condition_is_refused(tmp_path):
+    path = _write(tmp_path, 'conditions = ["frozen_sufficient", "fluid_rand"]\n'
+                            '[define_condition.frozen_sufficient]\npolarity = "none"\nfrozen = false\nlr = 0.1\n')
+    with pytest.raises(ValueError, match=r"define_condition.frozen_sufficient: 'frozen_sufficient' is a built-in "
+                                         r"condition; give yours another name"):
+        load_study(path)
+    # repeating the built-in definition (a description of one's own included) changes nothing: accepted
+    same = _write(tmp_path, '[define_condition.frozen_rand]\npolarity = "random"\nfrozen = true\ndescription = "mine"\n',
+                  name="same.toml")
+    assert load_study(same).condition("frozen_rand").polarity == "random"
+
+
+# findings 12 and 18: names are folder names and table labels
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/abs", "", ".", "..", ".hidden", "a/b", "my study", "tab\there",
+                                  "new\nline", "x" * 101, "pipe|name"])
+def test_a_study_name_must_be_one_safe_path_component(name):
+    assert f"name={name!r}: the study's name is its folder's name (out/NAME)" in _message([f"name={_toml_string(name)}"])
+
+
+@pytest.mark.parametrize("name", ["xor5d", "my-study_2", "v1.2", "x" * 100, "-dash"])
+def test_safe_study_names_are_accepted(name):
+    assert load_study("xor5d", [f"name={name!r}"]).name == name
+
+
+def test_the_default_name_from_a_file_stem_is_made_safe(tmp_path):
+    assert load_study(_write(tmp_path, "trials = 2\n", name="my study (v2).toml")).name == "my-study-v2"
+    assert load_study(_write(tmp_path, "trials = 2\n", name="...toml")).name == "study"
+
+
+@pytest.mark.parametrize("name", ["../../evil name", "ü\nline|pipe", "a b", ".dot", "x" * 65, "tab\t"])
+def test_a_condition_name_must_be_a_printable_identifier(tmp_path, name):
+    path = _write(tmp_path, "conditions = [" + _toml_string(name) + "]\n[define_condition." + _toml_string(name)
+                  + ']\npolarity = "random"\nfrozen = true\n')
+    with pytest.raises(ValueError, match="a condition's name labels tables and figures: 1-64 letters, digits"):
+        load_study(path)
+
+
+def _toml_string(text: str) -> str:
+    return json.dumps(text)  # a TOML basic string: \n, \t, \uXXXX escapes
+
+
+def test_spin_table1_condition_names_with_dots_are_accepted():
+    assert "exp3_p0_0.1" in load_study("spin-table1").conditions
+
+
+# finding 4: settings the model does not take
+
+@pytest.mark.parametrize("override, fragment", [
+    ("hidden=[4, 512]", "hidden=[4, 512]: dataset='fashion_mnist' (model 'lenet') takes no hidden size, so every "
+                        "value would train the same network under another seed; remove the setting"),
+    ("hidden=[16]", "hidden=[16]: dataset='fashion_mnist'"),
+    ("dims=7", "dims=7: only XOR has dims; dataset='fashion_mnist' (model 'lenet'): remove the setting"),
+])
+def test_xor_settings_on_an_image_study_are_refused(override, fragment):
+    assert fragment in _message(FMNIST + [override])
+
+
+def test_an_image_study_keeps_its_hidden_64_grid_point():
+    """The keys of existing image studies stay: the default hidden (64) still names their grid point."""
+    runs = plan(load_study("xor5d", FMNIST + ["trials=1"]))
+    assert {r.hidden for r in runs} == {64}
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("in_channels=1", "in_channels=1: only image datasets have it; dataset='xor' (model 'mlp'): remove the setting"),
+    ("input_size=64", "input_size=64: only image datasets have it"),
+    ("subset='first'", "subset='first': only image datasets have it"),
+    # finding 5: the vectorised ensemble computes in float32 whatever amp says; vectorize is not in the key
+    ("amp=true", "amp=true: mixed precision and channels-last memory are for image models"),
+    ("channels_last=true", "channels_last=true: mixed precision"),
+])
+def test_image_settings_on_an_xor_study_are_refused(override, fragment):
+    assert fragment in _message([override])
+
+
+# finding 20: --quick without a [quick] table
+
+@pytest.mark.parametrize("text", ["trials = 2\n", "trials = 2\n[quick]\n"])
+def test_quick_without_a_quick_table_is_refused(tmp_path, text):
+    path = _write(tmp_path, text, name="s3.toml")
+    assert load_study(path).trials == 2
+    with pytest.raises(ValueError, match=r"s3.toml has no \[quick\] table; --quick would change nothing"):
+        load_study(path, quick=True)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_has_a_quick_table(name):
+    load_study(name, quick=True, validate=False)
+
+
+# finding 21: sane ranges of lr, adam_eps, eps
+
+@pytest.mark.parametrize("override, fragment", [
+    ("lr=1e308", "lr=1e+308: outside the sane range [1e-08, 10] of lr; set allow_extreme=true if you mean it"),
+    ("lr=5e-324", "lr=4.94066e-324: outside the sane range [1e-08, 10] of lr"),
+    ("lr=11", "lr=11: outside the sane range"),
+    ("eps=1e200", "eps=1e+200: outside the sane range [1e-30, 1] of eps"),
+    ("eps=2", "eps=2: outside"),
+    ("adam_eps=1e300", "adam_eps=1e+300: outside the sane range [1e-30, 0.1] of adam_eps"),
+    ("adam_eps=1e-40", "adam_eps=1e-40: outside"),
+    ('define_condition={x={polarity="random", frozen=true, lr=1e30}}',
+     "define_condition.x.lr=1e+30: outside the sane range [1e-08, 10] of lr"),
+])
+def test_training_numbers_outside_their_sane_range_are_refused(override, fragment):
+    extra = ["conditions=['x']"] if override.startswith("define_condition") else []
+    assert fragment in _message([override, *extra])
+
+
+def test_allow_extreme_lifts_the_ranges_but_not_the_hard_rules():
+    study = load_study("xor5d", ["lr=1e30", "eps=1e200", "adam_eps=1", "allow_extreme=true"])
+    assert (study.lr, study.eps, study.adam_eps) == (1e30, 1e200, 1.0)
+    assert "lr=0.0: must be > 0" in _message(["lr=0", "allow_extreme=true"])
+    assert "lr=inf: must be a finite number" in _message(["lr=inf", "allow_extreme=true"])
+    assert "outside the sane range" in _message(["lr=1e30", "allow_large=true"])  # size caps are another matter
+
+
+def test_range_boundaries_are_accepted():
+    load_study("xor5d", ["lr=1e-8", "eps=1", "adam_eps=0.1"])
+    load_study("xor5d", ["lr=10", "eps=1e-30", "adam_eps=1e-30"])
 
 
 # --------------------------------------------------------------------------- fuzzing: ValueError or a Study, nothing else

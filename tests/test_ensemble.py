@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import defaultdict
 
@@ -199,3 +200,12 @@ def test_frozen_members_record_how_many_weights_their_template_constrains() -> N
     runs = plan(load_study("xor5d", ["trials=1", "epochs=1", "sizes=[8]", "val_size=100", "hidden=[4]"]))
     constrained = {r.condition.name: res.extra.get("constrained") for r, res in zip(runs, train_ensemble(runs))}
     assert constrained == {"frozen_sufficient": 5 * 4 + 4, "frozen_rand": 5 * 4 + 4, "fluid_rand": None}
+
+
+def test_the_ensemble_does_not_take_amp_or_channels_last_runs() -> None:
+    """Finding 5: the ensemble computes in the study's dtype; Study.validate refuses amp on XOR, and
+    a study built without validation still never puts an amp run through the ensemble."""
+    run = plan(load_study("xor5d", ["trials=1", "sizes=[8]"]))[0]
+    assert supports(run)
+    for setting in ("amp", "channels_last"):
+        assert not supports(dataclasses.replace(run, study=dataclasses.replace(run.study, **{setting: True})))

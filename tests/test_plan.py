@@ -380,6 +380,10 @@ def test_allow_large_is_not_in_the_key():
     assert _keys(load_study("xor5d", SMALL)) == _keys(load_study("xor5d", SMALL + ["allow_large=true"]))
 
 
+def test_allow_extreme_is_not_in_the_key():
+    assert _keys(load_study("xor5d", SMALL)) == _keys(load_study("xor5d", SMALL + ["allow_extreme=true"]))
+
+
 # --------------------------------------------------------------------------- counting without planning
 
 

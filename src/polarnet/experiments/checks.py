@@ -22,7 +22,7 @@ from ..models import get_model
 from ..proportions import check_proportions, load_proportions
 from ..template import PolarityTemplate
 from .conditions import Condition
-from .config import Study
+from .config import RULE_REQUIREMENTS, Study
 from .datasets import model_kwargs
 
 __all__ = ["check_study"]
@@ -37,9 +37,12 @@ def check_study(study: Study) -> None:
     * the model builds with the study's arguments (``model="pkg.mod:fn"`` included);
     * every condition's ``layers`` selects at least one parameter (for the polarities that
       use it: all but ``"none"`` and ``"rule"``);
-    * a ``"rule"`` condition's rule applies to the model;
+    * a ``"rule"`` condition's rule applies to the model (and the model has the number of
+      ``nn.Linear`` layers that :data:`~polarnet.experiments.config.RULE_REQUIREMENTS` asks);
     * a proportions file (the condition's or the study's) is a valid proportions file whose
-      layers the model has; inline proportions are one valid ``[p0, p_neg, p_pos]``.
+      layers the model has, all of them selected by the condition's ``layers`` (a file
+      constrains the layers it names: ``layers`` is a check there, not a filter); inline
+      proportions are one valid ``[p0, p_neg, p_pos]``.
 
     A dataset registered elsewhere (whose model arguments only its loader knows) gets the
     validation only.
@@ -102,6 +105,12 @@ def _check_condition(study: Study, condition: Condition, model: nn.Module, on_cp
                      loaded: dict[str, dict[str, Any] | None], problems: list[str]) -> None:
     where = f"condition {condition.name!r}"
     if condition.polarity == "rule":
+        wanted = RULE_REQUIREMENTS.get(condition.rule or "", {}).get("linear_layers")
+        linears = sum(isinstance(m, nn.Linear) for m in model.modules())
+        if wanted is not None and linears not in wanted:
+            problems.append(f"{where}: rule {condition.rule!r} needs a model with {' or '.join(map(str, wanted))} "
+                            f"nn.Linear layers; model {study.model!r} has {linears}")
+            return
         try:
             PolarityTemplate.from_rule(on_cpu(), condition.rule or "")
         except ValueError as e:
@@ -116,7 +125,18 @@ def _check_condition(study: Study, condition: Condition, model: nn.Module, on_cp
             if missing:
                 problems.append(f"{where}: proportions file {proportions!r} names layers model {study.model!r} does "
                                 f"not have: {missing}; it has {list(names)}")
-        return  # a file's layers are its own; ``layers`` is not used
+            elif condition.layers != "all":  # a file's layers are its own: ``layers`` must agree with them
+                try:
+                    chosen = set(select(model, condition.layers))
+                except ValueError as e:
+                    problems.append(f"{where}: {e}")
+                    return
+                outside = [n for n in table if n not in chosen]
+                if outside:
+                    problems.append(f"{where}: proportions file {proportions!r} names layers that layers="
+                                    f"{condition.layers!r} does not select: {outside}; a file constrains the layers "
+                                    f"it names: remove layers (or fix it, or the file)")
+        return
     if condition.polarity == "proportions" and proportions is not None:
         try:
             check_proportions(proportions, f"{where}: proportions")

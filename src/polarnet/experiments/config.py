@@ -8,12 +8,16 @@ Checked when, at what cost:
 
 * reading (:func:`load_study`): keys and types;
 * :meth:`Study.validate` (milliseconds: no data, no model): every value, against the
-  dataset's split sizes and the limits below;
+  dataset's split sizes and the limits below; and that every setting given shapes the runs
+  (a condition field its polarity does not read, a ``source`` no condition uses, ``hidden``
+  on an image study… would be recorded and keyed without effect, so they are refused);
 * :func:`polarnet.experiments.checks.check_study` (builds the model once per architecture):
   what needs the model — layer selections, proportions files.
 
 Limits: a value past a cap is refused unless ``allow_large = true`` (for a real huge study);
-a dataset's own sizes and the hard limits hold whatever ``allow_large`` says.
+a dataset's own sizes and the hard limits hold whatever ``allow_large`` says. ``lr``,
+``adam_eps`` and ``eps`` must lie in :data:`RANGES` unless ``allow_extreme = true`` (to
+provoke a failure on purpose, say).
 """
 
 from __future__ import annotations
@@ -38,10 +42,11 @@ from ..freeze import RESETS
 from ..init import INITIALIZERS
 from ..data.images import IMAGE_DATASETS
 from ..models import MODELS, resolve_model
-from .conditions import CONDITIONS, MAGNITUDES, POLARITIES, Condition, condition_from_dict
-from .datasets import DATASET_LOADERS
+from .conditions import (CONDITIONS, MAGNITUDES, POLARITIES, Condition, condition_from_dict, condition_problems,
+                         needs_source)
+from .datasets import DATASET_LOADERS, model_kwargs
 
-__all__ = ["Study", "load_study", "list_presets", "parse_override", "LIMITS"]
+__all__ = ["Study", "load_study", "list_presets", "parse_override", "LIMITS", "RANGES", "RULE_REQUIREMENTS"]
 
 _DTYPES = ("float32", "float64")
 
@@ -60,13 +65,36 @@ LIMITS: dict[str, int] = {
 HARD_MAX = 2**31 - 1
 _OVERRIDE = "set allow_large=true for a real huge study"
 
+# Sane ranges of the training numbers (a condition's ``lr`` too): outside them a run fails at
+# once or learns nothing, and the cause is hard to see. ``allow_extreme = true`` lifts them.
+RANGES: dict[str, tuple[float, float]] = {
+    "lr": (1e-8, 10.0),
+    "adam_eps": (1e-30, 0.1),
+    "eps": (1e-30, 1.0),  # a reset's magnitude; float32 holds normal numbers down to ~1e-38
+}
+_EXTREME = "set allow_extreme=true if you mean it"
+
+# What a template rule needs: {rule: {what: allowed values}}. ``what`` is a study setting
+# (checked by Study.validate) or ``"linear_layers"``, the number of ``nn.Linear`` layers of the
+# model (checked by checks.check_study, which builds it). A rule registered elsewhere may add
+# its entry; without one, it is only checked to apply to the model.
+RULE_REQUIREMENTS: dict[str, dict[str, tuple[Any, ...]]] = {
+    # hidden unit j's output sign from input dimensions 0 and 1: XOR's relevant inputs, in a d → H → 1 MLP
+    "xor_sufficient": {"dataset": ("xor",), "linear_layers": (2,)},
+}
+
+# a study name is a folder name (out/<name>); a condition name a label in tables and figures
+_STUDY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
+_CONDITION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+
 
 @dataclass(frozen=True)
 class Study:
     """Every setting of a study. Defaults are the XOR-5D study of Wang et al. (Fig. 1).
 
     Grid axes: ``conditions``, ``sizes``, ``hidden``, ``resets``, ``trials``.
-    ``allow_large`` lifts the caps in :data:`LIMITS` (it is not part of any run's key).
+    ``allow_large`` lifts the caps in :data:`LIMITS`, ``allow_extreme`` the ranges in
+    :data:`RANGES` (neither is part of any run's key).
     """
 
     name: str = "study"
@@ -106,6 +134,7 @@ class Study:
     amp: bool = False
     channels_last: bool = False
     allow_large: bool = False
+    allow_extreme: bool = False
     define_condition: dict[str, Condition] = field(default_factory=dict)
 
     # -- derived ----------------------------------------------------------------
@@ -133,7 +162,7 @@ class Study:
         Example:
             >>> Study(trials=3).validate().trials
             3
-            >>> Study(dataset="cifar10", model="lenet", val_size=20000).validate()
+            >>> Study(dataset="cifar10", model="lenet", conditions=("frozen_rand",), val_size=20000).validate()
             Traceback (most recent call last):
             ...
             ValueError: invalid study settings:
@@ -145,6 +174,9 @@ class Study:
             if not ok:
                 problems.append(message)
 
+        need(_STUDY_NAME.fullmatch(self.name) is not None,
+             f"name={self.name!r}: the study's name is its folder's name (out/NAME): 1-100 letters, digits, '-', '_' "
+             f"or '.', not starting with '.'")
         need(self.dataset in DATASET_LOADERS, f"dataset={self.dataset!r}: choose one of {DATASET_LOADERS.names()}")
         if ":" in self.model:
             try:
@@ -164,9 +196,7 @@ class Study:
         for key in ("trials", "epochs", "batch_size", "val_size"):
             need(getattr(self, key) >= 1, f"{key}={getattr(self, key)}: must be >= 1")
         for key in ("lr", "adam_eps", "eps"):
-            value = getattr(self, key)
-            need(math.isfinite(value), f"{key}={value}: must be a finite number > 0")
-            need(not math.isfinite(value) or value > 0, f"{key}={value}: must be > 0")
+            self._validate_number(key, getattr(self, key), need)
         for key in ("init_conv", "init_linear", "init_bias"):
             need(getattr(self, key) in INITIALIZERS, f"{key}={getattr(self, key)!r}: choose one of {INITIALIZERS.names()}")
         need(self.dtype in _DTYPES, f"dtype={self.dtype!r}: choose one of {list(_DTYPES)}")
@@ -186,20 +216,49 @@ class Study:
             raise ValueError("invalid study settings:\n  " + "\n  ".join(unique))
         return self
 
+    def _validate_number(self, key: str, value: float, need: typing.Callable[[bool, str], None]) -> None:
+        """A training number: finite, > 0, and within :data:`RANGES` unless ``allow_extreme``."""
+        setting = key.rpartition(".")[2]
+        if not math.isfinite(value):
+            need(False, f"{key}={value}: must be a finite number > 0")
+        elif value <= 0:
+            need(False, f"{key}={value}: must be > 0")
+        elif not self.allow_extreme:
+            low, high = RANGES[setting]
+            need(low <= value <= high, f"{key}={value:g}: outside the sane range [{low:g}, {high:g}] of {setting}; "
+                                       f"{_EXTREME}")
+
     def _validate_conditions(self, need: typing.Callable[[bool, str], None]) -> None:
         need(len(self.conditions) > 0, "conditions: name at least one")
         for name in self.conditions:
             need(name in self.define_condition or name in CONDITIONS,
                  f"conditions: unknown {name!r}; choose from {CONDITIONS.names()} or define [define_condition.{name}]")
         for name, c in self.define_condition.items():
-            need(c.polarity in POLARITIES, f"define_condition.{name}.polarity={c.polarity!r}: choose one of {POLARITIES.names()}")
-            need(c.magnitudes in MAGNITUDES, f"define_condition.{name}.magnitudes={c.magnitudes!r}: choose one of {MAGNITUDES.names()}")
-            need(c.reset is None or c.reset in RESETS, f"define_condition.{name}.reset={c.reset!r}: choose one of {RESETS.names()}")
-            need(c.lr is None or math.isfinite(c.lr) and c.lr > 0, f"define_condition.{name}.lr={c.lr}: must be a finite number > 0")
+            where = f"define_condition.{name}"
+            if _CONDITION_NAME.fullmatch(name) is None:
+                need(False, f"{where}: a condition's name labels tables and figures: 1-64 letters, digits, '_', '-' "
+                            f"or '.', starting with a letter, digit or '_'")
+            if name in CONDITIONS and _semantics(c) != _semantics(CONDITIONS.get(name)):
+                need(False, f"{where}: {name!r} is a built-in condition; give yours another name")
+            need(c.polarity in POLARITIES, f"{where}.polarity={c.polarity!r}: choose one of {POLARITIES.names()}")
+            need(c.magnitudes in MAGNITUDES, f"{where}.magnitudes={c.magnitudes!r}: choose one of {MAGNITUDES.names()}")
+            need(c.reset is None or c.reset in RESETS, f"{where}.reset={c.reset!r}: choose one of {RESETS.names()}")
+            if c.lr is not None:
+                self._validate_number(f"{where}.lr", c.lr, need)
+            for problem in condition_problems(c):
+                need(False, f"{where}: {problem}")
         for name in dict.fromkeys(self.conditions):
             c = self.condition(name) if (name in self.define_condition or name in CONDITIONS) else None
             if c is None:
                 continue
+            requires = {k: v for k, v in (RULE_REQUIREMENTS.get(c.rule or "", {}) if c.polarity == "rule" else {}).items()
+                        if k in _FIELDS}
+            if any(getattr(self, setting) not in allowed for setting, allowed in requires.items()):
+                needs = " and ".join(f"{k} = {' or '.join(repr(a) for a in v)}" for k, v in requires.items())
+                here = ", ".join(f"{k} = {getattr(self, k)!r}" for k in requires)
+                default = " (the default conditions are XOR's)" if self.conditions == _DEFAULTS["conditions"] else ""
+                need(False, f"condition {name!r}: rule {c.rule!r} needs {needs} (here: {here}); it would constrain "
+                            f"layers it was not made for: choose other conditions{default}")
             sources = {c.polarity, c.magnitudes, "source" if c.polarity == "source_proportions" else ""}
             if c.proportions is not None:
                 sources.discard("proportions")
@@ -226,9 +285,27 @@ class Study:
             need(c.swap_mode in ("pattern", "literal"), f"condition {name!r}: swap_mode={c.swap_mode!r}: 'pattern' or 'literal'")
             if c.polarity == "rule":
                 need(c.rule in RULES, f"condition {name!r}: rule={c.rule!r}; choose one of {RULES.names()}")
+        self._validate_unread_files(need)
+
+    def _validate_unread_files(self, need: typing.Callable[[bool, str], None]) -> None:
+        """A study-level ``source`` or ``proportions`` that no listed condition reads would enter
+        every run's key (by its content) without shaping any run: refused."""
+        listed = [self.condition(n) for n in dict.fromkeys(self.conditions) if n in self.define_condition or n in CONDITIONS]
+        readers = {
+            "source": [c for c in listed if needs_source(c)],
+            "proportions": [c for c in listed if c.polarity == "proportions" and c.proportions is None],
+        }
+        examples = {"source": "frozen_in_polarity, fluid_in_weight, freeze_spin", "proportions": "freeze_spin_file"}
+        for setting, using in readers.items():
+            value = getattr(self, setting)
+            if value is not None and not using:
+                need(False, f"{setting}={value!r} is set but no condition uses it (conditions: "
+                            f"{', '.join(self.conditions)}); remove it (--set {setting}='' unsets a preset's), or add "
+                            f"a condition that reads it ({examples[setting]}…)")
 
     def _validate_data(self, need: typing.Callable[[bool, str], None]) -> None:
         """Sizes against what the dataset has: an image split's size, or the cap on generated data."""
+        self._validate_model_settings(need)
         spec = IMAGE_DATASETS.get(self.dataset)
         if spec is None:
             need(not self.classes, f"classes={list(self.classes)}: only image datasets have classes "
@@ -254,6 +331,30 @@ class Study:
                           f"{self.dataset}{which}")
         need(self.val_size <= test, f"val_size={self.val_size}: the test split of {self.dataset} has {test:,} "
                                     f"images{which}; val_size can be at most that")
+
+    def _validate_model_settings(self, need: typing.Callable[[bool, str], None]) -> None:
+        """Settings the dataset's model does not take are refused: they would enter every run's
+        key (and ``hidden``, the grid and the seeds) without changing the network."""
+        if self.dataset not in DATASET_LOADERS:
+            return
+        kwargs = model_kwargs(self, hidden=self.hidden[0] if self.hidden else 1)
+        if kwargs is None:  # a dataset registered elsewhere: only its loader knows its model's arguments
+            return
+        where = f"dataset={self.dataset!r} (model {self.model!r})"
+        if "hidden" not in kwargs:
+            need(self.hidden == _DEFAULTS["hidden"],
+                 f"hidden={list(self.hidden)}: {where} takes no hidden size, so every value would train the same "
+                 f"network under another seed; remove the setting")
+        if "in_features" not in kwargs:
+            need(self.dims == _DEFAULTS["dims"], f"dims={self.dims}: only XOR has dims; {where}: remove the setting")
+        if self.dataset in IMAGE_DATASETS:
+            return
+        for key in ("in_channels", "input_size", "subset", "amp", "channels_last"):
+            what = ("mixed precision and channels-last memory are for image models (a d → H → 1 MLP gains "
+                    "nothing, and the vectorised ensemble would ignore it)" if key in ("amp", "channels_last")
+                    else "only image datasets have it")
+            need(getattr(self, key) == _DEFAULTS[key], f"{key}={_show(getattr(self, key))}: {what}; {where}: remove "
+                                                       f"the setting")
 
     def _validate_counts(self, need: typing.Callable[[bool, str], None]) -> bool:
         """Every count within HARD_MAX, and within its cap unless ``allow_large``; True when all are.
@@ -297,6 +398,15 @@ class Study:
                  f"largest size {max(self.sizes):,}, val_size={self.val_size:,}); the limit is 10^4 days: {_OVERRIDE}")
 
 
+def _semantics(condition: Condition) -> dict[str, Any]:
+    """A condition's fields less its description (which only labels it)."""
+    return {k: v for k, v in condition.to_dict().items() if k != "description"}
+
+
+def _show(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else repr(value)
+
+
 def _is_file(path: str) -> bool:
     """``Path(path).is_file()``, False for a name the OS refuses (too long, a NUL byte)."""
     try:
@@ -312,6 +422,7 @@ def _is_weights_name(text: str) -> bool:
 
 
 _FIELDS = {f.name: f for f in fields(Study)}
+_DEFAULTS = {f.name: f.default for f in fields(Study) if f.default is not dataclasses.MISSING}
 _HINTS = typing.get_type_hints(Study)
 
 
@@ -340,7 +451,7 @@ def _coerce(key: str, value: Any) -> Any:
             value = [value]
         return tuple(_scalar(key, v, item, in_list=True) for v in value)
     if origin in (typing.Union, types.UnionType):
-        if value is None:
+        if value is None or value == "":  # "" unsets a file setting: --set source=''
             return None
         return _scalar(key, value, next(a for a in typing.get_args(hint) if a is not type(None)))
     return _scalar(key, value, hint)
@@ -419,9 +530,13 @@ def load_study(source: str | os.PathLike[str], overrides: list[str] | tuple[str,
     ``validate=False`` skips the value checks (types are still checked): for listing presets
     whose files don't exist yet.
 
+    The study's name defaults to the file's stem (other characters than letters, digits,
+    ``-``, ``_`` and ``.`` made ``-``).
+
     Raises:
         ValueError: unknown preset/file, unknown key, wrong type, or an invalid value — for
-            any bad input, never another exception.
+            any bad input, never another exception; ``quick=True`` on a file without a
+            ``[quick]`` table (it would run the whole study).
 
     Example:
         >>> s = load_study("xor5d", ["trials=3"], quick=True)
@@ -450,8 +565,11 @@ def load_study(source: str | os.PathLike[str], overrides: list[str] | tuple[str,
     quick_table = raw.pop("quick", {})
     if not isinstance(quick_table, dict):
         raise ValueError(f"{source}: quick: expected a table [quick] of settings that --quick applies, got {quick_table!r}")
-    raw.setdefault("name", Path(name).stem)
+    raw.setdefault("name", _folder_name(Path(name).stem))
     if quick:
+        if not quick_table:
+            raise ValueError(f"{source} has no [quick] table; --quick would change nothing (and run the whole study): "
+                             f"add a [quick] table of the settings to change, or drop --quick")
         raw.update(quick_table)
     for text_override in overrides:
         key, value = parse_override(text_override)
@@ -463,6 +581,17 @@ def load_study(source: str | os.PathLike[str], overrides: list[str] | tuple[str,
     values = {key: _coerce(key, value) for key, value in raw.items()}
     study = Study(**values)
     return study.validate() if validate else study
+
+
+def _folder_name(stem: str) -> str:
+    """A study file's stem made a valid study name: runs of other characters become '-'.
+
+    Example:
+        >>> _folder_name("my study (v2)")
+        'my-study-v2'
+    """
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-").lstrip(".")[:100]
+    return name or "study"
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:

@@ -1,12 +1,13 @@
-"""Train many small MLP runs at once, numerically as if one by one.
+"""Train many small MLP runs at once, numerically as if one by one (to rounding).
 
 The XOR networks (d → H → 1) are far too small to keep a CPU or GPU busy alone. Here every
 run of a chunk is a member of an ensemble: parameters are stacked along a leading member
 axis, forward and backward are batched matrix products, and Adam and Freeze-SGD act on all
 members at once. Each member keeps its own data order, learning rate, step count, template,
-reset rule and (keyed) reset randomness, so its numbers equal those of
-:func:`polarnet.experiments.trainer.train_run` — and don't depend on which other runs share
-the ensemble.
+reset rule and (keyed) reset randomness, so its numbers agree with those of
+:func:`polarnet.experiments.trainer.train_run` to floating-point rounding (batched products
+add in another order: about 1e-7 apart in float32, not bit for bit), and don't depend on
+which other runs share the ensemble.
 
 Members are sorted by training-set size, largest first, so at batch ``s`` of an epoch the
 members that still have a batch are a prefix: the step works on views, never on masked
@@ -37,9 +38,19 @@ _LAYERS = ("0.weight", "2.weight")
 
 
 def supports(spec: RunSpec) -> bool:
-    """Whether the ensemble can train this run (the one-hidden-layer MLP on a binary task,
-    without per-epoch template swaps)."""
-    return spec.study.model == "mlp" and spec.study.dataset == "xor" and not spec.condition.swap
+    """Whether the ensemble can train this run: the one-hidden-layer MLP on a binary task,
+    without per-epoch template swaps, in the study's own dtype (no ``amp``, which the ensemble
+    does not implement, and no ``channels_last``; :meth:`Study.validate` refuses both on XOR).
+
+    Example:
+        >>> from .config import load_study
+        >>> from .plan import plan
+        >>> supports(plan(load_study("xor5d", ["trials=1", "sizes=[8]"]))[0])
+        True
+    """
+    study = spec.study
+    return study.model == "mlp" and study.dataset == "xor" and not spec.condition.swap and not study.amp \
+        and not study.channels_last
 
 
 class _Layer:

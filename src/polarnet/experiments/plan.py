@@ -32,7 +32,7 @@ __all__ = ["RunSpec", "plan", "derive_seed", "estimate_cost", "count_runs", "fil
 # settings that choose which runs exist or how they are computed, not what a run computes
 _NOT_IN_KEY = {"name", "description", "conditions", "sizes", "hidden", "resets", "trials", "vectorize",
                "define_condition", "thresholds", "learned_accuracy", "data_root", "download", "source_hint",
-               "allow_large"}
+               "allow_large", "allow_extreme"}
 _STUDY_DEFAULTS = Study()._as_dict
 _CONDITION_DEFAULTS = {f.name: f.default for f in fields(Condition)}
 
