@@ -261,3 +261,22 @@ def test_pretrain_failures_are_one_line(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit):
         main(["pretrain", "--dataset", "fashion_mnist", "--classes", "a,b", "-o", str(tmp_path / "m.pt")])
     assert "--classes: 'a,b': expected comma-separated class indices" in capsys.readouterr().err
+
+
+def test_compare_prints_the_settings_that_differ(tmp_path, capsys) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["run", "xor5d", "--out", str(a), *TINY]) == 0
+    assert main(["run", "xor5d", "--out", str(b), *TINY, "--set", "lr=0.01"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "- lr: 0.03 in A, 0.01 in B" in out and "runs_a" in out
+
+
+def test_theory_takes_dims_from_the_study(tmp_path, capsys) -> None:
+    folder = tmp_path / "d7"
+    assert main(["run", "xor5d", "--out", str(folder), *TINY, "--set", "dims=7"]) == 0
+    capsys.readouterr()
+    assert main(["theory", "xor", "--units", "3", "--trials", "100", "--from", str(folder)]) == 0
+    assert main(["theory", "xor", "--units", "3", "--trials", "100", "--dims", "5", "--from", str(folder)]) == 2
+    assert "dims" in capsys.readouterr().err

@@ -149,6 +149,7 @@ trials = 2
 epochs = 4
 val_size = 200
 vectorize = {str(vectorize).lower()}
+allow_extreme = true  # lr = 1e30 is the point: losses that become NaN
 
 [define_condition.exploding]
 polarity = "random"

@@ -171,6 +171,7 @@ sizes = [8, 40]
 trials = 1
 epochs = 4
 val_size = 200
+allow_extreme = true  # lr = 1e30 is the point: losses that become NaN
 
 [define_condition.exploding]
 polarity = "random"

@@ -280,14 +280,16 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .analysis.compare import compare_studies
+    from .analysis.compare import compare_studies, difference_lines
     from .analysis.report import markdown_table
 
     if args.output is not None:
         _output_file(args.output)
-    table = compare_studies(args.folder_a, args.folder_b, args.threshold)
+    table = compare_studies(args.folder_a, args.folder_b, args.threshold, allow_different=args.allow_different)
     attrs = table.attrs
+    differences = "\n".join(difference_lines(table))
     text = (f"# {attrs['study_a']} ({args.folder_a}) vs {attrs['study_b']} ({args.folder_b})\n\n"
+            + (f"{differences}\n\n" if differences else "") +
             f"Epochs to {attrs['threshold']:.0%}, success rate, median error at convergence and mean final accuracy; "
             f"_a, _b and b − a.\n\n" + markdown_table(table))
     print(text)
@@ -384,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     theory_kind = theory.add_subparsers(dest="kind", required=True)
     xor = theory_kind.add_parser("xor", help="P(a randomly signed Frozen-Net can learn XOR) per hidden units")
     xor.add_argument("--units", type=_units, default=_units("1:64"), help="e.g. 1:64 or 3,10,15 (default 1:64)")
-    xor.add_argument("--dims", type=_at_least(2), default=5, help="input dimensions (2 relevant)")
+    xor.add_argument("--dims", type=_at_least(2), default=None,
+                     help="input dimensions, 2 of them relevant (default: the --from study's, else 5)")
     xor.add_argument("--trials", type=_at_least(1), default=20000, help="Monte Carlo draws per unit count")
     xor.add_argument("--seed", type=int, default=0)
     xor.add_argument("--from", dest="from_dir", help="a finished xor5d-width study folder: add the simulated fraction")
@@ -401,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("folder_b")
     compare.add_argument("--threshold", type=_accuracy, help="accuracy threshold (default: study A's first)")
     compare.add_argument("-o", "--output", help="also write the table as Markdown here")
+    compare.add_argument("--allow-different", action="store_true",
+                         help="compare studies of different datasets or models (refused otherwise)")
     compare.set_defaults(func=_compare)
 
     results = commands.add_parser("results", help="export a study's runs and epochs tables")

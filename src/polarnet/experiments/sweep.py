@@ -155,6 +155,12 @@ def preflight(study: Study, runs: list[RunSpec]) -> dict:
         _, report = transfer(source_state(study.source), model)
         facts["transfer_report"] = report.to_dict()
         facts["transfer_report_text"] = str(report)
+        first = {}
+        for run in runs:
+            first.setdefault(run.condition.name, run)
+        for run in first.values():  # a source that fits no layer fails here, not in every run
+            if needs_source(run.condition):
+                prepare_model(run)
     return facts
 
 
