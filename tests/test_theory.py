@@ -62,3 +62,63 @@ def test_numpy_integers_give_the_same_exact_values() -> None:
     for n in (5, 15, 40):
         assert theory.published_bound(np.int64(n), np.int64(5)) == theory.published_bound(n, 5)
         assert theory.per_class_bound(np.int64(n)) == theory.per_class_bound(n)
+
+
+# --------------------------------------------------------------------------- bounded work (issue 8, finding 14)
+def reference_monte_carlo(n: int, d: int, trials: int, seed: int) -> tuple[float, float]:
+    """The events counted with Python sets, on the same draws (one randint call for all trials)."""
+    import torch
+
+    bits = torch.randint(0, 2, (trials, n, d + 1), generator=torch.Generator().manual_seed(seed)).tolist()
+    full = classes = 0
+    for units in bits:
+        compatible = [tuple(u) for u in units if u[d] == u[0] ^ u[1]]
+        full += len(set(compatible)) >= 3
+        classes += len({u[:2] for u in compatible}) >= 3
+    return full / trials, classes / trials
+
+
+@pytest.mark.parametrize("n,d", [(3, 2), (6, 5), (5, 60), (5, 61), (5, 62), (4, 130)])
+def test_monte_carlo_counts_exactly_what_sets_count_for_any_dims(n: int, d: int, monkeypatch) -> None:
+    expected = reference_monte_carlo(n, d, 400, seed=3)
+    assert theory.monte_carlo(n, d, trials=400, seed=3) == expected
+    monkeypatch.setattr(theory, "_CHUNK", 7 * n * (d + 1))  # 7 trials a chunk: the same numbers
+    assert theory.monte_carlo(n, d, trials=400, seed=3) == expected
+
+
+def test_monte_carlo_with_many_dims_has_no_exponential_table() -> None:
+    # was: zeros(trials, 2**(d+1)): an overflow at d = 100000, 17.6 TB at d = 40
+    pub, cls = theory.monte_carlo(3, 100_000, trials=2)
+    assert 0 <= pub <= cls <= 1
+    assert theory.monte_carlo(4, 40, trials=50) == reference_monte_carlo(4, 40, 50, seed=0)
+
+
+def test_monte_carlo_refuses_work_over_its_limits_before_starting() -> None:
+    with pytest.raises(ValueError, match=r"trials·n·\(d\+1\) = .* sign draws, over the limit of 1,000,000,000"):
+        theory.monte_carlo(3, 40, trials=10**8)
+    with pytest.raises(ValueError, match=r"one trial of n·\(d\+1\) = .* over the limit of 16,777,216"):
+        theory.monte_carlo(100, 10**6, trials=1)
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    ({"n": 0}, "n"), ({"n": 2.5}, "n"), ({"n": True}, "n"), ({"d": 1}, "d"), ({"trials": 0}, "trials"),
+    ({"trials": -5}, "trials"), ({"seed": 2**70}, "seed"), ({"seed": -1}, "seed"),
+])
+def test_monte_carlo_validates_its_arguments(kwargs: dict, name: str) -> None:
+    args = {"n": 3, "d": 5, "trials": 10, "seed": 0, **kwargs}
+    with pytest.raises(ValueError, match=rf"^{name}\b"):
+        theory.monte_carlo(**args)
+
+
+def test_exact_values_refuse_huge_integers() -> None:
+    with pytest.raises(ValueError, match=r"published_bound\(n=3, d=1000000\) needs exact integers of 3,000,003 bits"):
+        theory.published_bound(3, 10**6)
+    with pytest.raises(ValueError, match="over the limit of 2,000,000"):
+        theory.per_class_bound(10**7)
+    with pytest.raises(ValueError, match="over the limit"):
+        theory.q_count(0, 4, 4, 10**9)
+    with pytest.raises(ValueError, match="k must be at most 100"):
+        theory.q_count(5000, 5000, 4, 3)
+    with pytest.raises(ValueError, match="whole number"):
+        theory.published_bound(2.5, 5)
+    assert theory.published_bound(3, 60) > 0  # large d, small n: still exact
