@@ -485,3 +485,13 @@ def test_check_refuses_complex_weights():
     lin = nn.Linear(2, 2, dtype=torch.cfloat)
     with pytest.raises(ValueError, match="'weight'.*complex"):
         PolarityTemplate({"weight": torch.ones(2, 2)}).check(lin)
+
+
+def test_numpy_seeds_are_stored_as_plain_ints_so_templates_save(tmp_path) -> None:
+    import numpy as np
+
+    net = nn.Linear(4, 4)
+    for t in (PolarityTemplate.random(net, seed=np.int64(4)),
+              PolarityTemplate.from_proportions(net, {"weight": (0.0, 0.5, 0.5)}, seed=np.int64(4))):
+        assert type(t.meta["seed"]) is int
+        assert PolarityTemplate.load(t.save(tmp_path / "t.plt")).meta["seed"] == 4

@@ -99,7 +99,7 @@ class PolarityTemplate(MutableMapping[str, Tensor]):
             >>> t["weight"].shape
             torch.Size([2, 3])
         """
-        return cls(builders.random_signs(model, p_positive, layers, seed, bias=bias), meta={"source": "random", "seed": seed})
+        return cls(builders.random_signs(model, p_positive, layers, seed, bias=bias), meta={"source": "random", "seed": builders.check_seed(seed)})
 
     @classmethod
     def from_model(cls, source: nn.Module | Mapping[str, Tensor], layers: LayerSpec = "all", *,
@@ -127,7 +127,7 @@ class PolarityTemplate(MutableMapping[str, Tensor]):
             >>> t.proportions()
             {'weight': (0.5, 0.25, 0.25)}
         """
-        return cls(builders.signs_from_proportions(model, proportions, seed, layers), meta={"source": "proportions", "seed": seed})
+        return cls(builders.signs_from_proportions(model, proportions, seed, layers), meta={"source": "proportions", "seed": builders.check_seed(seed)})
 
     @classmethod
     def from_rule(cls, model: nn.Module, rule: str, **kwargs: Any) -> PolarityTemplate:
