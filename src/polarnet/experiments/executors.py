@@ -134,12 +134,13 @@ def _worker_main(conn: Connection, parent: int, tied_to_thread: bool, threads: i
     """A worker: compute the chunks the driver sends until it sends ``None`` or goes away.
 
     Sends ``("progress", runs)`` as epochs finish and ``("done", results)`` per chunk. The
-    driver started this process with SIGINT blocked; it is ignored here before being unblocked,
-    so a Ctrl-C at any moment never prints a traceback from a worker.
+    driver started this process with SIGINT and SIGTERM blocked; SIGINT is ignored here before
+    both are unblocked (SIGTERM's default, a silent death, is what the driver's stop wants), so
+    a signal at any moment never prints a traceback from a worker.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     _die_with_parent(parent, tied_to_thread)
     torch.set_num_threads(threads)
 
@@ -178,11 +179,14 @@ class _Worker:
         self.chunk: int | None = None
         previous = None
         try:
-            if hasattr(signal, "pthread_sigmask"):  # the child inherits the mask: SIGINT waits until it ignores it
-                previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            # the child inherits the mask: SIGINT waits until it ignores it; and a signal can't stop
+            # the driver half-way through writing the child's start-up data (the child would die
+            # on a truncated pipe with a traceback)
+            if hasattr(signal, "pthread_sigmask"):
+                previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
             self.process.start()
         finally:
-            if previous is not None:  # a Ctrl-C that came meanwhile is delivered to the driver now
+            if previous is not None:  # a signal that came meanwhile is delivered to the driver now
                 signal.pthread_sigmask(signal.SIG_SETMASK, previous)
             there.close()  # only the child holds it now: its death shows as EOF here
 
