@@ -177,17 +177,10 @@ class _Worker:
                                        name="polarnet-worker", daemon=True)
         self.conn = here
         self.chunk: int | None = None
-        previous = None
         try:
-            # the child inherits the mask: SIGINT waits until it ignores it; and a signal can't stop
-            # the driver half-way through writing the child's start-up data (the child would die
-            # on a truncated pipe with a traceback)
-            if hasattr(signal, "pthread_sigmask"):
-                previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-            self.process.start()
+            with _signals_held():
+                self.process.start()
         finally:
-            if previous is not None:  # a signal that came meanwhile is delivered to the driver now
-                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
             there.close()  # only the child holds it now: its death shows as EOF here
 
     def give(self, index: int, chunk: Sequence[RunSpec], device: str, checkpoints: Path | None) -> None:
@@ -207,6 +200,39 @@ class _Worker:
         else:
             how = f"exit code {code}"
         return f"the worker process computing this run died ({how})"
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Start a worker without a signal cutting in: a SIGINT/SIGTERM that arrives meanwhile is
+    handled once the child has all its start-up data (cut in between, the child dies on a
+    truncated pipe with a traceback).
+
+    Two layers, because either alone leaves a gap: the signals are blocked in this thread (the
+    child inherits the mask, and SIGINT stays blocked there until the worker ignores it), and
+    the Python handlers are swapped for one that only remembers, since the kernel may deliver
+    the signal to another thread of this process and Python then runs the handler here, at any
+    bytecode of ``Process.start``.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    caught: list[int] = []
+    saved = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
+             for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) \
+        if hasattr(signal, "pthread_sigmask") else None
+    try:
+        yield
+    finally:
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a blocked signal runs `caught` now
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        if caught:
+            handler = saved[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)  # e.g. the sweep's: raises Interrupted
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), caught[0])
 
 
 def _stop(workers: list[_Worker], clean: bool) -> None:
