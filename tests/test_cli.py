@@ -280,3 +280,20 @@ def test_theory_takes_dims_from_the_study(tmp_path, capsys) -> None:
     assert main(["theory", "xor", "--units", "3", "--trials", "100", "--from", str(folder)]) == 0
     assert main(["theory", "xor", "--units", "3", "--trials", "100", "--dims", "5", "--from", str(folder)]) == 2
     assert "dims" in capsys.readouterr().err
+
+
+def test_the_interruption_line_counts_runs_in_the_default_folder(tmp_path, monkeypatch, capsys) -> None:
+    import signal
+
+    import polarnet.experiments as experiments
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "xor5d", *TINY]) == 0
+    capsys.readouterr()
+
+    def interrupted(*args, **kwargs):
+        raise experiments.Interrupted(signal.SIGINT)
+
+    monkeypatch.setattr(experiments, "run_study", interrupted)
+    assert main(["run", "xor5d", *TINY]) == 130
+    assert "(12 runs done in out/xor5d)" in capsys.readouterr().err

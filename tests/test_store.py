@@ -523,3 +523,30 @@ def test_readers_given_the_store_file_ask_for_its_folder(tmp_path, specs):
     _finished_store(tmp_path / "s", specs[:1])
     with pytest.raises(StoreError, match=r"is a file: give the study folder that holds it \(.*s\), not the file"):
         Store.existing(tmp_path / "s" / STORE_NAME)
+
+
+def test_the_integrity_check_reads_one_snapshot_while_a_writer_commits(tmp_path, specs):
+    folder = tmp_path / "live"
+    _finished_store(folder, specs[:2])
+    with Store.existing(folder) as reader, Store(folder) as writer:
+        with reader._snapshot():
+            before = reader.db.execute("SELECT COUNT(*) FROM epochs").fetchone()
+            writer.mark_running(specs[2:3])
+            writer.record([_done(specs[2], 3)])
+            assert reader.db.execute("SELECT COUNT(*) FROM epochs").fetchone() == before
+        assert reader.damaged_runs() == []
+        assert reader.db.execute("SELECT COUNT(*) FROM epochs").fetchone() == (before[0] + 3,)
+
+
+def test_a_store_that_cannot_be_opened_for_reading_says_so(tmp_path, specs, monkeypatch):
+    _finished_store(tmp_path / "s", specs[:1])
+    real = sqlite3.connect
+
+    def refuse(*args, **kwargs):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(sqlite3, "connect", refuse)
+    with pytest.raises(StoreError, match="cannot be opened for reading") as info:
+        Store.existing(tmp_path / "s")
+    assert "--out" not in str(info.value)
+    monkeypatch.setattr(sqlite3, "connect", real)

@@ -130,6 +130,7 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append("download=true")
     study = load_study(args.study, overrides, quick=args.quick)
     folder = Path(args.out) if args.out else Path("out") / (study.name + ("-quick" if args.quick else ""))
+    args.folder = folder  # for the line an interruption prints
     summary = run_study(study, folder, executor=args.executor, workers=args.workers, device=args.device,
                         address=args.address, progress=not args.no_progress, retry_failed=args.retry_failed)
     print(_sweep_line(study.name, folder, summary))
@@ -287,9 +288,8 @@ def _compare(args: argparse.Namespace) -> int:
         _output_file(args.output)
     table = compare_studies(args.folder_a, args.folder_b, args.threshold, allow_different=args.allow_different)
     attrs = table.attrs
-    differences = "\n".join(difference_lines(table))
-    text = (f"# {attrs['study_a']} ({args.folder_a}) vs {attrs['study_b']} ({args.folder_b})\n\n"
-            + (f"{differences}\n\n" if differences else "") +
+    differences = "\n".join(difference_lines(table))  # or the line saying there are none
+    text = (f"# {attrs['study_a']} ({args.folder_a}) vs {attrs['study_b']} ({args.folder_b})\n\n{differences}\n\n" +
             f"Epochs to {attrs['threshold']:.0%}, success rate, median error at convergence and mean final accuracy; "
             f"_a, _b and b − a.\n\n" + markdown_table(table))
     print(text)
@@ -303,11 +303,11 @@ def _results(args: argparse.Namespace) -> int:
     from .experiments import Store
 
     folder = Path(args.folder)
-    with Store.existing(folder) as store:
-        tables = {"runs": store.runs(), "epochs": store.epochs()}
     out = Path(args.output) if args.output else folder
     if out.exists() and not out.is_dir():
         raise ValueError(f"-o {args.output}: is a file; -o names a folder for runs.{args.to} and epochs.{args.to}")
+    with Store.existing(folder) as store:
+        tables = {"runs": store.runs(), "epochs": store.epochs()}
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
         path = out / f"{name}.{args.to}"
@@ -477,7 +477,7 @@ def _interrupted(args: argparse.Namespace | None, signum: int) -> int:
 def _kept(args: argparse.Namespace) -> str:
     from .experiments import Store
 
-    folder = Path(args.out) if args.out else None
+    folder = getattr(args, "folder", None)
     if folder is None or not (folder / "results.sqlite").is_file():
         return ""
     try:

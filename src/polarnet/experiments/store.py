@@ -126,12 +126,14 @@ def _why(error: OSError) -> str:
     return error.strerror or str(error)
 
 
-def _store_error(path: Path, error: sqlite3.DatabaseError) -> StoreError:
+def _store_error(path: Path, error: sqlite3.DatabaseError, readonly: bool = False) -> StoreError:
     """An SQLite error as a one-line :class:`StoreError` that says what to do."""
     text = str(error)
     if "full" in text or getattr(error, "sqlite_errorcode", None) == 13:  # SQLITE_FULL
         return StoreError(f"{path}: the disk is full ({text}); free some space and run the same command again to "
                           f"resume (finished runs are kept)")
+    if readonly and "unable to open" in text:
+        return StoreError(f"{path}: cannot be opened for reading ({text}); check the file's permissions")
     if "readonly" in text or "read-only" in text or "unable to open" in text:
         return StoreError(f"{path}: cannot write ({text}); choose a writable --out")
     if "locked" in text or "busy" in text:
@@ -148,10 +150,10 @@ def _guarded(method):
         try:
             return method(self, *args, **kwargs)
         except sqlite3.DatabaseError as e:
-            raise _store_error(self.path, e) from None
+            raise _store_error(self.path, e, self.readonly) from None
         except PandasDatabaseError as e:  # pandas wraps SQLite's error in its own
             cause = e.__cause__ if isinstance(e.__cause__, sqlite3.DatabaseError) else sqlite3.DatabaseError(str(e))
-            raise _store_error(self.path, cause) from None
+            raise _store_error(self.path, cause, self.readonly) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise StoreError(f"{self.path}: a stored value is unreadable ({e}): " + _RECOVER.format(path=self.path)) \
                 from None
@@ -200,6 +202,7 @@ class Store:
         if self.path.exists() and not self.path.is_file():
             raise StoreError(f"{self.path} is not a regular file: move it aside")
         existed = self.path.is_file() and self.path.stat().st_size > 0
+        db = None
         try:
             db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self._check_version(db)
@@ -214,14 +217,17 @@ class Store:
             db.execute("PRAGMA foreign_keys=ON")
             db.executescript(_SCHEMA)
             self._upgrade(db)
-        except sqlite3.DatabaseError as e:
-            raise _store_error(self.path, e) from None
+        except (sqlite3.DatabaseError, StoreError) as e:
+            if db is not None:
+                db.close()
+            raise (_store_error(self.path, e) if isinstance(e, sqlite3.DatabaseError) else e) from None
         return db
 
     def _open_readonly(self) -> sqlite3.Connection:
         if not self.path.is_file():
             raise StoreError(f"{self.folder}: no {STORE_NAME}")
         uri = self.path.resolve().as_uri()
+        db = None
         try:
             db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60, isolation_level=None)
             try:
@@ -233,10 +239,12 @@ class Store:
                 db = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
             self._check_version(db)
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.DatabaseError as e:
-            raise _store_error(self.path, e) from None
-        if not {"study", "runs", "epochs"} <= tables:
-            raise StoreError(f"{self.path} is not a polarnet results store (no runs/epochs tables)")
+            if not {"study", "runs", "epochs"} <= tables:
+                raise StoreError(f"{self.path} is not a polarnet results store (no runs/epochs tables)")
+        except (sqlite3.DatabaseError, StoreError) as e:
+            if db is not None:
+                db.close()
+            raise (_store_error(self.path, e, True) if isinstance(e, sqlite3.DatabaseError) else e) from None
         self._tables = tables
         return db
 
@@ -327,6 +335,7 @@ class Store:
         """The study-level facts."""
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM study")}
 
+    @_guarded
     def bind_study(self, settings: dict[str, Any], planned: Iterable[str], facts: dict[str, Any] | None = None) -> None:
         """Make ``settings`` this folder's study, or refuse if the folder holds another one.
 
@@ -431,17 +440,30 @@ class Store:
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
         if "checksum" not in columns:
             return []
-        sums = {row[0]: row for row in self.db.execute(
-            f"SELECT {_RUN_SUMMED}, checksum FROM runs WHERE checksum IS NOT NULL")}
         epochs: dict[str, list] = defaultdict(list)
-        for row in self.db.execute(f"SELECT run, {_EPOCH_SUMMED} FROM epochs ORDER BY run, epoch"):
-            if row[0] in sums:
-                epochs[row[0]].append(row[1:])
         magnitudes: dict[str, list] = defaultdict(list)
-        for row in self.db.execute("SELECT run, layer, quantiles FROM magnitudes"):
-            if row[0] in sums:
-                magnitudes[row[0]].append(row[1:])
+        with self._snapshot():  # a writer committing between the reads must not look like damage
+            sums = {row[0]: row for row in self.db.execute(
+                f"SELECT {_RUN_SUMMED}, checksum FROM runs WHERE checksum IS NOT NULL")}
+            for row in self.db.execute(f"SELECT run, {_EPOCH_SUMMED} FROM epochs ORDER BY run, epoch"):
+                if row[0] in sums:
+                    epochs[row[0]].append(row[1:])
+            for row in self.db.execute("SELECT run, layer, quantiles FROM magnitudes"):
+                if row[0] in sums:
+                    magnitudes[row[0]].append(row[1:])
         return sorted(k for k, row in sums.items() if _checksum(row[:-1], epochs[k], magnitudes[k]) != row[-1])
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """Reads inside see one state of the database (a read transaction), whatever a writer does."""
+        if self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
 
     def verify(self) -> None:
         """Raise if any run's numbers fail their checksum (readers call this once).

@@ -202,7 +202,7 @@ def run_study(study: Study, folder: str | os.PathLike[str], *, executor: str = "
                 store.bind_study(study.to_dict(), (r.key for r in runs), facts)
                 damaged = store.retrain_damaged()
                 finished = store.finished_keys(include_failed=not retry_failed)
-                failed_before = len(store.failed_keys() & finished)
+                failed_before = 0 if retry_failed else len(store.failed_keys())
                 todo = [r for r in runs if r.key not in finished]
                 bar = Progress(len(runs), len(runs) - len(todo), enabled=progress)
                 failed = 0
@@ -253,4 +253,6 @@ def _compute(todo: list[RunSpec], store: Store, bar: Progress, signals: _Signals
         close = getattr(stream, "close", None)
         if close is not None:
             close()  # stops the executor's workers when we leave early
+        if checkpoints.is_dir() and not any(checkpoints.iterdir()):
+            checkpoints.rmdir()  # nothing left to resume
     return failed
