@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import polarnet as pn
+from polarnet import fileformat
 from polarnet.data.images import IMAGE_DATASETS
 from polarnet.experiments import load_study, plan
 from polarnet.experiments.ensemble import train_ensemble
@@ -354,7 +355,9 @@ def test_a_finished_run_leaves_its_checkpoint_one_epoch_short(tmp_path) -> None:
     run = plan(load_study("xor5d", ["trials=1", "epochs=3", "sizes=[8]", "val_size=100"]))[0]
     path = tmp_path / "deep" / "run.pt"
     train_run(run, checkpoint=path, checkpoint_overhead=math.inf)
-    (path.parent / "run.pt.12345.tmp").write_bytes(b"half a checkpoint")  # a write cut short by a kill
+    stale = fileformat.temporary_file(path).with_name(".run.pt.12345.tmp")
+    stale.write_bytes(b"half a checkpoint")  # a write cut short by a kill
+    assert fileformat.stale_temporaries(path) == [stale]
     train_run(run, checkpoint=path, checkpoint_overhead=math.inf)
     assert torch.load(path, weights_only=True)["epoch"] == 2
     assert [p.name for p in path.parent.iterdir()] == ["run.pt"]  # no temporary file left behind, none kept

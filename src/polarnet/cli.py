@@ -48,14 +48,11 @@ def _output_file(output: str, *inputs: str) -> Path:
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write a whole file or nothing (a temporary file, then renamed over the target)."""
+    """Write a whole file or nothing."""
+    from .fileformat import atomic_write_bytes
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(path, text.encode(), "Markdown file", ValueError)
 
 
 def _classes(text: str) -> tuple[int, ...]:

@@ -26,15 +26,16 @@ more bytes than the file holds. Every problem raises :class:`TemplateFileError`.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import math
 import os
 import stat
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -103,13 +104,60 @@ def read_regular_file(path: str | os.PathLike[str], what: str = "file", error: t
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, what: str = "file",
-                       error: type[Exception] = TemplateFileError) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``.
+def temporary_file(path: str | os.PathLike[str]) -> Path:
+    """The temporary file an atomic write of ``path`` goes through (hidden, named by this process).
+
+    Example:
+        >>> temporary_file("out/x.pt").name.startswith(".x.pt.") and temporary_file("out/x.pt").suffix
+        '.tmp'
+    """
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Temporary files of ``path`` left by writes that a killed process cut short."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object], what: str = "file",
+                 error: type[Exception] = TemplateFileError) -> Path:
+    """Write ``path`` whole or not at all: ``write(f)`` fills a temporary file beside it, which
+    is then renamed over ``path``.
 
     An interrupted or failed write leaves neither a half file nor the temporary file. A
     ``path`` that is an existing directory raises ``error`` naming it; other OS errors
     (permissions, a full disk) propagate after the clean-up.
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> atomic_write(os.path.join(d, "x.txt"), lambda f: f.write(b"abc")).read_bytes()
+        b'abc'
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise error(f"{path}: is a directory; give a file name for the {what}, e.g. {path / ('template.plt' if what == 'template file' else 'out')}")
+    tmp = temporary_file(path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        if path.is_dir():  # became a directory in the meantime
+            raise error(f"{path}: is a directory; give a file name for the {what}") from None
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, what: str = "file",
+                       error: type[Exception] = TemplateFileError) -> Path:
+    """:func:`atomic_write` of ``data``.
 
     Example:
         >>> import tempfile, os
@@ -123,23 +171,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, what: str = "f
         >>> sorted(os.listdir(d))
         ['x.bin']
     """
-    path = Path(path)
-    if path.is_dir():
-        raise error(f"{path}: is a directory; give a file name for the {what}, e.g. {path / ('template.plt' if what == 'template file' else 'out')}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        if path.is_dir():  # became a directory in the meantime
-            raise error(f"{path}: is a directory; give a file name for the {what}") from None
-        raise
-    return path
+    return atomic_write(path, lambda f: f.write(data), what, error)
 
 
 def as_signs(value: object, name: str = "signs", *, copy: bool = False) -> Tensor:

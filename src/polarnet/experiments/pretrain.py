@@ -11,6 +11,7 @@ from typing import TextIO
 import torch
 
 from ..data.images import IMAGE_DATASETS
+from ..fileformat import atomic_write
 from .config import Study
 from .executors import resolve_device
 from .checks import check_study
@@ -58,12 +59,7 @@ def pretrain(dataset: str, output: str | os.PathLike[str], *, arch: str = "lenet
         raise PretrainFailed(f"pretraining {arch} on {dataset} failed: {result.reason}; try a lower --lr (now {lr:g})")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:  # the whole file or nothing
-        torch.save(result.extra["weights"], tmp)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(output, lambda f: torch.save(result.extra["weights"], f), "state-dict file", ValueError)
     last = result.epochs[-1]
     return {"val_acc": last.val_acc, "val_loss": last.val_loss, "n_train": n_train}
 

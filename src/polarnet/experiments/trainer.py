@@ -12,7 +12,6 @@ with the numbers an uninterrupted run gives, bit for bit.
 
 from __future__ import annotations
 
-import glob
 import math
 import os
 import time
@@ -26,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..dynamics import SignTracker, fluid_spin_swap
+from ..fileformat import atomic_write, stale_temporaries
 from ..freeze import FreezeHandle, freeze
 from ..init import align
 from ..models import get_model
@@ -165,14 +165,9 @@ def _save_checkpoint(path: Path, spec: RunSpec, t: _Training, device: torch.devi
     if device.type == "cuda":
         state["cuda_rng"] = torch.cuda.get_rng_state(_cuda_index(device))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        # no fsync: what must survive is the process being killed, and the page cache does; a
-        # file torn by a power cut is unreadable, hence ignored (the run starts again)
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # no fsync: what must survive is the process being killed, and the page cache does; a file
+    # torn by a power cut is unreadable, hence ignored (the run starts again)
+    atomic_write(path, lambda f: torch.save(state, f), "checkpoint", ValueError)
 
 
 def _read_checkpoint(path: Path, spec: RunSpec) -> dict[str, Any] | None:
@@ -290,7 +285,7 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
     saved = None
     saver = _Checkpoints(path, checkpoint_overhead) if path is not None else None
     if path is not None:
-        for stale in path.parent.glob(f"{glob.escape(path.name)}.*.tmp"):  # a write cut short by a kill
+        for stale in stale_temporaries(path):  # a write cut short by a kill
             stale.unlink(missing_ok=True)
         saved = _read_checkpoint(path, spec)
     # dropout draws from torch's global generator: seed it per run (leaving the caller's as it was)
