@@ -104,6 +104,20 @@ def read_regular_file(path: str | os.PathLike[str], what: str = "file", error: t
         os.close(fd)
 
 
+def is_file(path: str | os.PathLike[str]) -> bool:
+    """``Path(path).is_file()``, but False for a name the OS refuses (too long, a NUL byte).
+
+    Example:
+        >>> import tempfile
+        >>> is_file("x" * 5000), is_file(tempfile.gettempdir())  # too long a name; a folder
+        (False, False)
+    """
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def temporary_file(path: str | os.PathLike[str]) -> Path:
     """The temporary file an atomic write of ``path`` goes through (hidden, named by this process).
 

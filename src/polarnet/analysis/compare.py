@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ..experiments.store import Store
+from ..experiments.store import setting_differences as store_differences
 from .metrics import one_line, run_metrics, summary_table
 
 __all__ = ["compare_studies", "setting_differences", "difference_lines", "MUST_MATCH", "NOT_COMPARED"]
@@ -27,42 +28,16 @@ _SHOWN = ["median_epochs", "success_rate", "median_error", "mean_final_accuracy"
 MUST_MATCH = {"dataset": "xor", "model": "mlp"}
 #: settings never listed as differences: labels and safety switches, which change no number
 NOT_COMPARED = frozenset({"name", "description", "source_hint", "allow_large", "allow_extreme"})
-#: how :func:`setting_differences` shows a setting one store does not hold (an older store)
-NOT_STORED = "(not stored)"
-
-
-def _normal(value: Any) -> Any:
-    """A JSON-normal copy: tuples become lists, so ``(1, 2)`` and ``[1, 2]`` compare equal."""
-    return json.loads(json.dumps(value, default=list, sort_keys=True))
-
-
-def _flatten(settings: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested tables as dotted keys: ``{"define_condition": {"fz": {"reset": "flip"}}}`` →
-    ``{"define_condition.fz.reset": "flip"}`` (an empty table stays one key)."""
-    out: dict[str, Any] = {}
-    for key, value in settings.items():
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def setting_differences(settings_a: dict, settings_b: dict) -> list[tuple[str, Any, Any]]:
-    """The stored settings in which two studies differ, as ``(key, value in A, value in B)``,
-    sorted by key; nested tables (``define_condition``) by dotted key. Lists and tuples with the
-    same items are equal; :data:`NOT_COMPARED` keys are left out; a key only one store holds
-    shows :data:`NOT_STORED` for the other.
+    """The stored settings in which two studies differ, as ``(key, value in A, value in B)``:
+    :func:`polarnet.experiments.store.setting_differences` without the :data:`NOT_COMPARED` keys.
 
     Example:
         >>> setting_differences({"lr": 0.03, "sizes": (8, 20), "name": "a"},
         ...                     {"lr": 0.01, "sizes": [8, 20], "name": "b", "define_condition": {"fz": {"lr": 0.1}}})
         [('define_condition.fz.lr', '(not stored)', 0.1), ('lr', 0.03, 0.01)]
     """
-    a, b = _flatten(_normal(settings_a)), _flatten(_normal(settings_b))
-    keys = sorted(set(a) | set(b))
-    return [(key, a.get(key, NOT_STORED), b.get(key, NOT_STORED)) for key in keys
-            if key.split(".")[0] not in NOT_COMPARED and a.get(key, NOT_STORED) != b.get(key, NOT_STORED)]
+    return store_differences(settings_a, settings_b, ignore=NOT_COMPARED)
 
 
 def difference_lines(table: pd.DataFrame) -> list[str]:

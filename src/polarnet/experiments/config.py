@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..builders import RULES
+from ..fileformat import is_file as _is_file
 from ..proportions import check_proportions
 from ..freeze import RESETS
 from ..init import INITIALIZERS
@@ -405,14 +406,6 @@ def _semantics(condition: Condition) -> dict[str, Any]:
 
 def _show(value: Any) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else repr(value)
-
-
-def _is_file(path: str) -> bool:
-    """``Path(path).is_file()``, False for a name the OS refuses (too long, a NUL byte)."""
-    try:
-        return Path(path).is_file()
-    except (OSError, ValueError):
-        return False
 
 
 def _is_weights_name(text: str) -> bool:

@@ -24,6 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ..fileformat import is_file as _is_file
 from .conditions import Condition
 from .config import Study
 
@@ -39,13 +40,6 @@ _CONDITION_DEFAULTS = {f.name: f.default for f in fields(Condition)}
 
 _FILE_SETTINGS = ("source", "proportions")
 _DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def _is_file(path: str) -> bool:
-    try:
-        return Path(path).is_file()
-    except (OSError, ValueError):
-        return False
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -49,7 +49,8 @@ import torch
 from .plan import RunSpec
 from .results import RunResult
 
-__all__ = ["Store", "StoreError", "StudyMismatch", "STORE_NAME", "SCHEMA_VERSION", "software_versions"]
+__all__ = ["Store", "StoreError", "StudyMismatch", "STORE_NAME", "SCHEMA_VERSION", "software_versions",
+           "setting_differences", "NOT_STORED"]
 
 STORE_NAME = "results.sqlite"
 LOCK_NAME = "results.sqlite.lock"
@@ -351,7 +352,7 @@ class Store:
         stray = [k for (k,) in self.db.execute("SELECT key FROM runs") if k not in planned]
         if stray:
             old = self.study().get("settings") or {}
-            differ = [f"  {k}: {_show(a)} in the folder, {_show(b)} here" for k, a, b in _differences(old, settings)]
+            differ = [f"  {k}: {_show(a)} in the folder, {_show(b)} here" for k, a, b in setting_differences(old, settings)]
             what = ("\n".join(differ) if differ else
                     "  the settings are the same, but a source or proportions file they name has changed since")
             raise StudyMismatch(
@@ -558,27 +559,41 @@ class _Transaction:
         return False
 
 
-def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """``(setting, old, new)`` for every setting that differs, tables compared field by field
-    (``define_condition.mine.lr``), tuples and lists alike (both are JSON lists once stored).
+#: how :func:`setting_differences` shows a setting that one side does not hold (an older store)
+NOT_STORED = "(not stored)"
 
-    Example:
-        >>> _differences({"sizes": [8], "c": {"x": {"lr": 1}}}, {"sizes": (8,), "c": {"x": {"lr": 2}}})
-        [('c.x.lr', 1, 2)]
-    """
-    old, new = json.loads(json.dumps(old, default=list)), json.loads(json.dumps(new, default=list))
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.extend(_differences(a, b, f"{prefix}{key}."))
-        elif a != b:
-            out.append((f"{prefix}{key}", a, b))
+
+def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables as dotted keys (``define_condition.mine.lr``); an empty table stays one key."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
     return out
 
 
+def setting_differences(a: dict[str, Any], b: dict[str, Any], ignore: Iterable[str] = ()) -> list[tuple[str, Any, Any]]:
+    """``(setting, value in a, value in b)`` for every setting that differs, sorted; tables are
+    compared field by field (``define_condition.mine.lr``), tuples and lists alike (both are JSON
+    lists once stored); a setting only one side holds shows :data:`NOT_STORED` for the other;
+    top-level keys in ``ignore`` are left out.
+
+    Example:
+        >>> setting_differences({"sizes": [8], "c": {"x": {"lr": 1}}}, {"sizes": (8,), "c": {"x": {"lr": 2}}})
+        [('c.x.lr', 1, 2)]
+    """
+    def normal(settings: dict[str, Any]) -> dict[str, Any]:
+        return _flatten(json.loads(json.dumps(settings, default=list, sort_keys=True)))
+
+    left, right, skip = normal(a), normal(b), set(ignore)
+    return [(key, left.get(key, NOT_STORED), right.get(key, NOT_STORED)) for key in sorted(set(left) | set(right))
+            if key.split(".")[0] not in skip and left.get(key, NOT_STORED) != right.get(key, NOT_STORED)]
+
+
 def _show(value: Any) -> str:
-    return json.dumps(value, default=list) if value is not None else "unset"
+    return value if value == NOT_STORED else json.dumps(value, default=list) if value is not None else "unset"
 
 
 def _free_name(folder: Path) -> str:
