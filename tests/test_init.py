@@ -12,6 +12,7 @@ from helpers import assert_unchanged, snapshot
 
 import polarnet
 from polarnet import INITIALIZERS, PolarityTemplate, align, init_magnitudes, register_initializer
+from _models import tied_mlp
 
 # std of a standard normal truncated at ±2σ
 TRUNC_STD = 0.8796256610342398
@@ -308,26 +309,19 @@ def test_xor_truncated_normal():
 # --------------------------------------------------------------------------- tied weights
 
 
-def _tied():
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
-    net[2].weight = net[0].weight  # two Linear layers share one weight Parameter
-    return net
-
-
 def test_init_magnitudes_accepts_either_name_of_a_tied_weight():
     for name in ("0.weight", "2.weight"):
-        net = _tied()
+        net = tied_mlp()
         init_magnitudes(net, seed=1, layers=[name])
         assert net[2].weight is net[0].weight
-    a, b = _tied(), _tied()
+    a, b = tied_mlp(), tied_mlp()
     init_magnitudes(a, seed=1, layers=["0.weight"])
     init_magnitudes(b, seed=1, layers=["2.weight"])
     assert torch.equal(a[0].weight, b[0].weight)
 
 
 def test_align_a_tied_weight_under_both_names():
-    net = _tied()
+    net = tied_mlp()
     signs = PolarityTemplate.random(net, seed=2)["0.weight"]
     magnitudes = net[0].weight.detach().abs().clone()
     align(net, PolarityTemplate({"0.weight": signs, "2.weight": signs}))

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from polarnet.layers import aliases, input_axes, layer_kind, named_tensors, select
+from _models import tied_mlp
 
 
 def _net():
@@ -248,22 +249,15 @@ def test_select_model_and_state_dict_agree(kinds, spec, bias):
 # --------------------------------------------------------------------------- tied weights
 
 
-def _tied():
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
-    net[2].weight = net[0].weight  # two Linear layers share one weight Parameter
-    return net
-
-
 def test_named_tensors_knows_every_name_of_a_tied_weight():
-    net = _tied()
+    net = tied_mlp()
     tensors = named_tensors(net)
     assert list(tensors) == list(net.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
     assert tensors["2.weight"] is tensors["0.weight"]
 
 
 def test_aliases_of_model_and_state_dict():
-    net = _tied()
+    net = tied_mlp()
     assert aliases(net) == aliases(net.state_dict()) == {"2.weight": "0.weight"}
     assert aliases(_net()) == {} and aliases(_net().state_dict()) == {}
     # equal values in other memory are not tied, nor are empty tensors
@@ -275,14 +269,14 @@ def test_aliases_of_model_and_state_dict():
 
 @pytest.mark.parametrize("spec", ["all", "linear", "*.weight", "*"])
 def test_select_takes_a_tied_weight_once_and_model_and_state_dict_agree(spec):
-    net = _tied()
+    net = tied_mlp()
     names = select(net, spec)
     assert names == select(net.state_dict(), spec)
     assert "2.weight" not in names and "0.weight" in names
 
 
 def test_select_glob_on_the_alias_alone_and_lists_as_given():
-    net = _tied()
+    net = tied_mlp()
     assert select(net, "2.*") == ["2.weight", "2.bias"]
     assert select(net, ["0.weight", "2.weight"]) == ["0.weight", "2.weight"]
 

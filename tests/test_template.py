@@ -13,6 +13,7 @@ from torch import nn
 
 from polarnet import PolarityTemplate, TemplateFileError
 from polarnet.proportions import counts_from_proportions
+from _models import tied_mlp
 
 
 def _net():
@@ -447,15 +448,8 @@ def test_no_in_place_write_through_a_read_changes_the_template(values, fill):
 # --------------------------------------------------------------------------- tied weights
 
 
-def _tied():
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
-    net[2].weight = net[0].weight  # two Linear layers share one weight Parameter
-    return net
-
-
 def test_template_from_a_tied_state_dict_is_accepted_by_the_model():
-    net = _tied()
+    net = tied_mlp()
     assert list(net.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
     t = PolarityTemplate.from_model(net.state_dict())
     assert t == PolarityTemplate.from_model(net)
@@ -464,7 +458,7 @@ def test_template_from_a_tied_state_dict_is_accepted_by_the_model():
 
 
 def test_both_names_of_a_tied_weight_are_accepted_once():
-    net = _tied()
+    net = tied_mlp()
     signs = torch.sign(net[0].weight.detach())
     both = PolarityTemplate({"0.weight": signs, "2.weight": signs})
     assert list(both.check(net)) == ["0.weight"]  # the caller touches the shared tensor once
@@ -474,7 +468,7 @@ def test_both_names_of_a_tied_weight_are_accepted_once():
 
 
 def test_a_tied_weight_with_two_different_sign_patterns_is_refused():
-    net = _tied()
+    net = tied_mlp()
     signs = torch.sign(net[0].weight.detach())
     with pytest.raises(ValueError) as exc:
         PolarityTemplate({"0.weight": signs, "2.weight": -signs}).check(net)
