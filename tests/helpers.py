@@ -17,3 +17,27 @@ def assert_unchanged(model: nn.Module, before: dict[str, torch.Tensor]) -> None:
     assert list(after) == list(before)
     for k, v in before.items():
         assert torch.equal(after[k], v), f"{k} changed"
+
+
+def tied_mlp() -> nn.Sequential:
+    """Two Linear layers sharing one weight Parameter (as an embedding tied to a decoder);
+    ``state_dict()`` names it ``0.weight`` and ``2.weight``."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    net[2].weight = net[0].weight
+    return net
+
+
+# processes seen through /proc (Linux), for the tests that stop workers and drivers
+def proc_stat(pid: int | str) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name: state, ppid, …; raises OSError."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie counts as gone)."""
+    try:
+        return proc_stat(pid)[0] != "Z"
+    except OSError:
+        return False

@@ -13,7 +13,7 @@ from collections import Counter
 from types import SimpleNamespace
 
 import pytest
-from _procs import alive as _alive
+from helpers import alive as _alive
 import torch
 
 from polarnet.cli import main

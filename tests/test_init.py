@@ -12,7 +12,7 @@ from helpers import assert_unchanged, snapshot
 
 import polarnet
 from polarnet import INITIALIZERS, PolarityTemplate, align, init_magnitudes, register_initializer
-from _models import tied_mlp
+from helpers import tied_mlp
 
 # std of a standard normal truncated at ±2σ
 TRUNC_STD = 0.8796256610342398

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _procs import alive as _alive
+from helpers import alive as _alive
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc to follow the workers")]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from polarnet.layers import aliases, input_axes, layer_kind, named_tensors, select
-from _models import tied_mlp
+from helpers import tied_mlp
 
 
 def _net():

@@ -13,7 +13,7 @@ from torch import nn
 
 from polarnet import PolarityTemplate, TemplateFileError
 from polarnet.proportions import counts_from_proportions
-from _models import tied_mlp
+from helpers import tied_mlp
 
 
 def _net():
