@@ -76,3 +76,58 @@ def test_a_module_that_raises_while_importing_is_a_value_error(tmp_path, monkeyp
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ValueError, match=r"model 'broken_model_demo:f': cannot import 'f' .*RuntimeError: boom"):
         get_model("broken_model_demo:f")
+
+
+# --------------------------------------------------------------------------- head: replace or extend (issue 9 §3)
+
+@pytest.mark.parametrize("name", ["alexnet", "zfnet"])
+def test_head_extend_keeps_the_1000_way_layer_and_adds_a_relu_and_a_new_layer(name) -> None:
+    model = get_model(name, num_classes=7, head="extend")
+    classifier = model.classifier
+    assert len(classifier) == 9
+    assert (classifier[6].in_features, classifier[6].out_features) == (4096, 1000)  # ImageNet's fc8
+    assert isinstance(classifier[7], nn.ReLU)
+    assert (classifier[8].in_features, classifier[8].out_features) == (1000, 7)  # the new layer
+    assert pn.select_layers(model, "linear") == ["classifier.1.weight", "classifier.4.weight", "classifier.6.weight",
+                                                 "classifier.8.weight"]
+    assert len(pn.select_layers(model, "conv")) == 5
+    assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 7)
+    # the ReLU sits between fc8 and the new layer: negative fc8 outputs don't reach it
+    with torch.no_grad():
+        classifier[6].weight.zero_()
+        classifier[6].bias.fill_(-1.0)
+    out = model.eval()(torch.randn(1, 3, 64, 64))
+    assert torch.allclose(out, classifier[8].bias.detach().unsqueeze(0))
+
+
+@pytest.mark.parametrize("name", ["alexnet", "zfnet"])
+def test_head_replace_is_the_default_and_keeps_todays_layout(name) -> None:
+    default, replaced = get_model(name), get_model(name, head="replace")
+    assert [(k, v.shape) for k, v in default.state_dict().items()] == \
+           [(k, v.shape) for k, v in replaced.state_dict().items()]
+    assert len(default.classifier) == 7 and default.classifier[6].out_features == 10
+
+
+def test_head_extend_takes_torchvisions_imagenet_weights_by_name_fc8_included() -> None:
+    import torchvision
+
+    imagenet = torchvision.models.alexnet(num_classes=1000).state_dict()  # AlexNet_Weights' names and shapes
+    model = get_model("alexnet", head="extend")
+    result = model.load_state_dict(imagenet, strict=False)
+    assert result.unexpected_keys == []
+    assert result.missing_keys == ["classifier.8.weight", "classifier.8.bias"]  # only the new layer
+    assert torch.equal(model.classifier[6].weight, imagenet["classifier.6.weight"])
+    gray = get_model("alexnet", in_channels=1, head="extend")
+    assert gray.features[0].weight.shape == (64, 1, 11, 11) and gray.classifier[8].in_features == 1000
+
+
+@pytest.mark.parametrize("name", ["alexnet", "zfnet"])
+def test_an_unknown_head_is_refused_naming_the_choices(name) -> None:
+    with pytest.raises(ValueError, match=r"^head='keep': choose 'replace' .* or 'extend'"):
+        get_model(name, head="keep")
+
+
+def test_torchvisions_alexnet_has_64_first_filters_not_caffes_96() -> None:
+    """docs/images.md says so: polarnet's alexnet is torchvision's, not the reference's Caffe AlexNet."""
+    assert get_model("alexnet").features[0].out_channels == 64
+    assert get_model("zfnet").features[0].out_channels == 96

@@ -13,7 +13,8 @@ from torch import nn
 
 from .registry import Registry
 
-__all__ = ["MODELS", "register_model", "get_model", "resolve_model", "list_models", "mlp", "alexnet", "zfnet", "lenet"]
+__all__ = ["MODELS", "register_model", "get_model", "resolve_model", "list_models", "HEADS", "mlp", "alexnet", "zfnet",
+           "lenet"]
 
 ModelFactory = Callable[..., nn.Module]
 MODELS: Registry[ModelFactory] = Registry("model")
@@ -101,36 +102,92 @@ def mlp(in_features: int = 5, hidden: int = 64, out_features: int = 1) -> nn.Seq
     return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, out_features))
 
 
+#: What an ImageNet-style model does with its 1000-way ImageNet layer (``head``): ``"replace"``
+#: makes the last layer ``num_classes``-way; ``"extend"`` keeps the 1000-way layer (so ImageNet's
+#: fc8 and its signs fit it), adds a ReLU and a new ``Linear(1000, num_classes)`` on top, as
+#: Wang et al.'s reference code does.
+HEADS = ("replace", "extend")
+_IMAGENET_CLASSES = 1000
+
+
+def _check_head(head: str) -> None:
+    if head not in HEADS:
+        raise ValueError(f"head={head!r}: choose 'replace' (the last layer is num_classes-way) or 'extend' (keep the "
+                         f"1000-way ImageNet layer, add a ReLU and a new num_classes-way layer on top)")
+
+
+def _head(num_classes: int, head: str) -> tuple[int, list[nn.Module]]:
+    """The last linear layer's width and the layers after it, for ``head`` (see :data:`HEADS`)."""
+    if head == "extend":
+        return _IMAGENET_CLASSES, [nn.ReLU(inplace=True), nn.Linear(_IMAGENET_CLASSES, num_classes)]
+    return num_classes, []
+
+
 @register_model("alexnet")
-def alexnet(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.5) -> nn.Module:
+def alexnet(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.5, head: str = "replace") -> nn.Module:
     """torchvision's AlexNet (so torchvision's ImageNet weights and their signs fit its layers
-    by name), with a ``num_classes``-way head. Its adaptive pooling accepts inputs from 63×63 up.
+    by name). Its adaptive pooling accepts inputs from 63×63 up.
+
+    torchvision's AlexNet is not quite the Caffe AlexNet of Wang et al.'s reference code: its
+    first convolution has 64 filters (Caffe's 96), and its layers are not grouped.
+
+    Args:
+        num_classes: the classes of the task.
+        in_channels: 3 (RGB) or another count; the first convolution takes that many.
+        dropout: before the first two linear layers.
+        head: ``"replace"``: the last layer, ``classifier.6``, is ``num_classes``-way.
+            ``"extend"``: ``classifier.6`` stays ``Linear(4096, 1000)`` (ImageNet's fc8, whose
+            weights and signs a source gives it), followed by ``classifier.7``, a ReLU, and
+            ``classifier.8``, a new ``Linear(1000, num_classes)``: the reference code's layout.
+
+    Raises:
+        ValueError: ``head`` is neither ``"replace"`` nor ``"extend"``.
 
     Example:
         >>> import torch
         >>> get_model("alexnet")(torch.zeros(2, 3, 64, 64)).shape
         torch.Size([2, 10])
+        >>> net = get_model("alexnet", head="extend")
+        >>> net.classifier[6], net.classifier[8]
+        (Linear(in_features=4096, out_features=1000, bias=True), Linear(in_features=1000, out_features=10, bias=True))
     """
     from torchvision.models import alexnet as tv_alexnet
 
-    model = tv_alexnet(weights=None, num_classes=num_classes, dropout=dropout)
+    _check_head(head)
+    width, extra = _head(num_classes, head)
+    model = tv_alexnet(weights=None, num_classes=width, dropout=dropout)
     if in_channels != 3:
         model.features[0] = nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2)
+    for layer in extra:
+        model.classifier.append(layer)
     return model
 
 
 @register_model("zfnet")
-def zfnet(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.5) -> nn.Module:
+def zfnet(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.5, head: str = "replace") -> nn.Module:
     """ZFNet (Zeiler & Fergus, 2014): AlexNet's plan with a 7×7/2 first layer and a 5×5/2 second
     one, 96-256-384-384-256 filters, local response normalisation after the first two layers.
     Laid out like torchvision's AlexNet (``features``, ``avgpool``, ``classifier``), so templates
     and SPIN proportions line up layer by layer. Inputs from 64×64 up.
 
+    Args:
+        num_classes, in_channels, dropout: as for :func:`alexnet`.
+        head: as for :func:`alexnet`: ``"replace"`` (``classifier.6`` is ``num_classes``-way) or
+            ``"extend"`` (``classifier.6`` is 1000-way, then a ReLU and ``classifier.8``,
+            ``Linear(1000, num_classes)``).
+
+    Raises:
+        ValueError: ``head`` is neither ``"replace"`` nor ``"extend"``.
+
     Example:
         >>> import torch
         >>> get_model("zfnet")(torch.zeros(2, 3, 64, 64)).shape
         torch.Size([2, 10])
+        >>> get_model("zfnet", head="extend").classifier[8]
+        Linear(in_features=1000, out_features=10, bias=True)
     """
+    _check_head(head)
+    width, extra = _head(num_classes, head)
     features = nn.Sequential(
         nn.Conv2d(in_channels, 96, kernel_size=7, stride=2, padding=1), nn.ReLU(inplace=True),
         nn.MaxPool2d(kernel_size=3, stride=2, padding=1), nn.LocalResponseNorm(5),
@@ -144,7 +201,7 @@ def zfnet(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.5) -> 
     classifier = nn.Sequential(
         nn.Dropout(dropout), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
         nn.Dropout(dropout), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
-        nn.Linear(4096, num_classes),
+        nn.Linear(4096, width), *extra,
     )
     return nn.Sequential(OrderedDict(features=features, avgpool=nn.AdaptiveAvgPool2d((6, 6)), flatten=nn.Flatten(),
                                      classifier=classifier))
