@@ -888,3 +888,84 @@ def test_fuzzed_study_files_give_a_study_or_a_value_error(tmp_path, pairs):
         assert str(e)
     else:
         assert isinstance(study, Study)
+
+
+# --------------------------------------------------------------------------- head (issue 9 §3): replace or extend
+
+ALEXNET_FMNIST = ["dataset='fashion_mnist'", "model='alexnet'", "sizes=[100]", "val_size=1000",
+                  "conditions=['frozen_rand']", "trials=1"]
+
+
+@pytest.mark.parametrize("source, overrides, key", [
+    # keys computed before `head` existed: a study that does not set it keeps its runs
+    ("xor5d", ["trials=1", "sizes=[8]"], "366c4677f0ab0ce831087463"),
+    ("xor5d", ALEXNET_FMNIST, "353b30a8d0df18fa485b1b35"),
+    ("spin-zfnet-cifar10", ["trials=1"], "7e19e7ea4955175356345990"),
+    # the Wang preset before it made head = "extend" its default: head = "replace" names those runs again
+    ("fmnist-alexnet", ["trials=1", "sizes=[100]", "head='replace'"], "cd00a0a8a9a9f7688c22a064"),
+])
+def test_a_study_without_head_keeps_its_run_keys(source, overrides, key):
+    assert plan(load_study(source, overrides))[0].key == key
+
+
+def test_head_extend_gives_other_runs_and_is_stored_with_the_study():
+    replace = plan(load_study("xor5d", ALEXNET_FMNIST))[0]
+    extend = plan(load_study("xor5d", ALEXNET_FMNIST + ["head='extend'"]))[0]
+    assert extend.key != replace.key
+    assert extend.settings()["study"]["head"] == "extend" and "head" not in replace.settings()["study"]
+    assert Study().head == "replace" and Study().to_dict()["head"] == "replace"
+
+
+@pytest.mark.parametrize("name, head", [("fmnist-alexnet", "extend"), ("cifar10-alexnet", "extend"),
+                                        ("spin-alexnet-cifar10", "replace"), ("spin-alexnet-fmnist", "replace"),
+                                        ("spin-zfnet-cifar10", "replace"), ("spin-zfnet-fmnist", "replace"),
+                                        ("spin-table1", "replace")])
+def test_the_wang_presets_extend_the_head_and_the_igoe_presets_do_not(name, head):
+    """Wang et al.'s reference code keeps ImageNet's fc8 and adds a layer; Igoe et al. say nothing of it."""
+    assert load_study(name).head == head
+    assert load_study(name, quick=True).head == head
+
+
+def test_head_reaches_the_model_through_model_kwargs():
+    from polarnet.experiments.datasets import model_kwargs
+    from polarnet.models import get_model
+
+    study = load_study("xor5d", ALEXNET_FMNIST + ["head='extend'", "in_channels=1"])
+    kwargs = model_kwargs(study)
+    assert kwargs == {"num_classes": 10, "in_channels": 1, "head": "extend"}
+    assert get_model(study.model, **kwargs).classifier[8].out_features == 10
+    assert "head" not in model_kwargs(load_study("xor5d", ALEXNET_FMNIST))  # models without the option build as before
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["head='extend'"], "head='extend': only image models (alexnet, zfnet) have it; dataset='xor' (model 'mlp'): "
+                        "remove the setting"),
+    (FMNIST + ["head='extend'"], "head='extend': model 'lenet' has no head option (alexnet and zfnet have one); "
+                                 "remove the setting, or choose model = 'alexnet' or 'zfnet'"),
+    (ALEXNET_FMNIST + ["head='keep'"], "head='keep': choose 'replace' (the last layer is num_classes-way) or 'extend' "
+                                       "(keep the 1000-way ImageNet layer, add a num_classes-way layer on top)"),
+])
+def test_head_is_refused_where_it_has_no_effect_or_no_meaning(overrides, message):
+    text = _message(overrides)
+    assert text == f"invalid study settings:\n  {message}"  # one line, the only problem
+
+
+def test_head_is_a_string_setting():
+    with pytest.raises(ValueError, match=r"^head: expected str, got True \(bool\)"):
+        load_study("xor5d", ALEXNET_FMNIST + ["head=true"])
+
+
+def test_head_on_a_model_of_your_own_that_takes_it(tmp_path, monkeypatch):
+    (tmp_path / "head_models_demo.py").write_text(
+        "from torch import nn\n"
+        "def with_head(num_classes=10, in_channels=3, head='replace'):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 28 * 28, num_classes))\n"
+        "def with_kwargs(**kwargs):\n"
+        "    return nn.Linear(2, 2)\n"
+        "def without(num_classes=10, in_channels=3):\n"
+        "    return nn.Linear(2, 2)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    base = FMNIST[:1] + FMNIST[2:] + ["head='extend'"]
+    assert load_study("xor5d", base + ["model='head_models_demo:with_head'"]).head == "extend"
+    assert load_study("xor5d", base + ["model='head_models_demo:with_kwargs'"]).head == "extend"
+    assert "model 'head_models_demo:without' has no head option" in _message(base + ["model='head_models_demo:without'"])

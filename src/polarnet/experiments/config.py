@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import math
 import os
 import re
@@ -42,7 +43,7 @@ from ..proportions import check_proportions
 from ..freeze import RESETS
 from ..init import INITIALIZERS
 from ..data.images import IMAGE_DATASETS
-from ..models import MODELS, resolve_model
+from ..models import HEADS, MODELS, resolve_model
 from .conditions import (CONDITIONS, MAGNITUDES, POLARITIES, Condition, condition_from_dict, condition_problems,
                          needs_source)
 from .datasets import DATASET_LOADERS, model_kwargs
@@ -96,6 +97,11 @@ class Study:
     Grid axes: ``conditions``, ``sizes``, ``hidden``, ``resets``, ``trials``.
     ``allow_large`` lifts the caps in :data:`LIMITS`, ``allow_extreme`` the ranges in
     :data:`RANGES` (neither is part of any run's key).
+
+    ``head`` (image models that take it: ``alexnet``, ``zfnet``): ``"replace"`` (the default)
+    makes the last layer ``num_classes``-way; ``"extend"`` keeps the 1000-way ImageNet layer
+    and adds a ReLU and a new ``num_classes``-way layer on top, as Wang et al.'s reference
+    code does (see :func:`polarnet.models.alexnet`).
     """
 
     name: str = "study"
@@ -132,6 +138,7 @@ class Study:
     classes: tuple[int, ...] = ()
     in_channels: int = 3
     input_size: int = 0
+    head: str = "replace"
     amp: bool = False
     channels_last: bool = False
     allow_large: bool = False
@@ -203,6 +210,8 @@ class Study:
         need(self.dtype in _DTYPES, f"dtype={self.dtype!r}: choose one of {list(_DTYPES)}")
         need(self.subset in ("stratified", "first"), f"subset={self.subset!r}: choose 'stratified' or 'first'")
         need(self.in_channels in (1, 3), f"in_channels={self.in_channels}: 1 or 3")
+        need(self.head in HEADS, f"head={self.head!r}: choose 'replace' (the last layer is num_classes-way) or "
+                                 f"'extend' (keep the 1000-way ImageNet layer, add a num_classes-way layer on top)")
         need(self.input_size >= 0, f"input_size={self.input_size}: 0 (the data's own size) or a size in pixels")
         need(all(0 < t <= 1 for t in self.thresholds) and len(self.thresholds) > 0, f"thresholds={list(self.thresholds)}: accuracies in (0, 1]")
         need(0 < self.learned_accuracy <= 1, f"learned_accuracy={self.learned_accuracy}: an accuracy in (0, 1]")
@@ -349,13 +358,17 @@ class Study:
         if "in_features" not in kwargs:
             need(self.dims == _DEFAULTS["dims"], f"dims={self.dims}: only XOR has dims; {where}: remove the setting")
         if self.dataset in IMAGE_DATASETS:
+            need(self.head == _DEFAULTS["head"] or self.head not in HEADS or _takes(self.model, "head"),
+                 f"head={self.head!r}: model {self.model!r} has no head option (alexnet and zfnet have one); remove the "
+                 f"setting, or choose model = 'alexnet' or 'zfnet'")
             return
-        for key in ("in_channels", "input_size", "subset", "amp", "channels_last"):
+        for key in ("in_channels", "input_size", "subset", "amp", "channels_last", "head"):
             what = ("mixed precision and channels-last memory are for image models (a d → H → 1 MLP gains "
                     "nothing, and the vectorised ensemble would ignore it)" if key in ("amp", "channels_last")
+                    else "only image models (alexnet, zfnet) have it" if key == "head"
                     else "only image datasets have it")
-            need(getattr(self, key) == _DEFAULTS[key], f"{key}={_show(getattr(self, key))}: {what}; {where}: remove "
-                                                       f"the setting")
+            need(getattr(self, key) == _DEFAULTS[key] or key == "head" and self.head not in HEADS,
+                 f"{key}={_show(getattr(self, key))}: {what}; {where}: remove the setting")
 
     def _validate_counts(self, need: typing.Callable[[bool, str], None]) -> bool:
         """Every count within HARD_MAX, and within its cap unless ``allow_large``; True when all are.
@@ -397,6 +410,22 @@ class Study:
             need(days <= LIMITS["days"],
                  f"the study would take ~{days:.2g} days on 2 CPU cores ({runs:,} runs, epochs={self.epochs:,}, "
                  f"largest size {max(self.sizes):,}, val_size={self.val_size:,}); the limit is 10^4 days: {_OVERRIDE}")
+
+
+def _takes(model: str, argument: str) -> bool:
+    """Whether a model's factory takes ``argument`` (or any keyword); builds nothing. A model
+    that can't be resolved counts as taking it: its own error is reported already.
+
+    Example:
+        >>> _takes("alexnet", "head"), _takes("lenet", "head"), _takes("torch.nn:Linear", "bias")
+        (True, False, True)
+    """
+    try:
+        factory = resolve_model(model)
+        parameters = inspect.signature(factory).parameters.values()
+    except (ValueError, TypeError):  # unknown or unimportable (reported), or no signature (a builtin)
+        return True
+    return any(p.name == argument and p.kind is not p.POSITIONAL_ONLY or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _semantics(condition: Condition) -> dict[str, Any]:

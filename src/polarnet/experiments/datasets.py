@@ -10,7 +10,7 @@ at their native size; :class:`ImagePrep` turns a batch into the model's input on
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -97,8 +97,10 @@ DATASET_LOADERS: Registry = Registry("dataset")
 def model_kwargs(study: Any, hidden: int | None = None) -> dict[str, Any] | None:
     """What a study's model is built with (``get_model(study.model, **kwargs)``), known without
     loading the data: XOR gives ``in_features`` (and ``hidden``, the study's hidden axis, when
-    given); an image dataset ``num_classes`` and ``in_channels``. ``None`` for a dataset
-    registered elsewhere, whose loader alone knows.
+    given); an image dataset ``num_classes`` and ``in_channels``, and ``head`` when the study
+    sets it (``head = "extend"``; the default, ``"replace"``, is the models' own, so a model
+    without the option is built as before). ``None`` for a dataset registered elsewhere, whose
+    loader alone knows.
 
     The loaders put the same arguments (less ``hidden``) in :attr:`Data.model_kwargs`.
 
@@ -108,12 +110,17 @@ def model_kwargs(study: Any, hidden: int | None = None) -> dict[str, Any] | None
         {'in_features': 7, 'hidden': 16}
         >>> model_kwargs(Study(dataset="cifar10", classes=(3, 5)), hidden=16)
         {'num_classes': 2, 'in_channels': 3}
+        >>> model_kwargs(Study(dataset="cifar10", model="alexnet", head="extend"))
+        {'num_classes': 10, 'in_channels': 3, 'head': 'extend'}
     """
     if study.dataset == "xor":
         return {"in_features": study.dims, **({"hidden": hidden} if hidden is not None else {})}
     if study.dataset in IMAGE_DATASETS:
         classes = len(study.classes) if study.classes else IMAGE_DATASETS[study.dataset].num_classes
-        return {"num_classes": classes, "in_channels": study.in_channels}
+        kwargs: dict[str, Any] = {"num_classes": classes, "in_channels": study.in_channels}
+        if study.head != "replace":
+            kwargs["head"] = study.head
+        return kwargs
     return None
 
 
@@ -164,6 +171,10 @@ _CACHE: dict[tuple, Data] = {}
 def load_data(study: Any, pool_size: int, train_seed: int, val_seed: int) -> Data:
     """Load (and cache per process) a study's pool and validation set.
 
+    The cache is keyed by what shapes the data; the model's arguments (:func:`model_kwargs`)
+    are the study's own, so two studies that share data but not a model setting (``head``)
+    share the tensors and still build their own models.
+
     Example:
         >>> from .config import load_study
         >>> d = load_data(load_study("xor5d", ["val_size=100"]), 64, 0, 1)
@@ -176,4 +187,5 @@ def load_data(study: Any, pool_size: int, train_seed: int, val_seed: int) -> Dat
         if len(_CACHE) >= 8:
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = DATASET_LOADERS.get(study.dataset)(study, pool_size, train_seed, val_seed)
-    return _CACHE[key]
+    data, kwargs = _CACHE[key], model_kwargs(study)
+    return data if kwargs is None or kwargs == data.model_kwargs else replace(data, model_kwargs=kwargs)
