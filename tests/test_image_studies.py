@@ -170,3 +170,104 @@ def test_channels_last_and_mixed_precision_keep_the_template(options) -> None:
     model, template = prepare_model(run)
     model.load_state_dict(result.extra["weights"])
     assert pn.violations(model, template) == 0
+
+
+# --------------------------------------------------------------------------- head = "extend" (issue 9 §3): which layer gets which template
+
+IMAGENET_LAYERS = ["features.0.weight", "features.3.weight", "features.6.weight", "features.8.weight",
+                   "features.10.weight", "classifier.1.weight", "classifier.4.weight", "classifier.6.weight"]
+NEW_LAYER = "classifier.8.weight"
+
+
+@pytest.fixture
+def imagenet(monkeypatch):
+    """torchvision's AlexNet with AlexNet_Weights' names and shapes (random values: no download),
+    served as the study's source ``AlexNet_Weights.IMAGENET1K_V1``."""
+    import torchvision
+
+    from polarnet.experiments import conditions
+
+    state = torchvision.models.alexnet(num_classes=1000).state_dict()
+    monkeypatch.setattr(conditions, "source_state", lambda source: state)
+    return state
+
+
+def _wang(*overrides: str):
+    return load_study("fmnist-alexnet", ["trials=1", "sizes=[100]", *overrides], quick=True)
+
+
+def _prepared(study, name: str):
+    """What prepare_model does, without the data: build with the study's arguments, magnitudes, template."""
+    from polarnet.experiments.conditions import MAGNITUDES, POLARITIES
+    from polarnet.experiments.datasets import model_kwargs
+    from polarnet.models import get_model
+
+    condition = study.condition(name)
+    model = get_model(study.model, **model_kwargs(study))
+    MAGNITUDES.get(condition.magnitudes)(condition, model, study, 1)
+    return model, POLARITIES.get(condition.polarity)(condition, model, study, 2)
+
+
+def _signs(t: torch.Tensor) -> torch.Tensor:
+    return torch.sign(t).to(torch.int8)
+
+
+@pytest.mark.parametrize("name", ["frozen_in_polarity", "fluid_in_polarity", "frozen_in_weight"])
+def test_head_extend_transfers_imagenets_fc8_signs_to_classifier_6(imagenet, name) -> None:
+    study = _wang()
+    assert study.head == "extend"
+    model, template = _prepared(study, name)
+    assert model.classifier[8].out_features == 10
+    for layer in IMAGENET_LAYERS:  # all eight ImageNet layers, fc8 (classifier.6, 1000 × 4096) included
+        assert torch.equal(template[layer], _signs(imagenet[layer])), layer
+    assert template["classifier.6.weight"].shape == (1000, 4096)
+    if name == "frozen_in_weight":  # and its weights: the source's, fc8's bias too
+        assert torch.equal(model.classifier[6].weight, imagenet["classifier.6.weight"])
+        assert torch.equal(model.classifier[6].bias, imagenet["classifier.6.bias"])
+
+
+def test_head_replace_leaves_fc8_unused(imagenet) -> None:
+    """Today's replacement: the 10-way classifier.6 can't take ImageNet's 1000-way fc8."""
+    _, template = _prepared(_wang("head='replace'"), "frozen_in_polarity")
+    assert list(template) == IMAGENET_LAYERS[:-1]
+
+
+def test_head_extend_frozen_rand_freezes_every_layer_to_its_own_init_signs(imagenet) -> None:
+    model, template = _prepared(_wang(), "frozen_rand")
+    assert list(template) == IMAGENET_LAYERS + [NEW_LAYER]
+    for layer in template:
+        assert torch.equal(template[layer], _signs(model.get_parameter(layer))), layer
+
+
+def test_head_extend_fine_tuning_copies_fc8_and_draws_the_new_layer_fresh(imagenet) -> None:
+    tuned, template = _prepared(_wang(), "fluid_in_weight")
+    fresh, _ = _prepared(_wang(), "fluid_rand")  # same init seed: the trial's shared magnitude draw
+    assert template is None
+    for layer in IMAGENET_LAYERS:
+        assert torch.equal(tuned.get_parameter(layer), imagenet[layer]), layer
+    assert torch.equal(tuned.get_parameter(NEW_LAYER), fresh.get_parameter(NEW_LAYER))
+    assert not torch.equal(tuned.get_parameter(NEW_LAYER), torch.zeros_like(tuned.get_parameter(NEW_LAYER)))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 9 §3: the source polarity (experiments/conditions.py `_source`) leaves "
+                                       "a layer without a source counterpart unconstrained; the reference freezes the "
+                                       "new layer to its own random initial signs")
+@pytest.mark.parametrize("name", ["frozen_in_polarity", "frozen_in_weight"])
+def test_head_extend_frozen_in_conditions_freeze_the_new_layer_to_its_own_init_signs(imagenet, name) -> None:
+    model, template = _prepared(_wang(), name)
+    assert NEW_LAYER in template
+    assert torch.equal(template[NEW_LAYER], _signs(model.get_parameter(NEW_LAYER)))
+
+
+@real_data
+def test_the_wang_preset_builds_the_extended_alexnet_and_studies_share_their_data(imagenet) -> None:
+    extend, replace = plan(_wang())[0], plan(_wang("head='replace'"))[0]
+    model, template = prepare_model(extend)
+    assert model.classifier[6].out_features == 1000 and model.classifier[8].out_features == 10
+    assert "classifier.6.weight" in template
+    # the data cache is shared (same tensors), the model's arguments are each study's own
+    a, b = run_data(extend), run_data(replace)
+    assert a.x is b.x
+    assert a.model_kwargs == {"num_classes": 10, "in_channels": 3, "head": "extend"}
+    assert b.model_kwargs == {"num_classes": 10, "in_channels": 3}
+    assert prepare_model(replace)[0].classifier[6].out_features == 10
