@@ -913,3 +913,238 @@ def test_enforcer_rechecks_a_template_edited_after_construction():
     t["2.weight"] = -signs  # contradicts the tied 0.weight
     with pytest.raises(ValueError, match="one tied weight"):
         enforcer()
+
+
+# --------------------------------------------------------------------------- sparse, dense and compiled paths
+DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
+_INT_OF_WIDTH = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """A tensor's raw bits in logical order: ±0 and NaN payloads compared exactly."""
+    return t.detach().contiguous().view(_INT_OF_WIDTH[t.element_size()]).cpu()
+
+
+def _path_net(dtype: torch.dtype, channels_last: bool, device: str = "cpu") -> tuple[nn.Module, PolarityTemplate]:
+    """A conv and two linear layers; a template with zeros (a third of the entries)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8, 6), nn.Linear(6, 5, bias=False)).to(dtype)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    signs = {n: torch.randint(-1, 2, p.shape, generator=torch.Generator().manual_seed(i))
+             for i, (n, p) in enumerate(net.named_parameters()) if n.endswith("weight")}
+    return net.to(device), PolarityTemplate(signs)
+
+
+def _run_path(path: str, rule: str, dtype: torch.dtype, channels_last: bool, steps: int = 3,
+              device: str = "cpu") -> tuple[list[torch.Tensor], list[dict[str, int]]]:
+    """Weights after ``steps`` rounds of noise (with exact ±0 planted) and enforcement."""
+    net, t = _path_net(dtype, channels_last, device)
+    e = Enforcer(net, t, rule, eps=1e-2, seed=5, path=path)
+    assert e.path == path
+    g = torch.Generator().manual_seed(1)
+    counts = []
+    for _ in range(steps):
+        with torch.no_grad():
+            for p in net.parameters():
+                noise = torch.randn(p.shape, generator=g) * 0.3
+                noise[torch.rand(p.shape, generator=g) < 0.05] = 0.0
+                p.add_(noise.to(device=device, dtype=dtype))
+                p.mul_(torch.where(torch.rand(p.shape, generator=g) < 0.05, 0.0, 1.0).to(device=device, dtype=dtype))
+        counts.append(e())
+    return [p.detach().clone() for p in net.parameters()], counts
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
+@pytest.mark.parametrize("rule", BUILTIN_RESETS)
+def test_dense_path_is_bit_identical_to_the_sparse_path(rule, dtype, channels_last) -> None:
+    sparse, sparse_counts = _run_path("sparse", rule, dtype, channels_last)
+    dense, dense_counts = _run_path("dense", rule, dtype, channels_last)
+    assert dense_counts == sparse_counts and sum(sum(c.values()) for c in sparse_counts) > 0
+    for a, b in zip(sparse, dense):
+        assert torch.equal(_bits(a), _bits(b))
+        assert a.stride() == b.stride()  # the dense path keeps channels-last weights channels-last
+
+
+_SPECIAL = st.sampled_from([0.0, -0.0, float("nan"), -float("nan"), float("inf"), -float("inf"), 1e-30, -1e-30])
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=st.lists(st.one_of(st.floats(-3, 3, width=32), _SPECIAL), min_size=1, max_size=40),
+       signs=st.lists(st.sampled_from([-1, 0, 1]), min_size=40, max_size=40),
+       rule=st.sampled_from(BUILTIN_RESETS), seed=st.integers(0, 2**62), steps=st.integers(1, 3))
+def test_paths_agree_on_any_values_including_zeros_nan_and_inf(values, signs, rule, seed, steps) -> None:
+    """NaN and inf can't be passed to freeze (refused), but training can produce them."""
+    n = len(values)
+    results = []
+    for path in ("sparse", "dense"):
+        lin = nn.Linear(n, 1, bias=False)
+        t = PolarityTemplate({"weight": torch.tensor([signs[:n]])})
+        with torch.no_grad():
+            lin.weight.zero_()
+        e = Enforcer(lin, t, rule, eps=0.5, seed=seed, path=path)
+        counts = []
+        for _ in range(steps):
+            with torch.no_grad():
+                lin.weight.copy_(torch.tensor([values]))
+            counts.append(e())
+        results.append((_bits(lin.weight), counts))
+    assert torch.equal(results[0][0], results[1][0]) and results[0][1] == results[1][1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_compiled_dense_path_builds_one_full_graph_and_matches_bit_for_bit(dtype) -> None:
+    """torch.compile(fullgraph=True) would raise on any host read (a graph break)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    sparse, sparse_counts = _run_path("sparse", "posRand", dtype, True)
+    compiled, compiled_counts = _run_path("compiled", "posRand", dtype, True)
+    assert compiled_counts == sparse_counts
+    for a, b in zip(sparse, compiled):
+        assert torch.equal(_bits(a), _bits(b))
+
+
+def test_auto_path_is_sparse_on_the_cpu_and_for_rules_of_your_own() -> None:
+    net, t = _path_net(torch.float32, False)
+    assert Enforcer(net, t).path == "sparse"
+
+    @register_reset("tenth_eps_test")
+    def tenth(values, signs, eps, uniform):
+        return signs * (eps / 10)
+
+    try:
+        assert Enforcer(net, t, "tenth_eps_test").path == "sparse"
+        with pytest.raises(ValueError, match="tenth_eps_test.*path='sparse'"):
+            Enforcer(net, t, "tenth_eps_test", path="dense")
+    finally:
+        RESETS.unregister("tenth_eps_test")
+    with pytest.raises(ValueError, match="path must be one of auto, sparse, dense, compiled; got 'fast'"):
+        Enforcer(net, t, path="fast")
+
+
+@pytest.mark.parametrize("path", ["sparse", "dense"])
+def test_the_cached_template_takes_one_byte_per_constrained_weight(path) -> None:
+    net, t = _path_net(torch.float32, True)
+    e = Enforcer(net, t, path=path)
+    e()
+    per_weight = sum(
+        v.numel() * v.element_size()
+        for layer in e._cache.values() for v in vars(layer).values() if isinstance(v, torch.Tensor))
+    assert per_weight == t.numel()
+    assert all(layer.code.dtype == torch.int8 for layer in e._cache.values())
+
+
+@pytest.mark.parametrize("path", ["sparse", "dense"])
+def test_clear_state_zeroes_adam_moments_of_reset_entries_on_both_paths(path) -> None:
+    lin = nn.Linear(4, 3, bias=False)
+    t = PolarityTemplate({"weight": torch.ones(3, 4)})
+    opt = torch.optim.Adam(lin.parameters(), lr=1.0)
+    handle = freeze(lin, t, opt, "posCon", seed=0, clear_state=True, path=path)
+    opt.zero_grad()
+    lin.weight.grad = torch.tensor([[1.0, -1.0, 1.0, -1.0]] * 3)
+    opt.step()  # lr 1 pushes the entries with a positive gradient below zero: reset, moments cleared
+    reset = lin.weight.detach() == 1e-3
+    assert reset.sum() == handle.total_resets == 6
+    for moment in ("exp_avg", "exp_avg_sq"):
+        state = opt.state[lin.weight][moment]
+        assert (state[reset] == 0).all() and (state[~reset] != 0).all()
+
+
+def test_seed_none_draws_a_private_seed_once_and_leaves_the_global_generator_alone() -> None:
+    net, t = _path_net(torch.float32, False)
+    torch.manual_seed(7)
+    e = Enforcer(net, t)
+    after_init = torch.random.get_rng_state()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.neg_()
+    assert sum(e().values()) > 0
+    assert torch.equal(torch.random.get_rng_state(), after_init)
+    torch.manual_seed(7)
+    assert Enforcer(net, t).seed == e.seed and not e.seeded
+
+
+def test_handle_counts_stay_on_the_device_until_read() -> None:
+    net, t = _path_net(torch.float32, False)
+    opt = torch.optim.SGD(net.parameters(), lr=10.0)
+    handle = freeze(net, t, opt, seed=0, path="dense")
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.randn(4, 3, 3, 3)).pow(2).sum().backward()
+        opt.step()
+    assert isinstance(handle._last, torch.Tensor) and isinstance(handle._total, torch.Tensor)
+    assert handle.steps == 3 and handle.total_resets >= sum(handle.last_resets.values()) > 0
+    assert list(handle.last_resets) == handle.enforcer.layer_names == ["0.weight", "2.weight", "3.weight"]
+
+
+def _cuda_step(model, optimizer, x):
+    optimizer.zero_grad(set_to_none=False)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = model(x).float().pow(2).mean()
+    loss.backward()
+    optimizer.step()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("path", ["dense", "compiled"])
+def test_cuda_paths_are_bit_identical_to_the_cpu_sparse_path(path, dtype) -> None:
+    for rule in BUILTIN_RESETS:
+        sparse, sparse_counts = _run_path("sparse", rule, dtype, True)
+        gpu, gpu_counts = _run_path(path, rule, dtype, True, device="cuda")
+        assert gpu_counts == sparse_counts
+        for a, b in zip(sparse, gpu):
+            assert torch.equal(_bits(a), _bits(b)), (rule, path)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_auto_path_is_sync_free_in_a_full_train_step() -> None:
+    net, t = _path_net(torch.float32, True, "cuda")
+    opt = torch.optim.Adam(net.parameters(), lr=0.1, capturable=True)
+    handle = freeze(net, t, opt, seed=0)
+    assert handle.enforcer.path in ("dense", "compiled")
+    x = torch.randn(16, 3, 3, 3, device="cuda").to(memory_format=torch.channels_last)
+    _cuda_step(net, opt, x)  # warm-up: caches, compilation, optimizer state
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            _cuda_step(net, opt, x)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert handle.steps == 4 and violations(net, t) == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("path", ["dense", "compiled"])
+def test_cuda_graph_capture_and_replay_match_eager_steps(path) -> None:
+    def build():
+        net, t = _path_net(torch.float32, False, "cuda")
+        opt = torch.optim.Adam(net.parameters(), lr=0.5, capturable=True)
+        return net, t, opt, freeze(net, t, opt, "posRand", seed=3, path=path)
+
+    xs = torch.randn(6, 16, 3, 3, 3, generator=torch.Generator().manual_seed(0)).cuda()
+    eager, t, opt, handle = build()
+    for x in xs:
+        _cuda_step(eager, opt, x)
+    eager_total = handle.total_resets
+
+    graphed, t, opt, handle = build()
+    static_x = xs[0].clone()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):  # warm-up off the capture: caches, optimizer state
+        _cuda_step(graphed, opt, static_x)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        _cuda_step(graphed, opt, static_x)
+    # the capture ran no step; the warm-up was step 1
+    for x in xs[1:]:
+        static_x.copy_(x)
+        graph.replay()
+    assert handle.steps == len(xs) and handle.total_resets == eager_total > 0
+    for a, b in zip(eager.parameters(), graphed.parameters()):
+        assert torch.equal(_bits(a), _bits(b))

@@ -30,7 +30,15 @@ def _shr(x: Tensor, k: int) -> Tensor:
     return (x >> k) & ((1 << (64 - k)) - 1)
 
 
-def _mix(x: Tensor) -> Tensor:
+def _mix(x: Tensor | int) -> Tensor | int:
+    """SplitMix64's finaliser: on a tensor in wrapping int64 arithmetic, on a Python int exactly."""
+    if isinstance(x, int):
+        x &= _MASK64
+        x ^= x >> 30
+        x = (x * (_M1 & _MASK64)) & _MASK64
+        x ^= x >> 27
+        x = (x * (_M2 & _MASK64)) & _MASK64
+        return _signed(x ^ (x >> 31))
     x = x ^ _shr(x, 30)
     x = x * _M1
     x = x ^ _shr(x, 27)
@@ -38,12 +46,22 @@ def _mix(x: Tensor) -> Tensor:
     return x ^ _shr(x, 31)
 
 
+def _key(value: Tensor | int, constant: int, offset: int, device: torch.device) -> Tensor | int:
+    """``value · constant + offset``, wrapped to signed 64 bits: a Python int for an int, so no
+    host-to-device copy happens inside a compiled or CUDA-graph-captured step."""
+    if isinstance(value, Tensor):
+        return value.to(device=device, dtype=torch.int64) * constant + offset
+    return _signed((int(value) * constant + offset) & _MASK64)
+
+
 def keyed_uniform(seed: Tensor | int, step: Tensor | int, layer: Tensor | int, position: Tensor,
                   dtype: torch.dtype = torch.float32) -> Tensor:
     """U[0, 1) numbers, one per ``position``, fixed by ``(seed, step, layer, position)``.
 
     ``seed``, ``step`` and ``layer`` may be tensors broadcasting against ``position`` (one
-    per entry, as in an ensemble) or ints. Values are multiples of 2⁻²⁴, exact in float32.
+    per entry, as in an ensemble, or a step counter kept on the device) or ints. Values are
+    multiples of 2⁻²⁴, exact in float32. Nothing is read back to the host, so it runs inside
+    ``torch.compile(fullgraph=True)`` and CUDA-graph capture.
 
     Example:
         >>> a = keyed_uniform(7, 3, 0, torch.arange(5))
@@ -52,15 +70,9 @@ def keyed_uniform(seed: Tensor | int, step: Tensor | int, layer: Tensor | int, p
         True
     """
     pos = position.to(torch.int64)
-    seed_t = torch.as_tensor(seed, dtype=torch.int64, device=pos.device)
-    step_t = torch.as_tensor(step, dtype=torch.int64, device=pos.device)
-    x = _mix(seed_t * _K[0] + _K[1])
-    x = _mix(x ^ (step_t * _K[2]))
-    if isinstance(layer, Tensor):
-        layer_key = layer.to(device=pos.device, dtype=torch.int64) * _K[3] + 1
-    else:
-        layer_key = torch.tensor(_signed((layer * _K[3] + 1) & _MASK64), device=pos.device)
-    x = _mix(x ^ layer_key)
+    x = _mix(_key(seed, _K[0], _K[1], pos.device))
+    x = _mix(x ^ _key(step, _K[2], 0, pos.device))  # int ^ tensor and tensor ^ int both broadcast
+    x = _mix(x ^ _key(layer, _K[3], 1, pos.device))
     x = _mix(x ^ pos)
     return (_shr(x, 40).to(torch.float32) * 2.0**-24).to(dtype)  # 24-bit integers: exact in float32
 

@@ -1,0 +1,123 @@
+"""The dense Freeze-SGD step: one pass over a weight, no host synchronisation.
+
+:class:`~polarnet.freeze.Enforcer` (a plain model), the vectorised XOR ensemble and the
+vectorised image ensemble all enforce through :func:`dense_enforce_`. It computes the
+violation mask over the whole weight, draws every entry's keyed uniform
+(:mod:`polarnet.keyed`) inside the computation, writes the resets with ``torch.where`` and
+returns the reset counts as a tensor. Nothing reads a value back to the host, so the step
+runs under ``torch.cuda.set_sync_debug_mode("error")``, inside CUDA-graph capture and
+inside ``torch.compile(fullgraph=True)``.
+
+Its numbers are those of the sparse path (``Enforcer`` on the CPU, which gathers only the
+violating entries) bit for bit: the same comparisons decide what is a violation, the reset
+rules see the same values, signs and uniforms entry by entry, and the same ops round them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .keyed import keyed_uniform
+
+__all__ = ["DENSE_RULES", "dense_enforce_", "template_code"]
+
+#: reset rules that act entry by entry, so applying them to every entry and keeping the
+#: violating ones equals applying them to the gathered violations (a rule registered by a
+#: user may not be elementwise: it runs on the sparse path)
+DENSE_RULES = ("posRand", "posCon", "zero", "flip")
+
+
+def template_code(signs: Tensor, like: Tensor | None = None) -> Tensor:
+    """A template's signs as ``int8`` (−1, 0, +1): one byte per constrained weight.
+
+    With ``like``, on its device and in its memory layout (channels-last stays channels-last),
+    so the enforcement pass reads both tensors in the same order.
+
+    Example:
+        >>> template_code(torch.tensor([-2.0, 0.0, 0.5]))
+        tensor([-1,  0,  1], dtype=torch.int8)
+    """
+    code = torch.sign(signs).to(torch.int8)
+    if like is None:
+        return code
+    return torch.empty_like(like, dtype=torch.int8).copy_(code)
+
+
+def _positions(shape: Sequence[int], device: torch.device) -> Tensor:
+    """Each entry's row-major index within one member's weight: the key of its uniform."""
+    return torch.arange(int(torch.Size(shape).numel()), device=device, dtype=torch.int64).view(tuple(shape))
+
+
+def _new_values(rule: str, w: Tensor, eps: float, seed: Tensor | int, step: Tensor | int, layer: Tensor | int,
+                members: int) -> Tensor:
+    """The rule's value for every entry, as the sparse path computes it for a violating one."""
+    # a violating weight has the sign opposite to T; the sparse path takes the sign from the
+    # value in the same way (it also decides a NaN's fate), so the dense one does too
+    signs = w.sign().neg_()
+    if rule == "posRand":
+        u = keyed_uniform(seed, step, layer, _positions(w.shape[members:], w.device), w.dtype)
+        return u.mul_(eps).mul_(signs)
+    if rule == "posCon":
+        return signs * eps
+    if rule == "zero":
+        return signs * 0.0
+    if rule == "flip":
+        return -w
+    raise ValueError(f"the dense path knows the reset rules {', '.join(DENSE_RULES)}; got {rule!r} "
+                     f"(a rule of your own runs on the sparse path: Enforcer(..., path='sparse'))")
+
+
+def dense_enforce_(w: Tensor, signs: Tensor, rule: str = "posRand", eps: float = 1e-3, *,
+                   seed: Tensor | int = 0, step: Tensor | int = 1, layer: Tensor | int = 0, members: int = 0,
+                   active: Tensor | None = None, states: Sequence[Tensor] = ()) -> Tensor:
+    """Put ``w`` back on the side of ``signs`` in place; returns the resets as a tensor.
+
+    A violation is ``w·T < 0`` (sign bit against ``T``, ``w ≠ 0``), or ``w ≠ 0`` where
+    ``T = 0``; the first gets the reset rule, the second ``+0.0``. A weight at ±0 is on the
+    boundary and stays.
+
+    Args:
+        w: a weight, or ``members`` leading axes of stacked weights (an ensemble), changed in place.
+        signs: the template as :func:`template_code` gives it (any dtype of −1/0/+1 works),
+            broadcastable to ``w``.
+        rule: one of :data:`DENSE_RULES`.
+        eps: ε of ``posRand``/``posCon``.
+        seed, step, layer: the keys of ``posRand``'s uniforms: ints, or int64 tensors that
+            broadcast against ``w``'s member axes (shape ``(M, 1, …, 1)``); a step counter
+            kept on the device keeps the step capturable in a CUDA graph.
+        members: how many leading axes of ``w`` index members; an entry's position (the
+            last key) is its row-major index within its member's weight.
+        active: optional bool mask, broadcastable to ``w``: only True entries are enforced
+            (e.g. the Frozen members of an ensemble that also trains Fluid ones).
+        states: tensors shaped like ``w`` (optimizer moments) zeroed where a reset happened.
+
+    Returns:
+        int64 resets per member (shape ``w.shape[:members]``; a 0-d tensor when ``members=0``),
+        on ``w``'s device, not synchronised.
+
+    Example:
+        >>> w = torch.tensor([[0.5, -0.2], [0.3, 0.0]])
+        >>> code = template_code(torch.tensor([[1, 1], [-1, 0]]))
+        >>> n = dense_enforce_(w, code, "posCon", eps=0.01)
+        >>> int(n), w.tolist()
+        (2, [[0.5, 0.009999999776482582], [-0.009999999776482582, 0.0]])
+    """
+    with torch.no_grad():
+        nonzero = w != 0
+        zero_t = signs == 0
+        stray = zero_t & nonzero
+        bad = (torch.signbit(w) != (signs < 0)) & nonzero & ~zero_t
+        if active is not None:
+            stray = stray & active
+            bad = bad & active
+        new = _new_values(rule, w, eps, seed, step, layer, members)
+        out = torch.where(bad, new, w).masked_fill_(stray, 0.0)
+        w.copy_(out)
+        hit = bad | stray
+        for state in states:
+            state.masked_fill_(hit, 0)
+        dims = tuple(range(members, w.dim()))
+        return hit.sum(dims) if dims else hit.to(torch.int64)
