@@ -1,0 +1,77 @@
+"""Tests for polarnet.enforcement: the dense Freeze-SGD step on one weight or stacked members."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from polarnet.enforcement import DENSE_RULES, dense_enforce_, template_code
+from polarnet.keyed import reference_uniform
+
+
+def test_template_code_is_one_byte_in_the_weights_layout() -> None:
+    w = torch.randn(4, 3, 2, 2).to(memory_format=torch.channels_last)
+    code = template_code(torch.randn(4, 3, 2, 2) * (torch.rand(4, 3, 2, 2) > 0.3), w)
+    assert code.dtype == torch.int8 and code.stride() == w.stride()
+    assert set(code.unique().tolist()) <= {-1, 0, 1}
+
+
+@pytest.mark.parametrize("rule", DENSE_RULES)
+def test_hand_computed_resets(rule) -> None:
+    # T:       +1    +1    -1    0     0     -1
+    # w:     -0.5   0.2  -0.0  0.3  -0.0   0.7     violations: entries 0 and 5 (rule), 3 (→ +0)
+    w = torch.tensor([-0.5, 0.2, -0.0, 0.3, -0.0, 0.7])
+    signs = template_code(torch.tensor([1, 1, -1, 0, 0, -1]))
+    n = dense_enforce_(w, signs, rule, eps=0.25, seed=9, step=4, layer=2)
+    assert n.dtype == torch.int64 and n.dim() == 0 and int(n) == 3
+    expected = {
+        "posCon": (0.25, -0.25),
+        "zero": (0.0, -0.0),
+        "flip": (0.5, -0.7),
+        "posRand": (reference_uniform(9, 4, 2, 0) * 0.25, -reference_uniform(9, 4, 2, 5) * 0.25),
+    }[rule]
+    assert w[0].item() == pytest.approx(expected[0], abs=0, rel=1e-7)
+    assert w[5].item() == pytest.approx(expected[1], abs=0, rel=1e-7)
+    assert torch.signbit(w[[0, 5]]).tolist() == [False, True]  # the zero rule's ±0 is signed like T
+    assert w[1].item() == pytest.approx(0.2, rel=1e-7) and w[3].item() == 0.0 and not torch.signbit(w[3])
+    assert torch.signbit(w[2]) and torch.signbit(w[4])  # -0.0 is on the boundary: kept as it was
+
+
+@settings(max_examples=60, deadline=None)
+@given(members=st.integers(1, 5), rows=st.integers(1, 4), cols=st.integers(1, 6), rule=st.sampled_from(DENSE_RULES),
+       data=st.data())
+def test_stacked_members_equal_one_call_per_member(members, rows, cols, rule, data) -> None:
+    """What an ensemble relies on: per-member seeds, steps and layers broadcast; positions restart per member."""
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 1000)))
+    w = torch.randn(members, rows, cols, generator=g)
+    signs = template_code(torch.randint(-1, 2, (members, rows, cols), generator=g))
+    seeds, steps = torch.randint(0, 2**40, (members,), generator=g), torch.randint(1, 100, (members,), generator=g)
+    layers = torch.randint(0, 4, (members,), generator=g)
+    active = torch.rand(members, generator=g) < 0.7
+    view = (members, 1, 1)
+    stacked = w.clone()
+    counts = dense_enforce_(stacked, signs, rule, 0.1, seed=seeds.view(view), step=steps.view(view),
+                            layer=layers.view(view), members=1, active=active.view(view))
+    assert counts.shape == (members,)
+    for m in range(members):
+        one = w[m].clone()
+        if active[m]:
+            n = dense_enforce_(one, signs[m], rule, 0.1, seed=int(seeds[m]), step=int(steps[m]), layer=int(layers[m]))
+        else:
+            n = torch.tensor(0)
+        assert torch.equal(stacked[m], one) and int(counts[m]) == int(n)
+
+
+def test_states_are_zeroed_where_resets_happen() -> None:
+    w = torch.tensor([[-1.0, 2.0], [3.0, 0.5]])
+    signs = template_code(torch.tensor([[1, 1], [0, 1]]))
+    moments = torch.ones(2, 2)
+    dense_enforce_(w, signs, "posCon", states=[moments])
+    assert moments.tolist() == [[0.0, 1.0], [0.0, 1.0]]
+
+
+def test_an_unknown_rule_names_the_dense_rules_and_the_sparse_path() -> None:
+    with pytest.raises(ValueError, match="posRand, posCon, zero, flip.*path='sparse'"):
+        dense_enforce_(torch.tensor([-1.0]), template_code(torch.tensor([1])), "mine")
