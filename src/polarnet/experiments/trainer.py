@@ -65,13 +65,14 @@ def prepare_model(spec: RunSpec):
 def _evaluate(model: nn.Module, data: Data, x: Tensor, y: Tensor, batch: int) -> tuple[float, float]:
     was_training = model.training
     model.eval()
-    loss = correct = 0.0
+    loss = torch.zeros((), dtype=torch.float64, device=x.device)  # summed on the device: one read at the end
+    correct = torch.zeros((), dtype=torch.float64, device=x.device)
     for start in range(0, len(x), batch):
         out = model(data.inputs(x[start : start + batch]))
-        loss += task_loss(data.task, out, y[start : start + batch]).sum().item()
-        correct += task_correct(data.task, out, y[start : start + batch]).sum().item()
+        loss += task_loss(data.task, out, y[start : start + batch]).sum().double()
+        correct += task_correct(data.task, out, y[start : start + batch]).sum().double()
     model.train(was_training)
-    return loss / len(x), correct / len(x)
+    return loss.item() / len(x), correct.item() / len(x)
 
 
 def checkpoint_file(directory: str | os.PathLike[str], key: str) -> Path:
@@ -323,9 +324,9 @@ def _train(spec: RunSpec, t: _Training, data: Data, x: Tensor, y: Tensor, x_val:
         # accumulated on the device: no host sync per step
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.float64, device=device)
-        resets = 0
-        for batch in torch.randperm(spec.n_train, generator=t.order).split(study.batch_size):
-            batch = batch.to(device)
+        resets_before = handle.total_resets if handle is not None else 0  # one sync per epoch, not per step
+        # the epoch's order goes to the device once: no copy (or wait) inside the step
+        for batch in torch.randperm(spec.n_train, generator=t.order).to(device).split(study.batch_size):
             optimizer.zero_grad(set_to_none=True)
             inputs = data.inputs(x[batch])
             with torch.autocast(device.type, dtype=amp_dtype, enabled=study.amp):
@@ -336,8 +337,7 @@ def _train(spec: RunSpec, t: _Training, data: Data, x: Tensor, y: Tensor, x_val:
             scaler.update()
             loss_sum += losses.detach().sum().double()
             correct += task_correct(data.task, out.detach(), y[batch]).sum().double()
-            if handle is not None:
-                resets += sum(handle.last_resets.values())
+        resets = handle.total_resets - resets_before if handle is not None else 0
         if condition.swap and template is not None:  # Fluid SPIN: a new pattern with the same proportions
             fluid_spin_swap(model, template, condition.swap, mode=condition.swap_mode, generator=t.swaps)
         val_loss, val_acc = _evaluate(model, data, x_val, y_val, eval_batch)
