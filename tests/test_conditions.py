@@ -74,7 +74,7 @@ def test_condition_defaults_and_to_dict():
     c = Condition("c")
     assert c.to_dict() == {"name": "c", "polarity": "none", "frozen": False, "magnitudes": "fresh", "rule": None,
                            "layers": "all", "reset": None, "lr": None, "proportions": None, "swap": 0.0,
-                           "swap_mode": "pattern", "description": ""}
+                           "swap_mode": "pattern", "unmatched": "auto", "description": ""}
 
 
 def test_register_condition_and_duplicates():
@@ -102,7 +102,7 @@ def test_condition_from_dict_names_unknown_keys(table, unknown):
     message = str(e.value)
     assert f"unknown key(s) {unknown}" in message
     assert ("allowed: ['description', 'frozen', 'layers', 'lr', 'magnitudes', 'polarity', 'proportions', 'reset', "
-            "'rule', 'swap', 'swap_mode']") in message
+            "'rule', 'swap', 'swap_mode', 'unmatched']") in message
 
 
 def test_registries_hold_the_documented_kinds():
@@ -324,3 +324,143 @@ def test_condition_from_dict_takes_ints_as_floats():
     c = condition_from_dict("mine", {"lr": 1, "swap": 0, "proportions": [0, 0, 1]})
     assert (c.lr, c.swap, c.proportions) == (1.0, 0.0, (0.0, 0.0, 1.0))
     assert isinstance(c.lr, float) and isinstance(c.swap, float)
+
+
+# --------------------------------------------------------------------------- unmatched: layers the source gives no signs
+
+def _other_head_source(tmp_path):
+    """An MLP source whose last layer is 3-way: the study's 1-way head gets no signs from it."""
+    torch.manual_seed(123)
+    source = torch.nn.Sequential(torch.nn.Linear(5, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 3))
+    path = tmp_path / "source.pt"
+    torch.save(source.state_dict(), path)
+    return source, path
+
+
+@pytest.mark.parametrize("unmatched, head, frozen, mode", [
+    ("auto", "replace", True, "free"), ("auto", "extend", True, "own"),  # auto: the reference's protocol with extend
+    ("auto", "extend", False, "free"), ("auto", "replace", False, "free"),  # a fluid net has nothing to freeze
+    ("own", "replace", True, "own"), ("free", "extend", True, "free"),  # set: as set
+])
+def test_unmatched_mode(unmatched, head, frozen, mode):
+    from types import SimpleNamespace
+
+    from polarnet.experiments.conditions import unmatched_mode
+
+    condition = Condition("c", "source", frozen, unmatched=unmatched)
+    assert unmatched_mode(condition, SimpleNamespace(head=head)) == mode
+    assert unmatched_mode(Condition("c", "source", True), object()) == "free"  # a study without head: 'replace'
+
+
+def test_every_built_in_condition_keeps_unmatched_auto():
+    """So no built-in condition's run keys change (the field enters a key only when set)."""
+    assert {get_condition(name).unmatched for name in CONDITIONS.names()} == {"auto"}
+
+
+@pytest.mark.parametrize("unmatched", ["own", "free"])
+def test_polarity_source_with_unmatched_own_or_free(study, tmp_path, unmatched):
+    source, path = _other_head_source(tmp_path)
+    model = _model(7)
+    cond = Condition("c", "source", True, unmatched=unmatched)
+    template = POLARITIES.get("source")(cond, model, dataclasses.replace(study, source=str(path)), 0)
+    assert torch.equal(template["0.weight"], _signs(source[0].weight))  # the source's signs where it has a layer
+    if unmatched == "free":
+        assert list(template) == ["0.weight"]  # the head, (1, 8) against the source's (3, 8), left free
+    else:
+        assert list(template) == ["0.weight", "2.weight"]  # in the model's order
+        assert torch.equal(template["2.weight"], _signs(model[2].weight))  # its own initial signs
+        assert template.meta["own_signs"] == ["2.weight"]
+        assert template.meta["transfer"]["unmatched"] == ["2.weight"]
+
+
+def test_polarity_source_unmatched_auto_is_free_without_head_extend(study, tmp_path):
+    """What polarnet did before the field existed, for every study that does not extend its head."""
+    _, path = _other_head_source(tmp_path)
+    template = POLARITIES.get("source")(get_condition("frozen_in_polarity"), _model(7),
+                                        dataclasses.replace(study, source=str(path)), 0)
+    assert list(template) == ["0.weight"]
+
+
+def test_source_proportions_does_not_read_unmatched(study, tmp_path):
+    """SPIN takes the proportions of the layers the source has, whatever the head."""
+    _, path = _other_head_source(tmp_path)
+    extend = dataclasses.replace(study, source=str(path), head="extend")  # as an extended AlexNet's study would be
+    template = POLARITIES.get("source_proportions")(Condition("s", "source_proportions", True), _model(7), extend, 0)
+    assert list(template) == ["0.weight"]
+
+
+@pytest.mark.parametrize("table, fragment", [
+    ({"polarity": "source", "frozen": True, "unmatched": "mine"},
+     "unmatched = 'mine': choose 'own' (layers the source gives no signs are frozen to their own initial signs), "
+     "'free' (left unconstrained) or 'auto' (the default: 'own' with head = 'extend', else 'free')"),
+    ({"polarity": "random", "frozen": True, "unmatched": "own"},
+     "unmatched = 'own' has no effect: only polarity = 'source' reads it (polarity is 'random'); remove unmatched"),
+    ({"polarity": "source_proportions", "frozen": True, "unmatched": "free"},
+     "unmatched = 'free' has no effect: only polarity = 'source' reads it (polarity is 'source_proportions'); remove "
+     "unmatched"),
+    ({"polarity": "source", "frozen": False, "unmatched": "own"},
+     "unmatched = 'own' has no effect on a fluid net (frozen = false): it only starts aligned to its template, and a "
+     "layer's own signs need no aligning; remove unmatched, or set frozen = true"),
+])
+def test_unmatched_is_refused_where_it_would_do_nothing(table, fragment):
+    from polarnet.experiments.conditions import condition_problems
+
+    assert condition_problems(condition_from_dict("x", table)) == [fragment]
+
+
+def test_unmatched_is_a_string_field():
+    assert condition_from_dict("x", {"polarity": "source", "frozen": True, "unmatched": "own"}).unmatched == "own"
+    with pytest.raises(ValueError, match=r"^define_condition.x.unmatched: expected str, got True"):
+        condition_from_dict("x", {"unmatched": True})
+
+
+def test_unmatched_enters_a_run_key_only_when_set(tmp_path):
+    from polarnet.experiments import plan
+
+    source = tmp_path / "w.pt"
+    source.write_bytes(b"not really weights")  # keys hash the content; validation does not read it
+
+    def run(table: str):
+        return plan(load_study("xor5d", [f"define_condition={{mine={{polarity='source', frozen=true{table}}}}}",
+                                         "conditions=['mine']", f"source='{source}'", "trials=1", "sizes=[8]"]))[0]
+
+    auto, own, free = run(""), run(", unmatched='own'"), run(", unmatched='free'")
+    assert "unmatched" not in auto.settings()["condition"]
+    assert own.settings()["condition"]["unmatched"] == "own" and free.settings()["condition"]["unmatched"] == "free"
+    assert len({auto.key, own.key, free.key}) == 3
+
+
+def test_run_keys_of_every_preset_are_unchanged_by_unmatched(tmp_path):
+    """Keys computed before ``unmatched`` existed (a digest of each preset's plan at trials=2):
+    every stored run is found again. The Wang presets' Frozen IN runs (head = "extend") now fix
+    the new layer to its own signs under the same keys: ``head = "extend"`` came with the same
+    issue (9 §3), and only its first commits left that layer free."""
+    import hashlib
+    import os
+
+    from polarnet.experiments import plan
+    from polarnet.presets import __file__ as presets
+
+    source = tmp_path / "source.pt"
+    source.write_bytes(b"not really weights")  # fmnist-split-transfer's source, keyed by content
+
+    def digest(name: str, *overrides: str) -> str:
+        keys = [r.key for r in plan(load_study(name, ["trials=2", *overrides]))]
+        return hashlib.sha256(" ".join(keys).encode()).hexdigest()[:16]
+
+    expected = {
+        "cifar10-alexnet": "2425292a112ac23d", "fmnist-alexnet": "569f933ea9d280a8",
+        "fmnist-split-transfer": "a450763abde25549", "spin-alexnet-cifar10": "f8ddde43f9850909",
+        "spin-alexnet-fmnist": "462f84d777f19896", "spin-table1": "f55180977c3ad6e7",
+        "spin-zfnet-cifar10": "0a269a26a2053a23", "spin-zfnet-fmnist": "e382a3e906a08a97",
+        "xor5d": "a4eb558d2591d861", "xor5d-reset": "a99db4ada245dd13", "xor5d-width": "2e6ddd214e17f9a2",
+    }
+    names = sorted(n[:-5] for n in os.listdir(os.path.dirname(presets)) if n.endswith(".toml"))
+    assert names == sorted(expected)
+    for name in names:
+        extra = [f"source='{source}'"] if name == "fmnist-split-transfer" else []
+        assert digest(name, *extra) == expected[name], name
+    assert digest("fmnist-alexnet", "head='replace'") == "fc5304ca608a6304"
+    # a condition of a study file that does not set unmatched
+    assert digest("xor5d", "define_condition={mine={polarity='source', frozen=true, layers='0.weight'}}",
+                  "conditions=['mine']", f"source='{source}'") == "85b380280f15ba97"

@@ -249,14 +249,53 @@ def test_head_extend_fine_tuning_copies_fc8_and_draws_the_new_layer_fresh(imagen
     assert not torch.equal(tuned.get_parameter(NEW_LAYER), torch.zeros_like(tuned.get_parameter(NEW_LAYER)))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 §3: the source polarity (experiments/conditions.py `_source`) leaves "
-                                       "a layer without a source counterpart unconstrained; the reference freezes the "
-                                       "new layer to its own random initial signs")
 @pytest.mark.parametrize("name", ["frozen_in_polarity", "frozen_in_weight"])
 def test_head_extend_frozen_in_conditions_freeze_the_new_layer_to_its_own_init_signs(imagenet, name) -> None:
+    """As the reference code: every layer of a Frozen net is constrained, the new one to its
+    own initial signs (``unmatched = "auto"`` is ``"own"`` with ``head = "extend"``)."""
     model, template = _prepared(_wang(), name)
-    assert NEW_LAYER in template
+    assert list(template) == IMAGENET_LAYERS + [NEW_LAYER]
     assert torch.equal(template[NEW_LAYER], _signs(model.get_parameter(NEW_LAYER)))
+
+
+def test_head_extend_fluid_in_polarity_leaves_the_new_layer_out_of_its_template(imagenet) -> None:
+    """A fluid net only starts aligned: its own signs need no aligning, so its template is as before."""
+    _, template = _prepared(_wang(), "fluid_in_polarity")
+    assert list(template) == IMAGENET_LAYERS
+
+
+def _defined(study, table: str):
+    return load_study("fmnist-alexnet", ["trials=1", "sizes=[100]", f"head='{study}'",
+                                         f"define_condition={{mine={{{table}}}}}", "conditions=['mine']"], quick=True)
+
+
+def test_unmatched_free_keeps_the_new_layer_free_and_own_freezes_a_replaced_head(imagenet) -> None:
+    """``unmatched`` set on a condition of one's own: polarnet's earlier behaviour with the
+    extended head, or the reference's treatment of a new layer applied to the replaced one."""
+    _, template = _prepared(_defined("extend", "polarity='source', frozen=true, unmatched='free'"), "mine")
+    assert list(template) == IMAGENET_LAYERS
+    model, template = _prepared(_defined("replace", "polarity='source', frozen=true, unmatched='own'"), "mine")
+    assert list(template) == IMAGENET_LAYERS  # classifier.6 now the 10-way head, with its own signs
+    assert torch.equal(template["classifier.6.weight"], _signs(model.classifier[6].weight))
+    assert template["classifier.6.weight"].shape == (10, 4096)
+
+
+def test_head_extend_with_a_source_whose_fc8_is_not_1000_way_names_head_replace(monkeypatch) -> None:
+    from polarnet.experiments import conditions
+    from polarnet.models import get_model
+
+    ten_way = get_model("alexnet", num_classes=10).state_dict()  # e.g. pretrained by polarnet, head replaced
+    monkeypatch.setattr(conditions, "source_state", lambda source: ten_way)
+    with pytest.raises(ValueError) as e:
+        _prepared(_wang(), "frozen_in_polarity")
+    assert str(e.value) == (
+        "layer 'classifier.6.weight': source 'classifier.6.weight' has shape (10, 4096) ≠ target shape (1000, 4096); "
+        "only a change of input channels to or from 1, or of the last layer (head), can be adapted. With head = "
+        "'extend' the model keeps a 1000-way layer for ImageNet's fc8 (classifier.6), which fits only a source with a "
+        "1000-way fc8 such as AlexNet_Weights.IMAGENET1K_V1; for a source with another head (e.g. one pretrained by "
+        "polarnet), set head = 'replace' (--set head=replace)")
+    _, template = _prepared(_wang("head='replace'"), "frozen_in_polarity")  # the fix named
+    assert list(template) == IMAGENET_LAYERS
 
 
 @real_data
@@ -264,7 +303,7 @@ def test_the_wang_preset_builds_the_extended_alexnet_and_studies_share_their_dat
     extend, replace = plan(_wang())[0], plan(_wang("head='replace'"))[0]
     model, template = prepare_model(extend)
     assert model.classifier[6].out_features == 1000 and model.classifier[8].out_features == 10
-    assert "classifier.6.weight" in template
+    assert extend.condition.name == "frozen_in_polarity" and list(template) == IMAGENET_LAYERS + [NEW_LAYER]
     # the data cache is shared (same tensors), the model's arguments are each study's own
     a, b = run_data(extend), run_data(replace)
     assert a.x is b.x

@@ -21,11 +21,11 @@ from ..proportions import load_proportions
 from ..registry import Registry
 from ..sources import load_state_dict
 from ..template import PolarityTemplate
-from ..transfer import transfer
+from ..transfer import TransferReport, transfer
 
 __all__ = ["Condition", "CONDITIONS", "POLARITIES", "MAGNITUDES", "POLARITY_READS", "register_condition",
            "get_condition", "condition_from_dict", "condition_problems", "source_state", "source_pairs", "needs_source",
-           "gives_template"]
+           "gives_template", "UNMATCHED", "unmatched_mode"]
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,22 @@ class Condition:
             moves), so ``swap`` needs ``frozen = true`` and a polarity that gives a template.
         swap_mode: ``"pattern"`` (the template moves; default) or ``"literal"`` — see
             :func:`polarnet.fluid_spin_swap`.
+        unmatched: for a frozen condition with polarity ``"source"``: what becomes of the
+            selected layers the source gives no signs (a layer without a source counterpart,
+            such as the new top layer of ``head = "extend"``, or a head of another shape).
+            ``"free"``: left unconstrained. ``"own"``: frozen to the model's own initial
+            signs, as Frozen RAND freezes every layer; Wang et al.'s reference code does this
+            for the layer it adds on top of ImageNet's fc8. ``"auto"`` (the default):
+            ``"own"`` in a study with ``head = "extend"`` (the reference code's layout, so
+            its protocol), else ``"free"`` (what polarnet did before this field existed). See
+            :func:`unmatched_mode`.
         description: one line for reports.
 
     A field that a condition would not use is refused (:func:`condition_problems`), so that
     nothing is recorded, or keyed, that did not shape the run: ``rule`` belongs to polarity
     ``"rule"``, ``proportions`` to ``"proportions"``, ``layers`` to the polarities that
     select layers (:data:`POLARITY_READS`), ``reset`` and ``swap`` to frozen conditions with
-    a template.
+    a template, ``unmatched`` to frozen conditions with polarity ``"source"``.
     """
 
     name: str
@@ -78,6 +87,7 @@ class Condition:
     proportions: tuple[float, ...] | str | None = None
     swap: float = 0.0
     swap_mode: str = "pattern"
+    unmatched: str = "auto"
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,11 +126,14 @@ POLARITY_READS: dict[str, frozenset[str] | None] = {
     "none": None,
     "random": frozenset({"layers"}),
     "rule": frozenset({"rule"}),  # the rule decides which layers it constrains
-    "source": frozenset({"layers"}),
+    "source": frozenset({"layers", "unmatched"}),
     "source_proportions": frozenset({"layers"}),
     "proportions": frozenset({"layers", "proportions"}),
 }
 _WITH_TEMPLATE = "random, rule, source, source_proportions or proportions"
+
+#: The values of :attr:`Condition.unmatched`.
+UNMATCHED = ("auto", "own", "free")
 
 
 def gives_template(polarity: str) -> bool:
@@ -138,9 +151,11 @@ def condition_problems(condition: Condition) -> list[str]:
     message per problem, each naming the field and the fix (empty: the condition is sound).
 
     Checked: ``frozen = true`` and ``swap`` need a template (a polarity other than
-    ``"none"``); ``swap`` and ``reset`` need a frozen net; ``swap_mode`` needs a swap; and
-    ``rule``, ``proportions`` and ``layers`` must be read by the polarity
-    (:data:`POLARITY_READS`). Values (a known polarity, a positive ``lr``…) are
+    ``"none"``); ``swap`` and ``reset`` need a frozen net; ``swap_mode`` needs a swap;
+    ``rule``, ``proportions``, ``layers`` and ``unmatched`` must be read by the polarity
+    (:data:`POLARITY_READS`); ``unmatched`` needs a frozen net (a fluid one only starts
+    aligned to its template, and aligning a layer to its own signs changes nothing), and one
+    of :data:`UNMATCHED`. Other values (a known polarity, a positive ``lr``…) are
     :meth:`polarnet.experiments.Study.validate`'s job.
 
     Example:
@@ -150,7 +165,7 @@ def condition_problems(condition: Condition) -> list[str]:
         ["frozen = true needs a template: polarity 'none' gives none; choose polarity = random, rule, source, source_proportions or proportions, or set frozen = false"]
     """
     c, problems = condition, []
-    reads = POLARITY_READS.get(c.polarity, frozenset({"rule", "layers", "proportions"}))
+    reads = POLARITY_READS.get(c.polarity, frozenset({"rule", "layers", "proportions", "unmatched"}))
     template = reads is not None
     if c.frozen and not template:
         problems.append(f"frozen = true needs a template: polarity {c.polarity!r} gives none; choose polarity = "
@@ -178,6 +193,17 @@ def condition_problems(condition: Condition) -> list[str]:
                f"polarity {c.polarity!r} gives no template" if not template else
                f"polarity {c.polarity!r} does not select layers")
         problems.append(f"layers = {c.layers!r} has no effect: {why}; remove layers")
+    if c.unmatched not in UNMATCHED:
+        problems.append(f"unmatched = {c.unmatched!r}: choose 'own' (layers the source gives no signs are frozen to "
+                        f"their own initial signs), 'free' (left unconstrained) or 'auto' (the default: 'own' with "
+                        f"head = 'extend', else 'free')")
+    elif c.unmatched != "auto" and "unmatched" not in reads:
+        problems.append(f"unmatched = {c.unmatched!r} has no effect: only polarity = 'source' reads it (polarity is "
+                        f"{c.polarity!r}); remove unmatched")
+    elif c.unmatched != "auto" and not c.frozen:
+        problems.append(f"unmatched = {c.unmatched!r} has no effect on a fluid net (frozen = false): it only starts "
+                        f"aligned to its template, and a layer's own signs need no aligning; remove unmatched, or set "
+                        f"frozen = true")
     return problems
 
 
@@ -241,6 +267,7 @@ def _is_number(value: Any) -> bool:
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "polarity": (str,), "frozen": (bool,), "magnitudes": (str,), "rule": (str, type(None)), "layers": (str,),
     "reset": (str, type(None)), "lr": (float, type(None)), "swap": (float,), "swap_mode": (str,),
+    "unmatched": (str,),
     "proportions": (list, str, type(None)),
     "description": (str,),
 }
@@ -303,18 +330,57 @@ def _rule(condition: Condition, model: nn.Module, study: Any, seed: int) -> Pola
     return PolarityTemplate.from_rule(model, condition.rule)
 
 
-@POLARITIES.register("source")
-def _source(condition: Condition, model: nn.Module, study: Any, seed: int) -> PolarityTemplate:
+def unmatched_mode(condition: Condition, study: Any) -> str:
+    """``"own"`` or ``"free"``: what ``condition`` does with the layers the study's source gives
+    no signs (see :attr:`Condition.unmatched`). ``"auto"`` is ``"own"`` for a frozen condition in
+    a study whose model extends its head (``head = "extend"``: the reference code's layout, whose
+    Frozen conditions fix the new top layer to its own initial signs), else ``"free"``.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> frozen = get_condition("frozen_in_polarity")
+        >>> unmatched_mode(frozen, SimpleNamespace(head="extend")), unmatched_mode(frozen, SimpleNamespace(head="replace"))
+        ('own', 'free')
+        >>> unmatched_mode(get_condition("fluid_in_polarity"), SimpleNamespace(head="extend"))
+        'free'
+    """
+    if condition.unmatched != "auto":
+        return condition.unmatched
+    return "own" if condition.frozen and getattr(study, "head", "replace") == "extend" else "free"
+
+
+def _transferred(condition: Condition, model: nn.Module, study: Any, seed: int) -> tuple[PolarityTemplate, TransferReport]:
+    """The source's signs on ``model`` (:func:`polarnet.transfer`, unmatched layers left out)."""
     if not getattr(study, "source", None):
         raise ValueError(f"condition {condition.name!r} needs the study's source (--set source=FILE)")
-    template, _ = transfer(source_state(study.source), model, layers=condition.layers, seed=seed)
-    return template
+    try:
+        return transfer(source_state(study.source), model, layers=condition.layers, seed=seed)
+    except ValueError as e:
+        if getattr(study, "head", "replace") != "extend" or "≠ target shape" not in str(e):
+            raise
+        raise ValueError(f"{e}. With head = 'extend' the model keeps a 1000-way layer for ImageNet's fc8 "
+                         f"(classifier.6), which fits only a source with a 1000-way fc8 such as "
+                         f"AlexNet_Weights.IMAGENET1K_V1; for a source with another head (e.g. one pretrained by "
+                         f"polarnet), set head = 'replace' (--set head=replace)") from None
+
+
+@POLARITIES.register("source")
+def _source(condition: Condition, model: nn.Module, study: Any, seed: int) -> PolarityTemplate:
+    """The source's signs, transferred; the selected layers it gives no signs stay free, or take
+    the model's own initial signs (:func:`unmatched_mode`), in the model's layer order."""
+    template, report = _transferred(condition, model, study, seed)
+    if not report.unmatched or unmatched_mode(condition, study) == "free":
+        return template
+    own = PolarityTemplate.from_model(model, layers=report.unmatched)
+    signs = {name: template[name] if name in template else own[name]
+             for name in select(model, condition.layers) if name in template or name in own}
+    return PolarityTemplate(signs, meta=dict(template.meta, own_signs=list(report.unmatched)))
 
 
 @POLARITIES.register("source_proportions")
 def _source_proportions(condition: Condition, model: nn.Module, study: Any, seed: int) -> PolarityTemplate:
     """SPIN from the source itself: its transferred template's per-layer proportions, a fresh pattern."""
-    signs = _source(condition, model, study, seed)
+    signs, _ = _transferred(condition, model, study, seed)
     return PolarityTemplate.from_proportions(model, signs.proportions(), seed=seed)
 
 
