@@ -75,3 +75,19 @@ def test_states_are_zeroed_where_resets_happen() -> None:
 def test_an_unknown_rule_names_the_dense_rules_and_the_sparse_path() -> None:
     with pytest.raises(ValueError, match="posRand, posCon, zero, flip.*path='sparse'"):
         dense_enforce_(torch.tensor([-1.0]), template_code(torch.tensor([1])), "mine")
+
+
+def test_one_rule_per_member_equals_each_members_own_rule() -> None:
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(4, 5, 6, generator=g)
+    signs = template_code(torch.randint(-1, 2, (4, 5, 6), generator=g))
+    rules = list(DENSE_RULES)
+    rule_of = torch.tensor([2, 0, 3, 1]).view(4, 1, 1)
+    stacked = w.clone()
+    counts = dense_enforce_(stacked, signs, rules, 0.1, seed=5, step=2, layer=1, members=1, rule_of=rule_of)
+    for m in range(4):
+        one = w[m].clone()
+        n = dense_enforce_(one, signs[m], rules[int(rule_of[m])], 0.1, seed=5, step=2, layer=1)
+        assert torch.equal(stacked[m], one) and int(counts[m]) == int(n) > 0
+    with pytest.raises(ValueError, match="rule_of"):
+        dense_enforce_(w.clone(), signs, rules, members=1)

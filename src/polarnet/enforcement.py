@@ -70,9 +70,9 @@ def _new_values(rule: str, w: Tensor, eps: float, seed: Tensor | int, step: Tens
                      f"(a rule of your own runs on the sparse path: Enforcer(..., path='sparse'))")
 
 
-def dense_enforce_(w: Tensor, signs: Tensor, rule: str = "posRand", eps: float = 1e-3, *,
+def dense_enforce_(w: Tensor, signs: Tensor, rule: str | Sequence[str] = "posRand", eps: float = 1e-3, *,
                    seed: Tensor | int = 0, step: Tensor | int = 1, layer: Tensor | int = 0, members: int = 0,
-                   active: Tensor | None = None, states: Sequence[Tensor] = ()) -> Tensor:
+                   active: Tensor | None = None, states: Sequence[Tensor] = (), rule_of: Tensor | None = None) -> Tensor:
     """Put ``w`` back on the side of ``signs`` in place; returns the resets as a tensor.
 
     A violation is ``w·T < 0`` (sign bit against ``T``, ``w ≠ 0``), or ``w ≠ 0`` where
@@ -83,7 +83,7 @@ def dense_enforce_(w: Tensor, signs: Tensor, rule: str = "posRand", eps: float =
         w: a weight, or ``members`` leading axes of stacked weights (an ensemble), changed in place.
         signs: the template as :func:`template_code` gives it (any dtype of −1/0/+1 works),
             broadcastable to ``w``.
-        rule: one of :data:`DENSE_RULES`.
+        rule: one of :data:`DENSE_RULES`, or several, one per member by ``rule_of``.
         eps: ε of ``posRand``/``posCon``.
         seed, step, layer: the keys of ``posRand``'s uniforms: ints, or int64 tensors that
             broadcast against ``w``'s member axes (shape ``(M, 1, …, 1)``); a step counter
@@ -93,6 +93,8 @@ def dense_enforce_(w: Tensor, signs: Tensor, rule: str = "posRand", eps: float =
         active: optional bool mask, broadcastable to ``w``: only True entries are enforced
             (e.g. the Frozen members of an ensemble that also trains Fluid ones).
         states: tensors shaped like ``w`` (optimizer moments) zeroed where a reset happened.
+        rule_of: with several rules, each member's rule as an index into ``rule``
+            (broadcastable to ``w``, like ``seed``).
 
     Returns:
         int64 resets per member (shape ``w.shape[:members]``; a 0-d tensor when ``members=0``),
@@ -113,7 +115,14 @@ def dense_enforce_(w: Tensor, signs: Tensor, rule: str = "posRand", eps: float =
         if active is not None:
             stray = stray & active
             bad = bad & active
-        new = _new_values(rule, w, eps, seed, step, layer, members)
+        if isinstance(rule, str):
+            new = _new_values(rule, w, eps, seed, step, layer, members)
+        else:
+            if rule_of is None:
+                raise ValueError("several reset rules need rule_of: each member's rule, as an index into them")
+            new = _new_values(rule[0], w, eps, seed, step, layer, members)
+            for k, name in enumerate(rule[1:], 1):
+                new = torch.where(rule_of == k, _new_values(name, w, eps, seed, step, layer, members), new)
         out = torch.where(bad, new, w).masked_fill_(stray, 0.0)
         w.copy_(out)
         hit = bad | stray

@@ -23,9 +23,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ..freeze import RESETS
+from ..enforcement import DENSE_RULES, dense_enforce_, template_code
 from ..init import align
-from ..keyed import keyed_uniform
 from .datasets import binary_correct, binary_loss
 from .plan import RunSpec
 from .results import EpochRecord, RunResult, magnitude_quantiles
@@ -40,7 +39,9 @@ _LAYERS = ("0.weight", "2.weight")
 def supports(spec: RunSpec) -> bool:
     """Whether the ensemble can train this run: the one-hidden-layer MLP on a binary task,
     without per-epoch template swaps, in the study's own dtype (no ``amp``, which the ensemble
-    does not implement, and no ``channels_last``; :meth:`Study.validate` refuses both on XOR).
+    does not implement, and no ``channels_last``; :meth:`Study.validate` refuses both on XOR),
+    with a built-in reset rule (a rule of your own may not act entry by entry: such runs train
+    one at a time, on :class:`~polarnet.freeze.Enforcer`'s sparse path).
 
     Example:
         >>> from .config import load_study
@@ -50,17 +51,15 @@ def supports(spec: RunSpec) -> bool:
     """
     study = spec.study
     return study.model == "mlp" and study.dataset == "xor" and not spec.condition.swap and not study.amp \
-        and not study.channels_last
+        and not study.channels_last and spec.reset in DENSE_RULES + ("none",)
 
 
 class _Layer:
     """Template state of one weight layer for all members."""
 
     def __init__(self, signs: Tensor, constrained: Tensor, index: Tensor) -> None:
-        self.signs = signs  # float, 0 where T == 0 or unconstrained
+        self.code = template_code(signs)  # int8; 0 where T == 0 or the member is unconstrained
         self.constrained = constrained  # (M,) bool
-        self.zero = (signs == 0) & constrained.view(-1, *([1] * (signs.dim() - 1)))
-        self.has_zero = bool(self.zero.any())
         self.index = index  # (M,) position of this layer in each member's template (keyed RNG)
 
 
@@ -260,33 +259,11 @@ def _adam(params: dict[str, Tensor], state: dict[str, tuple[Tensor, Tensor]], gr
 
 def _enforce(w: Tensor, layer: _Layer, A: int, rule_names: list[str], rule_of: Tensor, eps: float,
              seeds: Tensor, steps: Tensor) -> Tensor:
-    """Freeze-SGD on the first ``A`` members of one layer; returns resets per member."""
-    counts = torch.zeros(A, dtype=torch.int64, device=w.device)
-    signs = layer.signs[:A]
-    bad = w * signs < 0
-    if layer.has_zero:
-        bad |= layer.zero[:A] & (w != 0)
-    bad &= layer.constrained[:A].view(-1, *([1] * (w.dim() - 1)))
-    where = bad.nonzero(as_tuple=True)
-    member = where[0]
-    if member.numel() == 0:
-        return counts
-    values, t = w[where], signs[where]
-    position = torch.zeros_like(member)
-    for axis in range(1, w.dim()):  # row-major position within the member's layer
-        position = position * w.shape[axis] + where[axis]
-    new = torch.empty_like(values)
-    rules = rule_of[member]
-    for r, name in enumerate(rule_names):
-        pick = (rules == r).nonzero().squeeze(1)
-        if pick.numel() == 0:
-            continue
-        m, pos = member[pick], position[pick]
-
-        def uniform(m: Tensor = m, pos: Tensor = pos) -> Tensor:
-            return keyed_uniform(seeds[m], steps[m], layer.index[m], pos, w.dtype)
-
-        new[pick] = RESETS.get(name)(values[pick], t[pick], eps, uniform).to(w.dtype)
-    w[where] = torch.where(t == 0, torch.zeros_like(new), new)
-    counts.index_add_(0, member, torch.ones_like(member))
-    return counts
+    """Freeze-SGD on the first ``A`` members of one layer (the dense core the plain
+    :func:`polarnet.freeze` shares); returns resets per member. Fluid members (reset rule
+    ``"none"``) are not constrained, so their rule's slot takes any rule's values."""
+    member = (A,) + (1,) * (w.dim() - 1)
+    rules = [name if name != "none" else "zero" for name in rule_names]
+    return dense_enforce_(w, layer.code[:A], rules[0] if len(rules) == 1 else rules, eps,
+                          seed=seeds.view(member), step=steps.view(member), layer=layer.index[:A].view(member),
+                          members=1, active=layer.constrained[:A].view(member), rule_of=rule_of.view(member))
