@@ -383,3 +383,70 @@ def test_checkpoints_take_a_bounded_share_of_the_training_time(tmp_path) -> None
     _assert_same_run(train_run(run, keep_weights=True), train_run(run, keep_weights=True, checkpoint=path))
     with pytest.raises(ValueError, match="checkpoint_overhead"):
         train_run(run, checkpoint=path, checkpoint_overhead=0)
+
+
+_KILLED_CHILD = """
+import json, math, sys, time
+
+import torch
+
+from polarnet.experiments import load_study, plan, trainer
+
+overrides, path, threads = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+torch.set_num_threads(threads)  # as the test process: the same numbers, rounding included
+loss = trainer.task_loss
+
+
+def slow_loss(*args):  # the same numbers, slowly: the kill lands inside an epoch, not between two
+    time.sleep(0.05)
+    return loss(*args)
+
+
+trainer.task_loss = slow_loss
+run = plan(load_study("xor5d", overrides))[0]
+trainer.train_run(run, checkpoint=path, checkpoint_overhead=math.inf)
+print("finished, never killed", flush=True)
+"""
+
+
+@real_data
+def test_an_image_run_killed_mid_run_resumes_in_another_process_with_the_same_numbers(tmp_path) -> None:
+    """Issue 9 §3: a process training a Frozen LeNet (seeded posRand resets) on real
+    Fashion-MNIST is killed with SIGKILL once its checkpoint holds epoch 2 or later; this
+    process resumes it from the file alone and gets every per-epoch row, and the final
+    weights, of an uninterrupted run."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    overrides = TINY_CNN + ["epochs=6", "conditions=['frozen_rand']"]
+    run = plan(load_study("xor5d", overrides))[0]
+    straight = train_run(run, keep_weights=True)
+    path = checkpoint_file(tmp_path / "checkpoints", run.key)
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_CHILD, json.dumps(overrides), str(path),
+                              str(torch.get_num_threads())], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen, deadline = 0, time.monotonic() + 60
+        while seen < 2 and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+            try:
+                seen = int(torch.load(path, weights_only=True)["epoch"])
+            except Exception:  # not written yet (or, were the write not atomic, torn)
+                continue
+        child.send_signal(signal.SIGKILL)
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert seen >= 2 and child.returncode == -signal.SIGKILL, (seen, child.returncode, out, err[-2000:])
+    saved = torch.load(path, weights_only=True)  # perhaps an epoch later than the one seen
+    assert saved["key"] == run.key and 2 <= saved["epoch"] < run.study.epochs
+    epochs = []
+    resumed = train_run(run, keep_weights=True, on_epoch=epochs.append, checkpoint=path)
+    assert len(epochs) == run.study.epochs - saved["epoch"]  # it went on from the checkpoint
+    _assert_same_run(straight, resumed)
+    assert sum(e.resets for e in straight.epochs[saved["epoch"]:]) > 0  # seeded resets after the restart
+    assert fileformat.stale_temporaries(path) == []  # a write the kill cut short is cleared away
