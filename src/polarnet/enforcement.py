@@ -59,7 +59,7 @@ def _new_values(rule: str, w: Tensor, eps: float, seed: Tensor | int, step: Tens
     signs = w.sign().neg_()
     if rule == "posRand":
         u = keyed_uniform(seed, step, layer, _positions(w.shape[members:], w.device), w.dtype)
-        return u.mul_(eps).mul_(signs)
+        return u.mul_(eps) * signs  # u may be one member's shape (keys shared by all members)
     if rule == "posCon":
         return signs * eps
     if rule == "zero":
