@@ -172,6 +172,46 @@ def test_channels_last_and_mixed_precision_keep_the_template(options) -> None:
     assert pn.violations(model, template) == 0
 
 
+# Mixed precision and channels-last against float32 (issue 9 §2; docs/images.md states the tolerance):
+# per-epoch validation accuracy of one run within 3 points, its final validation loss within 5%.
+AMP_ACCURACY, AMP_LOSS = 0.03, 0.05
+_AMP_STUDY = ["dataset='fashion_mnist'", "model='lenet'", "in_channels=1", "init_linear='glorot_uniform'",
+              "init_bias='zeros'", "sizes=[500]", "trials=1", "epochs=4", "batch_size=50", "lr=0.001",
+              "val_size=500", "conditions=['frozen_rand', 'fluid_rand']"]
+
+
+def _fast_against_fp32(device: str, fast: list[str]) -> None:
+    for slow_run, fast_run in zip(plan(load_study("xor5d", _AMP_STUDY + ["amp=false", "channels_last=false"])),
+                                  plan(load_study("xor5d", _AMP_STUDY + fast))):
+        slow, quick = train_run(slow_run, device), train_run(fast_run, device)
+        assert quick.extra["amp"] and quick.extra["channels_last"] and not slow.extra["amp"]
+        for a, b in zip(slow.epochs, quick.epochs):
+            assert abs(a.val_acc - b.val_acc) <= AMP_ACCURACY, (slow_run.condition.name, a.epoch)
+        assert abs(quick.epochs[-1].val_loss / slow.epochs[-1].val_loss - 1) <= AMP_LOSS
+
+
+@real_data
+def test_bf16_autocast_and_channels_last_stay_within_the_documented_tolerance_on_the_cpu() -> None:
+    _fast_against_fp32("cpu", ["amp=true", "channels_last=true"])
+
+
+@real_data
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_defaults_bf16_channels_last_and_cudnn_benchmark_within_the_documented_tolerance() -> None:
+    assert load_study("xor5d", _AMP_STUDY).fast_paths("cuda") == (True, True)
+    _fast_against_fp32("cuda", [])  # "auto": the CUDA defaults
+    assert not torch.backends.cudnn.benchmark  # restored after the runs
+
+
+def test_auto_keeps_the_cpu_in_float32_and_xor_off_everywhere() -> None:
+    image = load_study("xor5d", _AMP_STUDY, validate=False)
+    assert image.amp == image.channels_last == "auto"
+    assert image.fast_paths("cpu") == (False, False) and image.fast_paths("cuda:1") == (True, True)
+    assert load_study("xor5d").fast_paths("cuda") == (False, False)
+    with pytest.raises(ValueError, match="amp='fast': true, false or 'auto'"):
+        load_study("xor5d", _AMP_STUDY + ["amp='fast'"])
+
+
 # --------------------------------------------------------------------------- head = "extend" (issue 9 §3): which layer gets which template
 
 IMAGENET_LAYERS = ["features.0.weight", "features.3.weight", "features.6.weight", "features.8.weight",

@@ -139,8 +139,8 @@ class Study:
     in_channels: int = 3
     input_size: int = 0
     head: str = "replace"
-    amp: bool = False
-    channels_last: bool = False
+    amp: bool | str = "auto"
+    channels_last: bool | str = "auto"
     allow_large: bool = False
     allow_extreme: bool = False
     define_condition: dict[str, Condition] = field(default_factory=dict)
@@ -149,6 +149,19 @@ class Study:
     def condition(self, name: str) -> Condition:
         """A condition of this study: defined in the study file, else from the registry."""
         return self.define_condition[name] if name in self.define_condition else CONDITIONS.get(name)
+
+    def fast_paths(self, device: str | Any) -> tuple[bool, bool]:
+        """``(amp, channels_last)`` as they apply on ``device``: ``"auto"`` turns both on for
+        an image study on CUDA (bf16 autocast, channels-last memory; the trainer then also
+        lets cuDNN pick its fastest kernels) and off elsewhere; ``true``/``false`` are kept.
+
+        Example:
+            >>> image = Study(dataset="fashion_mnist", model="lenet", in_channels=1)
+            >>> image.fast_paths("cuda"), image.fast_paths("cpu"), Study().fast_paths("cuda")
+            ((True, True), (False, False), (False, False))
+        """
+        on = str(device).startswith("cuda") and self.dataset in IMAGE_DATASETS
+        return tuple(on if value == "auto" else bool(value) for value in (self.amp, self.channels_last))  # type: ignore[return-value]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings (a fresh copy)."""
@@ -212,6 +225,10 @@ class Study:
         need(self.in_channels in (1, 3), f"in_channels={self.in_channels}: 1 or 3")
         need(self.head in HEADS, f"head={self.head!r}: choose 'replace' (the last layer is num_classes-way) or "
                                  f"'extend' (keep the 1000-way ImageNet layer, add a num_classes-way layer on top)")
+        for key in ("amp", "channels_last"):
+            value = getattr(self, key)
+            need(isinstance(value, bool) or value == "auto",
+                 f"{key}={_show(value)}: true, false or 'auto' (on for image studies on CUDA, off elsewhere)")
         need(self.input_size >= 0, f"input_size={self.input_size}: 0 (the data's own size) or a size in pixels")
         need(all(0 < t <= 1 for t in self.thresholds) and len(self.thresholds) > 0, f"thresholds={list(self.thresholds)}: accuracies in (0, 1]")
         need(0 < self.learned_accuracy <= 1, f"learned_accuracy={self.learned_accuracy}: an accuracy in (0, 1]")
@@ -367,7 +384,8 @@ class Study:
                     "nothing, and the vectorised ensemble would ignore it)" if key in ("amp", "channels_last")
                     else "only image models (alexnet, zfnet) have it" if key == "head"
                     else "only image datasets have it")
-            need(getattr(self, key) == _DEFAULTS[key] or key == "head" and self.head not in HEADS,
+            need(getattr(self, key) in (_DEFAULTS[key], False if key in ("amp", "channels_last") else _DEFAULTS[key])
+                 or key == "head" and self.head not in HEADS,
                  f"{key}={_show(getattr(self, key))}: {what}; {where}: remove the setting")
 
     def _validate_counts(self, need: typing.Callable[[bool, str], None]) -> bool:
@@ -472,6 +490,10 @@ def _coerce(key: str, value: Any) -> Any:
         if not isinstance(value, list):
             value = [value]
         return tuple(_scalar(key, v, item, in_list=True) for v in value)
+    if key in ("amp", "channels_last"):  # true, false or "auto"
+        if value != "auto" and not isinstance(value, bool):
+            raise ValueError(f"{key}={value!r}: true, false or 'auto' (on for image studies on CUDA, off elsewhere)")
+        return value
     if origin in (typing.Union, types.UnionType):
         if value is None or value == "":  # "" unsets a file setting: --set source=''
             return None

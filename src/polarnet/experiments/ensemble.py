@@ -50,8 +50,8 @@ def supports(spec: RunSpec) -> bool:
         True
     """
     study = spec.study
-    return study.model == "mlp" and study.dataset == "xor" and not spec.condition.swap and not study.amp \
-        and not study.channels_last and spec.reset in DENSE_RULES + ("none",)
+    return study.model == "mlp" and study.dataset == "xor" and not spec.condition.swap and study.amp is not True \
+        and study.channels_last is not True and spec.reset in DENSE_RULES + ("none",)
 
 
 class _Layer:

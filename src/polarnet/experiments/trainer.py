@@ -16,7 +16,8 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -112,11 +113,13 @@ def _start(spec: RunSpec, data: Data, device: str | torch.device, x_val: Tensor,
     model, template = prepare_model(spec)
     model.to(device, memory_format=memory)
     model.train()
-    # mixed precision: bf16 autocast on the CPU; fp16 with a gradient scaler on CUDA (a skipped
-    # step never calls optimizer.step(), so Freeze-SGD's hook only runs after real updates)
-    device_type = torch.device(device).type
-    scaler = torch.amp.GradScaler(device_type, enabled=study.amp and device_type == "cuda")
+    # mixed precision is bf16 autocast on every device: bf16 has float32's range, so no gradient
+    # scaler (whose overflow check reads the GPU back every step) is needed; the scaler stays,
+    # disabled, so checkpoints keep their format
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=False)
     result = RunResult(spec.key, "done", device=str(device))
+    amp, channels_last = study.fast_paths(device)
+    result.extra["amp"], result.extra["channels_last"] = amp, channels_last  # what "auto" became here
     if evaluate:
         result.acc_before_align = _evaluate(model, data, x_val, y_val, eval_batch)[1]
     if template is not None:
@@ -133,6 +136,18 @@ def _start(spec: RunSpec, data: Data, device: str | torch.device, x_val: Tensor,
     return _Training(model, template, optimizer, scaler, handle, SignTracker(model),
                      torch.Generator().manual_seed(spec.order_seed), torch.Generator().manual_seed(spec.template_seed),
                      result)
+
+
+@contextmanager
+def _cudnn_benchmark(on: bool) -> Iterator[None]:
+    """Let cuDNN time its kernels and keep the fastest (its choice may differ between
+    processes, so such runs repeat to rounding, not bit for bit); restored afterwards."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = before or on
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def _seed_global(spec: RunSpec, device: torch.device) -> None:
@@ -281,7 +296,8 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
     x, y = data.x[: spec.n_train].to(device), data.y[: spec.n_train].to(device)
     x_val, y_val = data.x_val.to(device), data.y_val.to(device)
     eval_batch = max(study.batch_size, 256)
-    memory = torch.channels_last if study.channels_last else torch.preserve_format
+    amp, channels_last = study.fast_paths(device)
+    memory = torch.channels_last if channels_last else torch.preserve_format
     path = Path(checkpoint) if checkpoint is not None else None
     saved = None
     saver = _Checkpoints(path, checkpoint_overhead) if path is not None else None
@@ -291,7 +307,7 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
         saved = _read_checkpoint(path, spec)
     # dropout draws from torch's global generator: seed it per run (leaving the caller's as it was)
     cuda = [_cuda_index(device)] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
+    with torch.random.fork_rng(devices=cuda), _cudnn_benchmark(device.type == "cuda" and (amp or channels_last)):
         _seed_global(spec, device)
         t = _start(spec, data, device, x_val, y_val, eval_batch, memory, evaluate=saved is None)
         if saved is not None:
@@ -318,7 +334,7 @@ def _train(spec: RunSpec, t: _Training, data: Data, x: Tensor, y: Tensor, x_val:
     """The epochs after ``t.epoch``."""
     study, condition = spec.study, spec.condition
     model, template, optimizer, scaler, handle, result = t.model, t.template, t.optimizer, t.scaler, t.handle, t.result
-    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    amp, _ = study.fast_paths(device)
     for epoch in range(t.epoch + 1, study.epochs + 1):
         tick = time.perf_counter()
         # accumulated on the device: no host sync per step
@@ -329,9 +345,9 @@ def _train(spec: RunSpec, t: _Training, data: Data, x: Tensor, y: Tensor, x_val:
         for batch in torch.randperm(spec.n_train, generator=t.order).to(device).split(study.batch_size):
             optimizer.zero_grad(set_to_none=True)
             inputs = data.inputs(x[batch])
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=study.amp):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 out = model(inputs.to(memory_format=memory) if inputs.dim() == 4 else inputs)
-                losses = task_loss(data.task, out.float() if study.amp else out, y[batch])
+                losses = task_loss(data.task, out.float() if amp else out, y[batch])
             scaler.scale(losses.mean()).backward()
             scaler.step(optimizer)
             scaler.update()
