@@ -10,8 +10,9 @@ A tied weight (one tensor under two names) is enforced once.
 
 Enforcement changes parameters in place (never replaces or renames them), so
 checkpoints, ``state_dict`` keys and the optimizer's parameter references stay valid.
-Its cost is a pass over each weight's sign bits against a cached boolean mask; only the
-violating entries (usually a tiny fraction) are gathered, reset and written back.
+Two paths give the same weights bit for bit: on the CPU a sparse one (a chunked pass over
+the sign bits, then only the violating entries gathered, reset and written back), on a GPU
+the dense one of :mod:`polarnet.enforcement`, which never synchronises with the device.
 """
 
 from __future__ import annotations
