@@ -1,0 +1,947 @@
+"""Train the runs of one image-study cell together, numerically as if one by one (to rounding).
+
+A cell is the runs of a study at one training-set size: its trials and conditions, which
+share the architecture. Every run is a member of an ensemble: its parameters, buffers and
+Adam moments are stacked along a leading member axis (``torch.func.stack_module_state``),
+and one pass of the stacked program trains or evaluates all members. Each member keeps its
+own data (a pool per data seed), its own batch order (``randperm`` from its ``order_seed``,
+as :func:`~polarnet.experiments.trainer.train_run` draws it), its own BatchNorm statistics,
+dropout masks, learning rate, template, reset rule and keyed resets. Its numbers agree with
+``train_run``'s to floating-point rounding (convolutions add in another order: ~1e-7 per
+epoch in float32; more where a gradient is pure rounding noise, which Adam's first steps
+scale up to lr, e.g. a bias feeding BatchNorm through an always-active unit), and don't
+depend on which other runs share the ensemble, except dropout: its masks come from one
+generator for the ensemble (the same protocol, other draws).
+
+How the stacked program computes (:class:`_Program`): the model is traced with
+``torch.fx`` and run layer by layer. A convolution is one grouped convolution over the
+members (``groups = members × groups``) in channels-last memory, 4× faster on a CPU than the
+contiguous grouped convolution ``vmap`` makes of it; a linear layer is a batched product;
+pooling and BatchNorm act on the grouped channels, so each member has its own statistics; a
+ReLU that feeds a 2×2 max-pool is applied after it (the same values and gradients, a
+quarter of the work). Validation feeds the same batch to every member: the first
+convolution is then one dense convolution with the members' filters side by side. Any
+other layer, function or untraceable model runs through ``torch.func.vmap`` of
+``functional_call`` (``randomness="different"``, so dropout masks differ per member). On a
+CPU, members are computed a few at a time (``_CPU_GROUP``) so activations stay in cache;
+Adam and Freeze-SGD (:func:`polarnet.enforcement.dense_enforce_`) act on all members'
+stacked tensors at once.
+
+Given a ``checkpoint`` file, the ensemble saves its stacked state after epochs (weights,
+buffers, Adam, the batch-order generators, the dropout generator, the sign tracker, the
+records so far) and a later call continues from it with the numbers of an uninterrupted
+call, bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.fx
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+from torch.nn import functional as F
+
+from ..data.images import IMAGE_DATASETS
+from ..enforcement import DENSE_RULES, dense_enforce_, template_code
+from ..fileformat import atomic_write, stale_temporaries
+from ..init import align
+from ..layers import select
+from ..models import get_model
+from .datasets import Data, model_kwargs, task_correct, task_loss
+from .plan import RunSpec, derive_seed
+from .results import EpochRecord, RunResult, magnitude_quantiles
+from .trainer import _cudnn_benchmark, prepare_model, run_data
+
+__all__ = ["supports_images", "image_cell", "ensemble_size", "train_image_ensemble", "ensemble_checkpoint_file",
+           "CHECKPOINT_FORMAT"]
+
+#: bumped whenever what an ensemble checkpoint holds changes; a file of another version is ignored
+CHECKPOINT_FORMAT = 1
+_BETA1, _BETA2 = 0.9, 0.999
+#: on a CPU, members computed together in one pass of the program (cache-sized activations),
+#: and validation images per pass
+_CPU_GROUP, _CPU_VAL_GROUP, _CPU_VAL_BATCH = 5, 10, 50
+_GPU_VAL_BATCH = 1000
+# the examples' study: the transfer preset without its source file, two conditions
+_SMALL = ["source=''", "conditions=['frozen_rand', 'fluid_rand']", "val_size=100"]
+#: prepared (float) training pools and validation sets are held when at most this large
+_PREPARED_BYTES = 1 << 30
+#: the largest ensemble on a CPU: beyond it a step costs no less per member, and chunks get coarse
+_CPU_MAX_MEMBERS = 120
+
+
+# -- which runs --------------------------------------------------------------------------------------
+
+def supports_images(spec: RunSpec) -> bool:
+    """Whether the image ensemble can train this run: an image dataset, a template that stays
+    put (no Fluid-SPIN ``swap``, which moves it every epoch) and a built-in reset rule (the
+    dense Freeze-SGD core's; a rule of your own runs on the sparse path). Other runs train one
+    at a time. Mixed precision (``amp``) is as ``train_run``'s: bf16 autocast of the training
+    forward pass.
+
+    Example:
+        >>> from .config import load_study
+        >>> from .plan import plan
+        >>> runs = plan(load_study("fmnist-split-transfer", _SMALL + ["trials=1", "sizes=[50]"]))
+        >>> supports_images(runs[0]), supports_images(plan(load_study("xor5d", ["trials=1"]))[0])
+        (True, False)
+    """
+    return spec.study.dataset in IMAGE_DATASETS and not spec.condition.swap and spec.reset in DENSE_RULES + ("none",)
+
+
+def image_cell(spec: RunSpec) -> tuple[str, int, int]:
+    """The runs an ensemble may hold share this key: a study at one training-set size (so one
+    architecture and one number of steps per epoch); trials, conditions, reset rules and
+    learning rates mix.
+
+    Example:
+        >>> from .config import load_study
+        >>> from .plan import plan
+        >>> runs = plan(load_study("fmnist-split-transfer", _SMALL + ["trials=2", "sizes=[50, 100]"]))
+        >>> len({image_cell(r) for r in runs})
+        2
+    """
+    return spec.study.name, spec.n_train, spec.hidden
+
+
+def ensemble_checkpoint_file(directory: str | os.PathLike[str], specs: Sequence[RunSpec]) -> Path:
+    """Where the checkpoint of an ensemble of these runs lives in a folder of checkpoints: named
+    by a hash of its runs' keys (in any order), beside the runs' own ``<key>.pt`` files.
+
+    Example:
+        >>> from .config import load_study
+        >>> from .plan import plan
+        >>> runs = plan(load_study("fmnist-split-transfer", _SMALL + ["trials=1", "sizes=[50]"]))
+        >>> path = ensemble_checkpoint_file("ckpt", runs)
+        >>> path.name.startswith("ensemble-") and path == ensemble_checkpoint_file("ckpt", runs[::-1])
+        True
+    """
+    digest = hashlib.sha256(" ".join(sorted(s.key for s in specs)).encode()).hexdigest()[:24]
+    return Path(directory) / f"ensemble-{digest}.pt"
+
+
+# -- how many members -------------------------------------------------------------------------------
+
+def _free_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def _footprint(spec: RunSpec) -> tuple[int, int]:
+    """(parameters and buffers, activation values of one sample): counted on the meta device."""
+    study = spec.study
+    kwargs = model_kwargs(study) or {}
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        model = get_model(study.model, **kwargs).to(getattr(torch, study.dtype))
+        state = sum(t.numel() for t in model.state_dict().values())
+        size = study.input_size or IMAGE_DATASETS[study.dataset].size
+        seen = [0]
+
+        def count(module: nn.Module, args: Any, out: Any) -> None:
+            if isinstance(out, Tensor) and not list(module.children()):
+                seen[0] += out.numel()
+
+        hooks = [m.register_forward_hook(count) for m in model.modules()]
+        try:
+            model(torch.zeros(1, study.in_channels, size, size, dtype=getattr(torch, study.dtype)))
+        except Exception:  # a model the meta device can't run: assume a heavy one
+            seen[0] = 10 * state
+        for h in hooks:
+            h.remove()
+    return state, seen[0]
+
+
+def ensemble_size(spec: RunSpec, device: str | torch.device = "cpu", *, free: int | None = None) -> int:
+    """How many runs of ``spec``'s cell to train as one ensemble on ``device``.
+
+    From the free memory (``torch.cuda.mem_get_info`` on a GPU, ``MemAvailable`` on a CPU, or
+    ``free`` bytes): each member holds its weights four times (weights, gradients, two Adam
+    moments) plus, on a GPU where all members run in one pass, its activations of a
+    training batch and of a validation batch; half the free memory is used. On a CPU the
+    members run a few at a time, and an ensemble beyond ``_CPU_MAX_MEMBERS`` gains nothing.
+
+    Example:
+        >>> from .config import load_study
+        >>> from .plan import plan
+        >>> run = plan(load_study("fmnist-split-transfer", _SMALL + ["trials=1", "sizes=[50]"]))[0]
+        >>> ensemble_size(run, "cpu", free=1 << 30) > ensemble_size(run, "cpu", free=1 << 26) >= 1
+        True
+    """
+    device = torch.device(device)
+    study = spec.study
+    state, activations = _footprint(spec)
+    itemsize = torch.tensor([], dtype=getattr(torch, study.dtype)).element_size()
+    if device.type == "cuda":
+        per_member = itemsize * (4 * state + 3 * activations * study.batch_size + activations * _GPU_VAL_BATCH)
+        fixed = 0
+    else:
+        per_member = itemsize * 5 * state
+        fixed = itemsize * activations * 3 * _CPU_GROUP * max(study.batch_size, _CPU_VAL_BATCH)
+    budget = (free if free is not None else _free_bytes(device)) // 2 - fixed
+    size = max(1, budget // max(1, per_member))
+    return int(size if device.type == "cuda" else min(size, _CPU_MAX_MEMBERS))
+
+
+# -- the stacked program ----------------------------------------------------------------------------
+
+SHARED, MEMBERS, GROUPED = "shared", "members", "grouped"
+
+
+class _Act(NamedTuple):
+    """An activation of all members: ``shared`` (N, …) is the same for every member (a
+    validation batch); ``members`` is (M, N, …); ``grouped`` is (N, M·C, H, W), each member's
+    channels side by side, as a grouped convolution reads and writes them."""
+
+    t: Tensor
+    layout: str
+
+
+def _max_pool_2x2(x: Tensor, relu: bool = False) -> Tensor:
+    """``max_pool2d(x, 2)``; with ``relu``, of ``relu(x)``, computed as the relu of the pool (the
+    same values and gradients: torch's pool passes a window's gradient to its first maximum,
+    which is positive unless the relu zeroes the gradient anyway), on a quarter of the values."""
+    if x.requires_grad and torch.is_grad_enabled() or x.dim() != 4 or not _is_channels_last(x):
+        out = F.max_pool2d(x, 2)
+    else:  # evaluation: the maximum of four strided views is 1.7× faster than max_pool2d on a CPU
+        h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+        out = torch.maximum(torch.maximum(x[..., 0:h:2, 0:w:2], x[..., 0:h:2, 1:w:2]),
+                            torch.maximum(x[..., 1:h:2, 0:w:2], x[..., 1:h:2, 1:w:2]))
+    return torch.relu(out) if relu else out
+
+
+def _is_channels_last(x: Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def _channels_last(w: Tensor) -> Tensor:
+    """``w`` (4-D) in channels-last strides, also with one input channel, where torch keeps
+    the contiguous strides (and a convolution then writes a contiguous output)."""
+    if w.shape[1] == 1:
+        w = w.contiguous()
+        return w.as_strided(w.shape, (w.shape[2] * w.shape[3], 1, w.shape[3], 1))
+    return w.contiguous(memory_format=torch.channels_last)
+
+
+def _pair(v: Any) -> tuple[Any, Any]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # type: ignore[return-value]
+
+
+def _is_2x2(m: nn.MaxPool2d) -> bool:
+    return (_pair(m.kernel_size) == (2, 2) and _pair(m.stride or m.kernel_size) == (2, 2) and _pair(m.padding) == (0, 0)
+            and _pair(m.dilation) == (1, 1) and not m.ceil_mode and not m.return_indices)
+
+
+# parameter-free layers that act entry by entry: any layout
+_ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Identity,
+                nn.Hardtanh, nn.Softplus, nn.Mish, nn.Dropout)
+# parameter-free layers that act channel by channel on (N, C, H, W): the grouped layout
+_PER_CHANNEL = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout2d)
+
+
+class _Program:
+    """A model's forward pass over stacked members (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, memory: torch.memory_format = torch.channels_last,
+                 norm_memory: torch.memory_format = torch.contiguous_format) -> None:
+        self.model, self.memory, self.norm_memory = model, memory, norm_memory
+        try:
+            graph: torch.fx.Graph | None = torch.fx.symbolic_trace(model).graph
+        except Exception:  # data-dependent control flow: the whole model under vmap
+            graph = None
+        self.steps: list[tuple[torch.fx.Node, nn.Module | None, list[str], list[str]]] = []
+        # a ReLU feeding only a 2×2 max-pool is applied after the pool (same values and gradients)
+        self.deferred: set[torch.fx.Node] = set()
+        self.relu_after: set[torch.fx.Node] = set()
+        if graph is not None:
+            for node in graph.nodes:
+                if node.op == "call_module" and type(model.get_submodule(node.target)) is nn.ReLU \
+                        and len(node.users) == 1:
+                    (user,) = node.users
+                    pool = model.get_submodule(user.target) if user.op == "call_module" else None
+                    if type(pool) is nn.MaxPool2d and _is_2x2(pool):
+                        self.deferred.add(node)
+                        self.relu_after.add(user)
+            for node in graph.nodes:
+                module = model.get_submodule(node.target) if node.op == "call_module" else None
+                own = ([f"{node.target}.{n}" for n, _ in module.named_parameters(recurse=False)],
+                       [f"{node.target}.{n}" for n, _ in module.named_buffers(recurse=False)]) if module else ([], [])
+                self.steps.append((node, module, *own))
+        self.traced = graph is not None
+
+    def __call__(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: _Act, training: bool) -> Tensor:
+        """The members' outputs, (M, N, …)."""
+        m = next(iter(params.values())).shape[0]
+        if not self.traced:
+            return self._vmapped(self.model, params, buffers, x, training, m).t
+        env: dict[torch.fx.Node, _Act] = {}
+        for node, module, pnames, bnames in self.steps:
+            if node.op == "placeholder":
+                env[node] = x
+            elif node in self.deferred:
+                env[node] = env[node.args[0]]  # type: ignore[index]
+            elif node in self.relu_after and env[node.args[0]].layout != MEMBERS:  # type: ignore[index]
+                a = env[node.args[0]]  # type: ignore[index]
+                env[node] = _Act(_max_pool_2x2(a.t, relu=True), a.layout)
+            elif node.op == "call_module":
+                assert module is not None
+                if node in self.relu_after:  # its input was left members-first: grouped first
+                    env[node.args[0]] = _Act(self._grouped(env[node.args[0]], m), GROUPED)  # type: ignore[index]
+                    env[node] = _Act(_max_pool_2x2(env[node.args[0]].t, relu=True), GROUPED)  # type: ignore[index]
+                    continue
+                p = {n.rsplit(".", 1)[-1]: params[n] for n in pnames}
+                b = {n.rsplit(".", 1)[-1]: buffers[n] for n in bnames}
+                env[node] = self._module(module, p, b, env[node.args[0]], training, m)  # type: ignore[index]
+            elif node.op in ("call_function", "call_method"):
+                env[node] = self._function(node, env, m)
+            elif node.op == "output":
+                return self._members(env[node.args[0]], m)  # type: ignore[index]
+            else:
+                raise ValueError(f"the model's forward reads {node.op} {node.target!r}; the image ensemble can't "
+                                 f"stack it (set vectorize = false)")
+        raise ValueError("the traced model has no output")
+
+    # layouts
+    def _members(self, a: _Act, m: int) -> Tensor:
+        if a.layout == MEMBERS:
+            return a.t
+        if a.layout == GROUPED:
+            return a.t.unflatten(1, (m, -1)).transpose(0, 1)
+        return a.t.expand(m, *a.t.shape)
+
+    def _grouped(self, a: _Act, m: int) -> Tensor:
+        if a.layout == GROUPED:
+            return a.t
+        t = self._members(a, m)
+        t = t.transpose(0, 1).flatten(1, 2)
+        return t.contiguous(memory_format=self.memory) if t.dim() == 4 else t.contiguous()
+
+    def _module(self, module: nn.Module, p: dict[str, Tensor], b: dict[str, Tensor], a: _Act, training: bool,
+                m: int) -> _Act:
+        if type(module) is nn.Conv2d and module.padding_mode == "zeros":
+            weight = p["weight"].flatten(0, 1)
+            if self.memory is torch.channels_last:
+                weight = _channels_last(weight)  # the output follows
+            bias = p["bias"].flatten() if "bias" in p else None
+            shared = a.layout == SHARED
+            t = a.t if shared else self._grouped(a, m)
+            groups = module.groups * (1 if shared else m)
+            return _Act(F.conv2d(t, weight, bias, module.stride, module.padding, module.dilation, groups), GROUPED)
+        if type(module) is nn.Linear:
+            w = p["weight"]
+            if a.layout == SHARED:
+                out = a.t @ w.flatten(0, 1).T
+                out = out.unflatten(-1, (m, -1)).movedim(-2, 0)
+                return _Act(out + p["bias"].view(m, *([1] * (out.dim() - 2)), -1) if "bias" in p else out, MEMBERS)
+            t = self._members(a, m)
+            flat = t.reshape(m, -1, t.shape[-1])
+            out = torch.baddbmm(p["bias"].unsqueeze(1), flat, w.transpose(1, 2)) if "bias" in p \
+                else torch.bmm(flat, w.transpose(1, 2))
+            return _Act(out.view(*t.shape[:-1], -1), MEMBERS)
+        if isinstance(module, _ELEMENTWISE) and not p and not b:
+            if isinstance(module, nn.Dropout):
+                if not training or module.p == 0:
+                    return a
+                t = self._members(a, m) if a.layout == SHARED else a.t  # masks differ per member
+                return _Act(F.dropout(t, module.p, True), MEMBERS if a.layout == SHARED else a.layout)
+            if type(module) is nn.ReLU:
+                return _Act(torch.relu(a.t), a.layout)
+            return _Act(module(a.t.clone() if a.layout == SHARED else a.t), a.layout)
+        if isinstance(module, _PER_CHANNEL) and not p and not b and (a.layout != SHARED or not training):
+            t = a.t if a.layout == SHARED else self._grouped(a, m)
+            layout = SHARED if a.layout == SHARED else GROUPED
+            if isinstance(module, nn.MaxPool2d) and _is_2x2(module):
+                return _Act(_max_pool_2x2(t), layout)
+            module.train(training)
+            return _Act(module(t), layout)
+        if type(module) is nn.Flatten and module.start_dim == 1 and module.end_dim == -1:
+            return _Act(a.t.flatten(1), SHARED) if a.layout == SHARED else _Act(self._members(a, m).flatten(2), MEMBERS)
+        if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d) and (a.layout != SHARED or not training):
+            return self._batch_norm(module, p, b, a, training, m)  # type: ignore[arg-type]
+        return self._vmapped(module, p, b, a, training, m)
+
+    def _batch_norm(self, module: nn.modules.batchnorm._BatchNorm, p: dict[str, Tensor], b: dict[str, Tensor],
+                    a: _Act, training: bool, m: int) -> _Act:
+        """Each member's channels are channels of the grouped layout: per-member statistics."""
+        if module.momentum is None and training and module.track_running_stats:
+            return self._vmapped(module, p, b, a, training, m)  # a cumulative average: the plain module
+        two_d = isinstance(module, nn.BatchNorm2d)
+        if two_d:
+            # the layout train_run normalises in: torch's channels-last and contiguous kernels
+            # sum the statistics in other orders, ~1e-4 apart where a channel's mean dwarfs its
+            # spread (an image's flat background)
+            t = self._grouped(a, m).contiguous(memory_format=self.norm_memory)
+        else:
+            members = self._members(a, m)  # (M, N, C) or (M, N, C, L)
+            t = members.transpose(0, 1).flatten(1, 2)
+        use_batch = training or b.get("running_mean") is None
+        if training and "num_batches_tracked" in b:
+            b["num_batches_tracked"].add_(1)
+        out = F.batch_norm(t, b["running_mean"].view(-1) if "running_mean" in b else None,
+                           b["running_var"].view(-1) if "running_var" in b else None,
+                           p["weight"].flatten() if "weight" in p else None, p["bias"].flatten() if "bias" in p else None,
+                           use_batch, module.momentum or 0.0, module.eps)
+        if two_d:
+            return _Act(out.contiguous(memory_format=self.memory), GROUPED)
+        return _Act(out.unflatten(1, (m, -1)).transpose(0, 1), MEMBERS)
+
+    def _vmapped(self, module: nn.Module, p: dict[str, Tensor], b: dict[str, Tensor], a: _Act, training: bool,
+                 m: int) -> _Act:
+        module.train(training)
+        if not p and not b and a.layout == SHARED:
+            return _Act(module(a.t), SHARED)
+
+        def one(params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
+            return functional_call(module, (params, buffers), (x,))
+
+        shared = a.layout == SHARED
+        x = a.t if shared else self._members(a, m)
+        out = vmap(one, in_dims=(0, 0, None if shared else 0), randomness="different")(p, b, x)
+        return _Act(out, MEMBERS)
+
+    def _function(self, node: torch.fx.Node, env: dict[torch.fx.Node, _Act], m: int) -> _Act:
+        inputs = list(node.all_input_nodes)
+        if all(env[n].layout == SHARED for n in inputs):
+            args, kwargs = _map(node, {n: env[n].t for n in inputs})
+            return _Act(_call(node, args, kwargs), SHARED)
+        if node.target in (torch.flatten, "flatten") and _flatten_from_1(node) and env[inputs[0]].layout != SHARED:
+            return _Act(self._members(env[inputs[0]], m).flatten(2), MEMBERS)
+        tensors = [env[n].t if env[n].layout == SHARED else self._members(env[n], m) for n in inputs]
+        dims = tuple(None if env[n].layout == SHARED else 0 for n in inputs)
+
+        def one(*ts: Tensor) -> Any:
+            args, kwargs = _map(node, dict(zip(inputs, ts)))
+            return _call(node, args, kwargs)
+
+        return _Act(vmap(one, in_dims=dims, randomness="different")(*tensors), MEMBERS)
+
+
+def _map(node: torch.fx.Node, values: dict[torch.fx.Node, Tensor]) -> tuple[Any, Any]:
+    return (torch.fx.node.map_arg(node.args, lambda n: values[n]),  # type: ignore[arg-type,return-value]
+            torch.fx.node.map_arg(node.kwargs, lambda n: values[n]))  # type: ignore[arg-type,return-value]
+
+
+def _call(node: torch.fx.Node, args: Any, kwargs: Any) -> Any:
+    if node.op == "call_function":
+        return node.target(*args, **kwargs)  # type: ignore[operator]
+    self, *rest = args
+    return getattr(self, node.target)(*rest, **kwargs)  # type: ignore[arg-type]
+
+
+def _flatten_from_1(node: torch.fx.Node) -> bool:
+    start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+    end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+    return start == 1 and end == -1
+
+
+# -- Adam on stacked tensors --------------------------------------------------------------------------
+
+def _adam(params: Sequence[Tensor], grads: Sequence[Tensor], avgs: Sequence[Tensor], squares: Sequence[Tensor],
+          step: int, lr: float | Tensor, eps: float) -> None:
+    """``torch.optim.Adam``'s update (its single-tensor form, op for op) on stacked members that
+    have taken the same number of steps; ``lr`` is one number, or one per member as a tensor
+    shaped ``(M,)`` (float64)."""
+    bias1 = 1 - _BETA1 ** float(step)
+    bias2_sqrt = (1 - _BETA2 ** float(step)) ** 0.5
+    for p, g, avg, square in zip(params, grads, avgs, squares):
+        avg.lerp_(g, 1 - _BETA1)
+        square.mul_(_BETA2).addcmul_(g, g, value=1 - _BETA2)
+        denom = (square.sqrt() / bias2_sqrt).add_(eps)
+        if isinstance(lr, Tensor):  # value · t1 / t2 in addcdiv's order, with each member's value
+            size = (-(lr / bias1)).to(p.dtype).view(-1, *([1] * (p.dim() - 1)))
+            p.add_(size * avg / denom)
+        else:
+            p.addcdiv_(avg, denom, value=-(lr / bias1))
+
+
+# -- one ensemble -----------------------------------------------------------------------------------
+
+class _Layer(NamedTuple):
+    """A constrained weight of the ensemble, for one reset rule: members ``[start, stop)``."""
+
+    name: str
+    rule: str
+    start: int
+    stop: int
+    signs: Tensor  # int8 (stop - start, *shape)
+    index: Tensor  # (stop - start, 1, …) the weight's position in each member's template
+    seed: Tensor  # (stop - start, 1, …) each member's reset seed
+    active: Tensor | None  # bool (stop - start, 1, …): members whose template holds this weight
+
+
+class _Ensemble:
+    """The stacked state of one ensemble and how it trains (one call of :meth:`epoch` per epoch)."""
+
+    def __init__(self, specs: list[RunSpec], device: torch.device, memory: torch.memory_format) -> None:
+        # frozen members first, by reset rule, so each rule's members are one slice of the stack
+        self.specs = sorted(specs, key=lambda s: (not s.condition.frozen, s.reset if s.condition.frozen else ""))
+        self.device = device
+        first = self.specs[0]
+        self.study = study = first.study
+        self.n_train, self.M = first.n_train, len(self.specs)
+        self.dtype = getattr(torch, study.dtype)
+        self.group = self.M if device.type == "cuda" else _CPU_GROUP
+        self.val_group = self.M if device.type == "cuda" else _CPU_VAL_GROUP
+        self.val_batch = _GPU_VAL_BATCH if device.type == "cuda" else _CPU_VAL_BATCH
+
+        pools: dict[int, int] = {}
+        parts: list[Data] = []
+        for s in self.specs:
+            if s.data_seed not in pools:
+                pools[s.data_seed] = sum(len(p.x) for p in parts)
+                parts.append(run_data(s))
+        self.data = parts[0]
+        x_pool = torch.cat([p.x for p in parts]).to(device)
+        self.y_pool = torch.cat([p.y for p in parts]).to(device)
+        self.pool_offset = torch.tensor([pools[s.data_seed] for s in self.specs], device=device)
+        # prepared once when it fits: preparing is per image, so the values are those of a batch
+        self.x_pool = _prepared(self.data, x_pool)
+        self.x_val = _prepared(self.data, self.data.x_val.to(device))
+        self.y_val = self.data.y_val.to(device)
+        self.memory = memory
+        self.amp, self.channels_last = study.fast_paths(device)  # as train_run uses them (bf16 autocast)
+        self.lr: float | Tensor = first.lr
+        if any(s.lr != first.lr for s in self.specs):
+            self.lr = torch.tensor([s.lr for s in self.specs], dtype=torch.float64, device=device)
+        self.order_keys = sorted({s.order_seed for s in self.specs})
+        self.order_of = torch.tensor([self.order_keys.index(s.order_seed) for s in self.specs], device=device)
+        self.orders = {k: torch.Generator().manual_seed(k) for k in self.order_keys}
+        self.step = 0
+        self.epoch = 0
+        self.alive = [True] * self.M
+
+    def build(self, evaluate: bool) -> list[RunResult]:
+        """Models, templates and alignment as ``train_run`` makes them; the stacked state. With
+        ``evaluate``, the accuracies before and after alignment (once per distinct member)."""
+        prepared = [prepare_model(s) for s in self.specs]
+        models = [m.to(self.device) for m, _ in prepared]
+        self.templates = [t for _, t in prepared]
+        base = copy.deepcopy(models[0])  # the program switches its train/eval mode
+        self.program = _Program(base, self.memory, torch.channels_last if self.channels_last else torch.contiguous_format)
+        results = [RunResult(s.key, "done", device=str(self.device)) for s in self.specs]
+        if evaluate:
+            for r, acc in zip(results, self._distinct_accuracy(models)):
+                r.acc_before_align = acc
+        for model, template in zip(models, self.templates):
+            if template is not None:
+                align(model, template)
+        if evaluate:
+            for r, acc in zip(results, self._distinct_accuracy(models)):
+                r.acc_after_align = acc
+        params, buffers = stack_module_state(models)
+        self.params = {n: p.detach().contiguous() for n, p in params.items()}
+        self.buffers = {n: b.contiguous() for n, b in buffers.items()}
+        self.names = list(self.params)
+        self.avg = {n: torch.zeros_like(p) for n, p in self.params.items()}
+        self.square = {n: torch.zeros_like(p) for n, p in self.params.items()}
+        self.tracked = select(base, "all")
+        self.last = {n: torch.sign(self.params[n]).to(torch.int8) for n in self.tracked}
+        if evaluate:
+            for name in self.tracked:
+                for r, q in zip(results, magnitude_quantiles(self.params[name])):
+                    r.extra.setdefault("init_magnitudes", {})[name] = q
+        for r, s, t in zip(results, self.specs, self.templates):
+            r.extra["amp"], r.extra["channels_last"] = self.amp, self.channels_last  # as train_run records them
+            if s.condition.frozen and t is not None:
+                r.extra["constrained"] = t.numel()
+        self.layers = self._constrained()
+        self.base = base
+        return results
+
+    def _constrained(self) -> list[_Layer]:
+        layers = []
+        frozen = [m for m, (s, t) in enumerate(zip(self.specs, self.templates)) if s.condition.frozen and t is not None]
+        names = []
+        for m in frozen:
+            for name in self.templates[m]:  # type: ignore[union-attr]
+                if name not in self.params:
+                    raise ValueError(f"run {self.specs[m].key}: template layer {name!r} is not a parameter of the "
+                                     f"model (a tied weight?); set vectorize = false")
+                if name not in names:
+                    names.append(name)
+        rules: dict[str, list[int]] = {}
+        for m in frozen:
+            rules.setdefault(self.specs[m].reset, []).append(m)
+        for rule, members in rules.items():
+            start, stop = members[0], members[-1] + 1  # contiguous: frozen members come sorted by rule
+            for name in names:
+                w = self.params[name]
+                ones = (stop - start,) + (1,) * (w.dim() - 1)
+                signs = torch.zeros((stop - start, *w.shape[1:]), dtype=torch.int8, device=self.device)
+                index = torch.zeros(stop - start, dtype=torch.int64)
+                has = torch.zeros(stop - start, dtype=torch.bool)
+                for m in range(start, stop):
+                    template = self.templates[m]
+                    if template is not None and name in template:
+                        signs[m - start] = template_code(template[name]).to(self.device)
+                        index[m - start] = list(template).index(name)
+                        has[m - start] = True
+                if not bool(has.any()):
+                    continue
+                seed = torch.tensor([self.specs[m].reset_seed for m in range(start, stop)], dtype=torch.int64)
+                layers.append(_Layer(name, rule, start, stop, signs, index.view(ones).to(self.device),
+                                     seed.view(ones).to(self.device),
+                                     None if bool(has.all()) else has.view(ones).to(self.device)))
+        return layers
+
+    def _distinct_accuracy(self, models: list[nn.Module]) -> list[float]:
+        """Validation accuracy of each model, evaluating each distinct set of weights once (the
+        conditions of a trial often start from the same weights)."""
+        keys = [_fingerprint(m) for m in models]
+        first: dict[bytes, int] = {}
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        unique = sorted(first.values())
+        params, buffers = stack_module_state([models[i] for i in unique])
+        params = {n: p.detach() for n, p in params.items()}
+        _, acc = self.evaluate(params, buffers)
+        by_key = {keys[i]: float(a) for i, a in zip(unique, acc.tolist())}
+        return [by_key[k] for k in keys]
+
+    @torch.no_grad()
+    def evaluate(self, params: dict[str, Tensor] | None = None,
+                 buffers: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """Validation loss and accuracy per member (float64, on the device): every batch goes
+        through all members at once."""
+        params = self.params if params is None else params
+        buffers = self.buffers if buffers is None else buffers
+        m_all = next(iter(params.values())).shape[0]
+        loss = torch.zeros(m_all, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(m_all, dtype=torch.float64, device=self.device)
+        n = len(self.y_val)
+        for start in range(0, n, self.val_batch):
+            x = self.x_val[start : start + self.val_batch]
+            if x.dtype == torch.uint8:
+                x = self.data.inputs(x)
+            y = self.y_val[start : start + self.val_batch]
+            for g in range(0, m_all, self.val_group):
+                sub = slice(g, min(g + self.val_group, m_all))
+                out = self.program({k: v[sub] for k, v in params.items()}, {k: v[sub] for k, v in buffers.items()},
+                                   _Act(x, SHARED), False)
+                size = out.shape[0]
+                flat, target = out.flatten(0, 1), y.repeat(size)
+                loss[sub] += task_loss(self.data.task, flat, target).view(size, -1).sum(1).double()
+                correct[sub] += task_correct(self.data.task, flat, target).view(size, -1).sum(1).double()
+        return loss / n, correct / n
+
+    def train_epoch(self) -> tuple[Tensor, Tensor, Tensor]:
+        """One epoch for every member; returns train loss, train accuracy (float64) and resets."""
+        B, n = self.study.batch_size, self.n_train
+        perms = torch.stack([torch.randperm(n, generator=self.orders[k]) for k in self.order_keys]).to(self.device)
+        index = perms[self.order_of] + self.pool_offset[:, None]
+        loss_sum = torch.zeros(self.M, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(self.M, dtype=torch.float64, device=self.device)
+        resets = torch.zeros(self.M, dtype=torch.int64, device=self.device)
+        grads = {k: torch.empty_like(v) for k, v in self.params.items()}
+        for start in range(0, n, B):
+            batch = index[:, start : start + B]
+            y = self.y_pool[batch]
+            for g in range(0, self.M, self.group):
+                sub = slice(g, min(g + self.group, self.M))
+                x = self.x_pool[batch[sub]]
+                if x.dtype == torch.uint8:
+                    x = self.data.inputs(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+                leaves = {k: v[sub].detach().requires_grad_() for k, v in self.params.items()}
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    out = self.program(leaves, {k: v[sub] for k, v in self.buffers.items()}, _Act(x, MEMBERS), True)
+                    size, b = out.shape[:2]
+                    flat, target = out.flatten(0, 1), y[sub].flatten()
+                    losses = task_loss(self.data.task, flat.float() if self.amp else flat, target).view(size, b)
+                found = torch.autograd.grad(losses.mean(1).sum(), list(leaves.values()))
+                for k, gk in zip(leaves, found):
+                    grads[k][sub] = gk
+                loss_sum[sub] += losses.detach().sum(1).double()
+                correct[sub] += task_correct(self.data.task, flat.detach(), target).view(size, b).sum(1).double()
+            self.step += 1
+            with torch.no_grad():
+                _adam([self.params[k] for k in self.names], [grads[k] for k in self.names],
+                      [self.avg[k] for k in self.names], [self.square[k] for k in self.names], self.step, self.lr,
+                      self.study.adam_eps)
+                for layer in self.layers:
+                    w = self.params[layer.name][layer.start : layer.stop]
+                    resets[layer.start : layer.stop] += dense_enforce_(
+                        w, layer.signs, layer.rule, self.study.eps, seed=layer.seed, step=self.step, layer=layer.index,
+                        members=1, active=layer.active)
+        self.epoch += 1
+        return loss_sum / n, correct / n, resets
+
+    def sign_changes(self) -> list[dict[str, float]]:
+        """Per member, the fraction of each weight's signs changed since the last call."""
+        fractions: list[dict[str, float]] = [{} for _ in range(self.M)]
+        for name in self.tracked:
+            now = torch.sign(self.params[name]).to(torch.int8)
+            changed = (now != self.last[name]).flatten(1).sum(1).tolist()
+            size = max(1, now[0].numel())
+            for m, c in enumerate(changed):
+                fractions[m][name] = float(c) / size
+            self.last[name] = now
+        return fractions
+
+    # checkpoints
+    def state(self) -> dict[str, Any]:
+        return {"params": {k: v.cpu() for k, v in self.params.items()},
+                "buffers": {k: v.cpu() for k, v in self.buffers.items()},
+                "avg": {k: v.cpu() for k, v in self.avg.items()}, "square": {k: v.cpu() for k, v in self.square.items()},
+                "last": {k: v.cpu() for k, v in self.last.items()},
+                "orders": {str(k): g.get_state() for k, g in self.orders.items()},
+                "step": self.step, "epoch": self.epoch, "alive": list(self.alive)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for mine, saved in ((self.params, state["params"]), (self.buffers, state["buffers"]), (self.avg, state["avg"]),
+                            (self.square, state["square"]), (self.last, state["last"])):
+            if set(mine) != set(saved) or any(mine[k].shape != saved[k].shape for k in mine):
+                raise ValueError("the saved tensors don't fit the ensemble")
+            for k in mine:
+                mine[k].copy_(saved[k])
+        for k, g in self.orders.items():
+            g.set_state(state["orders"][str(k)])
+        self.step, self.epoch, self.alive = int(state["step"]), int(state["epoch"]), list(state["alive"])
+
+
+def _prepared(data: Data, x: Tensor) -> Tensor:
+    """Images as model input, when the whole tensor fits :data:`_PREPARED_BYTES` (else kept
+    as uint8 and prepared batch by batch)."""
+    if data.prep is None:
+        return x
+    one = data.inputs(x[:1])
+    if one.numel() * one.element_size() * len(x) > _PREPARED_BYTES:
+        return x
+    return torch.cat([data.inputs(x[s : s + 1024]) for s in range(0, len(x), 1024)]) if len(x) else one[:0]
+
+
+def _fingerprint(model: nn.Module) -> bytes:
+    digest = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.digest()
+
+
+# -- training a cell --------------------------------------------------------------------------------
+
+def train_image_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu", keep_weights: bool = False,
+                         on_epoch: Callable[[float], None] | None = None,
+                         checkpoint: str | os.PathLike[str] | None = None, *, max_members: int | None = None,
+                         checkpoint_overhead: float = 0.1) -> list[RunResult]:
+    """Train runs of one image-study cell (:func:`image_cell`) as vectorised ensembles.
+
+    Args:
+        specs: the runs; all :func:`supports_images`, all of one cell.
+        device: where to train.
+        keep_weights: put each run's final ``state_dict`` (on the CPU) in ``extra["weights"]``.
+        on_epoch: called with ``runs / epochs`` after every epoch of an ensemble (progress).
+        checkpoint: a file (e.g. :func:`ensemble_checkpoint_file`). After finished epochs (see
+            ``checkpoint_overhead``) the whole state is written there atomically: the finished
+            ensembles' results, and the running one's stacked weights, buffers, Adam moments,
+            batch-order generators, dropout generator, sign tracker and records. If the file
+            holds the state of these runs, training continues from it with exactly the numbers
+            of an uninterrupted call; an unreadable or foreign file is ignored with a warning.
+            The file is left in place: delete it once the results are safe.
+        max_members: the most runs trained at once (default: :func:`ensemble_size`); more runs
+            train as several ensembles, one after the other.
+        checkpoint_overhead: the share of training time that writing checkpoints may take (as
+            :func:`~polarnet.experiments.trainer.train_run`'s).
+
+    Returns:
+        One :class:`RunResult` per spec, in the order given, with the records ``train_run``
+        gives (``extra["ensemble_size"]`` added); ``seconds`` is the ensemble's time shared out.
+
+    Raises:
+        ValueError: runs of different cells, or a run the ensemble can't train.
+
+    Example (it reads Fashion-MNIST, which the tests check for):
+        >>> from .config import load_study
+        >>> from .plan import plan
+        >>> runs = plan(load_study("fmnist-split-transfer", _SMALL + ["trials=2", "epochs=1", "sizes=[50]"]))
+        >>> [r.status for r in train_image_ensemble(runs)]  # doctest: +SKIP
+        ['done', 'done', 'done', 'done']
+    """
+    specs = list(specs)
+    if not specs:
+        return []
+    device = torch.device(device)
+    cell = image_cell(specs[0])
+    for s in specs:
+        if not supports_images(s):
+            raise ValueError(f"run {s.key} ({s.condition.name}): the image ensemble trains image studies without amp "
+                             f"or Fluid-SPIN swaps; train it with train_run")
+        if image_cell(s) != cell or s.study != specs[0].study:
+            raise ValueError("an image ensemble takes runs of one study at one training-set size; "
+                             f"got sizes {sorted({r.n_train for r in specs})} of studies "
+                             f"{sorted({r.study.name for r in specs})}")
+    if len({s.key for s in specs}) != len(specs):
+        raise ValueError("the same run is listed twice")
+    size = max_members or ensemble_size(specs[0], device)
+    if size < 1:
+        raise ValueError(f"max_members must be at least 1, got {size}")
+    count = math.ceil(len(specs) / size)
+    # as even as possible, a trial's conditions together (their first steps coincide)
+    ordered = sorted(specs, key=lambda s: (s.trial, s.condition.name, s.reset))
+    bounds = [round(i * len(ordered) / count) for i in range(count + 1)]
+    ensembles = [ordered[bounds[i] : bounds[i + 1]] for i in range(count)]
+
+    path = Path(checkpoint) if checkpoint is not None else None
+    saved = None
+    if path is not None:
+        for stale in stale_temporaries(path):  # a write cut short by a kill
+            stale.unlink(missing_ok=True)
+        saved = _read_checkpoint(path, specs, [[s.key for s in e] for e in ensembles])
+    finished: dict[str, RunResult] = {}
+    weights: dict[str, dict[str, Tensor]] = {}
+    if saved is not None:
+        finished = {k: _result_from(v) for k, v in saved["finished"].items()}
+        weights = saved.get("weights", {})
+    for number, members in enumerate(ensembles):
+        if all(s.key in finished for s in members):
+            continue
+        state = saved["running"] if saved is not None and saved.get("running_index") == number else None
+        writer = _Writer(path, checkpoint_overhead, [[s.key for s in e] for e in ensembles], number, finished,
+                         weights if keep_weights else {}) if path is not None else None
+        for result, kept in _train_ensemble(members, device, on_epoch, state, writer, keep_weights):
+            finished[result.key] = result
+            if kept is not None:
+                weights[result.key] = kept
+    out = []
+    for s in specs:
+        result = finished[s.key]
+        if keep_weights:
+            result.extra["weights"] = weights[s.key]
+        out.append(result)
+    return out
+
+
+def _train_ensemble(specs: list[RunSpec], device: torch.device, on_epoch: Callable[[float], None] | None,
+                    state: dict[str, Any] | None, writer: _Writer | None,
+                    keep_weights: bool) -> list[tuple[RunResult, dict[str, Tensor] | None]]:
+    start = time.perf_counter()
+    study = specs[0].study
+    memory = torch.channels_last
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    # model construction and dropout draw from torch's global generator: our own seed, and the
+    # caller's generator is left as it was
+    amp, channels_last = study.fast_paths(device)
+    with torch.random.fork_rng(devices=cuda), _cudnn_benchmark(device.type == "cuda" and (amp or channels_last)):
+        seed = derive_seed(study.seed, "ensemble dropout", sorted(s.key for s in specs))
+        torch.manual_seed(seed)
+        ens = _Ensemble(specs, device, memory)
+        results = ens.build(evaluate=state is None)
+        if state is not None:
+            ens.restore(state["ensemble"])
+            for r, saved in zip(results, state["results"]):
+                r.__dict__.update(_result_from(saved).__dict__)
+            torch.set_rng_state(state["rng"])
+            if cuda and "cuda_rng" in state:
+                torch.cuda.set_rng_state(state["cuda_rng"], cuda[0])
+        spent = float(state["seconds"]) if state is not None else 0.0
+        for epoch in range(ens.epoch + 1, study.epochs + 1):
+            tick = time.perf_counter()
+            train_loss, train_acc, resets = ens.train_epoch()
+            val_loss, val_acc = ens.evaluate()
+            changes = ens.sign_changes()
+            wall = time.perf_counter() - tick
+            rows = zip(train_loss.tolist(), train_acc.tolist(), val_loss.tolist(), val_acc.tolist(), resets.tolist())
+            for m, (tl, ta, vl, va, n) in enumerate(rows):
+                if not ens.alive[m]:
+                    continue
+                results[m].epochs.append(EpochRecord(epoch, tl, ta, vl, va, int(n), changes[m], wall))
+                if not (math.isfinite(tl) and math.isfinite(vl)):
+                    ens.alive[m] = False
+                    results[m].status, results[m].reason = "failed", f"non-finite loss at epoch {epoch}"
+            if writer is not None and any(ens.alive):
+                writer.after_epoch(ens, results, spent + time.perf_counter() - start, cuda)
+            if on_epoch is not None:
+                on_epoch(ens.M / study.epochs)
+    seconds = spent + time.perf_counter() - start
+    out = []
+    for m, r in enumerate(results):
+        r.seconds = seconds / ens.M
+        r.extra["ensemble_size"] = ens.M
+        kept = None
+        if keep_weights:
+            kept = {k: v[m].detach().cpu().clone() for k, v in {**ens.params, **ens.buffers}.items()}
+            kept = {k: kept[k] for k in ens.base.state_dict()}
+        out.append((r, kept))
+    return out
+
+
+def _result_from(saved: dict[str, Any]) -> RunResult:
+    saved = dict(saved)
+    saved["epochs"] = [EpochRecord(**e) for e in saved["epochs"]]
+    return RunResult(**saved)
+
+
+def _result_state(result: RunResult) -> dict[str, Any]:
+    state = asdict(result)
+    state["extra"] = {k: v for k, v in state["extra"].items() if k != "weights"}
+    return state
+
+
+class _Writer:
+    """Writes the checkpoint of a call: after the first epoch of an ensemble, then whenever the
+    epochs since the last write took at least ``1 / overhead`` times as long as that write
+    (never after the last epoch: the results follow)."""
+
+    def __init__(self, path: Path, overhead: float, ensembles: list[list[str]], number: int,
+                 finished: dict[str, RunResult], weights: dict[str, dict[str, Tensor]]) -> None:
+        if not overhead > 0:
+            raise ValueError(f"checkpoint_overhead must be > 0, got {overhead!r}")
+        self.path, self.overhead, self.ensembles, self.number = path, overhead, ensembles, number
+        self.finished, self.weights = finished, weights
+        self.since, self.cost = time.perf_counter(), 0.0
+
+    def after_epoch(self, ens: _Ensemble, results: list[RunResult], seconds: float, cuda: list[int]) -> None:
+        now = time.perf_counter()
+        if ens.epoch >= ens.study.epochs or (now - self.since) * self.overhead < self.cost:
+            return
+        running = {"ensemble": ens.state(), "results": [_result_state(r) for r in results],
+                   "rng": torch.get_rng_state(), "seconds": seconds}
+        if cuda:
+            running["cuda_rng"] = torch.cuda.get_rng_state(cuda[0])
+        state = {"format": CHECKPOINT_FORMAT, "kind": "image ensemble", "ensembles": self.ensembles,
+                 "finished": {k: _result_state(r) for k, r in self.finished.items()}, "weights": self.weights,
+                 "running_index": self.number, "running": running}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, lambda f: torch.save(state, f), "checkpoint", ValueError)
+        self.since = time.perf_counter()
+        self.cost = self.since - now
+
+
+def _read_checkpoint(path: Path, specs: list[RunSpec], ensembles: list[list[str]]) -> dict[str, Any] | None:
+    """The checkpoint of these runs, split into these ensembles, at ``path``; else ``None``
+    (with a warning when a file is there but unusable)."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT \
+                or state.get("kind") != "image ensemble":
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"format {found!r}, expected image ensemble format {CHECKPOINT_FORMAT}")
+        if state.get("ensembles") != ensembles:
+            raise ValueError("it holds other runs, or the same runs split into other ensembles")
+        epoch = int(state["running"]["ensemble"]["epoch"])
+        if not 0 < epoch <= specs[0].study.epochs:
+            raise ValueError(f"epoch {epoch} is not one of the runs' {specs[0].study.epochs}")
+        return state
+    except Exception as e:  # a torn or foreign file must never stop the runs
+        warnings.warn(f"checkpoint {path} is unusable ({type(e).__name__}: {e}); training its runs from the start",
+                      RuntimeWarning, stacklevel=3)
+        return None

@@ -1,0 +1,318 @@
+"""The image ensemble: the runs of a cell trained together give train_run's numbers to rounding."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+from polarnet.data.images import IMAGE_DATASETS
+from polarnet.experiments import load_study, plan
+from polarnet.experiments.image_ensemble import (CHECKPOINT_FORMAT, _Act, _Program, ensemble_checkpoint_file,
+                                                 ensemble_size, image_cell, supports_images, train_image_ensemble)
+from polarnet.experiments.trainer import train_run
+from polarnet.freeze import RESETS, register_reset
+from polarnet.models import MODELS, get_model, register_model
+
+_REAL = IMAGE_DATASETS["fashion_mnist"].debian_dir + "/train-images-idx3-ubyte.gz"
+# CI sets POLARNET_REQUIRE_REAL_DATA: there a missing package fails these tests instead of skipping them
+real_data = pytest.mark.skipif(not os.path.isfile(_REAL) and not os.environ.get("POLARNET_REQUIRE_REAL_DATA"),
+                               reason="Debian package dataset-fashion-mnist not installed (.ci/run installs it)")
+
+TINY = ["dataset='fashion_mnist'", "model='lenet'", "in_channels=1", "init_linear='glorot_uniform'",
+        "init_bias='zeros'", "sizes=[100]", "trials=2", "epochs=3", "batch_size=50", "lr=0.001", "val_size=300"]
+
+STUDY = """
+# a fluid twin of fluid_rand: the same weights, data and batch order (dropout is all that can part them)
+[define_condition.fluid_twin]
+polarity = "random"
+frozen = false
+
+[define_condition.fluid_fast]
+polarity = "none"
+lr = 0.003
+"""
+
+
+def _study(tmp_path, *overrides: str):
+    path = tmp_path / "study.toml"
+    path.write_text(STUDY)
+    return load_study(path, TINY + list(overrides))
+
+
+def _rows(result):
+    return [vars(e) | {"wall": 0} for e in result.epochs]
+
+
+def _assert_close(ensemble, alone, tol: float = 1e-5) -> None:
+    """Per-epoch losses and accuracies within ``tol``, resets and the rest equal."""
+    assert ensemble.key == alone.key and ensemble.status == alone.status == "done"
+    assert ensemble.acc_before_align == pytest.approx(alone.acc_before_align, abs=1e-12)
+    assert ensemble.acc_after_align == pytest.approx(alone.acc_after_align, abs=1e-12)
+    assert len(ensemble.epochs) == len(alone.epochs)
+    for a, b in zip(ensemble.epochs, alone.epochs):
+        assert a.epoch == b.epoch
+        for field in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            assert abs(getattr(a, field) - getattr(b, field)) <= tol, (a.epoch, field, getattr(a, field), getattr(b, field))
+        assert a.resets == b.resets
+        assert a.sign_changes.keys() == b.sign_changes.keys()
+        assert all(abs(a.sign_changes[k] - b.sign_changes[k]) <= 1e-4 for k in a.sign_changes)
+    assert {k: v for k, v in ensemble.extra.items() if k not in ("ensemble_size", "weights")} == \
+        {k: v for k, v in alone.extra.items() if k != "weights"}
+
+
+@pytest.fixture
+def source(tmp_path):
+    """A LeNet state dict to transfer from (IN-Polarity and IN-Weight conditions)."""
+    torch.manual_seed(5)
+    path = tmp_path / "source.pt"
+    torch.save(get_model("lenet", num_classes=10, in_channels=1).state_dict(), path)
+    return str(path)
+
+
+def _bn_lenet(num_classes: int = 10, in_channels: int = 1, head_norm: bool = False) -> nn.Module:
+    """A LeNet with BatchNorm after conv1 (and, with ``head_norm``, in the classifier)."""
+    head = [nn.Linear(16 * 5 * 5, 32), nn.ReLU()] + ([nn.BatchNorm1d(32)] if head_norm else [])
+    return nn.Sequential(OrderedDict(
+        features=nn.Sequential(nn.Conv2d(in_channels, 6, 5, padding=2, bias=False), nn.BatchNorm2d(6), nn.ReLU(),
+                               nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2)),
+        flatten=nn.Flatten(),
+        classifier=nn.Sequential(*head, nn.Linear(32, num_classes)),
+    ))
+
+
+@pytest.fixture
+def bn_net():
+    """A LeNet with BatchNorm: each member keeps its own statistics."""
+    register_model("test_bn_lenet")(_bn_lenet)
+    yield "test_bn_lenet"
+    MODELS.unregister("test_bn_lenet")
+
+
+class _LenNet(nn.Module):
+    """A small CNN that torch.fx can't trace (``len`` of a proxy): it runs under vmap whole."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 4, 5, stride=3)
+        self.fc = nn.Linear(4 * 8 * 8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(x)).reshape(len(x), -1))
+
+
+@pytest.fixture
+def untraceable_net():
+    register_model("test_len_net")(_LenNet)
+    yield "test_len_net"
+    MODELS.unregister("test_len_net")
+
+
+@pytest.fixture
+def dropout_net():
+    """A LeNet with dropout (as AlexNet has)."""
+
+    @register_model("test_ensemble_dropout_lenet")
+    def factory(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+        return nn.Sequential(OrderedDict(
+            features=nn.Sequential(nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                                   nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2)),
+            flatten=nn.Flatten(),
+            classifier=nn.Sequential(nn.Dropout(0.5), nn.Linear(16 * 5 * 5, 84), nn.ReLU(), nn.Dropout(0.5),
+                                     nn.Linear(84, num_classes)),
+        ))
+
+    yield "test_ensemble_dropout_lenet"
+    MODELS.unregister("test_ensemble_dropout_lenet")
+
+
+# -- equivalence with one run at a time -----------------------------------------------------------
+
+@real_data
+def test_a_cell_trained_as_one_ensemble_matches_train_run(tmp_path, source) -> None:
+    """Trials, frozen and fluid conditions, two reset rules, transfer conditions and a condition
+    with its own learning rate, in one ensemble: within 1e-5 of train_run per epoch."""
+    study = _study(tmp_path, f"source='{source}'", "resets=['posRand', 'posCon']",
+                   "conditions=['frozen_rand', 'fluid_rand', 'frozen_in_polarity', 'fluid_in_weight', 'fluid_fast']")
+    runs = plan(study)
+    assert len(runs) == 2 * (2 + 1 + 2 + 1 + 1)
+    together = train_image_ensemble(runs, keep_weights=True)
+    assert [r.key for r in together] == [r.key for r in runs]
+    for run, result in zip(runs, together):
+        alone = train_run(run, keep_weights=True)
+        _assert_close(result, alone)
+        assert result.extra["ensemble_size"] == len(runs)
+        assert result.extra["weights"].keys() == alone.extra["weights"].keys()
+        for name, w in alone.extra["weights"].items():
+            torch.testing.assert_close(result.extra["weights"][name], w, atol=1e-5, rtol=0)
+        if run.condition.frozen:
+            assert sum(e.resets for e in alone.epochs) > 0  # Freeze-SGD did work, and its counts agree
+
+
+@real_data
+@pytest.mark.parametrize("model", ["bn_net", "untraceable_net"])
+def test_batch_norm_and_untraceable_models_match_train_run(tmp_path, request, model) -> None:
+    """BatchNorm with per-member statistics (grouped channels, normalised in train_run's
+    memory layout: torch's channels-last and contiguous kernels sum the statistics in other
+    orders, 1e-4 apart over an image's flat background), and a model torch.fx can't trace,
+    which runs under torch.func.vmap as a whole. (BatchNorm1d is in the layer-by-layer test:
+    after an always-active unit, a bias's gradient is rounding noise, which Adam's first steps
+    turn into steps of size lr, in any two implementations.)"""
+    name = request.getfixturevalue(model)
+    runs = plan(_study(tmp_path, f"model='{name}'", "epochs=2", "conditions=['frozen_rand', 'fluid_fast']"))
+    for run, result in zip(runs, train_image_ensemble(runs)):
+        _assert_close(result, train_run(run))
+
+
+def test_the_program_matches_the_model_layer_by_layer() -> None:
+    """Stacked members on shared (validation) and per-member (training) inputs give each
+    model's own outputs, gradients and BatchNorm statistics; no data needed."""
+    torch.manual_seed(0)
+    models = [_bn_lenet(head_norm=True).train() for _ in range(3)]
+    params = {n: torch.stack([m.get_parameter(n).detach() for m in models]) for n, _ in models[0].named_parameters()}
+    buffers = {n: torch.stack([m.get_buffer(n).clone() for m in models]) for n, _ in models[0].named_buffers()}
+    program = _Program(_bn_lenet(head_norm=True))
+    x = torch.randn(3, 8, 1, 28, 28)
+    leaves = {n: p.clone().requires_grad_() for n, p in params.items()}
+    out = program(leaves, buffers, _Act(x, "members"), True)
+    grads = torch.autograd.grad(out.square().sum(), list(leaves.values()))
+    for m, model in enumerate(models):
+        own = model(x[m])
+        torch.testing.assert_close(out[m], own, atol=1e-5, rtol=1e-5)
+        for g, (name, p) in zip(grads, model.named_parameters()):
+            torch.testing.assert_close(g[m], torch.autograd.grad(own.square().sum(), p, retain_graph=True)[0],
+                                       atol=1e-4, rtol=1e-4)
+        for name, b in model.named_buffers():  # running statistics moved as the model's did
+            torch.testing.assert_close(buffers[name][m], b.to(buffers[name].dtype))
+    shared = torch.randn(5, 1, 28, 28)
+    with torch.no_grad():
+        out = program(params, buffers, _Act(shared, "shared"), False)
+        for m, model in enumerate(models):
+            model.eval()
+            torch.testing.assert_close(out[m], model(shared), atol=1e-5, rtol=1e-5)
+
+
+@real_data
+def test_mixed_precision_as_train_run(tmp_path) -> None:
+    """amp = true: bf16 autocast of the training forward pass, as train_run does (on the CPU
+    here); the runs agree to bf16's rounding and record what they used."""
+    runs = plan(_study(tmp_path, "amp=true", "trials=1", "epochs=2", "conditions=['frozen_rand', 'fluid_rand']"))
+    for run, result in zip(runs, train_image_ensemble(runs)):
+        alone = train_run(run)
+        assert result.extra["amp"] is alone.extra["amp"] is True
+        for a, b in zip(result.epochs, alone.epochs):
+            assert abs(a.train_loss - b.train_loss) < 0.05 and abs(a.val_loss - b.val_loss) < 0.05
+
+
+# -- dropout ------------------------------------------------------------------------------------------
+
+@real_data
+def test_dropout_masks_differ_per_member(tmp_path, dropout_net) -> None:
+    """fluid_rand and its fluid twin start from the same weights and see the same batches: without
+    dropout they train identically; with dropout their masks, and so their numbers, differ. The
+    caller's global generator is left alone."""
+    plain = plan(_study(tmp_path, "trials=1", "epochs=1", "conditions=['fluid_rand', 'fluid_twin']"))
+    a, b = train_image_ensemble(plain)
+    assert _rows(a) == _rows(b)
+    runs = plan(_study(tmp_path, f"model='{dropout_net}'", "trials=1", "epochs=1",
+                       "conditions=['fluid_rand', 'fluid_twin']"))
+    torch.manual_seed(1)
+    before = torch.get_rng_state()
+    a, b = train_image_ensemble(runs)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert a.acc_after_align == b.acc_after_align  # the same weights to start with
+    assert a.epochs[0].train_loss != b.epochs[0].train_loss
+    # and the masks are those of dropout: about half the units of a member are dropped
+    program = _Program(get_model(dropout_net))
+    model = get_model(dropout_net)
+    params = {n: p.detach().expand(4, *p.shape).clone() for n, p in model.named_parameters()}
+    out = program(params, {}, _Act(torch.randn(1, 2, 1, 28, 28).expand(4, 2, 1, 28, 28), "members"), True)
+    assert all(not torch.equal(out[0], out[m]) for m in range(1, 4))
+
+
+# -- resuming -----------------------------------------------------------------------------------------
+
+class _Stop(Exception):
+    pass
+
+
+@real_data
+def test_an_interrupted_ensemble_resumes_with_the_same_numbers(tmp_path, dropout_net) -> None:
+    """Stopped after the second epoch of its second ensemble (max_members splits the cell), then
+    called again: the per-epoch rows and weights of an uninterrupted call, dropout included."""
+    runs = plan(_study(tmp_path, f"model='{dropout_net}'", "epochs=3", "conditions=['frozen_rand', 'fluid_rand']"))
+    straight = train_image_ensemble(runs, keep_weights=True, max_members=2)
+    path = ensemble_checkpoint_file(tmp_path / "checkpoints", runs)
+    seen = []
+
+    def stop(work):
+        seen.append(work)
+        if len(seen) == 5:  # the first ensemble's 3 epochs, then 2 of the second's
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train_image_ensemble(runs, keep_weights=True, on_epoch=stop, checkpoint=path, max_members=2,
+                             checkpoint_overhead=math.inf)
+    saved = torch.load(path, weights_only=True)
+    assert (saved["format"], saved["running_index"], saved["running"]["ensemble"]["epoch"]) == (CHECKPOINT_FORMAT, 1, 2)
+    assert len(saved["finished"]) == 2
+    epochs = []
+    resumed = train_image_ensemble(runs, keep_weights=True, on_epoch=epochs.append, checkpoint=path, max_members=2)
+    assert len(epochs) == 1  # only the last epoch of the second ensemble was trained
+    for a, b in zip(straight, resumed):
+        assert a.key == b.key and _rows(a) == _rows(b)
+        assert (a.acc_before_align, a.acc_after_align) == (b.acc_before_align, b.acc_after_align)
+        for name in a.extra["weights"]:
+            assert torch.equal(a.extra["weights"][name], b.extra["weights"][name]), name
+
+
+@real_data
+def test_unusable_checkpoints_are_ignored_with_a_warning(tmp_path) -> None:
+    runs = plan(_study(tmp_path, "trials=1", "epochs=2", "conditions=['frozen_rand', 'fluid_rand']"))
+    path = tmp_path / "ensemble.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.warns(RuntimeWarning, match="unusable"):
+        results = train_image_ensemble(runs, checkpoint=path)
+    assert [r.status for r in results] == ["done", "done"]
+
+
+# -- what the ensemble takes --------------------------------------------------------------------------
+
+def test_eligibility_and_cells(tmp_path) -> None:
+    runs = plan(_study(tmp_path, "sizes=[50, 100]", "conditions=['frozen_rand', 'fluid_rand']"))
+    assert all(supports_images(r) for r in runs)
+    assert len({image_cell(r) for r in runs}) == 2  # one per size: trials and conditions mix
+    assert not supports_images(plan(load_study("xor5d", ["trials=1"]))[0])  # XOR: ensemble.py's
+    register_reset("test_half_eps")(lambda values, signs, eps, uniform: signs * (eps / 2))
+    try:  # a reset rule of one's own runs on the sparse path: one run at a time
+        own = plan(_study(tmp_path, "resets=['posCon', 'test_half_eps']", "conditions=['frozen_rand', 'fluid_rand']"))
+        assert [supports_images(r) for r in own if r.trial == 0] == [True, False, True]
+    finally:
+        RESETS.unregister("test_half_eps")
+    spin = tmp_path / "spin.toml"
+    spin.write_text('[define_condition.moving]\npolarity = "proportions"\nproportions = [0.2, 0.4, 0.4]\n'
+                    'layers = "conv"\nfrozen = true\nswap = 0.5\n')
+    assert not supports_images(plan(load_study(spin, TINY + ["conditions=['moving']"]))[0])  # Fluid SPIN
+    with pytest.raises(ValueError, match="one study at one training-set size"):
+        train_image_ensemble(runs)
+    with pytest.raises(ValueError, match="train it with train_run"):
+        train_image_ensemble(plan(load_study(spin, TINY + ["conditions=['moving']"])))
+    assert train_image_ensemble([]) == []
+
+
+def test_ensemble_size_follows_free_memory(tmp_path) -> None:
+    run = plan(_study(tmp_path, "conditions=['fluid_rand']"))[0]
+    sizes = [ensemble_size(run, "cpu", free=free) for free in (1 << 22, 1 << 26, 1 << 30, 1 << 40)]
+    assert sizes == sorted(sizes) and sizes[0] >= 1 and sizes[-1] <= 120
+    assert ensemble_size(run, "cpu") >= 1
+
+
+def test_checkpoint_files_are_named_by_their_runs(tmp_path) -> None:
+    runs = plan(_study(tmp_path, "conditions=['frozen_rand', 'fluid_rand']"))
+    path = ensemble_checkpoint_file(tmp_path, runs)
+    assert path == ensemble_checkpoint_file(tmp_path, runs[::-1]) != ensemble_checkpoint_file(tmp_path, runs[1:])
+    assert path.parent == tmp_path and path.suffix == ".pt"
