@@ -78,6 +78,53 @@ def test_make_chunks_covers_every_run_once(source, overrides, workers, expected)
     assert len(chunks) == expected
 
 
+_IMAGES = ["dataset='fashion_mnist'", "model='lenet'", "in_channels=1", "init_linear='glorot_uniform'",
+           "init_bias='zeros'", "batch_size=50", "lr=0.001", "resets=['posRand']"]
+
+
+@pytest.mark.parametrize(("overrides", "workers", "sizes"), [
+    # image runs: a chunk per worker of every cell (one training-set size)
+    (["conditions=['frozen_rand', 'fluid_rand']", "trials=3", "sizes=[50, 100]"], 2, [3, 3, 3, 3]),
+    (["conditions=['frozen_rand', 'fluid_rand']", "trials=3", "sizes=[50, 100]"], 1, [6, 6]),
+    (["conditions=['frozen_rand', 'fluid_rand']", "trials=3", "sizes=[50]", "ensemble_members=4"], 1, [4, 2]),
+    (["conditions=['frozen_rand']", "trials=2", "sizes=[50]", "vectorize=false"], 2, [1, 1]),
+])
+def test_make_chunks_groups_image_runs_by_cell(overrides, workers, sizes) -> None:
+    runs = plan(load_study("xor5d", _IMAGES + overrides, validate=False))
+    chunks = make_chunks(runs, workers)
+    assert Counter(id(r) for c in chunks for r in c) == Counter(id(r) for r in runs)  # each run exactly once
+    assert [len(c) for c in chunks] == sizes
+    assert all(len({r.n_train for r in c}) == 1 for c in chunks)
+
+
+@pytest.mark.skipif(not os.path.isfile("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+                    and not os.environ.get("POLARNET_REQUIRE_REAL_DATA"), reason="needs real Fashion-MNIST")
+def test_an_image_study_runs_vectorised_through_the_engine_with_the_numbers_of_one_at_a_time(tmp_path,
+                                                                                            monkeypatch) -> None:
+    from polarnet.experiments import Store, executors
+
+    ensembles = []
+    real = executors.train_image_ensemble
+    monkeypatch.setattr(executors, "train_image_ensemble", lambda specs, *a, **k: ensembles.append(len(specs))
+                        or real(specs, *a, **k))
+
+    overrides = _IMAGES + ["conditions=['frozen_rand', 'fluid_rand']", "trials=2", "sizes=[100]", "epochs=2",
+                           "val_size=300"]
+    tables = {}
+    for vectorize in ("true", "false"):
+        study = load_study("xor5d", overrides + [f"vectorize={vectorize}"])
+        summary = run_study(study, tmp_path / vectorize, workers=1, device="cpu", progress=False)
+        assert summary.trained == 4 and summary.failed == 0
+        with Store(tmp_path / vectorize) as store:
+            tables[vectorize] = store.epochs().sort_values(["run", "epoch"]).reset_index(drop=True)
+        assert not (tmp_path / vectorize / "checkpoints").exists()  # the ensemble's file went with its runs
+    assert ensembles == [4]  # one cell, one chunk with one worker; none for vectorize=false
+    vec, one = tables["true"], tables["false"]
+    assert list(vec["run"]) == list(one["run"]) and list(vec["resets"]) == list(one["resets"])
+    for column in ("train_loss", "val_loss", "val_acc"):
+        assert (vec[column] - one[column]).abs().max() <= 1e-5, column
+
+
 def test_make_chunks_of_a_partial_todo_list() -> None:
     """A resumed sweep chunks only what is left: still every run once."""
     runs = plan(load_study("xor5d", ["trials=20", "sizes=[8, 40, 100]"]))

@@ -274,7 +274,7 @@ def report_paths(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
 #: settings shown in the report's header, in this order (the grid first)
 _HEADER_SETTINGS = ("dataset", "dims", "classes", "model", "batch_size", "lr", "val_size", "thresholds", "dtype", "seed")
 #: settings that say nothing about the numbers (left out when comparing with the preset)
-_NOT_COMPARED = {"name", "description", "data_root", "download", "source_hint", "vectorize"}
+_NOT_COMPARED = {"name", "description", "data_root", "download", "source_hint", "vectorize", "ensemble_members"}
 
 
 def describe_study(settings: dict, runs: pd.DataFrame, epochs: pd.DataFrame) -> str:

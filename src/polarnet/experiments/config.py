@@ -127,6 +127,7 @@ class Study:
     init_bias: str = "glorot_uniform"
     dtype: str = "float32"
     vectorize: bool = True
+    ensemble_members: int = 0
     thresholds: tuple[float, ...] = (0.8,)
     learned_accuracy: float = 0.95
     source: str | None = None
@@ -216,6 +217,9 @@ class Study:
         need(len(self.resets) > 0 and all(r in RESETS for r in self.resets), f"resets={list(self.resets)}: choose from {RESETS.names()}")
         for key in ("trials", "epochs", "batch_size", "val_size"):
             need(getattr(self, key) >= 1, f"{key}={getattr(self, key)}: must be >= 1")
+        need(self.ensemble_members >= 0, f"ensemble_members={self.ensemble_members}: the most runs trained at once as "
+                                         f"one vectorised ensemble, >= 1; or 0 (the default) to size it from the "
+                                         f"device's free memory")
         for key in ("lr", "adam_eps", "eps"):
             self._validate_number(key, getattr(self, key), need)
         for key in ("init_conv", "init_linear", "init_bias"):

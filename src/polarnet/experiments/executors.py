@@ -35,6 +35,7 @@ import torch
 
 from ..registry import Registry
 from .ensemble import supports, train_ensemble
+from .image_ensemble import ensemble_checkpoint_file, supports_images, train_image_ensemble
 from .plan import RunSpec
 from .results import RunResult
 from .trainer import checkpoint_file, train_run
@@ -68,8 +69,9 @@ def compute_chunk(specs: Sequence[RunSpec], device: str, on_epoch: Callable[[flo
 
     ``on_epoch(runs)`` is told after every epoch how many runs' worth of work it finished. With
     ``checkpoints`` (a folder), runs trained one at a time keep ``checkpoints/<run key>.pt`` up to
-    date and resume from it (see :func:`~polarnet.experiments.trainer.train_run`); the
-    vectorised ensemble, whose runs take seconds, does not.
+    date and resume from it (see :func:`~polarnet.experiments.trainer.train_run`), and so do
+    image ensembles, in ``checkpoints/ensemble-<hash of their keys>.pt``; the XOR ensemble,
+    whose runs take seconds, does not.
 
     Example:
         >>> from .config import load_study
@@ -81,6 +83,10 @@ def compute_chunk(specs: Sequence[RunSpec], device: str, on_epoch: Callable[[flo
     try:
         if len(specs) > 1 and specs[0].study.vectorize and supports(specs[0]):
             return train_ensemble(specs, device, on_epoch=on_epoch)
+        if len(specs) > 1 and specs[0].study.vectorize and supports_images(specs[0]):
+            path = ensemble_checkpoint_file(checkpoints, specs) if checkpoints is not None else None
+            return train_image_ensemble(specs, device, on_epoch=on_epoch, checkpoint=path,
+                                        max_members=specs[0].study.ensemble_members or None)
         return [_one(spec, device, on_epoch, checkpoints) for spec in specs]
     except Exception as e:  # a failing chunk must not take the sweep down
         reason = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"

@@ -31,7 +31,7 @@ from .config import Study
 __all__ = ["RunSpec", "plan", "derive_seed", "estimate_cost", "count_runs", "file_sha256"]
 
 # settings that choose which runs exist or how they are computed, not what a run computes
-_NOT_IN_KEY = {"name", "description", "conditions", "sizes", "hidden", "resets", "trials", "vectorize",
+_NOT_IN_KEY = {"name", "description", "conditions", "sizes", "hidden", "resets", "trials", "vectorize", "ensemble_members",
                "define_condition", "thresholds", "learned_accuracy", "data_root", "download", "source_hint",
                "allow_large", "allow_extreme"}
 _STUDY_DEFAULTS = Study()._as_dict

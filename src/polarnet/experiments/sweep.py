@@ -27,6 +27,7 @@ from .checks import check_study
 from ..interrupt import Interrupted
 from .config import Study
 from .ensemble import supports
+from .image_ensemble import ensemble_checkpoint_file, image_cell, supports_images
 from .executors import EXECUTORS, default_workers, resolve_device
 from .conditions import needs_source, source_state
 from .plan import RunSpec, plan
@@ -112,18 +113,34 @@ class _Signals:
 def make_chunks(runs: list[RunSpec], workers: int, target_per_worker: int = 1, min_members: int = 32) -> list[list[RunSpec]]:
     """Split runs into units of work.
 
-    Vectorised runs are grouped by hidden size (an ensemble needs one shape), then split by
+    Vectorised XOR runs are grouped by hidden size (an ensemble needs one shape), then split by
     trial into about ``workers × target_per_worker`` chunks, each with every condition and
     size of its trials, so chunks cost about the same; a chunk keeps at least
-    ``min_members`` runs when it can. Other runs are chunks of one. One chunk per worker is
-    the default: the larger an ensemble, the less each of its steps costs per run (progress is
-    reported per epoch, so big chunks don't make the bar coarse).
+    ``min_members`` runs when it can. One chunk per worker is the default: the larger an
+    ensemble, the less each of its steps costs per run (progress is reported per epoch, so
+    big chunks don't make the bar coarse).
+
+    Vectorised image runs are grouped by cell (one training-set size: one architecture and
+    number of steps), each cell split into ``workers`` chunks (so every worker has a share of
+    every size) of at most ``ensemble_members`` runs when that is set; the chunk's ensemble
+    then sizes itself from the device's free memory. Other runs are chunks of one.
+
+    Example:
+        >>> from .config import load_study
+        >>> from .plan import plan
+        >>> runs = plan(load_study("fmnist-split-transfer", ["trials=2", "sizes=[50, 100]", "source=''",
+        ...                                                "conditions=['frozen_rand', 'fluid_rand']"]))
+        >>> [len(c) for c in make_chunks(runs, workers=2)]
+        [2, 2, 2, 2]
     """
     groups: dict[int, list[RunSpec]] = defaultdict(list)
+    cells: dict[tuple, list[RunSpec]] = defaultdict(list)
     chunks: list[list[RunSpec]] = []
     for run in runs:
         if run.study.vectorize and supports(run):
             groups[run.hidden].append(run)
+        elif run.study.vectorize and supports_images(run):
+            cells[image_cell(run)].append(run)
         else:
             chunks.append([run])
     target = max(1, workers * target_per_worker)
@@ -134,6 +151,10 @@ def make_chunks(runs: list[RunSpec], workers: int, target_per_worker: int = 1, m
         for s in range(0, len(trials), per_chunk):
             keep = set(trials[s : s + per_chunk])
             chunks.append([r for r in group if r.trial in keep])
+    for cell in cells.values():
+        cap = cell[0].study.ensemble_members or len(cell)
+        per_chunk = min(cap, math.ceil(len(cell) / max(1, workers)))
+        chunks.extend(cell[s : s + per_chunk] for s in range(0, len(cell), per_chunk))
     return chunks
 
 
@@ -237,8 +258,8 @@ def _compute(todo: list[RunSpec], store: Store, bar: Progress, signals: _Signals
         bar.advance(work)
 
     failed = 0
-    stream = runner(make_chunks(todo, workers), device, workers, address, on_progress,
-                    checkpoints=checkpoints)  # fails early (no Ray)
+    chunks = make_chunks(todo, workers)
+    stream = runner(chunks, device, workers, address, on_progress, checkpoints=checkpoints)  # fails early (no Ray)
     try:
         store.mark_running(todo)
         for index, results in stream:
@@ -246,9 +267,14 @@ def _compute(todo: list[RunSpec], store: Store, bar: Progress, signals: _Signals
                 store.record(results)
             for result in results:
                 checkpoint_file(checkpoints, result.key).unlink(missing_ok=True)
+            ensemble_checkpoint_file(checkpoints, chunks[index]).unlink(missing_ok=True)
             n_failed = sum(r.status == "failed" for r in results)
             failed += n_failed
             bar.advance(len(results) - partial_work.pop(index, 0.0), finished=len(results), failed=n_failed)
+        # every run is recorded now: an ensemble's file left by an earlier call that chunked the
+        # runs otherwise (another number of workers) can't be resumed by anyone
+        for stale in checkpoints.glob("ensemble-*.pt") if checkpoints.is_dir() else ():
+            stale.unlink(missing_ok=True)
     finally:
         close = getattr(stream, "close", None)
         if close is not None:
