@@ -38,6 +38,16 @@ lr = 0.003
 """
 
 
+SPIN = """
+[define_condition.fluid_spin_lenet]
+polarity = "proportions"
+proportions = [0.2, 0.4, 0.4]
+layers = "conv"
+frozen = true
+swap = 0.5
+"""
+
+
 def _study(tmp_path, *overrides: str):
     path = tmp_path / "study.toml"
     path.write_text(STUDY)
@@ -280,6 +290,32 @@ def test_unusable_checkpoints_are_ignored_with_a_warning(tmp_path) -> None:
     assert [r.status for r in results] == ["done", "done"]
 
 
+@real_data
+def test_fluid_spin_swaps_each_members_template_and_resumes(tmp_path) -> None:
+    """Fluid SPIN moves a member's own template after every epoch, from its own generator, as
+    train_run does; an interrupted call resumes with the moved templates."""
+    study_file = tmp_path / "spin.toml"
+    study_file.write_text(SPIN)
+    runs = plan(load_study(study_file, TINY + ["epochs=3", "conditions=['fluid_spin_lenet', 'frozen_rand']"]))
+    straight = train_image_ensemble(runs, keep_weights=True)
+    for run, result in zip(runs, straight):
+        _assert_close(result, train_run(run))
+    path = tmp_path / "ensemble.pt"
+    seen = []
+
+    def stop(work):
+        seen.append(work)
+        if len(seen) == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train_image_ensemble(runs, on_epoch=stop, checkpoint=path, checkpoint_overhead=math.inf)
+    resumed = train_image_ensemble(runs, keep_weights=True, checkpoint=path)
+    for a, b in zip(straight, resumed):
+        assert _rows(a) == _rows(b)
+        assert all(torch.equal(a.extra["weights"][k], b.extra["weights"][k]) for k in a.extra["weights"])
+
+
 # -- what the ensemble takes --------------------------------------------------------------------------
 
 def test_eligibility_and_cells(tmp_path) -> None:
@@ -293,14 +329,14 @@ def test_eligibility_and_cells(tmp_path) -> None:
         assert [supports_images(r) for r in own if r.trial == 0] == [True, False, True]
     finally:
         RESETS.unregister("test_half_eps")
-    spin = tmp_path / "spin.toml"
-    spin.write_text('[define_condition.moving]\npolarity = "proportions"\nproportions = [0.2, 0.4, 0.4]\n'
-                    'layers = "conv"\nfrozen = true\nswap = 0.5\n')
-    assert not supports_images(plan(load_study(spin, TINY + ["conditions=['moving']"]))[0])  # Fluid SPIN
     with pytest.raises(ValueError, match="one study at one training-set size"):
         train_image_ensemble(runs)
-    with pytest.raises(ValueError, match="train it with train_run"):
-        train_image_ensemble(plan(load_study(spin, TINY + ["conditions=['moving']"])))
+    register_reset("test_half_eps")(lambda values, signs, eps, uniform: signs * (eps / 2))
+    try:
+        with pytest.raises(ValueError, match="train it with train_run"):
+            train_image_ensemble(plan(_study(tmp_path, "resets=['test_half_eps']", "conditions=['frozen_rand']")))
+    finally:
+        RESETS.unregister("test_half_eps")
     assert train_image_ensemble([]) == []
 
 

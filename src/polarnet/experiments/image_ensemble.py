@@ -53,6 +53,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.nn import functional as F
 
 from ..data.images import IMAGE_DATASETS
+from ..dynamics import fluid_spin_swap
 from ..enforcement import DENSE_RULES, dense_enforce_, template_code
 from ..fileformat import atomic_write, stale_temporaries
 from ..init import align
@@ -71,7 +72,7 @@ CHECKPOINT_FORMAT = 1
 _BETA1, _BETA2 = 0.9, 0.999
 #: on a CPU, members computed together in one pass of the program (cache-sized activations),
 #: and validation images per pass
-_CPU_GROUP, _CPU_VAL_GROUP, _CPU_VAL_BATCH = 5, 10, 50
+_CPU_GROUP, _CPU_VAL_GROUP, _CPU_VAL_BATCH = 10, 10, 50
 _GPU_VAL_BATCH = 1000
 # the examples' study: the transfer preset without its source file, two conditions
 _SMALL = ["source=''", "conditions=['frozen_rand', 'fluid_rand']", "val_size=100"]
@@ -84,11 +85,10 @@ _CPU_MAX_MEMBERS = 120
 # -- which runs --------------------------------------------------------------------------------------
 
 def supports_images(spec: RunSpec) -> bool:
-    """Whether the image ensemble can train this run: an image dataset, a template that stays
-    put (no Fluid-SPIN ``swap``, which moves it every epoch) and a built-in reset rule (the
-    dense Freeze-SGD core's; a rule of your own runs on the sparse path). Other runs train one
-    at a time. Mixed precision (``amp``) is as ``train_run``'s: bf16 autocast of the training
-    forward pass.
+    """Whether the image ensemble can train this run: an image dataset and a built-in reset
+    rule (the dense Freeze-SGD core's; a rule of your own runs on the sparse path, one run at a
+    time). Mixed precision (``amp``) is as ``train_run``'s: bf16 autocast of the training
+    forward pass; Fluid-SPIN swaps (``swap``) move each member's own template after its epochs.
 
     Example:
         >>> from .config import load_study
@@ -97,7 +97,7 @@ def supports_images(spec: RunSpec) -> bool:
         >>> supports_images(runs[0]), supports_images(plan(load_study("xor5d", ["trials=1"]))[0])
         (True, False)
     """
-    return spec.study.dataset in IMAGE_DATASETS and not spec.condition.swap and spec.reset in DENSE_RULES + ("none",)
+    return spec.study.dataset in IMAGE_DATASETS and spec.reset in DENSE_RULES + ("none",)
 
 
 def image_cell(spec: RunSpec) -> tuple[str, int, int]:
@@ -219,12 +219,13 @@ def _max_pool_2x2(x: Tensor, relu: bool = False) -> Tensor:
     """``max_pool2d(x, 2)``; with ``relu``, of ``relu(x)``, computed as the relu of the pool (the
     same values and gradients: torch's pool passes a window's gradient to its first maximum,
     which is positive unless the relu zeroes the gradient anyway), on a quarter of the values."""
-    if x.requires_grad and torch.is_grad_enabled() or x.dim() != 4 or not _is_channels_last(x):
+    n, c, h, w = x.shape
+    if x.requires_grad and torch.is_grad_enabled() or not _is_channels_last(x) or h % 2 or w % 2:
         out = F.max_pool2d(x, 2)
-    else:  # evaluation: the maximum of four strided views is 1.7× faster than max_pool2d on a CPU
-        h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
-        out = torch.maximum(torch.maximum(x[..., 0:h:2, 0:w:2], x[..., 0:h:2, 1:w:2]),
-                            torch.maximum(x[..., 1:h:2, 0:w:2], x[..., 1:h:2, 1:w:2]))
+    else:  # evaluation: rows of pairs, then pairs within rows, in (N, H, W, C) memory: 1.8× max_pool2d's speed
+        rows = x.permute(0, 2, 3, 1).reshape(n * h // 2, 2, w // 2, 2 * c)
+        pairs = torch.maximum(rows[:, 0], rows[:, 1])
+        out = torch.maximum(pairs[..., :c], pairs[..., c:]).view(n, h // 2, w // 2, c).permute(0, 3, 1, 2)
     return torch.relu(out) if relu else out
 
 
@@ -488,7 +489,8 @@ class _Layer(NamedTuple):
 
 
 class _Ensemble:
-    """The stacked state of one ensemble and how it trains (one call of :meth:`epoch` per epoch)."""
+    """The stacked state of one ensemble and how it trains (:meth:`train_epoch`, :meth:`swap`,
+    :meth:`evaluate` and :meth:`sign_changes` once per epoch)."""
 
     def __init__(self, specs: list[RunSpec], device: torch.device, memory: torch.memory_format) -> None:
         # frozen members first, by reset rule, so each rule's members are one slice of the stack
@@ -524,6 +526,9 @@ class _Ensemble:
         self.order_keys = sorted({s.order_seed for s in self.specs})
         self.order_of = torch.tensor([self.order_keys.index(s.order_seed) for s in self.specs], device=device)
         self.orders = {k: torch.Generator().manual_seed(k) for k in self.order_keys}
+        # Fluid SPIN: each member's swaps draw from its own generator, as train_run's do
+        self.swaps = {m: torch.Generator().manual_seed(s.template_seed) for m, s in enumerate(self.specs)
+                      if s.condition.swap}
         self.step = 0
         self.epoch = 0
         self.alive = [True] * self.M
@@ -683,6 +688,24 @@ class _Ensemble:
         self.epoch += 1
         return loss_sum / n, correct / n, resets
 
+    def swap(self) -> None:
+        """Fluid SPIN: flip a share of each swapping member's template and weights (after its
+        epoch's steps, as ``train_run`` does), and enforce the new signs from now on."""
+        for m, generator in self.swaps.items():
+            template, condition = self.templates[m], self.specs[m].condition
+            if template is None:
+                continue
+            weights = {name: self.params[name][m] for name in template}  # views: flips land in the stack
+            fluid_spin_swap(weights, template, condition.swap, mode=condition.swap_mode,  # type: ignore[arg-type]
+                            generator=generator)
+            self._refresh_signs(m)
+
+    def _refresh_signs(self, m: int) -> None:
+        template = self.templates[m]
+        for layer in self.layers:
+            if layer.start <= m < layer.stop and template is not None and layer.name in template:
+                layer.signs[m - layer.start] = template_code(template[layer.name]).to(self.device)
+
     def sign_changes(self) -> list[dict[str, float]]:
         """Per member, the fraction of each weight's signs changed since the last call."""
         fractions: list[dict[str, float]] = [{} for _ in range(self.M)]
@@ -702,6 +725,9 @@ class _Ensemble:
                 "avg": {k: v.cpu() for k, v in self.avg.items()}, "square": {k: v.cpu() for k, v in self.square.items()},
                 "last": {k: v.cpu() for k, v in self.last.items()},
                 "orders": {str(k): g.get_state() for k, g in self.orders.items()},
+                "swaps": {str(m): g.get_state() for m, g in self.swaps.items()},
+                "templates": {str(m): dict(self.templates[m]) for m in self.swaps  # type: ignore[arg-type]
+                              if self.templates[m] is not None},
                 "step": self.step, "epoch": self.epoch, "alive": list(self.alive)}
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -713,6 +739,13 @@ class _Ensemble:
                 mine[k].copy_(saved[k])
         for k, g in self.orders.items():
             g.set_state(state["orders"][str(k)])
+        for m, g in self.swaps.items():  # a swap changed the member's template
+            g.set_state(state["swaps"][str(m)])
+            template = self.templates[m]
+            if template is not None:
+                for name, signs in state["templates"][str(m)].items():
+                    template[name] = signs
+                self._refresh_signs(m)
         self.step, self.epoch, self.alive = int(state["step"]), int(state["epoch"]), list(state["alive"])
 
 
@@ -781,8 +814,8 @@ def train_image_ensemble(specs: Sequence[RunSpec], device: str | torch.device = 
     cell = image_cell(specs[0])
     for s in specs:
         if not supports_images(s):
-            raise ValueError(f"run {s.key} ({s.condition.name}): the image ensemble trains image studies without amp "
-                             f"or Fluid-SPIN swaps; train it with train_run")
+            raise ValueError(f"run {s.key} ({s.condition.name}, reset {s.reset!r}): the image ensemble trains image "
+                             f"studies with the built-in reset rules; train it with train_run")
         if image_cell(s) != cell or s.study != specs[0].study:
             raise ValueError("an image ensemble takes runs of one study at one training-set size; "
                              f"got sizes {sorted({r.n_train for r in specs})} of studies "
@@ -854,6 +887,7 @@ def _train_ensemble(specs: list[RunSpec], device: torch.device, on_epoch: Callab
         for epoch in range(ens.epoch + 1, study.epochs + 1):
             tick = time.perf_counter()
             train_loss, train_acc, resets = ens.train_epoch()
+            ens.swap()
             val_loss, val_acc = ens.evaluate()
             changes = ens.sign_changes()
             wall = time.perf_counter() - tick
