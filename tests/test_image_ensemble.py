@@ -158,7 +158,7 @@ def test_a_cell_trained_as_one_ensemble_matches_train_run(tmp_path, source) -> N
         assert result.extra["ensemble_size"] == len(runs)
         assert result.extra["weights"].keys() == alone.extra["weights"].keys()
         for name, w in alone.extra["weights"].items():
-            torch.testing.assert_close(result.extra["weights"][name], w, atol=1e-5, rtol=0)
+            torch.testing.assert_close(result.extra["weights"][name], w, atol=1e-4, rtol=0)
         if run.condition.frozen:
             assert sum(e.resets for e in alone.epochs) > 0  # Freeze-SGD did work, and its counts agree
 

@@ -195,7 +195,7 @@ def ensemble_size(spec: RunSpec, device: str | torch.device = "cpu", *, free: in
         fixed = 0
     else:
         per_member = itemsize * 5 * state
-        fixed = itemsize * activations * 3 * _CPU_GROUP * max(study.batch_size, _CPU_VAL_BATCH)
+        fixed = itemsize * activations * 3 * max(_CPU_GROUP, _CPU_VAL_GROUP) * max(study.batch_size, _CPU_VAL_BATCH)
     budget = (free if free is not None else _free_bytes(device)) // 2 - fixed
     size = max(1, budget // max(1, per_member))
     return int(size if device.type == "cuda" else min(size, _CPU_MAX_MEMBERS))
@@ -476,16 +476,16 @@ def _adam(params: Sequence[Tensor], grads: Sequence[Tensor], avgs: Sequence[Tens
 # -- one ensemble -----------------------------------------------------------------------------------
 
 class _Layer(NamedTuple):
-    """A constrained weight of the ensemble, for one reset rule: members ``[start, stop)``."""
+    """A constrained weight of the ensemble, for one reset rule: the members ``rows``."""
 
     name: str
     rule: str
-    start: int
-    stop: int
-    signs: Tensor  # int8 (stop - start, *shape)
-    index: Tensor  # (stop - start, 1, …) the weight's position in each member's template
-    seed: Tensor  # (stop - start, 1, …) each member's reset seed
-    active: Tensor | None  # bool (stop - start, 1, …): members whose template holds this weight
+    rows: Tensor | slice  # the members (a slice when they are consecutive)
+    members: list[int]
+    signs: Tensor  # int8 (members, *shape)
+    index: Tensor  # (members, 1, …) the weight's position in each member's template
+    seed: Tensor  # (members, 1, …) each member's reset seed
+    active: Tensor | None  # bool (members, 1, …): members whose template holds this weight
 
 
 class _Ensemble:
@@ -493,14 +493,15 @@ class _Ensemble:
     :meth:`evaluate` and :meth:`sign_changes` once per epoch)."""
 
     def __init__(self, specs: list[RunSpec], device: torch.device, memory: torch.memory_format) -> None:
-        # frozen members first, by reset rule, so each rule's members are one slice of the stack
-        self.specs = sorted(specs, key=lambda s: (not s.condition.frozen, s.reset if s.condition.frozen else ""))
+        # members that see the same batches (a trial's conditions) side by side: on a CPU they
+        # train together, and their first convolution is one dense convolution of the batch
+        self.specs = sorted(specs, key=lambda s: (s.order_seed, s.data_seed, not s.condition.frozen, s.reset,
+                                                  s.condition.name, s.trial))
         self.device = device
         first = self.specs[0]
         self.study = study = first.study
         self.n_train, self.M = first.n_train, len(self.specs)
         self.dtype = getattr(torch, study.dtype)
-        self.group = self.M if device.type == "cuda" else _CPU_GROUP
         self.val_group = self.M if device.type == "cuda" else _CPU_VAL_GROUP
         self.val_batch = _GPU_VAL_BATCH if device.type == "cuda" else _CPU_VAL_BATCH
 
@@ -523,6 +524,18 @@ class _Ensemble:
         self.lr: float | Tensor = first.lr
         if any(s.lr != first.lr for s in self.specs):
             self.lr = torch.tensor([s.lr for s in self.specs], dtype=torch.float64, device=device)
+        # training passes: on a GPU all members at once; on a CPU the members sharing a batch,
+        # _CPU_GROUP at most, reading it once
+        keys = [(s.order_seed, s.data_seed) for s in self.specs]
+        if device.type == "cuda":
+            self.groups = [(0, self.M, False)]
+        else:
+            self.groups = []
+            start = 0
+            for m in range(1, self.M + 1):
+                if m == self.M or keys[m] != keys[start] or m - start == _CPU_GROUP:
+                    self.groups.append((start, m, True))
+                    start = m
         self.order_keys = sorted({s.order_seed for s in self.specs})
         self.order_of = torch.tensor([self.order_keys.index(s.order_seed) for s in self.specs], device=device)
         self.orders = {k: torch.Generator().manual_seed(k) for k in self.order_keys}
@@ -586,23 +599,25 @@ class _Ensemble:
         for m in frozen:
             rules.setdefault(self.specs[m].reset, []).append(m)
         for rule, members in rules.items():
-            start, stop = members[0], members[-1] + 1  # contiguous: frozen members come sorted by rule
+            rows: Tensor | slice = slice(members[0], members[-1] + 1)
+            if members != list(range(members[0], members[-1] + 1)):
+                rows = torch.tensor(members, device=self.device)
             for name in names:
                 w = self.params[name]
-                ones = (stop - start,) + (1,) * (w.dim() - 1)
-                signs = torch.zeros((stop - start, *w.shape[1:]), dtype=torch.int8, device=self.device)
-                index = torch.zeros(stop - start, dtype=torch.int64)
-                has = torch.zeros(stop - start, dtype=torch.bool)
-                for m in range(start, stop):
+                ones = (len(members),) + (1,) * (w.dim() - 1)
+                signs = torch.zeros((len(members), *w.shape[1:]), dtype=torch.int8, device=self.device)
+                index = torch.zeros(len(members), dtype=torch.int64)
+                has = torch.zeros(len(members), dtype=torch.bool)
+                for i, m in enumerate(members):
                     template = self.templates[m]
                     if template is not None and name in template:
-                        signs[m - start] = template_code(template[name]).to(self.device)
-                        index[m - start] = list(template).index(name)
-                        has[m - start] = True
+                        signs[i] = template_code(template[name]).to(self.device)
+                        index[i] = list(template).index(name)
+                        has[i] = True
                 if not bool(has.any()):
                     continue
-                seed = torch.tensor([self.specs[m].reset_seed for m in range(start, stop)], dtype=torch.int64)
-                layers.append(_Layer(name, rule, start, stop, signs, index.view(ones).to(self.device),
+                seed = torch.tensor([self.specs[m].reset_seed for m in members], dtype=torch.int64)
+                layers.append(_Layer(name, rule, rows, members, signs, index.view(ones).to(self.device),
                                      seed.view(ones).to(self.device),
                                      None if bool(has.all()) else has.view(ones).to(self.device)))
         return layers
@@ -659,14 +674,16 @@ class _Ensemble:
         for start in range(0, n, B):
             batch = index[:, start : start + B]
             y = self.y_pool[batch]
-            for g in range(0, self.M, self.group):
-                sub = slice(g, min(g + self.group, self.M))
-                x = self.x_pool[batch[sub]]
+            for first, stop, shared in self.groups:
+                sub = slice(first, stop)
+                # the members of a shared group see one batch: it goes in once
+                x = self.x_pool[batch[first] if shared else batch[sub]]
                 if x.dtype == torch.uint8:
-                    x = self.data.inputs(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+                    x = self.data.inputs(x) if shared else self.data.inputs(x.flatten(0, 1)).unflatten(0, x.shape[:2])
                 leaves = {k: v[sub].detach().requires_grad_() for k, v in self.params.items()}
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                    out = self.program(leaves, {k: v[sub] for k, v in self.buffers.items()}, _Act(x, MEMBERS), True)
+                    out = self.program(leaves, {k: v[sub] for k, v in self.buffers.items()},
+                                       _Act(x, SHARED if shared else MEMBERS), True)
                     size, b = out.shape[:2]
                     flat, target = out.flatten(0, 1), y[sub].flatten()
                     losses = task_loss(self.data.task, flat.float() if self.amp else flat, target).view(size, b)
@@ -681,12 +698,19 @@ class _Ensemble:
                       [self.avg[k] for k in self.names], [self.square[k] for k in self.names], self.step, self.lr,
                       self.study.adam_eps)
                 for layer in self.layers:
-                    w = self.params[layer.name][layer.start : layer.stop]
-                    resets[layer.start : layer.stop] += dense_enforce_(
-                        w, layer.signs, layer.rule, self.study.eps, seed=layer.seed, step=self.step, layer=layer.index,
-                        members=1, active=layer.active)
+                    resets[layer.rows] += self._enforce(layer)
         self.epoch += 1
         return loss_sum / n, correct / n, resets
+
+    def _enforce(self, layer: _Layer) -> Tensor:
+        """Freeze-SGD of one weight for one rule's members; their resets."""
+        w = self.params[layer.name]
+        rows = w[layer.rows] if isinstance(layer.rows, slice) else w.index_select(0, layer.rows)
+        counts = dense_enforce_(rows, layer.signs, layer.rule, self.study.eps, seed=layer.seed, step=self.step,
+                                layer=layer.index, members=1, active=layer.active)
+        if not isinstance(layer.rows, slice):
+            w.index_copy_(0, layer.rows, rows)
+        return counts
 
     def swap(self) -> None:
         """Fluid SPIN: flip a share of each swapping member's template and weights (after its
@@ -703,8 +727,8 @@ class _Ensemble:
     def _refresh_signs(self, m: int) -> None:
         template = self.templates[m]
         for layer in self.layers:
-            if layer.start <= m < layer.stop and template is not None and layer.name in template:
-                layer.signs[m - layer.start] = template_code(template[layer.name]).to(self.device)
+            if m in layer.members and template is not None and layer.name in template:
+                layer.signs[layer.members.index(m)] = template_code(template[layer.name]).to(self.device)
 
     def sign_changes(self) -> list[dict[str, float]]:
         """Per member, the fraction of each weight's signs changed since the last call."""
