@@ -253,7 +253,8 @@ class _Stop(Exception):
 @real_data
 def test_an_interrupted_ensemble_resumes_with_the_same_numbers(tmp_path, dropout_net) -> None:
     """Stopped after the second epoch of its second ensemble (max_members splits the cell), then
-    called again: the per-epoch rows and weights of an uninterrupted call, dropout included."""
+    called again (without max_members: the saved split holds): the per-epoch rows and weights
+    of an uninterrupted call, dropout included."""
     runs = plan(_study(tmp_path, f"model='{dropout_net}'", "epochs=3", "conditions=['frozen_rand', 'fluid_rand']"))
     straight = train_image_ensemble(runs, keep_weights=True, max_members=2)
     path = ensemble_checkpoint_file(tmp_path / "checkpoints", runs)
@@ -271,7 +272,7 @@ def test_an_interrupted_ensemble_resumes_with_the_same_numbers(tmp_path, dropout
     assert (saved["format"], saved["running_index"], saved["running"]["ensemble"]["epoch"]) == (CHECKPOINT_FORMAT, 1, 2)
     assert len(saved["finished"]) == 2
     epochs = []
-    resumed = train_image_ensemble(runs, keep_weights=True, on_epoch=epochs.append, checkpoint=path, max_members=2)
+    resumed = train_image_ensemble(runs, keep_weights=True, on_epoch=epochs.append, checkpoint=path)
     assert len(epochs) == 1  # only the last epoch of the second ensemble was trained
     for a, b in zip(straight, resumed):
         assert a.key == b.key and _rows(a) == _rows(b)

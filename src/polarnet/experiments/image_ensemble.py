@@ -846,32 +846,35 @@ def train_image_ensemble(specs: Sequence[RunSpec], device: str | torch.device = 
                              f"{sorted({r.study.name for r in specs})}")
     if len({s.key for s in specs}) != len(specs):
         raise ValueError("the same run is listed twice")
-    size = max_members or ensemble_size(specs[0], device)
-    if size < 1:
-        raise ValueError(f"max_members must be at least 1, got {size}")
-    count = math.ceil(len(specs) / size)
-    # as even as possible, a trial's conditions together (their first steps coincide)
-    ordered = sorted(specs, key=lambda s: (s.trial, s.condition.name, s.reset))
-    bounds = [round(i * len(ordered) / count) for i in range(count + 1)]
-    ensembles = [ordered[bounds[i] : bounds[i + 1]] for i in range(count)]
-
     path = Path(checkpoint) if checkpoint is not None else None
     saved = None
     if path is not None:
         for stale in stale_temporaries(path):  # a write cut short by a kill
             stale.unlink(missing_ok=True)
-        saved = _read_checkpoint(path, specs, [[s.key for s in e] for e in ensembles])
+        saved = _read_checkpoint(path, specs, keep_weights)
+    by_key = {s.key: s for s in specs}
+    if saved is not None:  # the split it was made with (free memory may differ now)
+        ensembles = [[by_key[k] for k in keys] for keys in saved["ensembles"]]
+    else:
+        size = max_members or ensemble_size(specs[0], device)
+        if size < 1:
+            raise ValueError(f"max_members must be at least 1, got {size}")
+        count = math.ceil(len(specs) / size)
+        # as even as possible, a trial's conditions together (they share batches)
+        ordered = sorted(specs, key=lambda s: (s.trial, s.condition.name, s.reset))
+        bounds = [round(i * len(ordered) / count) for i in range(count + 1)]
+        ensembles = [ordered[bounds[i] : bounds[i + 1]] for i in range(count)]
     finished: dict[str, RunResult] = {}
     weights: dict[str, dict[str, Tensor]] = {}
     if saved is not None:
         finished = {k: _result_from(v) for k, v in saved["finished"].items()}
-        weights = saved.get("weights", {})
+        weights = saved["weights"]
     for number, members in enumerate(ensembles):
         if all(s.key in finished for s in members):
             continue
         state = saved["running"] if saved is not None and saved.get("running_index") == number else None
         writer = _Writer(path, checkpoint_overhead, [[s.key for s in e] for e in ensembles], number, finished,
-                         weights if keep_weights else {}) if path is not None else None
+                         weights, keep_weights) if path is not None else None
         for result, kept in _train_ensemble(members, device, on_epoch, state, writer, keep_weights):
             finished[result.key] = result
             if kept is not None:
@@ -958,11 +961,11 @@ class _Writer:
     (never after the last epoch: the results follow)."""
 
     def __init__(self, path: Path, overhead: float, ensembles: list[list[str]], number: int,
-                 finished: dict[str, RunResult], weights: dict[str, dict[str, Tensor]]) -> None:
+                 finished: dict[str, RunResult], weights: dict[str, dict[str, Tensor]], keep_weights: bool) -> None:
         if not overhead > 0:
             raise ValueError(f"checkpoint_overhead must be > 0, got {overhead!r}")
         self.path, self.overhead, self.ensembles, self.number = path, overhead, ensembles, number
-        self.finished, self.weights = finished, weights
+        self.finished, self.weights, self.keep_weights = finished, weights, keep_weights
         self.since, self.cost = time.perf_counter(), 0.0
 
     def after_epoch(self, ens: _Ensemble, results: list[RunResult], seconds: float, cuda: list[int]) -> None:
@@ -975,16 +978,16 @@ class _Writer:
             running["cuda_rng"] = torch.cuda.get_rng_state(cuda[0])
         state = {"format": CHECKPOINT_FORMAT, "kind": "image ensemble", "ensembles": self.ensembles,
                  "finished": {k: _result_state(r) for k, r in self.finished.items()}, "weights": self.weights,
-                 "running_index": self.number, "running": running}
+                 "keep_weights": self.keep_weights, "running_index": self.number, "running": running}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, lambda f: torch.save(state, f), "checkpoint", ValueError)
         self.since = time.perf_counter()
         self.cost = self.since - now
 
 
-def _read_checkpoint(path: Path, specs: list[RunSpec], ensembles: list[list[str]]) -> dict[str, Any] | None:
-    """The checkpoint of these runs, split into these ensembles, at ``path``; else ``None``
-    (with a warning when a file is there but unusable)."""
+def _read_checkpoint(path: Path, specs: list[RunSpec], keep_weights: bool) -> dict[str, Any] | None:
+    """The checkpoint of these runs at ``path``; else ``None`` (with a warning when a file is
+    there but unusable)."""
     if not path.exists():
         return None
     try:
@@ -993,8 +996,11 @@ def _read_checkpoint(path: Path, specs: list[RunSpec], ensembles: list[list[str]
                 or state.get("kind") != "image ensemble":
             found = state.get("format") if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"format {found!r}, expected image ensemble format {CHECKPOINT_FORMAT}")
-        if state.get("ensembles") != ensembles:
-            raise ValueError("it holds other runs, or the same runs split into other ensembles")
+        keys = sorted(k for ensemble in state["ensembles"] for k in ensemble)
+        if keys != sorted(s.key for s in specs):
+            raise ValueError("it holds other runs")
+        if keep_weights and not state["keep_weights"] and state["finished"]:
+            raise ValueError("its finished runs' weights were not kept")
         epoch = int(state["running"]["ensemble"]["epoch"])
         if not 0 < epoch <= specs[0].study.epochs:
             raise ValueError(f"epoch {epoch} is not one of the runs' {specs[0].study.epochs}")
