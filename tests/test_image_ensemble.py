@@ -12,8 +12,9 @@ from torch import nn
 
 from polarnet.data.images import IMAGE_DATASETS
 from polarnet.experiments import load_study, plan
-from polarnet.experiments.image_ensemble import (CHECKPOINT_FORMAT, _Act, _Program, ensemble_checkpoint_file,
-                                                 ensemble_size, image_cell, supports_images, train_image_ensemble)
+from polarnet.experiments.image_ensemble import (CHECKPOINT_FORMAT, ensemble_checkpoint_file, ensemble_size, image_cell,
+                                                 supports_images, train_image_ensemble)
+from polarnet.experiments.stacked import Act, StackedProgram
 from polarnet.experiments.trainer import train_run
 from polarnet.freeze import RESETS, register_reset
 from polarnet.models import MODELS, get_model, register_model
@@ -84,14 +85,13 @@ def source(tmp_path):
     return str(path)
 
 
-def _bn_lenet(num_classes: int = 10, in_channels: int = 1, head_norm: bool = False) -> nn.Module:
-    """A LeNet with BatchNorm after conv1 (and, with ``head_norm``, in the classifier)."""
-    head = [nn.Linear(16 * 5 * 5, 32), nn.ReLU()] + ([nn.BatchNorm1d(32)] if head_norm else [])
+def _bn_lenet(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+    """A LeNet with BatchNorm after conv1."""
     return nn.Sequential(OrderedDict(
         features=nn.Sequential(nn.Conv2d(in_channels, 6, 5, padding=2, bias=False), nn.BatchNorm2d(6), nn.ReLU(),
                                nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2)),
         flatten=nn.Flatten(),
-        classifier=nn.Sequential(*head, nn.Linear(32, num_classes)),
+        classifier=nn.Sequential(nn.Linear(16 * 5 * 5, 32), nn.ReLU(), nn.Linear(32, num_classes)),
     ))
 
 
@@ -169,41 +169,13 @@ def test_batch_norm_and_untraceable_models_match_train_run(tmp_path, request, mo
     """BatchNorm with per-member statistics (grouped channels, normalised in train_run's
     memory layout: torch's channels-last and contiguous kernels sum the statistics in other
     orders, 1e-4 apart over an image's flat background), and a model torch.fx can't trace,
-    which runs under torch.func.vmap as a whole. (BatchNorm1d is in the layer-by-layer test:
+    which runs under torch.func.vmap as a whole. (BatchNorm1d is in test_stacked's layer-by-layer test:
     after an always-active unit, a bias's gradient is rounding noise, which Adam's first steps
     turn into steps of size lr, in any two implementations.)"""
     name = request.getfixturevalue(model)
     runs = plan(_study(tmp_path, f"model='{name}'", "epochs=2", "conditions=['frozen_rand', 'fluid_fast']"))
     for run, result in zip(runs, train_image_ensemble(runs)):
         _assert_close(result, train_run(run))
-
-
-def test_the_program_matches_the_model_layer_by_layer() -> None:
-    """Stacked members on shared (validation) and per-member (training) inputs give each
-    model's own outputs, gradients and BatchNorm statistics; no data needed."""
-    torch.manual_seed(0)
-    models = [_bn_lenet(head_norm=True).train() for _ in range(3)]
-    params = {n: torch.stack([m.get_parameter(n).detach() for m in models]) for n, _ in models[0].named_parameters()}
-    buffers = {n: torch.stack([m.get_buffer(n).clone() for m in models]) for n, _ in models[0].named_buffers()}
-    program = _Program(_bn_lenet(head_norm=True))
-    x = torch.randn(3, 8, 1, 28, 28)
-    leaves = {n: p.clone().requires_grad_() for n, p in params.items()}
-    out = program(leaves, buffers, _Act(x, "members"), True)
-    grads = torch.autograd.grad(out.square().sum(), list(leaves.values()))
-    for m, model in enumerate(models):
-        own = model(x[m])
-        torch.testing.assert_close(out[m], own, atol=1e-5, rtol=1e-5)
-        for g, (name, p) in zip(grads, model.named_parameters()):
-            torch.testing.assert_close(g[m], torch.autograd.grad(own.square().sum(), p, retain_graph=True)[0],
-                                       atol=1e-4, rtol=1e-4)
-        for name, b in model.named_buffers():  # running statistics moved as the model's did
-            torch.testing.assert_close(buffers[name][m], b.to(buffers[name].dtype))
-    shared = torch.randn(5, 1, 28, 28)
-    with torch.no_grad():
-        out = program(params, buffers, _Act(shared, "shared"), False)
-        for m, model in enumerate(models):
-            model.eval()
-            torch.testing.assert_close(out[m], model(shared), atol=1e-5, rtol=1e-5)
 
 
 @real_data
@@ -237,10 +209,10 @@ def test_dropout_masks_differ_per_member(tmp_path, dropout_net) -> None:
     assert a.acc_after_align == b.acc_after_align  # the same weights to start with
     assert a.epochs[0].train_loss != b.epochs[0].train_loss
     # and the masks are those of dropout: about half the units of a member are dropped
-    program = _Program(get_model(dropout_net))
+    program = StackedProgram(get_model(dropout_net))
     model = get_model(dropout_net)
     params = {n: p.detach().expand(4, *p.shape).clone() for n, p in model.named_parameters()}
-    out = program(params, {}, _Act(torch.randn(1, 2, 1, 28, 28).expand(4, 2, 1, 28, 28), "members"), True)
+    out = program(params, {}, Act(torch.randn(1, 2, 1, 28, 28).expand(4, 2, 1, 28, 28), "members"), True)
     assert all(not torch.equal(out[0], out[m]) for m in range(1, 4))
 
 

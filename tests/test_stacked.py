@@ -1,0 +1,100 @@
+"""The stacked program and Adam: many models of one architecture as one, to rounding (Adam bit for bit)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+from polarnet.experiments.stacked import MEMBERS, SHARED, Act, StackedProgram, adam_
+from polarnet.models import get_model
+
+
+def _bn_lenet() -> nn.Module:
+    """LeNet with BatchNorm in the features and in the classifier, a 3×3 pool and dropout."""
+    return nn.Sequential(OrderedDict(
+        features=nn.Sequential(nn.Conv2d(1, 6, 5, padding=2, bias=False), nn.BatchNorm2d(6), nn.ReLU(),
+                               nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(3, 2)),
+        flatten=nn.Flatten(),
+        classifier=nn.Sequential(nn.Linear(16 * 4 * 4, 32), nn.ReLU(), nn.BatchNorm1d(32), nn.Linear(32, 10)),
+    ))
+
+
+def test_the_program_matches_the_model_layer_by_layer() -> None:
+    """Stacked members on shared (validation) and per-member (training) inputs give each
+    model's own outputs, gradients and BatchNorm statistics; no data needed."""
+    torch.manual_seed(0)
+    models = [_bn_lenet().train() for _ in range(3)]
+    params = {n: torch.stack([m.get_parameter(n).detach() for m in models]) for n, _ in models[0].named_parameters()}
+    buffers = {n: torch.stack([m.get_buffer(n).clone() for m in models]) for n, _ in models[0].named_buffers()}
+    program = StackedProgram(_bn_lenet())
+    x = torch.randn(3, 8, 1, 28, 28)
+    leaves = {n: p.clone().requires_grad_() for n, p in params.items()}
+    out = program(leaves, buffers, Act(x, "members"), True)
+    grads = torch.autograd.grad(out.square().sum(), list(leaves.values()))
+    for m, model in enumerate(models):
+        own = model(x[m])
+        torch.testing.assert_close(out[m], own, atol=1e-5, rtol=1e-5)
+        for g, (name, p) in zip(grads, model.named_parameters()):
+            torch.testing.assert_close(g[m], torch.autograd.grad(own.square().sum(), p, retain_graph=True)[0],
+                                       atol=1e-4, rtol=1e-4)
+        for name, b in model.named_buffers():  # running statistics moved as the model's did
+            torch.testing.assert_close(buffers[name][m], b.to(buffers[name].dtype))
+    shared = torch.randn(5, 1, 28, 28)
+    with torch.no_grad():
+        out = program(params, buffers, Act(shared, "shared"), False)
+        for m, model in enumerate(models):
+            model.eval()
+            torch.testing.assert_close(out[m], model(shared), atol=1e-5, rtol=1e-5)
+
+
+class _Reshaping(nn.Module):
+    """torch.fx can't trace ``len`` of a proxy: the whole model runs under vmap."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 3, 3), nn.Linear(3 * 4 * 4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.conv(x), 1).reshape(len(x), -1))
+
+
+@pytest.mark.parametrize("make", [lambda: get_model("lenet"), _Reshaping])
+@pytest.mark.parametrize("layout", [SHARED, MEMBERS])
+def test_every_member_computes_its_own_model(make, layout) -> None:
+    torch.manual_seed(1)
+    models = [make().eval() for _ in range(3)]
+    size = 28 if isinstance(models[0], nn.Sequential) else 6
+    params = {n: torch.stack([m.get_parameter(n).detach() for m in models]) for n, _ in models[0].named_parameters()}
+    program = StackedProgram(make())
+    assert program.traced == isinstance(models[0], nn.Sequential)
+    x = torch.randn(4, 1, size, size) if layout == SHARED else torch.randn(3, 4, 1, size, size)
+    with torch.no_grad():
+        out = program(params, {}, Act(x, layout), False)
+    for m, model in enumerate(models):
+        torch.testing.assert_close(out[m], model(x if layout == SHARED else x[m]), atol=1e-5, rtol=1e-5)
+
+
+def test_adam_is_torch_adam_bit_for_bit() -> None:
+    """Three members, their own learning rates, ten steps: exactly torch.optim.Adam's numbers."""
+    torch.manual_seed(2)
+    start = torch.randn(3, 5, 4)
+    grads = torch.randn(10, 3, 5, 4)
+    lrs = (0.1, 0.003, 0.03)
+    stacked, avg, square = start.clone(), torch.zeros(3, 5, 4), torch.zeros(3, 5, 4)
+    for step in range(10):
+        adam_([stacked], [grads[step]], [avg], [square], step + 1, torch.tensor(lrs, dtype=torch.float64), 1e-8)
+    uniform, avg, square = start.clone(), torch.zeros(3, 5, 4), torch.zeros(3, 5, 4)
+    for step in range(10):
+        adam_([uniform], [grads[step]], [avg], [square], step + 1, lrs[1], 1e-8)
+    for m, lr in enumerate(lrs):
+        p = nn.Parameter(start[m].clone())
+        opt = torch.optim.Adam([p], lr=lr, eps=1e-8)
+        for step in range(10):
+            p.grad = grads[step, m].clone()
+            opt.step()
+        assert torch.equal(stacked[m], p.detach())
+        if lr == lrs[1]:
+            assert torch.equal(uniform[m], p.detach())
