@@ -9,9 +9,9 @@ as :func:`~polarnet.experiments.trainer.train_run` draws it), its own BatchNorm 
 dropout masks, learning rate, template, reset rule and keyed resets. Its numbers agree with
 ``train_run``'s to floating-point rounding (convolutions add in another order: ~1e-7 per
 epoch in float32; more where a gradient is pure rounding noise, which Adam's first steps
-scale up to lr, e.g. a bias feeding BatchNorm through an always-active unit), and don't
-depend on which other runs share the ensemble, except dropout: its masks come from one
-generator for the ensemble (the same protocol, other draws).
+scale up to lr, e.g. a bias feeding BatchNorm through an always-active unit), and, to
+rounding, don't depend on which other runs share the ensemble, except dropout: its masks
+come from one generator for the ensemble (the same protocol, other draws).
 
 How they compute: :class:`~polarnet.experiments.stacked.StackedProgram` (grouped
 channels-last convolutions, batched linears, per-member BatchNorm statistics and dropout
