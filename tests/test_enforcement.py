@@ -41,8 +41,8 @@ def test_hand_computed_resets(rule) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(members=st.integers(1, 5), rows=st.integers(1, 4), cols=st.integers(1, 6), rule=st.sampled_from(DENSE_RULES),
-       data=st.data())
-def test_stacked_members_equal_one_call_per_member(members, rows, cols, rule, data) -> None:
+       gather=st.booleans(), data=st.data())
+def test_stacked_members_equal_one_call_per_member(members, rows, cols, rule, gather, data) -> None:
     """What an ensemble relies on: per-member seeds, steps and layers broadcast; positions restart per member."""
     g = torch.Generator().manual_seed(data.draw(st.integers(0, 1000)))
     w = torch.randn(members, rows, cols, generator=g)
@@ -53,7 +53,7 @@ def test_stacked_members_equal_one_call_per_member(members, rows, cols, rule, da
     view = (members, 1, 1)
     stacked = w.clone()
     counts = dense_enforce_(stacked, signs, rule, 0.1, seed=seeds.view(view), step=steps.view(view),
-                            layer=layers.view(view), members=1, active=active.view(view))
+                            layer=layers.view(view), members=1, active=active.view(view), gather=gather)
     assert counts.shape == (members,)
     for m in range(members):
         one = w[m].clone()
@@ -91,3 +91,27 @@ def test_one_rule_per_member_equals_each_members_own_rule() -> None:
         assert torch.equal(stacked[m], one) and int(counts[m]) == int(n) > 0
     with pytest.raises(ValueError, match="rule_of"):
         dense_enforce_(w.clone(), signs, rules, members=1)
+
+
+_SPECIAL = [0.0, -0.0, float("nan"), -float("nan"), float("inf"), -float("inf")]
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.one_of(st.floats(-3, 3, width=32), st.sampled_from(_SPECIAL)), min_size=24, max_size=24),
+       signs=st.lists(st.sampled_from([-1, 0, 1]), min_size=24, max_size=24),
+       rules=st.lists(st.sampled_from(DENSE_RULES), min_size=1, max_size=3), channels_last=st.booleans(),
+       dtype=st.sampled_from([torch.float32, torch.float64, torch.bfloat16, torch.float16]))
+def test_gathering_the_violations_gives_the_dense_numbers_bit_for_bit(values, signs, rules, channels_last, dtype) -> None:
+    """(2 members, 3, 2, 2): channels-last stacked conv weights, NaN and ±0 included, one rule per member."""
+    w = torch.tensor(values).view(2, 3, 2, 2).to(dtype)
+    if channels_last:
+        w = w.to(memory_format=torch.channels_last)
+    code = template_code(torch.tensor(signs).view(2, 3, 2, 2), w)
+    rule_of = torch.tensor([0, len(rules) - 1]).view(2, 1, 1, 1)
+    keys = dict(seed=torch.tensor([3, 4]).view(2, 1, 1, 1), step=7, layer=torch.tensor([1, 2]).view(2, 1, 1, 1),
+                members=1, rule_of=rule_of)
+    dense, gathered = w.clone(), w.clone()
+    a = dense_enforce_(dense, code, rules if len(rules) > 1 else rules[0], 0.5, **keys)
+    b = dense_enforce_(gathered, code, rules if len(rules) > 1 else rules[0], 0.5, gather=True, **keys)
+    bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[w.element_size()]
+    assert torch.equal(a, b) and torch.equal(dense.contiguous().view(bits), gathered.contiguous().view(bits))

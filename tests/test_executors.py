@@ -84,7 +84,7 @@ _IMAGES = ["dataset='fashion_mnist'", "model='lenet'", "in_channels=1", "init_li
 
 @pytest.mark.parametrize(("overrides", "workers", "sizes"), [
     # image runs: a chunk per worker of every cell (one training-set size)
-    (["conditions=['frozen_rand', 'fluid_rand']", "trials=3", "sizes=[50, 100]"], 2, [3, 3, 3, 3]),
+    (["conditions=['frozen_rand', 'fluid_rand']", "trials=3", "sizes=[50, 100]"], 2, [4, 2, 4, 2]),  # whole trials
     (["conditions=['frozen_rand', 'fluid_rand']", "trials=3", "sizes=[50, 100]"], 1, [6, 6]),
     (["conditions=['frozen_rand', 'fluid_rand']", "trials=3", "sizes=[50]", "ensemble_members=4"], 1, [4, 2]),
     (["conditions=['frozen_rand']", "trials=2", "sizes=[50]", "vectorize=false"], 2, [1, 1]),

@@ -15,7 +15,7 @@ rules see the same values, signs and uniforms entry by entry, and the same ops r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -51,28 +51,30 @@ def _positions(shape: Sequence[int], device: torch.device) -> Tensor:
     return torch.arange(int(torch.Size(shape).numel()), device=device, dtype=torch.int64).view(tuple(shape))
 
 
-def _new_values(rule: str, w: Tensor, eps: float, seed: Tensor | int, step: Tensor | int, layer: Tensor | int,
-                members: int) -> Tensor:
-    """The rule's value for every entry, as the sparse path computes it for a violating one."""
-    # a violating weight has the sign opposite to T; the sparse path takes the sign from the
-    # value in the same way (it also decides a NaN's fate), so the dense one does too
-    signs = w.sign().neg_()
+def _reset(rule: str, values: Tensor, signs: Tensor, eps: float, uniform: Callable[[], Tensor]) -> Tensor:
+    """The rule's new values, op for op as the sparse path computes them."""
     if rule == "posRand":
-        u = keyed_uniform(seed, step, layer, _positions(w.shape[members:], w.device), w.dtype)
-        return u.mul_(eps) * signs  # u may be one member's shape (keys shared by all members)
+        return uniform().mul_(eps) * signs  # the uniforms may be one member's shape (keys shared by all)
     if rule == "posCon":
         return signs * eps
     if rule == "zero":
         return signs * 0.0
-    if rule == "flip":
-        return -w
-    raise ValueError(f"the dense path knows the reset rules {', '.join(DENSE_RULES)}; got {rule!r} "
-                     f"(a rule of your own runs on the sparse path: Enforcer(..., path='sparse'))")
+    assert rule == "flip", rule
+    return -values
+
+
+def _ravel(coords: Sequence[Tensor], shape: Sequence[int]) -> Tensor | int:
+    """Row-major index of ``coords`` within ``shape`` (0 for no axes)."""
+    index: Tensor | int = 0
+    for c, n in zip(coords, shape):
+        index = index * n + c
+    return index
 
 
 def dense_enforce_(w: Tensor, signs: Tensor, rule: str | Sequence[str] = "posRand", eps: float = 1e-3, *,
                    seed: Tensor | int = 0, step: Tensor | int = 1, layer: Tensor | int = 0, members: int = 0,
-                   active: Tensor | None = None, states: Sequence[Tensor] = (), rule_of: Tensor | None = None) -> Tensor:
+                   active: Tensor | None = None, states: Sequence[Tensor] = (), rule_of: Tensor | None = None,
+                   gather: bool = False) -> Tensor:
     """Put ``w`` back on the side of ``signs`` in place; returns the resets as a tensor.
 
     A violation is ``w·T < 0`` (sign bit against ``T``, ``w ≠ 0``), or ``w ≠ 0`` where
@@ -95,6 +97,10 @@ def dense_enforce_(w: Tensor, signs: Tensor, rule: str | Sequence[str] = "posRan
         states: tensors shaped like ``w`` (optimizer moments) zeroed where a reset happened.
         rule_of: with several rules, each member's rule as an index into ``rule``
             (broadcastable to ``w``, like ``seed``).
+        gather: find the violations (a host read of their indices) and compute resets for
+            them only. Same numbers; faster on a CPU, where the read is free and the keyed
+            hash of every entry is not (3-4x for an ensemble's step), but it synchronises:
+            keep it off on a GPU. Keys must then vary along the member axes only.
 
     Returns:
         int64 resets per member (shape ``w.shape[:members]``; a 0-d tensor when ``members=0``),
@@ -115,18 +121,61 @@ def dense_enforce_(w: Tensor, signs: Tensor, rule: str | Sequence[str] = "posRan
         if active is not None:
             stray = stray & active
             bad = bad & active
-        if isinstance(rule, str):
-            new = _new_values(rule, w, eps, seed, step, layer, members)
+        rules = [rule] if isinstance(rule, str) else list(rule)
+        if len(rules) > 1 and rule_of is None:
+            raise ValueError("several reset rules need rule_of: each member's rule, as an index into them")
+        unknown = [name for name in rules if name not in DENSE_RULES]
+        if unknown:
+            raise ValueError(f"the dense path knows the reset rules {', '.join(DENSE_RULES)}; got {unknown[0]!r} "
+                             f"(a rule of your own runs on the sparse path: Enforcer(..., path='sparse'))")
+        if gather:
+            _gather_resets(w, bad, rules, eps, seed, step, layer, members, rule_of)
+            w.masked_fill_(stray, 0.0)
         else:
-            if rule_of is None:
-                raise ValueError("several reset rules need rule_of: each member's rule, as an index into them")
-            new = _new_values(rule[0], w, eps, seed, step, layer, members)
-            for k, name in enumerate(rule[1:], 1):
-                new = torch.where(rule_of == k, _new_values(name, w, eps, seed, step, layer, members), new)
-        out = torch.where(bad, new, w).masked_fill_(stray, 0.0)
-        w.copy_(out)
+            # a violating weight has the sign opposite to T; the sparse path takes the sign from
+            # the value in the same way (it also decides a NaN's fate), so the dense one does too
+            signs_w = w.sign().neg_()
+            positions = _positions(w.shape[members:], w.device)
+
+            def uniform() -> Tensor:
+                return keyed_uniform(seed, step, layer, positions, w.dtype)
+
+            new = _reset(rules[0], w, signs_w, eps, uniform)
+            for k, name in enumerate(rules[1:], 1):
+                new = torch.where(rule_of == k, _reset(name, w, signs_w, eps, uniform), new)
+            w.copy_(torch.where(bad, new, w).masked_fill_(stray, 0.0))
         hit = bad | stray
         for state in states:
             state.masked_fill_(hit, 0)
         dims = tuple(range(members, w.dim()))
         return hit.sum(dims) if dims else hit.to(torch.int64)
+
+
+def _gather_resets(w: Tensor, bad: Tensor, rules: list[str], eps: float, seed: Tensor | int, step: Tensor | int,
+                   layer: Tensor | int, members: int, rule_of: Tensor | None) -> None:
+    """:func:`dense_enforce_`'s resets, computed for the violating entries only."""
+    where = bad.nonzero(as_tuple=True)  # logical coordinates, whatever w's memory layout
+    if where[0].numel() == 0:
+        return
+    member = _ravel(where[:members], w.shape[:members])
+
+    def pick(key: Tensor | int) -> Tensor | int:  # a key per violation, from its member's
+        if not isinstance(key, Tensor) or key.numel() == 1:
+            return key.reshape(()) if isinstance(key, Tensor) else key
+        return key.reshape(-1)[member]
+
+    values = w[where]
+    signs = values.sign().neg_()
+    position = _ravel(where[members:], w.shape[members:])
+    position = position if isinstance(position, Tensor) else torch.zeros_like(values, dtype=torch.int64)
+
+    def uniform() -> Tensor:
+        return keyed_uniform(pick(seed), pick(step), pick(layer), position, w.dtype)
+
+    new = _reset(rules[0], values, signs, eps, uniform)
+    if len(rules) > 1:
+        assert rule_of is not None
+        chosen = pick(rule_of)
+        for k, name in enumerate(rules[1:], 1):
+            new = torch.where(chosen == k, _reset(name, values, signs, eps, uniform), new)
+    w.index_put_(where, new)

@@ -266,4 +266,5 @@ def _enforce(w: Tensor, layer: _Layer, A: int, rule_names: list[str], rule_of: T
     rules = [name if name != "none" else "zero" for name in rule_names]
     return dense_enforce_(w, layer.code[:A], rules[0] if len(rules) == 1 else rules, eps,
                           seed=seeds.view(member), step=steps.view(member), layer=layer.index[:A].view(member),
-                          members=1, active=layer.constrained[:A].view(member), rule_of=rule_of.view(member))
+                          members=1, active=layer.constrained[:A].view(member), rule_of=rule_of.view(member),
+                          gather=w.device.type == "cpu")  # the CPU hashes only the violations

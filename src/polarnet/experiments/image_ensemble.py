@@ -427,7 +427,8 @@ class _Ensemble:
         w = self.params[layer.name]
         rows = w[layer.rows] if isinstance(layer.rows, slice) else w.index_select(0, layer.rows)
         counts = dense_enforce_(rows, layer.signs, layer.rule, self.study.eps, seed=layer.seed, step=self.step,
-                                layer=layer.index, members=1, active=layer.active)
+                                layer=layer.index, members=1, active=layer.active,
+                                gather=rows.device.type == "cpu")  # the CPU hashes only the violations
         if not isinstance(layer.rows, slice):
             w.index_copy_(0, layer.rows, rows)
         return counts

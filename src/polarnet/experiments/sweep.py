@@ -121,9 +121,9 @@ def make_chunks(runs: list[RunSpec], workers: int, target_per_worker: int = 1, m
     big chunks don't make the bar coarse).
 
     Vectorised image runs are grouped by cell (one training-set size: one architecture and
-    number of steps), each cell split into ``workers`` chunks (so every worker has a share of
-    every size) of at most ``ensemble_members`` runs when that is set; the chunk's ensemble
-    then sizes itself from the device's free memory. Other runs are chunks of one.
+    number of steps), each cell split by whole trials into ``workers`` chunks (so every worker
+    has a share of every size), smaller when ``ensemble_members`` caps them; the chunk's
+    ensemble then sizes itself from the device's free memory. Other runs are chunks of one.
 
     Example:
         >>> from .config import load_study
@@ -151,10 +151,14 @@ def make_chunks(runs: list[RunSpec], workers: int, target_per_worker: int = 1, m
         for s in range(0, len(trials), per_chunk):
             keep = set(trials[s : s + per_chunk])
             chunks.append([r for r in group if r.trial in keep])
-    for cell in cells.values():
+    for cell in cells.values():  # by whole trials: a trial's conditions share batches on the CPU
         cap = cell[0].study.ensemble_members or len(cell)
-        per_chunk = min(cap, math.ceil(len(cell) / max(1, workers)))
-        chunks.extend(cell[s : s + per_chunk] for s in range(0, len(cell), per_chunk))
+        trials = sorted({r.trial for r in cell})
+        pieces = max(min(max(1, workers), len(trials)), math.ceil(len(cell) / cap))
+        per_chunk = max(1, math.ceil(len(trials) / pieces))
+        for s in range(0, len(trials), per_chunk):
+            keep = set(trials[s : s + per_chunk])
+            chunks.append([r for r in cell if r.trial in keep])
     return chunks
 
 
