@@ -54,3 +54,13 @@ def test_seeded_resets_do_not_depend_on_memory_layout() -> None:
     for net in (a, b):
         pn.Enforcer(net, t, "posRand", seed=4)()
     assert torch.equal(a.weight.detach(), b.weight.detach().contiguous())
+
+
+def test_large_inputs_take_the_in_place_path_with_the_same_numbers() -> None:
+    """Above 4096 entries the hash runs in place; every entry still equals the Python reference."""
+    pos = torch.arange(0, 3 * 10**6, 331)
+    seeds = torch.randint(0, 2**62, pos.shape, generator=torch.Generator().manual_seed(0))
+    u = keyed_uniform(seeds, torch.tensor(9), 4, pos)
+    for i in torch.randint(0, len(pos), (64,), generator=torch.Generator().manual_seed(1)).tolist():
+        assert u[i].item() == reference_uniform(int(seeds[i]), 9, 4, int(pos[i]))
+    assert torch.equal(u[:100], keyed_uniform(seeds[:100], 9, 4, pos[:100]))  # the small path agrees

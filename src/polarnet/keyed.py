@@ -39,11 +39,20 @@ def _mix(x: Tensor | int) -> Tensor | int:
         x ^= x >> 27
         x = (x * (_M2 & _MASK64)) & _MASK64
         return _signed(x ^ (x >> 31))
-    x = x ^ _shr(x, 30)
-    x = x * _M1
-    x = x ^ _shr(x, 27)
-    x = x * _M2
-    return x ^ _shr(x, 31)
+    if x.dim() == 0 or x.numel() < 4096:
+        x = x ^ _shr(x, 30)
+        x = x * _M1
+        x = x ^ _shr(x, 27)
+        x = x * _M2
+        return x ^ _shr(x, 31)
+    # large: in place (x is always a fresh temporary here), with one scratch tensor: fresh
+    # large tensors cost page faults on a CPU
+    tmp = torch.empty_like(x)
+    for k, m in ((30, _M1), (27, _M2)):
+        torch.bitwise_right_shift(x, k, out=tmp)
+        x.bitwise_xor_(tmp.bitwise_and_((1 << (64 - k)) - 1)).mul_(m)
+    torch.bitwise_right_shift(x, 31, out=tmp)
+    return x.bitwise_xor_(tmp.bitwise_and_((1 << 33) - 1))
 
 
 def _key(value: Tensor | int, constant: int, offset: int, device: torch.device) -> Tensor | int:
@@ -74,7 +83,8 @@ def keyed_uniform(seed: Tensor | int, step: Tensor | int, layer: Tensor | int, p
     x = _mix(x ^ _key(step, _K[2], 0, pos.device))  # int ^ tensor and tensor ^ int both broadcast
     x = _mix(x ^ _key(layer, _K[3], 1, pos.device))
     x = _mix(x ^ pos)
-    return (_shr(x, 40).to(torch.float32) * 2.0**-24).to(dtype)  # 24-bit integers: exact in float32
+    top = x.bitwise_right_shift_(40).bitwise_and_((1 << 24) - 1) if x.numel() >= 4096 else _shr(x, 40)
+    return top.to(torch.float32).mul_(2.0**-24).to(dtype)  # 24-bit integers: exact in float32
 
 
 def reference_uniform(seed: int, step: int, layer: int, position: int) -> float:
