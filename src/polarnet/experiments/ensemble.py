@@ -28,11 +28,11 @@ from ..init import align
 from .datasets import binary_correct, binary_loss
 from .plan import RunSpec
 from .results import EpochRecord, RunResult, magnitude_quantiles
+from .stacked import adam_
 from .trainer import prepare_model, run_data
 
 __all__ = ["train_ensemble", "supports"]
 
-_BETA1, _BETA2 = 0.9, 0.999
 _LAYERS = ("0.weight", "2.weight")
 
 
@@ -243,18 +243,11 @@ def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu",
 
 def _adam(params: dict[str, Tensor], state: dict[str, tuple[Tensor, Tensor]], grads: dict[str, Tensor], A: int,
           steps: Tensor, lr: Tensor, eps: float) -> None:
-    """torch.optim.Adam's update (single-tensor form), with a step count and lr per member."""
-    t = steps.to(torch.float64)
-    bc1 = 1 - _BETA1**t
-    bc2_sqrt = (1 - _BETA2**t).sqrt()
-    for name, g in grads.items():
-        p, (m, v) = params[name][:A], (s[:A] for s in state[name])
-        shape = (A,) + (1,) * (p.dim() - 1)
-        m.lerp_(g, 1 - _BETA1)
-        v.mul_(_BETA2).addcmul_(g, g, value=1 - _BETA2)
-        step_size = (lr / bc1).to(p.dtype).view(shape)
-        denom = (v.sqrt() / bc2_sqrt.to(p.dtype).view(shape)).add_(eps)
-        p.sub_(m * step_size / denom)
+    """Adam on the first ``A`` members, each with its own step count and lr (the image
+    ensemble's :func:`~polarnet.experiments.stacked.adam_`)."""
+    names = list(grads)
+    adam_([params[n][:A] for n in names], [grads[n] for n in names], [state[n][0][:A] for n in names],
+          [state[n][1][:A] for n in names], steps, lr, eps)
 
 
 def _enforce(w: Tensor, layer: _Layer, A: int, rule_names: list[str], rule_of: Tensor, eps: float,

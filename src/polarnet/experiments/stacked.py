@@ -313,10 +313,12 @@ def _flatten_from_1(node: torch.fx.Node) -> bool:
 # -- Adam on stacked tensors --------------------------------------------------------------------------
 
 def adam_(params: Sequence[Tensor], grads: Sequence[Tensor], avgs: Sequence[Tensor], squares: Sequence[Tensor],
-          step: int, lr: float | Tensor, eps: float) -> None:
+          step: int | Tensor, lr: float | Tensor, eps: float) -> None:
     """``torch.optim.Adam``'s update (its single-tensor form, op for op, so bit for bit) on
-    stacked members that have taken the same number of steps, ``step`` counting this one;
-    ``lr`` is one number, or one per member as a tensor shaped ``(M,)`` (float64).
+    stacked members; ``step`` counts this one: an int when all members took the same number
+    of steps (an image cell), or one per member as an int tensor shaped ``(M,)`` (the XOR
+    ensemble, whose members' training sets differ); ``lr`` is one number, or one per member
+    as a tensor shaped ``(M,)`` (float64). The two ensembles share this one Adam.
 
     Example:
         >>> w = torch.tensor([[1.0, -2.0], [0.5, 3.0]])
@@ -328,14 +330,21 @@ def adam_(params: Sequence[Tensor], grads: Sequence[Tensor], avgs: Sequence[Tens
         >>> torch.equal(w[1], one.detach())
         True
     """
-    bias1 = 1 - _BETA1 ** float(step)
-    bias2_sqrt = (1 - _BETA2 ** float(step)) ** 0.5
+    if isinstance(step, Tensor):
+        t = step.to(torch.float64)
+        bias1: float | Tensor = 1 - _BETA1**t
+        bias2_sqrt: float | Tensor = (1 - _BETA2**t).sqrt()
+    else:
+        bias1 = 1 - _BETA1 ** float(step)
+        bias2_sqrt = (1 - _BETA2 ** float(step)) ** 0.5
     for p, g, avg, square in zip(params, grads, avgs, squares):
         avg.lerp_(g, 1 - _BETA1)
         square.mul_(_BETA2).addcmul_(g, g, value=1 - _BETA2)
-        denom = (square.sqrt() / bias2_sqrt).add_(eps)
-        if isinstance(lr, Tensor):  # value · t1 / t2 in addcdiv's order, with each member's value
-            size = (-(lr / bias1)).to(p.dtype).view(-1, *([1] * (p.dim() - 1)))
-            p.add_(size * avg / denom)
-        else:
-            p.addcdiv_(avg, denom, value=-(lr / bias1))
+        shape = (-1,) + (1,) * (p.dim() - 1)
+        scale = bias2_sqrt.to(p.dtype).view(shape) if isinstance(bias2_sqrt, Tensor) else bias2_sqrt
+        denom = (square.sqrt() / scale).add_(eps)
+        if isinstance(lr, Tensor) or isinstance(bias1, Tensor):
+            size = torch.as_tensor(-(lr / bias1), dtype=torch.float64, device=p.device).to(p.dtype)
+            p.add_(size.view(shape) * avg / denom if size.dim() else size * avg / denom)
+            continue
+        p.addcdiv_(avg, denom, value=-(lr / bias1))
