@@ -401,3 +401,11 @@ def test_estimate_cost_of_an_absurd_study_builds_no_plan():
     cost = estimate_cost(study)  # returns at once: arithmetic, no 10^20-element list
     assert cost["runs"] == 3 * 11 * 10**20
     assert cost["seconds"] > 1e17
+
+
+def test_estimate_cost_of_the_split_transfer_preset_follows_its_measured_wall_time() -> None:
+    """bench_split_transfer measured 834 s for the whole preset, vectorised, on 2 cores."""
+    study = load_study("fmnist-split-transfer", ["source=''"], validate=False)
+    assert 700 < estimate_cost(study)["seconds"] < 1000
+    slower = estimate_cost(load_study("fmnist-split-transfer", ["source=''", "vectorize=false"], validate=False))
+    assert 2400 < slower["seconds"] < 4000  # one run at a time: 2766 s measured

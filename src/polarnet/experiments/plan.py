@@ -196,6 +196,9 @@ def count_runs(study: Study) -> int:
 # measured on this project's 2-core reference machine: ms per image for a training step and
 # for evaluation, at a reference input size (forward + backward + Adam at batch 250-1000)
 _IMAGE_MS = {"alexnet": (4.4, 1.2, 64), "zfnet": (6.3, 2.2, 64), "lenet": (0.08, 0.05, 28)}
+# the same, per member-image, for the vectorised image ensembles where they were measured (the
+# full fmnist-split-transfer preset: 834 s on 2 cores, benchmarks/bench_split_transfer.py)
+_IMAGE_MS_VECTORISED = {"lenet": (0.049, 0.0085, 28)}
 
 
 def estimate_cost(study: Study) -> dict[str, float]:
@@ -204,8 +207,9 @@ def estimate_cost(study: Study) -> dict[str, float]:
     Computed arithmetically from the grid (no plan is built), so it answers at once for
     any study, however absurd. XOR studies use the vectorised engine's measured throughput
     (about 30,000 run-steps and 20 M validation samples per second); image studies the
-    measured milliseconds per image of their model (unknown models count as AlexNet), scaled
-    with the input area. Treat it as an order of magnitude.
+    measured milliseconds per image of their model (unknown models count as AlexNet; LeNet's
+    vectorised ensembles have their own measured rate), scaled with the input area. Treat it
+    as an order of magnitude.
 
     Example:
         >>> from .config import load_study
@@ -219,7 +223,8 @@ def estimate_cost(study: Study) -> dict[str, float]:
         evals = runs * study.epochs * study.val_size
         seconds = steps / 3e4 + evals / 2e7 + 3.0
     else:
-        train_ms, eval_ms, size = _IMAGE_MS.get(study.model, _IMAGE_MS["alexnet"])
+        table = _IMAGE_MS_VECTORISED if study.vectorize and study.model in _IMAGE_MS_VECTORISED else _IMAGE_MS
+        train_ms, eval_ms, size = table.get(study.model, _IMAGE_MS["alexnet"])
         native = 32 if study.dataset == "cifar10" else 28
         scale = ((study.input_size or native) / size) ** 2
         images = per_size * sum(study.sizes) * study.epochs
