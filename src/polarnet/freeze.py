@@ -155,9 +155,10 @@ class Enforcer:
       ``torch.compile``. ``compiled`` is the same computation through
       ``torch.compile(fullgraph=True)``, fused across layers.
 
-    ``path="auto"`` takes ``dense`` when a constrained weight is on an accelerator and
-    ``sparse`` on the CPU; a reset rule of your own (not :data:`~polarnet.enforcement.DENSE_RULES`)
-    always runs sparse, whose result it is checked against.
+    ``path="auto"`` takes ``sparse`` when every constrained weight is on the CPU, else
+    ``compiled`` on CUDA with Triton installed and ``dense`` otherwise; a reset rule of your own
+    (not :data:`~polarnet.enforcement.DENSE_RULES`) always runs sparse, whose result it is
+    checked against.
 
     Args:
         model: the network whose parameters are constrained.
