@@ -29,26 +29,15 @@ import tempfile
 from pathlib import Path
 
 from polarnet.data.images import DataError
-from polarnet.experiments import load_study, run_study
+from polarnet.experiments import load_study
 from polarnet.experiments.executors import default_workers
 from polarnet.experiments.pretrain import pretrain
 
-from _report import Report, Spread, add_arguments, alternate, per_round, timed
+from _report import Report, Spread, add_arguments, alternate, per_round
+from _studies import timed_study
 
 PRESET = "fmnist-split-transfer"
 QUICK = ["trials=2", "sizes=[50,500]", "epochs=2", "val_size=1000"]
-
-
-def timed_study(overrides: list[str], workers: int, runs: dict[str, int], key: str) -> float:
-    """Seconds to run the preset with ``overrides``; its run count goes to ``runs[key]``."""
-    study = load_study(PRESET, overrides)
-    with tempfile.TemporaryDirectory() as folder:
-        summaries = []
-        seconds = timed(lambda: summaries.append(run_study(study, folder, workers=workers, device="cpu",
-                                                           progress=False)))
-    assert summaries[0].failed == 0, f"{summaries[0].failed} runs failed"
-    runs[key] = summaries[0].trained
-    return seconds
 
 
 def main() -> int:
@@ -72,12 +61,12 @@ def main() -> int:
         sliced = base + [f"trials={args.slice_trials}"]
         runs: dict[str, int] = {}
         for extra in ([], ["vectorize=false"]):  # warm-up: imports, worker start, data caches
-            timed_study(base + ["trials=1", "sizes=[50]", "epochs=1", "val_size=500", *extra], args.workers, runs,
-                        "warm-up")
+            timed_study(PRESET, base + ["trials=1", "sizes=[50]", "epochs=1", "val_size=500", *extra], args.workers,
+                        runs, "warm-up")
         took = alternate({
-            "full": lambda: timed_study(base, args.workers, runs, "full"),
-            "off": lambda: timed_study(sliced + ["vectorize=false"], args.workers, runs, "slice"),
-            "vec": lambda: timed_study(sliced, args.workers, runs, "slice"),
+            "full": lambda: timed_study(PRESET, base, args.workers, runs, "full"),
+            "off": lambda: timed_study(PRESET, sliced + ["vectorize=false"], args.workers, runs, "slice"),
+            "vec": lambda: timed_study(PRESET, sliced, args.workers, runs, "slice"),
         }, args.repeats, warmup=0)
     full_runs, off_runs = runs["full"], runs["slice"]
     off_full = per_round(lambda s: s / off_runs * full_runs, took["off"])

@@ -24,26 +24,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 
-from polarnet.experiments import load_study, run_study
+from polarnet.experiments import load_study
 from polarnet.experiments.executors import default_workers
 
-from _report import Report, Spread, add_arguments, alternate, per_round, timed
+from _report import Report, Spread, add_arguments, alternate, per_round
+from _studies import timed_study
 
 QUICK = ["trials=4", "epochs=20", "sizes=[8,60,500]"]
-
-
-def timed_study(overrides: list[str], workers: int, runs: dict[str, int], key: str) -> float:
-    """Seconds to run the xor5d preset with ``overrides``; its run count goes to ``runs[key]``."""
-    study = load_study("xor5d", overrides)
-    with tempfile.TemporaryDirectory() as folder:
-        summaries = []
-        seconds = timed(lambda: summaries.append(run_study(study, folder, workers=workers, device="cpu",
-                                                           progress=False)))
-    assert summaries[0].failed == 0, f"{summaries[0].failed} runs failed"
-    runs[key] = summaries[0].trained
-    return seconds
 
 
 def main() -> int:
@@ -60,11 +48,11 @@ def main() -> int:
     runs: dict[str, int] = {}
     sliced = base + [f"trials={args.slice_trials}"]
     for extra in ([], ["vectorize=false"]):  # warm-up: imports, worker start, caches
-        timed_study(["trials=1", "epochs=1", "sizes=[8]", *extra], args.workers, runs, "warm-up")
+        timed_study("xor5d", ["trials=1", "epochs=1", "sizes=[8]", *extra], args.workers, runs, "warm-up")
     took = alternate({
-        "full": lambda: timed_study(base, args.workers, runs, "full"),
-        "off": lambda: timed_study(sliced + ["vectorize=false"], args.workers, runs, "slice"),
-        "vec": lambda: timed_study(sliced, args.workers, runs, "slice"),
+        "full": lambda: timed_study("xor5d", base, args.workers, runs, "full"),
+        "off": lambda: timed_study("xor5d", sliced + ["vectorize=false"], args.workers, runs, "slice"),
+        "vec": lambda: timed_study("xor5d", sliced, args.workers, runs, "slice"),
     }, args.repeats, warmup=0)
     full_runs, off_runs = runs["full"], runs["slice"]
     off_full = per_round(lambda s: s / off_runs * full_runs, took["off"])

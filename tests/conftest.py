@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pytest
 import torch
+from torch import nn
 
 
 @pytest.fixture(autouse=True)
@@ -14,3 +17,23 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def dropout_net():
+    """The name of a registered LeNet with dropout (as AlexNet has): its draws come from torch's
+    global generator when trained alone, and differ per member in an ensemble."""
+    from polarnet.models import MODELS, register_model
+
+    @register_model("test_dropout_lenet")
+    def factory(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+        return nn.Sequential(OrderedDict(
+            features=nn.Sequential(nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                                   nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2)),
+            flatten=nn.Flatten(),
+            classifier=nn.Sequential(nn.Dropout(0.5), nn.Linear(16 * 5 * 5, 84), nn.ReLU(), nn.Dropout(0.5),
+                                     nn.Linear(84, num_classes)),
+        ))
+
+    yield "test_dropout_lenet"
+    MODELS.unregister("test_dropout_lenet")

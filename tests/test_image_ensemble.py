@@ -122,24 +122,6 @@ def untraceable_net():
     MODELS.unregister("test_len_net")
 
 
-@pytest.fixture
-def dropout_net():
-    """A LeNet with dropout (as AlexNet has)."""
-
-    @register_model("test_ensemble_dropout_lenet")
-    def factory(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
-        return nn.Sequential(OrderedDict(
-            features=nn.Sequential(nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                                   nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2)),
-            flatten=nn.Flatten(),
-            classifier=nn.Sequential(nn.Dropout(0.5), nn.Linear(16 * 5 * 5, 84), nn.ReLU(), nn.Dropout(0.5),
-                                     nn.Linear(84, num_classes)),
-        ))
-
-    yield "test_ensemble_dropout_lenet"
-    MODELS.unregister("test_ensemble_dropout_lenet")
-
-
 # -- equivalence with one run at a time -----------------------------------------------------------
 
 @real_data

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 
 import pytest
 import torch
-from torch import nn
 
 import polarnet as pn
 from polarnet import fileformat
@@ -16,7 +15,6 @@ from polarnet.data.images import IMAGE_DATASETS
 from polarnet.experiments import load_study, plan
 from polarnet.experiments.ensemble import train_ensemble
 from polarnet.experiments.trainer import CHECKPOINT_FORMAT, checkpoint_file, prepare_model, run_data, train_run
-from polarnet.models import MODELS, register_model
 
 CONTROLS_TOML = """
 conditions = ["frozen_sufficient", "fluid_sufficient", "frozen_rand", "fluid_rand", "fluid_rand_twin"]
@@ -290,24 +288,6 @@ swap = 0.5
         model, template = prepare_model(run)
         model.load_state_dict(resumed.extra["weights"])
         assert pn.violations(model, template) > 0
-
-
-@pytest.fixture
-def dropout_net():
-    """A LeNet with dropout (as AlexNet has): its draws come from torch's global generator."""
-
-    @register_model("test_dropout_lenet")
-    def factory(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
-        return nn.Sequential(OrderedDict(
-            features=nn.Sequential(nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                                   nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2)),
-            flatten=nn.Flatten(),
-            classifier=nn.Sequential(nn.Dropout(0.5), nn.Linear(16 * 5 * 5, 84), nn.ReLU(), nn.Dropout(0.5),
-                                     nn.Linear(84, num_classes)),
-        ))
-
-    yield "test_dropout_lenet"
-    MODELS.unregister("test_dropout_lenet")
 
 
 @real_data
