@@ -74,7 +74,7 @@ def test_condition_defaults_and_to_dict():
     c = Condition("c")
     assert c.to_dict() == {"name": "c", "polarity": "none", "frozen": False, "magnitudes": "fresh", "rule": None,
                            "layers": "all", "reset": None, "lr": None, "proportions": None, "swap": 0.0,
-                           "swap_mode": "pattern", "unmatched": "auto", "description": ""}
+                           "swap_mode": "pattern", "unmatched": "auto", "learner": "freeze_sgd", "description": ""}
 
 
 def test_register_condition_and_duplicates():
@@ -101,7 +101,7 @@ def test_condition_from_dict_names_unknown_keys(table, unknown):
         condition_from_dict("mine", table)
     message = str(e.value)
     assert f"unknown key(s) {unknown}" in message
-    assert ("allowed: ['description', 'frozen', 'layers', 'lr', 'magnitudes', 'polarity', 'proportions', 'reset', "
+    assert ("allowed: ['description', 'frozen', 'layers', 'learner', 'lr', 'magnitudes', 'polarity', 'proportions', 'reset', "
             "'rule', 'swap', 'swap_mode', 'unmatched']") in message
 
 

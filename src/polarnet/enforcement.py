@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .keyed import keyed_uniform
 
-__all__ = ["DENSE_RULES", "dense_enforce_", "template_code"]
+__all__ = ["DENSE_RULES", "dense_enforce_", "project_", "template_code", "FIRST_MOMENTS"]
 
 #: reset rules that act entry by entry, so applying them to every entry and keeping the
 #: violating ones equals applying them to the gathered violations (a rule registered by a
@@ -114,13 +114,7 @@ def dense_enforce_(w: Tensor, signs: Tensor, rule: str | Sequence[str] = "posRan
         (2, [[0.5, 0.009999999776482582], [-0.009999999776482582, 0.0]])
     """
     with torch.no_grad():
-        nonzero = w != 0
-        zero_t = signs == 0
-        stray = zero_t & nonzero
-        bad = (torch.signbit(w) != (signs < 0)) & nonzero & ~zero_t
-        if active is not None:
-            stray = stray & active
-            bad = bad & active
+        bad, stray = _violations(w, signs, active)
         rules = [rule] if isinstance(rule, str) else list(rule)
         if len(rules) > 1 and rule_of is None:
             raise ValueError("several reset rules need rule_of: each member's rule, as an index into them")
@@ -147,6 +141,55 @@ def dense_enforce_(w: Tensor, signs: Tensor, rule: str | Sequence[str] = "posRan
         hit = bad | stray
         for state in states:
             state.masked_fill_(hit, 0)
+        dims = tuple(range(members, w.dim()))
+        return hit.sum(dims) if dims else hit.to(torch.int64)
+
+
+def _violations(w: Tensor, signs: Tensor, active: Tensor | None) -> tuple[Tensor, Tensor]:
+    """``(bad, stray)``: weights on the wrong side of a nonzero ``T``, and nonzero weights where
+    ``T = 0``; only ``active`` entries."""
+    nonzero = w != 0
+    zero_t = signs == 0
+    stray = zero_t & nonzero
+    bad = (torch.signbit(w) != (signs < 0)) & nonzero & ~zero_t
+    if active is not None:
+        stray = stray & active
+        bad = bad & active
+    return bad, stray
+
+
+#: optimizer state entries that are first moments (the direction of the next step):
+#: ``torch.optim.Adam``/``AdamW``/``NAdam``/``RAdam``/``Adamax`` and ``SGD``/``RMSprop``'s momentum
+FIRST_MOMENTS = ("exp_avg", "momentum_buffer")
+
+
+def project_(w: Tensor, signs: Tensor, *, moments: Sequence[Tensor] = (), members: int = 0,
+             active: Tensor | None = None) -> Tensor:
+    """The ``project`` learner's step: clip ``w`` to the template's side and drop the momentum
+    that would push a clipped weight out again; returns the clipped entries as a tensor.
+
+    A weight on the wrong side of ``T`` becomes 0 (signed like ``T``: the ``zero`` reset
+    rule's value, bit for bit), a nonzero weight where ``T = 0`` becomes +0. At a clipped
+    entry, a first moment ``m`` (Adam's ``exp_avg``, SGD's momentum) that points out of the
+    feasible side is zeroed: the optimizer steps against ``m``, so that is ``m·T > 0``, and any
+    ``m ≠ 0`` where ``T = 0``. Second moments are kept (they still measure the gradient's
+    scale). Without that, the momentum that carried a weight across carries it across again
+    at the next steps, and every step resets it (as the ``zero`` rule does). Never
+    synchronises; works on stacked members like :func:`dense_enforce_`.
+
+    Example:
+        >>> w, m = torch.tensor([0.5, -0.2, 0.3, 0.1]), torch.tensor([0.5, 0.5, 0.5, -0.5])
+        >>> n = project_(w, template_code(torch.tensor([1, 1, -1, -1])), moments=[m])
+        >>> int(n), w.tolist(), m.tolist()
+        (3, [0.5, 0.0, -0.0, -0.0], [0.5, 0.0, 0.5, 0.0])
+    """
+    with torch.no_grad():
+        bad, stray = _violations(w, signs, active)
+        w.copy_(torch.where(bad, signs.to(w.dtype) * 0.0, w).masked_fill_(stray, 0.0))
+        for m in moments:
+            outward = (bad & (torch.sign(m) == signs.to(m.dtype))) | (stray & (m != 0))
+            m.masked_fill_(outward, 0)
+        hit = bad | stray
         dims = tuple(range(members, w.dim()))
         return hit.sum(dims) if dims else hit.to(torch.int64)
 

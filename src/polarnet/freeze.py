@@ -28,7 +28,6 @@ from torch import Tensor, nn
 
 from .builders import check_seed
 from .enforcement import DENSE_RULES, dense_enforce_, template_code
-from .init import align as _align
 from .keyed import keyed_uniform
 from .registry import Registry
 from .template import PolarityTemplate
@@ -298,6 +297,9 @@ class Enforcer:
                 self.path = "dense"
         return _dense_layers(*args)
 
+    def detach(self) -> None:
+        """Nothing to undo: enforcement changes weights only (the :class:`~polarnet.learners.Keeper` interface)."""
+
     def __call__(self) -> dict[str, int]:
         """Enforce once; return the number of weights reset per layer (a tied weight under the
         first of its template names). Reads the counts back: use :meth:`enforce` in a step
@@ -436,11 +438,13 @@ class FreezeHandle:
     moment a training step with a dense enforcer waits for the GPU.
 
     Attributes:
-        enforcer: the :class:`Enforcer` run after every step.
-        last_resets: resets per layer at the latest step (``{}`` before the first).
+        enforcer: what runs after every step: the :class:`Enforcer` of ``freeze_sgd``, or the
+            :class:`~polarnet.learners.Keeper` of another learner.
+        learner: the learner's name (see :data:`polarnet.learners.LEARNERS`).
+        last_resets: weights reset (or clipped, by ``project``) per layer at the latest step
+            (``{}`` before the first; always 0 for learners that never leave the template).
         total_resets: resets since :func:`freeze`.
-        steps: optimizer steps seen (the enforcer's device step counter, so it counts
-            CUDA-graph replays too).
+        steps: optimizer steps seen (a device step counter, so it counts CUDA-graph replays too).
 
     Example:
         >>> net = nn.Linear(3, 3)
@@ -453,8 +457,10 @@ class FreezeHandle:
         (False, True)
     """
 
-    enforcer: Enforcer
+    enforcer: Any  # Enforcer | learners.Keeper
     _hook: Any = field(repr=False)
+    learner: str = "freeze_sgd"
+    _optimizer: Any = field(default=None, repr=False)
     _last: Tensor | None = field(default=None, repr=False)
     _total: Tensor | None = field(default=None, repr=False)
 
@@ -491,12 +497,14 @@ class FreezeHandle:
         self.enforcer.calls = value
 
     def remove(self) -> None:
-        """Stop enforcing; the model keeps its current weights and stays usable, and the
-        optimizer may be frozen again."""
+        """Stop enforcing; the model keeps its current weights and stays usable (a
+        reparametrized weight becomes a plain parameter again, the same ``nn.Parameter``
+        object), and the optimizer may be frozen again."""
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
-            optimizer = self.enforcer.optimizer
+            self.enforcer.detach()  # reparam: plain parameters again, holding T ⊙ f(V)
+            optimizer = self._optimizer
             if optimizer is not None and _hooked(optimizer) is self:
                 del _HOOKED[optimizer]
 
@@ -517,35 +525,46 @@ def _hooked(optimizer: torch.optim.Optimizer) -> FreezeHandle | None:
     return handle if handle is not None and handle.active else None
 
 
-def freeze(model: nn.Module, template: PolarityTemplate, optimizer: torch.optim.Optimizer, reset: str = "posRand",
-           eps: float = 1e-3, *, align: bool = True, seed: int | None = None, clear_state: bool = False,
-           path: str = "auto") -> FreezeHandle:
-    """Make ``model`` a Frozen-Net: enforce ``template`` after every ``optimizer.step()``.
+def freeze(model: nn.Module, template: PolarityTemplate, optimizer: torch.optim.Optimizer, reset: str | None = None,
+           eps: float = 1e-3, *, learner: str = "freeze_sgd", align: bool = True, seed: int | None = None,
+           clear_state: bool = False, path: str = "auto") -> FreezeHandle:
+    """Make ``model`` a Frozen-Net: keep it on ``template`` through every ``optimizer.step()``.
 
-    Uses ``optimizer.register_step_post_hook``, so any ``torch.optim`` optimizer and an
-    unchanged training loop work. Everything is validated before the model is touched.
-    An optimizer takes one freeze at a time: freezing it again raises until the first
-    handle is removed.
+    The default learner is Freeze-SGD: after every step (``optimizer.register_step_post_hook``)
+    each weight on the wrong side is reset, so any ``torch.optim`` optimizer and an unchanged
+    training loop work. Other learners (:data:`polarnet.learners.LEARNERS`) keep the template
+    by construction: ``"reparam-softplus"``/``"-exp"``/``"-abs"`` register ``W = T ⊙ f(V)`` on
+    the weights (``torch.nn.utils.parametrize``; the optimizer's parameters stay the same
+    objects, now holding ``V``), ``"eg"`` needs a sign-preserving optimizer
+    (:class:`polarnet.optim.AdamEG` or :class:`~polarnet.optim.EG`), ``"project"`` clips and
+    drops outward momentum. Everything is validated before the model is touched. An
+    optimizer takes one freeze at a time: freezing it again raises until the first handle is
+    removed.
 
     Args:
         model: the network; its parameters stay the same objects.
         template: the signs to keep.
-        optimizer: any ``torch.optim.Optimizer``.
-        reset: reset rule for violating weights (``posRand``, ``posCon``, ``zero``, ``flip`` or your own).
+        optimizer: any ``torch.optim.Optimizer`` (for ``learner="eg"``: EG or AdamEG).
+        reset: Freeze-SGD's reset rule for violating weights (``posRand``, the default,
+            ``posCon``, ``zero``, ``flip`` or your own); only with ``learner="freeze_sgd"``.
         eps: ε > 0 for ``posCon``/``posRand``.
+        learner: how the template is kept (see :mod:`polarnet.learners`).
         align: flip the weights to the template now (``w ← |w|·T``), as the papers do.
         seed: makes random resets reproducible: a function of (seed, step, layer, position);
             ``None`` draws the seed once from torch's global generator.
-        clear_state: also zero the optimizer's per-weight state for reset entries.
-        path: how to enforce (see :class:`Enforcer`): ``"auto"`` is the sync-free dense path
-            on a GPU and the sparse one on the CPU.
+        clear_state: also zero the optimizer's per-weight state for reset entries
+            (``freeze_sgd`` only).
+        path: how Freeze-SGD enforces (see :class:`Enforcer`): ``"auto"`` is the sync-free
+            dense path on a GPU and the sparse one on the CPU (``freeze_sgd`` only).
 
     Returns:
-        A :class:`FreezeHandle`; ``handle.remove()`` stops enforcement.
+        A :class:`FreezeHandle`; ``handle.remove()`` stops enforcement (and makes
+        reparametrized weights plain parameters again).
 
     Raises:
-        ValueError: the template doesn't fit the model, a bad ``reset``/``eps``, or the
-            constrained weights already hold NaN or inf (naming the layers and counts).
+        ValueError: the template doesn't fit the model, an unknown learner, an option the
+            learner doesn't take, a bad ``reset``/``eps``, or the constrained weights already
+            hold NaN or inf (naming the layers and counts).
         RuntimeError: ``optimizer`` already has a polarnet freeze hook.
 
     Example:
@@ -557,16 +576,29 @@ def freeze(model: nn.Module, template: PolarityTemplate, optimizer: torch.optim.
         >>> violations(net, t)
         0
         >>> handle.remove()
+        >>> handle = freeze(net, t, opt, learner="reparam-softplus")   # W = T ⊙ softplus(V)
+        Traceback (most recent call last):
+        ...
+        ValueError: learner 'reparam-softplus': the optimizer already has state for '0.weight' (it has stepped): ...
     """
+    from .learners import LEARNERS  # learners.py builds on this module
+
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
     if _hooked(optimizer) is not None:
         raise RuntimeError("this optimizer already has a polarnet freeze hook; call handle.remove() first on the handle "
                            "that freeze() returned (two hooks would enforce two templates against each other)")
-    enforcer = Enforcer(model, template, reset, eps, seed, optimizer, clear_state, path)
-    if align:
-        _align(model, template)
-    handle = FreezeHandle(enforcer, None)
+    chosen = LEARNERS.get(learner)
+    if learner != "freeze_sgd":
+        given = [f"{k}={v!r}" for k, v, default in (("reset", reset, None), ("clear_state", clear_state, False),
+                                                     ("path", path, "auto")) if v != default]
+        if given:
+            raise ValueError(f"{', '.join(given)} set(s) how Freeze-SGD resets weights; learner {learner!r} doesn't "
+                             f"reset: leave {'it' if len(given) == 1 else 'them'} out, or use learner='freeze_sgd'")
+    options = dict(reset=reset if reset is not None else "posRand", eps=eps, seed=seed, clear_state=clear_state,
+                   path=path, align=align)
+    keeper = chosen.attach(model, template, optimizer, options)  # validates, then aligns (if asked)
+    handle = FreezeHandle(keeper, None, learner, optimizer)
     handle._hook = optimizer.register_step_post_hook(handle._after_step)
     _HOOKED[optimizer] = weakref.ref(handle)
     return handle

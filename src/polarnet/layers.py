@@ -23,8 +23,9 @@ import fnmatch
 from collections.abc import Mapping, Sequence
 from typing import Literal, Union
 
-import torch  # noqa: F401 - the doctests use it
+import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 __all__ = ["LayerSpec", "select", "named_tensors", "aliases", "layer_kind", "module_kinds", "input_axes"]
 
@@ -39,20 +40,48 @@ _TRANSPOSED_TYPES = (nn.modules.conv._ConvTransposeNd,)
 def named_tensors(source: nn.Module | Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Name → tensor for a module (its parameters) or a state dict (its tensors).
 
-    A module's tied parameters appear under every name, as in its ``state_dict()``.
+    A module's tied parameters appear under every name, as in its ``state_dict()``. A
+    parametrized tensor (``torch.nn.utils.parametrize``, e.g. the ``reparam`` learners'
+    ``W = T ⊙ f(V)``) appears under its own name (``0.weight``, not
+    ``0.parametrizations.weight.original``) with the value the module computes, without
+    gradient, so templates, selections and sign tracking see the weights the model uses.
 
     Example:
         >>> sorted(named_tensors(nn.Linear(2, 3)))
         ['bias', 'weight']
     """
     if isinstance(source, nn.Module):
-        return dict(source.named_parameters(remove_duplicate=False))
+        tensors = dict(source.named_parameters(remove_duplicate=False))
+        if any(parametrize.is_parametrized(m) for m in source.modules()):
+            tensors = _unparametrized(source, tensors)
+        return tensors
     if isinstance(source, Mapping):
         out = {k: v for k, v in source.items() if isinstance(v, Tensor)}
         if not out:
             raise ValueError("the state dict holds no tensors; pass a model or a non-empty state dict")
         return out
     raise TypeError(f"expected an nn.Module or a state dict (Mapping[str, Tensor]), got {type(source).__name__}")
+
+
+def _unparametrized(model: nn.Module, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``tensors`` with each parametrization's originals replaced by the tensor it computes,
+    in the original's place."""
+    computed: dict[str, tuple[str, Tensor]] = {}  # original's name -> (own name, value)
+    with torch.no_grad():
+        for mod_name, mod in model.named_modules():
+            if not parametrize.is_parametrized(mod):
+                continue
+            prefix = f"{mod_name}." if mod_name else ""
+            for leaf in mod.parametrizations:
+                computed[f"{prefix}parametrizations.{leaf}.original"] = (f"{prefix}{leaf}", getattr(mod, leaf))
+    out: dict[str, Tensor] = {}
+    for name, t in tensors.items():
+        if name in computed:
+            own, value = computed[name]
+            out[own] = value
+        elif ".parametrizations." not in f".{name}":
+            out[name] = t
+    return out
 
 
 def _identity(t: Tensor) -> tuple[object, ...]:
@@ -97,7 +126,10 @@ def module_kinds(model: nn.Module) -> dict[str, Kind]:
         kind: Kind | None = "conv" if isinstance(mod, _CONV_TYPES) else "linear" if isinstance(mod, _LINEAR_TYPES) else None
         if kind is None:
             continue
-        for p_name, _ in mod.named_parameters(recurse=False):
+        own = [p_name for p_name, _ in mod.named_parameters(recurse=False)]
+        if parametrize.is_parametrized(mod):
+            own += list(mod.parametrizations)
+        for p_name in own:
             kinds[f"{mod_name}.{p_name}" if mod_name else p_name] = kind
     return kinds
 

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ..init import init_magnitudes
 from ..layers import select
+from ..learners import LEARNERS
 from ..proportions import load_proportions
 from ..registry import Registry
 from ..sources import load_state_dict
@@ -67,13 +68,18 @@ class Condition:
             ``"own"`` in a study with ``head = "extend"`` (the reference code's layout, so
             its protocol), else ``"free"`` (what polarnet did before this field existed). See
             :func:`unmatched_mode`.
+        learner: how a frozen condition keeps its template while training (see
+            :data:`polarnet.learners.LEARNERS`): ``"freeze_sgd"`` (Wang et al.'s Freeze-SGD, the
+            default), ``"project"``, ``"reparam-softplus"``/``"-exp"``/``"-abs"`` or ``"eg"``.
+            Only ``freeze_sgd`` uses a reset rule; the others run with reset ``"none"``.
         description: one line for reports.
 
     A field that a condition would not use is refused (:func:`condition_problems`), so that
     nothing is recorded, or keyed, that did not shape the run: ``rule`` belongs to polarity
     ``"rule"``, ``proportions`` to ``"proportions"``, ``layers`` to the polarities that
     select layers (:data:`POLARITY_READS`), ``reset`` and ``swap`` to frozen conditions with
-    a template, ``unmatched`` to frozen conditions with polarity ``"source"``.
+    a template, ``unmatched`` to frozen conditions with polarity ``"source"``, ``learner``
+    to frozen conditions (and ``reset`` to those whose learner is ``freeze_sgd``).
     """
 
     name: str
@@ -88,6 +94,7 @@ class Condition:
     swap: float = 0.0
     swap_mode: str = "pattern"
     unmatched: str = "auto"
+    learner: str = "freeze_sgd"
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,6 +188,17 @@ def condition_problems(condition: Condition) -> list[str]:
     if c.reset is not None and not c.frozen:
         problems.append(f"reset = {c.reset!r} has no effect: a fluid net (frozen = false) never resets; remove "
                         f"reset, or set frozen = true")
+    elif c.reset is not None and c.learner != "freeze_sgd":
+        problems.append(f"reset = {c.reset!r} has no effect: learner {c.learner!r} never resets (only freeze_sgd "
+                        f"does); remove reset, or set learner = 'freeze_sgd'")
+    if c.learner != "freeze_sgd" and not c.frozen:
+        problems.append(f"learner = {c.learner!r} keeps a template: a fluid net (frozen = false) has none to keep; "
+                        f"remove learner, or set frozen = true")
+    elif c.learner not in LEARNERS:
+        problems.append(f"learner = {c.learner!r}: choose one of {', '.join(LEARNERS.names())}")
+    elif c.swap and not LEARNERS.get(c.learner).moves_template:
+        problems.append(f"swap = {c.swap:g} moves the template, but learner {c.learner!r} builds it into the "
+                        f"model at the start; use learner = 'freeze_sgd' (or 'project', 'eg') with swap")
     reads = reads or frozenset()
     if c.rule is not None and "rule" not in reads:
         problems.append(f"rule = {c.rule!r} has no effect: only polarity = 'rule' reads it (polarity is "
@@ -267,7 +285,7 @@ def _is_number(value: Any) -> bool:
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "polarity": (str,), "frozen": (bool,), "magnitudes": (str,), "rule": (str, type(None)), "layers": (str,),
     "reset": (str, type(None)), "lr": (float, type(None)), "swap": (float,), "swap_mode": (str,),
-    "unmatched": (str,),
+    "unmatched": (str,), "learner": (str,),
     "proportions": (list, str, type(None)),
     "description": (str,),
 }

@@ -42,13 +42,14 @@ from ..fileformat import is_file as _is_file
 from ..proportions import check_proportions
 from ..freeze import RESETS
 from ..init import INITIALIZERS
+from ..learners import LEARNERS
 from ..data.images import IMAGE_DATASETS
 from ..models import HEADS, MODELS, resolve_model
 from .conditions import (CONDITIONS, MAGNITUDES, POLARITIES, Condition, condition_from_dict, condition_problems,
                          needs_source)
 from .datasets import DATASET_LOADERS, model_kwargs
 
-__all__ = ["Study", "load_study", "list_presets", "parse_override", "LIMITS", "RANGES", "RULE_REQUIREMENTS"]
+__all__ = ["Study", "load_study", "expand_learners", "list_presets", "parse_override", "LIMITS", "RANGES", "RULE_REQUIREMENTS"]
 
 _DTYPES = ("float32", "float64")
 
@@ -102,6 +103,15 @@ class Study:
     makes the last layer ``num_classes``-way; ``"extend"`` keeps the 1000-way ImageNet layer
     and adds a ReLU and a new ``num_classes``-way layer on top, as Wang et al.'s reference
     code does (see :func:`polarnet.models.alexnet`).
+
+    ``learners`` and ``lr_sweep`` compare learners (:mod:`polarnet.learners`), each at its own
+    learning rates: :func:`load_study` replaces every frozen condition ``C`` of ``conditions``
+    by one condition per learner ``L`` and learning rate ``r`` of ``lr_sweep[L]``, named
+    ``C.L.lrR`` (``C.L`` when ``lr_sweep`` has no entry for ``L``: the study's ``lr``), and
+    every fluid one by ``C.lrR`` per rate of ``lr_sweep["fluid"]``. The grid that runs is
+    then explicit in ``conditions`` and ``define_condition``; the two settings stay for the
+    report, which picks each learner's best rate on validation (see
+    :func:`expand_learners`).
     """
 
     name: str = "study"
@@ -144,6 +154,8 @@ class Study:
     channels_last: bool | str = "auto"
     allow_large: bool = False
     allow_extreme: bool = False
+    learners: tuple[str, ...] = ()
+    lr_sweep: dict[str, tuple[float, ...]] = field(default_factory=dict)
     define_condition: dict[str, Condition] = field(default_factory=dict)
 
     # -- derived ----------------------------------------------------------------
@@ -209,6 +221,7 @@ class Study:
             need(self.model in MODELS, f"model={self.model!r}: choose one of {MODELS.names()} or 'package.module:function'")
         need(self.dims >= 2, f"dims={self.dims}: must be >= 2")
         self._validate_conditions(need)
+        self._validate_learners(need)
         need(len(self.sizes) > 0 and all(s > 0 for s in self.sizes), f"sizes={list(self.sizes)}: positive integers, at least one")
         for key in ("sizes", "hidden", "resets", "conditions"):
             values = list(getattr(self, key))
@@ -317,6 +330,26 @@ class Study:
             if c.polarity == "rule":
                 need(c.rule in RULES, f"condition {name!r}: rule={c.rule!r}; choose one of {RULES.names()}")
         self._validate_unread_files(need)
+
+    def _validate_learners(self, need: typing.Callable[[bool, str], None]) -> None:
+        """``learners`` are registered, ``lr_sweep`` names learners of the study (or ``fluid``)
+        and holds distinct rates in range; both only with conditions they expanded."""
+        need(all(name in LEARNERS for name in self.learners),
+             f"learners={list(self.learners)}: choose from {LEARNERS.names()}")
+        need(len(set(self.learners)) == len(self.learners), f"learners={list(self.learners)}: contains duplicates")
+        for key, rates in self.lr_sweep.items():
+            need(key == "fluid" or key in self.learners,
+                 f"lr_sweep.{key}: not a learner of this study ({', '.join(self.learners) or 'learners is empty'}) "
+                 f"nor 'fluid'")
+            need(len(rates) > 0 and len(set(rates)) == len(rates), f"lr_sweep.{key}={list(rates)}: distinct rates, "
+                                                                 f"at least one")
+            for rate in rates:
+                self._validate_number(f"lr_sweep.{key}.lr", rate, need)
+        if self.learners:  # expanded conditions are named C.L or C.L.lrR
+            known = [n for n in self.conditions if n in self.define_condition or n in CONDITIONS]
+            unexpanded = [n for n in known if self.condition(n).frozen and f".{self.condition(n).learner}" not in n]
+            need(not unexpanded, f"learners: the frozen conditions {unexpanded} were not expanded into one condition "
+                                 f"per learner (load_study does it; or call expand_learners)")
 
     def _validate_unread_files(self, need: typing.Callable[[bool, str], None]) -> None:
         """A study-level ``source`` or ``proportions`` that no listed condition reads would enter
@@ -479,6 +512,10 @@ def _coerce(key: str, value: Any) -> Any:
     """
     hint = _HINTS[key]
     origin = typing.get_origin(hint)
+    if key == "lr_sweep":
+        if not isinstance(value, dict):
+            raise ValueError(f"lr_sweep: expected a table [lr_sweep] of learner = [rates], got {value!r}")
+        return {_text(f"lr_sweep.{name}", name): _coerce_rates(f"lr_sweep.{name}", rates) for name, rates in value.items()}
     if key == "define_condition":
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             raise ValueError("define_condition: expected tables [define_condition.NAME] of condition settings")
@@ -503,6 +540,56 @@ def _coerce(key: str, value: Any) -> Any:
             return None
         return _scalar(key, value, next(a for a in typing.get_args(hint) if a is not type(None)))
     return _scalar(key, value, hint)
+
+
+def _coerce_rates(key: str, value: Any) -> tuple[float, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"{key}: expected a list of learning rates, got {value!r}")
+    return tuple(_scalar(key, v, float, in_list=True) for v in value)
+
+
+def expand_learners(study: Study) -> Study:
+    """The study with ``learners`` × ``lr_sweep`` spelled out as conditions (see :class:`Study`).
+
+    A frozen condition ``C`` becomes ``C.L.lrR`` for every learner ``L`` and each of its rates
+    ``R`` (``C.L`` without rates); a fluid one ``C.lrR`` for each rate of ``lr_sweep.fluid``
+    (unchanged without). Each made condition copies ``C``'s settings with ``learner = L`` and
+    ``lr = R``. A study without ``learners`` and ``lr_sweep`` comes back unchanged.
+
+    Example:
+        >>> s = expand_learners(Study(conditions=("frozen_rand", "fluid_rand"), learners=("freeze_sgd", "eg"),
+        ...                           lr_sweep={"eg": (0.01, 0.1), "fluid": (0.03,)}))
+        >>> s.conditions
+        ('frozen_rand.freeze_sgd', 'frozen_rand.eg.lr0.01', 'frozen_rand.eg.lr0.1', 'fluid_rand.lr0.03')
+        >>> s.condition("frozen_rand.eg.lr0.1").learner, s.condition("frozen_rand.eg.lr0.1").lr
+        ('eg', 0.1)
+    """
+    if not study.learners and not study.lr_sweep:
+        return study
+    names: list[str] = []
+    defined = dict(study.define_condition)
+    learners = study.learners or ("freeze_sgd",)
+    for name in study.conditions:
+        if name not in study.define_condition and name not in CONDITIONS:
+            names.append(name)  # validate() names the unknown condition
+            continue
+        base = study.condition(name)
+        arms = [(f"{name}.{learner}", learner) for learner in learners] if base.frozen and study.learners else \
+            [(name, base.learner)]
+        for arm, learner in arms:
+            rates = study.lr_sweep.get(learner if base.frozen else "fluid")
+            for rate in rates if rates else (None,):
+                made = f"{arm}.lr{rate:g}" if rate is not None else arm
+                if made == name:
+                    names.append(name)
+                    continue
+                detail = ", ".join(x for x in (f"learner {learner}" if base.frozen and study.learners else "",
+                                                f"lr {rate:g}" if rate is not None else "") if x)
+                defined[made] = dataclasses.replace(base, name=made, learner=learner,
+                                                    lr=rate if rate is not None else base.lr,
+                                                    description=f"{base.description} ({detail})".strip())
+                names.append(made)
+    return dataclasses.replace(study, conditions=tuple(names), define_condition=defined)
 
 
 def _as_list(text: str, item: type) -> str:
@@ -627,7 +714,7 @@ def load_study(source: str | os.PathLike[str], overrides: list[str] | tuple[str,
         raise ValueError(f"unknown setting(s) {unknown}; allowed: {sorted(_FIELDS)}")
     _resolve_paths(raw, base)  # a preset's or a study file's own files sit beside it
     values = {key: _coerce(key, value) for key, value in raw.items()}
-    study = Study(**values)
+    study = expand_learners(Study(**values))
     return study.validate() if validate else study
 
 

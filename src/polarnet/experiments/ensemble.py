@@ -51,7 +51,8 @@ def supports(spec: RunSpec) -> bool:
     """
     study = spec.study
     return study.model == "mlp" and study.dataset == "xor" and not spec.condition.swap and study.amp is not True \
-        and study.channels_last is not True and spec.reset in DENSE_RULES + ("none",)
+        and study.channels_last is not True and spec.reset in DENSE_RULES + ("none",) \
+        and (not spec.condition.frozen or spec.condition.learner == "freeze_sgd")
 
 
 class _Layer:

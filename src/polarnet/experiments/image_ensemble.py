@@ -89,7 +89,8 @@ def supports_images(spec: RunSpec) -> bool:
         >>> supports_images(runs[0]), supports_images(plan(load_study("xor5d", ["trials=1"]))[0])
         (True, False)
     """
-    return spec.study.dataset in IMAGE_DATASETS and spec.reset in DENSE_RULES + ("none",)
+    return spec.study.dataset in IMAGE_DATASETS and spec.reset in DENSE_RULES + ("none",) \
+        and (not spec.condition.frozen or spec.condition.learner == "freeze_sgd")
 
 
 def image_cell(spec: RunSpec) -> tuple[str, int, int]:

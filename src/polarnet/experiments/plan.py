@@ -32,6 +32,7 @@ __all__ = ["RunSpec", "plan", "derive_seed", "estimate_cost", "count_runs", "fil
 
 # settings that choose which runs exist or how they are computed, not what a run computes
 _NOT_IN_KEY = {"name", "description", "conditions", "sizes", "hidden", "resets", "trials", "vectorize", "ensemble_members",
+               "learners", "lr_sweep",
                "define_condition", "thresholds", "learned_accuracy", "data_root", "download", "source_hint",
                "allow_large", "allow_extreme"}
 _STUDY_DEFAULTS = Study()._as_dict
@@ -155,15 +156,19 @@ class RunSpec:
 
 
 def _resets(study: Study, condition: Condition) -> list[str]:
-    """The reset rules a condition runs with: "none" when fluid, its own rule, or the study's axis."""
-    return ["none"] if not condition.frozen else [condition.reset] if condition.reset else list(study.resets)
+    """The reset rules a condition runs with: "none" when fluid or when its learner never resets
+    (all but ``freeze_sgd``), its own rule, or the study's axis."""
+    if not condition.frozen or condition.learner != "freeze_sgd":
+        return ["none"]
+    return [condition.reset] if condition.reset else list(study.resets)
 
 
 def plan(study: Study) -> list[RunSpec]:
     """All runs of a study, in grid order (condition, size, hidden, reset, trial).
 
     A condition that fixes its own reset rule takes part once per grid point, not once per
-    entry of ``resets``; so does a fluid one, which never resets: its ``reset`` is ``"none"``.
+    entry of ``resets``; so do a fluid one and one whose learner never resets (all but
+    ``freeze_sgd``): their ``reset`` is ``"none"``.
 
     Example:
         >>> from .config import load_study

@@ -31,9 +31,9 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
-__all__ = ["Act", "StackedProgram", "adam_", "SHARED", "MEMBERS", "GROUPED"]
+from ..optim import adam_  # re-exported: the ensembles' Adam lives with the optimisers
 
-_BETA1, _BETA2 = 0.9, 0.999
+__all__ = ["Act", "StackedProgram", "adam_", "SHARED", "MEMBERS", "GROUPED"]
 
 SHARED, MEMBERS, GROUPED = "shared", "members", "grouped"
 
@@ -308,43 +308,3 @@ def _flatten_from_1(node: torch.fx.Node) -> bool:
     start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
     end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
     return start == 1 and end == -1
-
-
-# -- Adam on stacked tensors --------------------------------------------------------------------------
-
-def adam_(params: Sequence[Tensor], grads: Sequence[Tensor], avgs: Sequence[Tensor], squares: Sequence[Tensor],
-          step: int | Tensor, lr: float | Tensor, eps: float) -> None:
-    """``torch.optim.Adam``'s update (its single-tensor form, op for op, so bit for bit) on
-    stacked members; ``step`` counts this one: an int when all members took the same number
-    of steps (an image cell), or one per member as an int tensor shaped ``(M,)`` (the XOR
-    ensemble, whose members' training sets differ); ``lr`` is one number, or one per member
-    as a tensor shaped ``(M,)`` (float64). The two ensembles share this one Adam.
-
-    Example:
-        >>> w = torch.tensor([[1.0, -2.0], [0.5, 3.0]])
-        >>> one = torch.nn.Parameter(w[1].clone())
-        >>> opt = torch.optim.Adam([one], lr=0.3)
-        >>> one.grad = torch.tensor([0.2, -0.1]); opt.step()
-        >>> g, m, v = torch.tensor([[1.0, 1.0], [0.2, -0.1]]), torch.zeros(2, 2), torch.zeros(2, 2)
-        >>> adam_([w], [g], [m], [v], step=1, lr=torch.tensor([0.1, 0.3], dtype=torch.float64), eps=1e-8)
-        >>> torch.equal(w[1], one.detach())
-        True
-    """
-    if isinstance(step, Tensor):
-        t = step.to(torch.float64)
-        bias1: float | Tensor = 1 - _BETA1**t
-        bias2_sqrt: float | Tensor = (1 - _BETA2**t).sqrt()
-    else:
-        bias1 = 1 - _BETA1 ** float(step)
-        bias2_sqrt = (1 - _BETA2 ** float(step)) ** 0.5
-    for p, g, avg, square in zip(params, grads, avgs, squares):
-        avg.lerp_(g, 1 - _BETA1)
-        square.mul_(_BETA2).addcmul_(g, g, value=1 - _BETA2)
-        shape = (-1,) + (1,) * (p.dim() - 1)
-        scale = bias2_sqrt.to(p.dtype).view(shape) if isinstance(bias2_sqrt, Tensor) else bias2_sqrt
-        denom = (square.sqrt() / scale).add_(eps)
-        if isinstance(lr, Tensor) or isinstance(bias1, Tensor):
-            size = torch.as_tensor(-(lr / bias1), dtype=torch.float64, device=p.device).to(p.dtype)
-            p.add_(size.view(shape) * avg / denom if size.dim() else size * avg / denom)
-            continue
-        p.addcdiv_(avg, denom, value=-(lr / bias1))

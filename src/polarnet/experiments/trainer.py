@@ -24,11 +24,13 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from ..dynamics import SignTracker, fluid_spin_swap
 from ..fileformat import atomic_write, stale_temporaries
 from ..freeze import FreezeHandle, freeze
 from ..init import align
+from ..learners import LEARNERS
 from ..models import get_model
 from .conditions import MAGNITUDES, POLARITIES
 from .datasets import Data, load_data, task_correct, task_loss
@@ -64,6 +66,11 @@ def prepare_model(spec: RunSpec):
 
 @torch.no_grad()
 def _evaluate(model: nn.Module, data: Data, x: Tensor, y: Tensor, batch: int) -> tuple[float, float]:
+    with parametrize.cached():  # a reparametrized weight (W = T ⊙ f(V)) is computed once, not per batch
+        return _evaluate_batches(model, data, x, y, batch)
+
+
+def _evaluate_batches(model: nn.Module, data: Data, x: Tensor, y: Tensor, batch: int) -> tuple[float, float]:
     was_training = model.training
     model.eval()
     loss = torch.zeros((), dtype=torch.float64, device=x.device)  # summed on the device: one read at the end
@@ -128,10 +135,16 @@ def _start(spec: RunSpec, data: Data, device: str | torch.device, x_val: Tensor,
         result.acc_after_align = _evaluate(model, data, x_val, y_val, eval_batch)[1]
         result.extra["init_magnitudes"] = {name: magnitude_quantiles(model.get_parameter(name)[None])[0]
                                            for name in select(model, "all")}
-    optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr, eps=study.adam_eps)
+    frozen = condition.frozen and template is not None
+    learner = LEARNERS.get(condition.learner if frozen else "freeze_sgd")
+    optimizer = learner.optimizer(model, template if frozen else None, spec.lr, study.adam_eps)
     handle = None
-    if condition.frozen and template is not None:
-        handle = freeze(model, template, optimizer, spec.reset, study.eps, align=False, seed=spec.reset_seed)
+    if frozen:
+        assert template is not None
+        if learner.name == "freeze_sgd":
+            handle = freeze(model, template, optimizer, spec.reset, study.eps, align=False, seed=spec.reset_seed)
+        else:
+            handle = freeze(model, template, optimizer, learner=learner.name, align=False)
         result.extra["constrained"] = template.numel()  # weights under the template
     return _Training(model, template, optimizer, scaler, handle, SignTracker(model),
                      torch.Generator().manual_seed(spec.order_seed), torch.Generator().manual_seed(spec.template_seed),

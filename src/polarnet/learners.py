@@ -1,0 +1,370 @@
+"""Learners: how a Frozen net is kept on its template while it trains.
+
+Wang et al. keep the template with Freeze-SGD: an ordinary step, then every weight that
+crossed to the wrong side is reset (:mod:`polarnet.freeze`). Their §6 asks whether a learning
+rule that respects the fixed polarity by construction learns better. A *learner* is such a
+rule; :data:`LEARNERS` holds them, and ``freeze(model, T, optimizer, learner=NAME)`` applies
+one to any model:
+
+* ``freeze_sgd``: the optimizer's step, then the reset rule on the violations (the default).
+* ``project``: the step, then a projection: violating weights become 0 and the momentum that
+  would push them out again is dropped (:func:`polarnet.enforcement.project_`).
+* ``reparam-softplus`` / ``reparam-exp`` / ``reparam-abs``: ``W = T ⊙ f(V)`` through
+  ``torch.nn.utils.parametrize``; the optimizer trains ``V``.
+* ``eg``: exponentiated gradient, ``w ← w · exp(−η · sign(w) · d)``; needs
+  :class:`polarnet.optim.EG` or :class:`polarnet.optim.AdamEG` as the optimizer.
+
+A learner also tells the study engine how to run it: the optimizer to build
+(:attr:`Learner.optimizer`) and, for the vectorised ensembles, the three places a learner can
+act in a step (:attr:`Learner.stacked`): the weights the forward pass sees, the update, and
+what follows the update. A learner without a :class:`Stacked` recipe trains one run at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from .enforcement import FIRST_MOMENTS, project_, template_code
+from .freeze import Enforcer, _check_finite
+from .init import align as _align
+from .layers import aliases
+from .optim import AdamEG, EG, eg_groups
+from .registry import Registry
+from .template import PolarityTemplate
+
+__all__ = ["Learner", "Stacked", "LEARNERS", "register_learner", "MAGNITUDE_FNS", "SignedMagnitude", "Keeper",
+           "adam_optimizer", "learner_formula"]
+
+
+# -- magnitude functions of reparam ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MagnitudeFn:
+    """``f`` of ``W = T ⊙ f(V)`` and its inverse (``V`` from ``|W|``)."""
+
+    f: Callable[[Tensor], Tensor]
+    inverse: Callable[[Tensor], Tensor]
+    exact_zero: bool  # whether f reaches 0 (else |W| = 0 starts at the dtype's smallest normal number)
+
+
+def _softplus_inverse(m: Tensor) -> Tensor:
+    # log(expm1(m)), written to stay accurate for tiny m and finite for large m
+    return m + torch.log(-torch.expm1(-m))
+
+
+#: the ``f`` of each ``reparam-<f>`` learner
+MAGNITUDE_FNS: dict[str, MagnitudeFn] = {
+    "softplus": MagnitudeFn(nn.functional.softplus, _softplus_inverse, False),
+    "exp": MagnitudeFn(torch.exp, torch.log, False),
+    "abs": MagnitudeFn(torch.abs, lambda m: m, True),
+}
+
+
+class SignedMagnitude(nn.Module):
+    """The parametrization ``W = T ⊙ f(V)`` (``T`` as int8, in a persistent buffer ``code``).
+
+    ``T = 0`` gives ``W = 0`` exactly (and ``V`` there gets no gradient). ``right_inverse``
+    makes ``V`` from an aligned weight, so registering it keeps the weight's values (to
+    rounding; a weight at exactly 0 where ``T ≠ 0`` starts at the dtype's smallest normal
+    number, as softplus and exp never reach 0).
+
+    Example:
+        >>> lin = nn.Linear(3, 2, bias=False)
+        >>> t = PolarityTemplate.from_model(lin)  # the weight's own signs: nothing to align
+        >>> before = lin.weight.detach().clone()
+        >>> _ = parametrize.register_parametrization(lin, "weight", SignedMagnitude(t["weight"], "abs"))
+        >>> torch.equal(lin.weight, before), [name for name, _ in lin.named_parameters()]
+        (True, ['parametrizations.weight.original'])
+    """
+
+    def __init__(self, signs: Tensor, fn: str = "softplus") -> None:
+        super().__init__()
+        if fn not in MAGNITUDE_FNS:
+            raise ValueError(f"unknown magnitude function {fn!r}; choose one of {', '.join(MAGNITUDE_FNS)}")
+        self.fn = fn
+        self.register_buffer("code", template_code(signs))
+
+    def forward(self, v: Tensor) -> Tensor:
+        return MAGNITUDE_FNS[self.fn].f(v) * self.code
+
+    def right_inverse(self, w: Tensor) -> Tensor:
+        spec = MAGNITUDE_FNS[self.fn]
+        m = w.detach().abs()
+        if not spec.exact_zero:
+            m = m.clamp_min(torch.finfo(w.dtype).tiny)
+        return spec.inverse(m).to(w.dtype)
+
+    def extra_repr(self) -> str:
+        return f"fn={self.fn!r}"
+
+
+# -- what keeps the template after each step -------------------------------------------------------
+
+class Keeper:
+    """What a learner attaches to a model (the :class:`~polarnet.freeze.Enforcer` is the
+    ``freeze_sgd`` one): run after every optimizer step, it returns the weights it reset or
+    clipped per layer as a device tensor; :meth:`detach` undoes what attaching did.
+
+    Example:
+        >>> net = nn.Linear(2, 2)
+        >>> k = Keeper(net, PolarityTemplate.random(net, seed=0))
+        >>> k.enforce().tolist(), k.calls
+        ([0], 1)
+    """
+
+    def __init__(self, model: nn.Module, template: PolarityTemplate) -> None:
+        self.model, self.template = model, template
+        found = template.check(model)
+        _check_finite(found)
+        self._names = list(found)
+        first = next(iter(found.values()), None)
+        device = first.device if first is not None else torch.device("cpu")
+        self._step = torch.zeros((), dtype=torch.int64, device=device)
+
+    @property
+    def layer_names(self) -> list[str]:
+        """The constrained weights, in the order of :meth:`enforce`'s counts."""
+        return list(self._names)
+
+    @property
+    def calls(self) -> int:
+        """Steps so far (reads the device counter)."""
+        return int(self._step)
+
+    @calls.setter
+    def calls(self, value: int) -> None:
+        self._step.fill_(int(value))
+
+    @torch.no_grad()
+    def enforce(self) -> Tensor:
+        """After a step: count it; nothing to reset (the learner keeps the template by construction)."""
+        self._step += 1
+        return torch.zeros(len(self._names), dtype=torch.int64, device=self._step.device)
+
+    def detach(self) -> None:
+        """Undo what attaching changed (nothing here)."""
+
+
+class _Projector(Keeper):
+    """``project``: :func:`~polarnet.enforcement.project_` on every constrained weight."""
+
+    def __init__(self, model: nn.Module, template: PolarityTemplate, optimizer: torch.optim.Optimizer) -> None:
+        super().__init__(model, template)
+        self.optimizer = optimizer
+        self._codes: dict[str, Tensor] = {}
+
+    def _code(self, name: str, w: Tensor) -> Tensor:
+        code = self._codes.get(name)
+        if code is None or code.device != w.device or code.stride() != w.stride():
+            code = self._codes[name] = template_code(self.template._signs[name], w)
+        return code
+
+    @torch.no_grad()
+    def enforce(self) -> Tensor:
+        self._step += 1
+        counts = []
+        for name in self._names:
+            w = self.model.get_parameter(name)
+            state = self.optimizer.state.get(w, {})
+            moments = [state[k] for k in FIRST_MOMENTS if isinstance(state.get(k), Tensor) and state[k].shape == w.shape]
+            counts.append(project_(w, self._code(name, w), moments=moments).to(self._step.device))
+        return torch.stack(counts) if counts else self._step.new_zeros(0)
+
+
+class _Reparametrized(Keeper):
+    """``reparam-<f>``: ``W = T ⊙ f(V)`` registered on every constrained weight."""
+
+    def __init__(self, model: nn.Module, template: PolarityTemplate, fn: str) -> None:
+        super().__init__(model, template)
+        self.fn = fn
+
+    def attach(self) -> None:
+        for name in self._names:
+            module_name, _, leaf = name.rpartition(".")
+            module = self.model.get_submodule(module_name)
+            w = getattr(module, leaf)
+            parametrize.register_parametrization(module, leaf, SignedMagnitude(self.template[name].to(w.device), self.fn))
+
+    def detach(self) -> None:
+        """Make every weight a plain parameter again, holding ``T ⊙ f(V)`` (the same
+        ``nn.Parameter`` objects, so an optimizer built on the model keeps working)."""
+        for name in self._names:
+            module_name, _, leaf = name.rpartition(".")
+            module = self.model.get_submodule(module_name)
+            if parametrize.is_parametrized(module, leaf):
+                parametrize.remove_parametrizations(module, leaf, leave_parametrized=True)
+
+
+# -- the registry ----------------------------------------------------------------------------------
+
+Attach = Callable[[nn.Module, PolarityTemplate, torch.optim.Optimizer, dict[str, Any]], Any]
+OptimizerFactory = Callable[[nn.Module, "PolarityTemplate | None", float, float], torch.optim.Optimizer]
+
+
+@dataclass(frozen=True)
+class Stacked:
+    """How the vectorised ensembles run a learner, at the three places it can act in a step.
+
+    Attributes:
+        weights: ``f`` of ``W = T ⊙ f(V)`` (a key of :data:`MAGNITUDE_FNS`): the ensemble
+            trains ``V`` and the forward pass sees ``W``; ``None``: the weights themselves.
+        update: ``"gd"`` (Adam's additive step) or ``"eg"`` (Adam-style EG, multiplicative).
+        after: ``"reset"`` (Freeze-SGD with the run's reset rule), ``"project"``
+            (:func:`~polarnet.enforcement.project_`) or ``None``.
+    """
+
+    weights: str | None = None
+    update: str = "gd"
+    after: str | None = None
+
+
+def adam_optimizer(model: nn.Module, template: PolarityTemplate | None, lr: float, eps: float) -> torch.optim.Optimizer:
+    """The study engine's optimizer: ``torch.optim.Adam`` on every parameter.
+
+    Example:
+        >>> type(adam_optimizer(nn.Linear(2, 2), None, 0.01, 1e-8)).__name__
+        'Adam'
+    """
+    return torch.optim.Adam(model.parameters(), lr=lr, eps=eps)
+
+
+def _adam_eg_optimizer(model: nn.Module, template: PolarityTemplate | None, lr: float, eps: float) -> torch.optim.Optimizer:
+    if template is None:
+        return adam_optimizer(model, template, lr, eps)
+    return AdamEG(eg_groups(model, template), lr=lr, eps=eps)
+
+
+@dataclass(frozen=True)
+class Learner:
+    """One way to keep a template while training.
+
+    Attributes:
+        name: its registry name (a condition's ``learner``).
+        formula: the update in one line (docs and reports).
+        attach: ``attach(model, template, optimizer, options) -> keeper``: validates, aligns
+            the weights to the template when ``options["align"]`` (:func:`polarnet.align`),
+            changes the model if the learner needs to (reparam), and returns the
+            :class:`Keeper` run after every step. It raises before changing anything when the
+            input is bad. ``options`` also holds :func:`~polarnet.freeze`'s ``reset``, ``eps``,
+            ``seed``, ``clear_state`` and ``path``.
+        optimizer: builds the study engine's optimizer for a run (default Adam).
+        stacked: the vectorised ensembles' recipe, or ``None`` (one run at a time).
+        moves_template: whether a template changed between steps (Fluid SPIN's swap) is
+            followed: false where the template is baked into the model (reparam).
+    """
+
+    name: str
+    formula: str
+    attach: Attach
+    optimizer: OptimizerFactory = adam_optimizer
+    stacked: Stacked | None = None
+    moves_template: bool = True
+
+
+LEARNERS: Registry[Learner] = Registry("learner")
+
+
+def register_learner(learner: Learner) -> Learner:
+    """Add a learner to :data:`LEARNERS` (the name is its own).
+
+    Example:
+        >>> def attach(model, template, optimizer, options):
+        ...     keeper = Keeper(model, template)  # checks the template against the model
+        ...     return _aligned(keeper, options)
+        >>> _ = register_learner(Learner("trust_me_demo", "w ← w − η·g (and hope)", attach))
+        >>> LEARNERS.get("trust_me_demo").stacked is None
+        True
+        >>> LEARNERS.unregister("trust_me_demo")
+    """
+    return LEARNERS.register(learner.name)(learner)
+
+
+def _aligned(keeper: Any, options: dict[str, Any]) -> Any:
+    """``keeper``, after aligning its model to its template when ``options["align"]`` asks."""
+    if options.get("align", True):
+        _align(keeper.model, keeper.template)
+    return keeper
+
+
+def _attach_freeze_sgd(model: nn.Module, template: PolarityTemplate, optimizer: torch.optim.Optimizer,
+                       options: dict[str, Any]) -> Any:
+    return _aligned(Enforcer(model, template, options["reset"], options["eps"], options["seed"], optimizer,
+                             options["clear_state"], options["path"]), options)
+
+
+def _attach_project(model: nn.Module, template: PolarityTemplate, optimizer: torch.optim.Optimizer,
+                    options: dict[str, Any]) -> Keeper:
+    return _aligned(_Projector(model, template, optimizer), options)
+
+
+def _attach_reparam(fn: str) -> Attach:
+    def attach(model: nn.Module, template: PolarityTemplate, optimizer: torch.optim.Optimizer,
+               options: dict[str, Any]) -> Keeper:
+        keeper = _Reparametrized(model, template, fn)
+        tied = aliases(model)
+        for name in keeper.layer_names:
+            module_name, _, leaf = name.rpartition(".")
+            module = model.get_submodule(module_name)
+            if name in tied or name in tied.values():
+                raise ValueError(f"learner 'reparam-{fn}': layer {name!r} is a tied weight (one tensor under two "
+                                 f"names), which a parametrization would split; use learner='freeze_sgd'")
+            if parametrize.is_parametrized(module, leaf):
+                raise ValueError(f"learner 'reparam-{fn}': layer {name!r} already has a parametrization "
+                                 f"({module.parametrizations[leaf]}); reparam needs a plain weight: remove it "
+                                 f"(torch.nn.utils.parametrize.remove_parametrizations) or use learner='freeze_sgd'")
+            if optimizer.state.get(module.get_parameter(leaf)):
+                raise ValueError(f"learner 'reparam-{fn}': the optimizer already has state for {name!r} (it has "
+                                 f"stepped): its moments are for W, and reparam trains V; freeze before the first "
+                                 f"step, or build a new optimizer")
+        _aligned(keeper, options)  # V starts from the aligned weights
+        keeper.attach()
+        return keeper
+
+    return attach
+
+
+def _attach_eg(model: nn.Module, template: PolarityTemplate, optimizer: torch.optim.Optimizer,
+               options: dict[str, Any]) -> Keeper:
+    if not isinstance(optimizer, (EG, AdamEG)):
+        raise ValueError(f"learner 'eg' keeps signs through the optimizer's update, so it needs polarnet.optim.EG or "
+                         f"polarnet.optim.AdamEG, got {type(optimizer).__name__}: build it with "
+                         f"AdamEG(eg_groups(model, template), lr=...) (from polarnet.optim)")
+    update = {id(p): group["update"] for group in optimizer.param_groups for p in group["params"]}
+    for name, w in template.check(model).items():
+        if update.get(id(w)) != "eg":
+            where = "is not in any of the optimizer's parameter groups" if id(w) not in update else \
+                "is in a parameter group with update='gd' (additive, not sign-preserving)"
+            raise ValueError(f"learner 'eg': layer {name!r} {where}; build the optimizer with "
+                             f"eg_groups(model, template) (from polarnet.optim), which puts the template's weights "
+                             f"in an update='eg' group")
+    return _aligned(Keeper(model, template), options)
+
+
+for _learner in (
+    Learner("freeze_sgd", "w ← step(w); then w ← reset(w) wherever w·T < 0 (Wang et al.'s Freeze-SGD)",
+            _attach_freeze_sgd, stacked=Stacked(after="reset")),
+    Learner("project", "w ← step(w); then w ← 0 and m ← 0 wherever w·T < 0 and m pushes w outwards",
+            _attach_project, stacked=Stacked(after="project")),
+    *(Learner(f"reparam-{fn}", f"W = T ⊙ {fn}(V); the optimizer steps V", _attach_reparam(fn),
+              stacked=Stacked(weights=fn), moves_template=False) for fn in MAGNITUDE_FNS),
+    Learner("eg", "w ← w · exp(−η · sign(w) · m̂/(√v̂ + ε)) (Adam-style EG; plain EG with polarnet.optim.EG)",
+            _attach_eg, optimizer=_adam_eg_optimizer, stacked=Stacked(update="eg")),
+):
+    register_learner(_learner)
+
+
+def learner_formula(name: str) -> str:
+    """One line: how a learner updates (for reports).
+
+    Example:
+        >>> learner_formula("reparam-exp")
+        'W = T ⊙ exp(V); the optimizer steps V'
+    """
+    return LEARNERS.get(name).formula
+
