@@ -13,8 +13,11 @@ import polarnet as pn
 from polarnet.experiments import load_study, plan
 from polarnet.experiments.ensemble import supports, train_ensemble
 from polarnet.experiments.trainer import prepare_model, train_run
+from polarnet.learners import LEARNERS, Keeper, Learner, Stacked, register_learner
 
 RESET_GRID = ["trials=2", "epochs=4", "sizes=[8, 40, 100]", "resets=['posRand','posCon','zero','flip']"]
+#: every learner the ensembles train vectorised (a new one with a recipe is covered automatically)
+STACKED_LEARNERS = [name for name in LEARNERS.names() if LEARNERS.get(name).stacked is not None]
 
 
 
@@ -209,3 +212,82 @@ def test_the_ensemble_does_not_take_amp_or_channels_last_runs() -> None:
     assert supports(run)
     for setting in ("amp", "channels_last"):
         assert not supports(dataclasses.replace(run, study=dataclasses.replace(run.study, **{setting: True})))
+
+
+def _learner_study(learners, extra=()):
+    """Frozen conditions expanded per learner at two rates each (fluid at its own), 3 epochs."""
+    rates = ", ".join(f"'{name}' = [0.01, 0.1]" for name in learners)
+    return load_study("xor5d", ["trials=2", "epochs=3", "sizes=[8, 40]", f"learners={list(learners)}",
+                                f"lr_sweep={{{rates}}}", *extra])
+
+
+def _check_learner_runs(runs, ensemble, one_by_one) -> None:
+    for run, a, b in zip(runs, ensemble, one_by_one):
+        assert a.status == "done" and len(a.epochs) == run.study.epochs
+        _assert_equivalent(a, b, 1e-5)
+        model, template = prepare_model(run)
+        model.load_state_dict(a.extra["weights"])
+        if run.condition.frozen:
+            assert pn.violations(model, template) == 0, run.condition.name
+
+
+@pytest.mark.parametrize("learner", STACKED_LEARNERS)
+def test_every_stacked_learner_ensemble_equals_one_by_one(learner) -> None:
+    runs = plan(_learner_study([learner]))
+    frozen = [r for r in runs if r.condition.frozen]
+    assert frozen and all(r.condition.learner == learner for r in frozen)
+    assert {r.lr for r in frozen} == {0.01, 0.1}
+    assert all(supports(r) for r in runs)
+    ensemble, one_by_one = _both_ways(runs)
+    _check_learner_runs(runs, ensemble, one_by_one)
+    resets = sum(e.resets for r, res in zip(runs, ensemble) if r.condition.frozen for e in res.epochs)
+    recipe = LEARNERS.get(learner).stacked
+    if recipe.after is None:  # sign-preserving by construction: nothing to reset
+        assert resets == 0
+    else:  # the comparison is not vacuous: weights were reset or clipped
+        assert resets > 0
+
+
+def test_learners_mix_in_one_ensemble() -> None:
+    runs = plan(_learner_study(STACKED_LEARNERS, ["resets=['posRand', 'flip']"]))
+    assert {r.condition.learner for r in runs if r.condition.frozen} == set(STACKED_LEARNERS)
+    ensemble, one_by_one = _both_ways(runs)
+    _check_learner_runs(runs, ensemble, one_by_one)
+    # each learner's runs alone give their numbers in the mixed ensemble, to rounding (EG's
+    # multiplicative step rounds the additive members' step another way when they share a stack)
+    full = {r.key: r for r in ensemble}
+    for name in STACKED_LEARNERS:
+        own = [r for r in runs if r.condition.learner == name]
+        for r in train_ensemble(own, keep_weights=True):
+            _assert_equivalent(r, full[r.key], 1e-6)
+
+
+def test_reparam_members_end_on_their_template_with_zeros(tmp_path) -> None:
+    reparam = [name for name in STACKED_LEARNERS if LEARNERS.get(name).stacked.weights is not None]
+    study = _spin_study(tmp_path, ["epochs=2", "sizes=[8, 40]", f"learners={reparam}", "resets=['posRand']"])
+    runs = plan(study)
+    ensemble, one_by_one = _both_ways(runs)
+    _check_learner_runs(runs, ensemble, one_by_one)
+    for run, result in zip(runs, ensemble):
+        if run.condition.frozen and run.condition.polarity == "proportions":
+            _, template = prepare_model(run)
+            for name, signs in template.items():  # T = 0 gives W = 0 exactly
+                assert torch.all(result.extra["weights"][name][signs == 0] == 0)
+
+
+def test_a_learner_without_a_stacked_recipe_trains_one_at_a_time() -> None:
+    register_learner(Learner("no_recipe_demo", "w ← step(w)", lambda model, t, opt, options: Keeper(model, t)))
+    try:
+        run = next(r for r in plan(load_study("xor5d", ["trials=1", "sizes=[8]"])) if r.condition.frozen)
+        assert supports(run)
+        no_recipe = dataclasses.replace(run.condition, learner="no_recipe_demo")
+        assert not supports(dataclasses.replace(run, condition=no_recipe, reset="none"))
+        # a recipe the ensemble doesn't implement (a reset of V) falls back too
+        register_learner(Learner("odd_recipe_demo", "V ← reset(V)", lambda model, t, opt, options: Keeper(model, t),
+                                 stacked=Stacked(weights="exp", after="reset")))
+        odd = dataclasses.replace(run.condition, learner="odd_recipe_demo")
+        assert not supports(dataclasses.replace(run, condition=odd))
+    finally:
+        for name in ("no_recipe_demo", "odd_recipe_demo"):
+            if name in LEARNERS.names():
+                LEARNERS.unregister(name)

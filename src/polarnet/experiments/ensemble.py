@@ -4,7 +4,7 @@ The XOR networks (d → H → 1) are far too small to keep a CPU or GPU busy alo
 run of a chunk is a member of an ensemble: parameters are stacked along a leading member
 axis, forward and backward are batched matrix products, and Adam and Freeze-SGD act on all
 members at once. Each member keeps its own data order, learning rate, step count, template,
-reset rule and (keyed) reset randomness, so its numbers agree with those of
+learner, reset rule and (keyed) reset randomness, so its numbers agree with those of
 :func:`polarnet.experiments.trainer.train_run` to floating-point rounding (batched products
 add in another order: about 1e-7 apart in float32, not bit for bit), and don't depend on
 which other runs share the ensemble.
@@ -12,6 +12,13 @@ which other runs share the ensemble.
 Members are sorted by training-set size, largest first, so at batch ``s`` of an epoch the
 members that still have a batch are a prefix: the step works on views, never on masked
 copies. A member's last batch may be short; its loss is averaged over its real samples.
+
+Learners (:mod:`polarnet.learners`) mix in one ensemble, member by member, following their
+:class:`~polarnet.learners.Stacked` recipe: ``reparam-<f>`` members keep ``V`` in the stack
+(the forward pass sees ``W = T ⊙ f(V)``), ``eg`` members take Adam's multiplicative step on
+their constrained weights, ``project`` members are projected after the step, and
+``freeze_sgd`` members reset with their rule. A learner without a recipe trains one run at a
+time.
 """
 
 from __future__ import annotations
@@ -19,12 +26,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from ..enforcement import DENSE_RULES, dense_enforce_, template_code
+from ..enforcement import DENSE_RULES, dense_enforce_, project_, template_code
 from ..init import align
+from ..learners import LEARNERS, MAGNITUDE_FNS, SignedMagnitude, Stacked
 from .datasets import binary_correct, binary_loss
 from .plan import RunSpec
 from .results import EpochRecord, RunResult, magnitude_quantiles
@@ -41,27 +50,112 @@ def supports(spec: RunSpec) -> bool:
     without per-epoch template swaps, in the study's own dtype (no ``amp``, which the ensemble
     does not implement, and no ``channels_last``; :meth:`Study.validate` refuses both on XOR),
     with a built-in reset rule (a rule of your own may not act entry by entry: such runs train
-    one at a time, on :class:`~polarnet.freeze.Enforcer`'s sparse path).
+    one at a time, on :class:`~polarnet.freeze.Enforcer`'s sparse path), and, when frozen, a
+    learner whose :class:`~polarnet.learners.Stacked` recipe the ensemble knows.
 
     Example:
         >>> from .config import load_study
         >>> from .plan import plan
         >>> supports(plan(load_study("xor5d", ["trials=1", "sizes=[8]"]))[0])
         True
+        >>> runs = plan(load_study("xor5d", ["trials=1", "sizes=[8]", "learners=['eg', 'reparam-exp']"]))
+        >>> all(supports(r) for r in runs)
+        True
     """
     study = spec.study
     return study.model == "mlp" and study.dataset == "xor" and not spec.condition.swap and study.amp is not True \
         and study.channels_last is not True and spec.reset in DENSE_RULES + ("none",) \
-        and (not spec.condition.frozen or spec.condition.learner == "freeze_sgd")
+        and (not spec.condition.frozen or _known(LEARNERS.get(spec.condition.learner).stacked))
+
+
+def _known(recipe: Stacked | None) -> bool:
+    """Whether the ensemble implements a learner's recipe: the weights themselves or a known
+    ``f`` of ``W = T ⊙ f(V)``, Adam's additive or multiplicative update, then a reset, a
+    projection or nothing (on the weights themselves: ``V`` needs nothing after the step)."""
+    if recipe is None or recipe.update not in ("gd", "eg") or recipe.after not in ("reset", "project", None):
+        return False
+    return recipe.weights is None or (recipe.weights in MAGNITUDE_FNS and recipe.after is None)
+
+
+class _Members(NamedTuple):
+    """Some members of an ensemble: a bool mask shaped ``(M, 1, 1)`` and, on the host, the
+    rows ``lo:hi`` that hold them all (the work is done on those rows only)."""
+
+    mask: Tensor
+    lo: int
+    hi: int
+
+    def rows(self, A: int) -> slice | None:
+        """The rows among the first ``A`` members worth working on; ``None`` if none."""
+        return slice(self.lo, min(self.hi, A)) if self.lo < A else None
 
 
 class _Layer:
-    """Template state of one weight layer for all members."""
+    """Template and learner state of one weight layer for all members.
 
-    def __init__(self, signs: Tensor, constrained: Tensor, index: Tensor) -> None:
+    The stack holds what each member's optimizer steps: ``V`` for the members in
+    ``reparam`` (``W = T ⊙ f(V)``), the weight itself for the others. Each group of members
+    (``reset``, ``project``, ``eg``, ``reparam[f]``) is ``None`` when it is empty.
+    """
+
+    def __init__(self, signs: Tensor, constrained: Tensor, index: Tensor, recipes: Sequence[Stacked]) -> None:
         self.code = template_code(signs)  # int8; 0 where T == 0 or the member is unconstrained
-        self.constrained = constrained  # (M,) bool
         self.index = index  # (M,) position of this layer in each member's template (keyed RNG)
+        on = constrained.tolist()
+
+        def members(test: Callable[[Stacked], bool]) -> _Members | None:
+            chosen = [m for m, r in enumerate(recipes) if on[m] and test(r)]
+            if not chosen:
+                return None
+            mask = torch.zeros(len(recipes), dtype=torch.bool)
+            mask[chosen] = True
+            return _Members(mask.view(-1, 1, 1).to(constrained.device), chosen[0], chosen[-1] + 1)
+
+        self.reset = members(lambda r: r.after == "reset")  # Freeze-SGD (Fluid members are unconstrained)
+        self.project = members(lambda r: r.after == "project")
+        self.eg = members(lambda r: r.update == "eg")  # Adam's multiplicative step
+        self.reparam = {fn: group for fn in MAGNITUDE_FNS if (group := members(lambda r: r.weights == fn)) is not None}
+
+    def to_trained(self, w: Tensor) -> Tensor:
+        """The stack the optimizer steps, from the aligned weights: ``V`` for the reparam
+        members (as :class:`~polarnet.learners.SignedMagnitude` makes it), ``w`` elsewhere."""
+        for fn, group in self.reparam.items():
+            w = torch.where(group.mask, SignedMagnitude(self.code, fn).right_inverse(w), w)
+        return w
+
+    def weight(self, v: Tensor, A: int) -> Tensor:
+        """The weights the first ``A`` members' forward pass sees: ``T ⊙ f(V)`` for reparam
+        members (the parametrization's expression, so the same rounding), the stack elsewhere."""
+        w = v[:A]
+        for fn, group in self.reparam.items():
+            rows = group.rows(A)
+            if rows is None:
+                continue
+            if w.data_ptr() == v.data_ptr():  # still the stack itself: write into a copy
+                w = w.clone()
+            # f runs on the rows' every member and where() keeps the reparam ones: an inf or NaN
+            # of f on another member's weight never reaches it
+            w[rows] = torch.where(group.mask[rows], MAGNITUDE_FNS[fn].f(v[rows]) * self.code[rows], w[rows])
+        return w
+
+    def trained_grad(self, v: Tensor, grad: Tensor, A: int) -> Tensor:
+        """The gradient with respect to the stack from the one with respect to the weights
+        (changed in place): for reparam members through ``T ⊙ f(V)`` by autograd (the
+        derivative torch takes for a single run), unchanged elsewhere."""
+        for fn, group in self.reparam.items():
+            rows = group.rows(A)
+            if rows is None:
+                continue
+            with torch.enable_grad():
+                leaf = v[rows].detach().requires_grad_()
+                (found,) = torch.autograd.grad(MAGNITUDE_FNS[fn].f(leaf) * self.code[rows], leaf, grad[rows])
+            grad[rows] = torch.where(group.mask[rows], found, grad[rows])
+        return grad
+
+    def multiplicative(self, A: int) -> Tensor | bool:
+        """``adam_``'s ``multiplicative`` for the first ``A`` members: the eg members' mask, or
+        ``False`` when there are none (the plain additive step)."""
+        return False if self.eg is None or self.eg.rows(A) is None else self.eg.mask[:A].view(-1)
 
 
 def _stack(models: Sequence[torch.nn.Module], name: str, device: torch.device) -> Tensor:
@@ -136,6 +230,9 @@ def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu",
     w1, b1, w2, b2 = params["0.weight"], params["0.bias"], params["2.weight"], params["2.bias"]
     acc_after = _evaluate(w1, b1, w2, b2, x_val, y_val)[1]
 
+    # a member's learner: its condition's when it trains under a template (as train_run picks it)
+    recipes = [LEARNERS.get(s.condition.learner if s.condition.frozen and t is not None else "freeze_sgd").stacked
+               for s, (_, t) in zip(specs, prepared)]
     layers = {}
     for name, w in (("0.weight", w1), ("2.weight", w2)):
         signs = torch.zeros_like(w)
@@ -146,7 +243,7 @@ def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu",
                 signs[m] = template[name].to(device=device, dtype=dtype)
                 constrained[m] = True
                 index[m] = list(template).index(name)
-        layers[name] = _Layer(signs, constrained.to(device), index.to(device))
+        layers[name] = _Layer(signs, constrained.to(device), index.to(device), recipes)  # type: ignore[arg-type]
     if any(s.condition.frozen and t is not None and set(t) - set(_LAYERS) for s, (_, t) in zip(specs, prepared)):
         raise ValueError("the ensemble constrains only the MLP's weights; use vectorize=false for bias templates")
 
@@ -174,7 +271,11 @@ def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu",
         if spec.condition.frozen and template is not None:
             r.extra["constrained"] = template.numel()  # for diagnostics: resets per constrained weight
     alive = [True] * M
-    prev_signs = {n: torch.sign(p) for n, p in (("0.weight", w1), ("2.weight", w2))}
+    # the signs before training are the aligned weights' (a single run's tracker starts before
+    # its learner attaches)
+    prev_signs = {n: torch.sign(params[n]) for n in _LAYERS}
+    for name in _LAYERS:  # reparam members: the stack holds V from here on
+        params[name].copy_(layers[name].to_trained(params[name]))
 
     for epoch in range(1, study.epochs + 1):
         tick = time.perf_counter()
@@ -192,9 +293,10 @@ def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu",
             bi, vm = index[:A, cols], valid[:A, cols]
             x, y = x_pool[bi], y_pool[bi]
             count = vm.sum(1)
-            pre = torch.baddbmm(b1[:A, None, :], x, w1[:A].transpose(1, 2))
+            w1a, w2a = layers["0.weight"].weight(w1, A), layers["2.weight"].weight(w2, A)
+            pre = torch.baddbmm(b1[:A, None, :], x, w1a.transpose(1, 2))
             h = torch.relu(pre)
-            z = torch.bmm(h, w2[:A].transpose(1, 2)).squeeze(-1) + b2[:A]
+            z = torch.bmm(h, w2a.transpose(1, 2)).squeeze(-1) + b2[:A]
             losses = binary_loss(z, y) * vm
             loss_sum[:A] += losses.sum(1).to(torch.float64)
             correct[:A] += (binary_correct(z, y) * vm).sum(1).to(torch.float64)
@@ -203,19 +305,29 @@ def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu",
                 "2.weight": torch.bmm(dz[:, None, :], h),
                 "2.bias": dz.sum(1, keepdim=True),
             }
-            dpre = dz[:, :, None] * w2[:A] * (pre > 0)
+            dpre = dz[:, :, None] * w2a * (pre > 0)
             grads["0.weight"] = torch.bmm(dpre.transpose(1, 2), x)
             grads["0.bias"] = dpre.sum(1)
-            steps[:A] += 1
-            _adam(params, state, grads, A, steps[:A], lr[:A], study.adam_eps)
             for name in _LAYERS:
-                resets[:A] += _enforce(params[name][:A], layers[name], A, rule_names, rule_of[:A], study.eps,
-                                       reset_seed[:A], steps[:A])
+                grads[name] = layers[name].trained_grad(params[name], grads[name], A)
+            steps[:A] += 1
+            _adam(params, state, grads, A, steps[:A], lr[:A], study.adam_eps,
+                  [layers[n].multiplicative(A) if n in layers else False for n in params])
+            for name in _LAYERS:
+                layer = layers[name]
+                if layer.reset is not None and layer.reset.rows(A) is not None:
+                    resets[:A] += _enforce(params[name][:A], layer, A, rule_names, rule_of[:A], study.eps,
+                                           reset_seed[:A], steps[:A])
+                rows = layer.project.rows(A) if layer.project is not None else None
+                if rows is not None:  # project's clips are its resets, as a single run counts them
+                    resets[rows] += project_(params[name][rows], layer.code[rows], moments=[state[name][0][rows]],
+                                             members=1, active=layer.project.mask[rows])
 
-        val_loss, val_acc = _evaluate(w1, b1, w2, b2, x_val, y_val)
+        weights = {name: layers[name].weight(params[name], M) for name in _LAYERS}  # W = T ⊙ f(V) where reparam
+        val_loss, val_acc = _evaluate(weights["0.weight"], b1, weights["2.weight"], b2, x_val, y_val)
         wall = time.perf_counter() - tick
         changes = {}
-        for name, w in (("0.weight", w1), ("2.weight", w2)):
+        for name, w in weights.items():
             now = torch.sign(w)
             changes[name] = (now != prev_signs[name]).flatten(1).to(torch.float64).mean(1).tolist()
             prev_signs[name] = now
@@ -237,18 +349,20 @@ def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu",
         r.seconds = seconds / M
         r.extra["ensemble_size"] = M
         if keep_weights:
-            r.extra["weights"] = {n: p[m].detach().cpu().clone() for n, p in params.items()}
+            r.extra["weights"] = {n: (layers[n].weight(p, M) if n in layers else p)[m].detach().cpu().clone()
+                                  for n, p in params.items()}
     by_key = {r.key: r for r in results}
     return [by_key[k] for k in given]
 
 
 def _adam(params: dict[str, Tensor], state: dict[str, tuple[Tensor, Tensor]], grads: dict[str, Tensor], A: int,
-          steps: Tensor, lr: Tensor, eps: float) -> None:
+          steps: Tensor, lr: Tensor, eps: float, multiplicative: Sequence[Tensor | bool]) -> None:
     """Adam on the first ``A`` members, each with its own step count and lr (the image
-    ensemble's :func:`~polarnet.experiments.stacked.adam_`)."""
-    names = list(grads)
+    ensemble's :func:`~polarnet.experiments.stacked.adam_`); ``multiplicative``: per tensor of
+    ``params``, the members taking the EG step (``(A,)`` bool), or ``False``."""
+    names = list(params)
     adam_([params[n][:A] for n in names], [grads[n] for n in names], [state[n][0][:A] for n in names],
-          [state[n][1][:A] for n in names], steps, lr, eps)
+          [state[n][1][:A] for n in names], steps, lr, eps, multiplicative=list(multiplicative))
 
 
 def _enforce(w: Tensor, layer: _Layer, A: int, rule_names: list[str], rule_of: Tensor, eps: float,
@@ -258,7 +372,8 @@ def _enforce(w: Tensor, layer: _Layer, A: int, rule_names: list[str], rule_of: T
     ``"none"``) are not constrained, so their rule's slot takes any rule's values."""
     member = (A,) + (1,) * (w.dim() - 1)
     rules = [name if name != "none" else "zero" for name in rule_names]
+    assert layer.reset is not None
     return dense_enforce_(w, layer.code[:A], rules[0] if len(rules) == 1 else rules, eps,
                           seed=seeds.view(member), step=steps.view(member), layer=layer.index[:A].view(member),
-                          members=1, active=layer.constrained[:A].view(member), rule_of=rule_of.view(member),
+                          members=1, active=layer.reset.mask[:A], rule_of=rule_of.view(member),
                           gather=w.device.type == "cpu")  # the CPU hashes only the violations
