@@ -464,3 +464,16 @@ def test_run_keys_of_every_preset_are_unchanged_by_unmatched(tmp_path):
     # a condition of a study file that does not set unmatched
     assert digest("xor5d", "define_condition={mine={polarity='source', frozen=true, layers='0.weight'}}",
                   "conditions=['mine']", f"source='{source}'") == "85b380280f15ba97"
+
+
+def test_learner_problems_are_named():
+    from polarnet.experiments.conditions import condition_problems
+
+    assert condition_problems(Condition("ok", "random", True, learner="eg")) == []
+    fluid = condition_problems(Condition("f", "none", False, learner="project"))
+    assert fluid == ["learner = 'project' keeps a template: a fluid net (frozen = false) has none to keep; remove "
+                     "learner, or set frozen = true"]
+    assert "choose one of eg, freeze_sgd" in condition_problems(Condition("u", "random", True, learner="adam"))[0]
+    swap = condition_problems(Condition("s", "source_proportions", True, swap=0.5, learner="reparam-abs"))
+    assert swap and "builds it into the model" in swap[0]
+    assert condition_problems(Condition("s", "source_proportions", True, swap=0.5, learner="eg")) == []

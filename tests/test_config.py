@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import json
 import tomllib
 from importlib import resources
@@ -969,3 +970,43 @@ def test_head_on_a_model_of_your_own_that_takes_it(tmp_path, monkeypatch):
     assert load_study("xor5d", base + ["model='head_models_demo:with_head'"]).head == "extend"
     assert load_study("xor5d", base + ["model='head_models_demo:with_kwargs'"]).head == "extend"
     assert "model 'head_models_demo:without' has no head option" in _message(base + ["model='head_models_demo:without'"])
+
+
+# --------------------------------------------------------------------------- learners × lr sweeps
+
+def test_learners_and_lr_sweep_expand_into_explicit_conditions():
+    s = load_study("xor5d", ["learners=['freeze_sgd', 'reparam-exp']", "lr_sweep={reparam-exp=[0.1, 0.3], fluid=[0.01]}"])
+    assert s.conditions == ("frozen_sufficient.freeze_sgd", "frozen_sufficient.reparam-exp.lr0.1",
+                            "frozen_sufficient.reparam-exp.lr0.3", "frozen_rand.freeze_sgd", "frozen_rand.reparam-exp.lr0.1",
+                            "frozen_rand.reparam-exp.lr0.3", "fluid_rand.lr0.01")
+    c = s.condition("frozen_rand.reparam-exp.lr0.3")
+    assert (c.polarity, c.frozen, c.learner, c.lr) == ("random", True, "reparam-exp", 0.3)
+    assert s.condition("frozen_rand.freeze_sgd").lr is None  # no rates: the study's lr
+    assert s.condition("fluid_rand.lr0.01").learner == "freeze_sgd" and not s.condition("fluid_rand.lr0.01").frozen
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["learners=['sgd']"], "learners=['sgd']: choose from"),
+    (["learners=['eg', 'eg']"], "contains duplicates"),
+    (["learners=['eg']", "lr_sweep={project=[0.1]}"], "lr_sweep.project: not a learner of this study"),
+    (["learners=['eg']", "lr_sweep={eg=[]}"], "lr_sweep.eg=[]: distinct rates, at least one"),
+    (["learners=['eg']", "lr_sweep={eg=[0.1, 0.1]}"], "distinct rates"),
+    (["learners=['eg']", "lr_sweep={eg=[50.0]}"], "outside the sane range"),
+    (["lr_sweep={eg='fast'}"], "lr_sweep.eg: expected a list of learning rates"),
+])
+def test_bad_learner_settings_are_named(overrides, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_study("xor5d", overrides)
+
+
+def test_unexpanded_learners_are_refused():
+    with pytest.raises(ValueError, match="were not expanded"):
+        Study(conditions=("frozen_rand",), learners=("eg",)).validate()
+
+
+def test_a_condition_learner_is_checked():
+    with pytest.raises(ValueError, match="learner = 'eg' keeps a template: a fluid net"):
+        load_study("xor5d", ["conditions=['mine']", "define_condition={mine={polarity='none', learner='eg'}}"])
+    with pytest.raises(ValueError, match="learner 'eg' never resets"):
+        load_study("xor5d", ["conditions=['mine']",
+                             "define_condition={mine={polarity='random', frozen=true, learner='eg', reset='zero'}}"])

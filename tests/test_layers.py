@@ -285,3 +285,20 @@ def test_input_axes_know_transposed_convolutions():
     net = nn.Sequential(nn.Conv1d(2, 3, 1), nn.ConvTranspose1d(3, 4, 1), nn.ConvTranspose3d(4, 2, 1, groups=2),
                         nn.Flatten(), nn.Linear(2, 2), nn.Bilinear(2, 2, 1), nn.Conv2d(1, 1, 1, bias=False))
     assert input_axes(net) == {"0.weight": 1, "1.weight": 0, "2.weight": 0, "4.weight": 1, "6.weight": 1}
+
+
+def test_a_parametrized_weight_is_named_as_the_module_computes_it():
+    from torch.nn.utils import parametrize
+
+    class Double(nn.Module):
+        def forward(self, x):
+            return 2 * x
+
+    net = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    plain = net[0].weight.detach().clone()
+    parametrize.register_parametrization(net[0], "weight", Double())
+    tensors = named_tensors(net)
+    assert set(tensors) == {"0.weight", "0.bias", "1.weight", "1.bias"}
+    assert torch.equal(tensors["0.weight"], 2 * plain) and not tensors["0.weight"].requires_grad
+    assert select(net) == ["0.weight", "1.weight"]
+    assert input_axes(net)["0.weight"] == 1

@@ -409,3 +409,26 @@ def test_estimate_cost_of_the_split_transfer_preset_follows_its_measured_wall_ti
     assert 700 < estimate_cost(study)["seconds"] < 1000
     slower = estimate_cost(load_study("fmnist-split-transfer", ["source=''", "vectorize=false"], validate=False))
     assert 2400 < slower["seconds"] < 4000  # one run at a time: 2766 s measured
+
+
+def test_learners_that_never_reset_run_once_with_reset_none_and_get_their_own_keys():
+    study = load_study("xor5d", ["trials=1", "sizes=[8]", "resets=['posRand', 'zero']",
+                                 "learners=['freeze_sgd', 'project', 'eg']", "lr_sweep={eg=[0.1, 0.3]}"])
+    runs = plan(study)
+    by = Counter((r.condition.learner, r.reset) for r in runs if r.condition.frozen)
+    # freeze_sgd runs the study's reset axis; the others never reset
+    assert by == {("freeze_sgd", "posRand"): 2, ("freeze_sgd", "zero"): 2, ("project", "none"): 2, ("eg", "none"): 4}
+    keys = [r.key for r in runs]
+    assert len(set(keys)) == len(keys)
+    eg = [r for r in runs if r.condition.learner == "eg"]
+    assert {r.lr for r in eg} == {0.1, 0.3}
+    assert all(r.settings()["condition"]["learner"] == "eg" for r in eg)
+
+
+def test_the_default_learner_leaves_existing_run_keys_unchanged():
+    explicit = plan(load_study("xor5d", ["trials=1", "sizes=[8]", "conditions=['mine']",
+                                         "define_condition={mine={polarity='random', frozen=true, learner='freeze_sgd'}}"]))
+    implicit = plan(load_study("xor5d", ["trials=1", "sizes=[8]", "conditions=['mine']",
+                                         "define_condition={mine={polarity='random', frozen=true}}"]))
+    assert "learner" not in explicit[0].settings()["condition"]  # defaults stay out of keys (open_lth's rule)
+    assert [r.key for r in explicit] == [r.key for r in implicit]

@@ -430,3 +430,31 @@ def test_an_image_run_killed_mid_run_resumes_in_another_process_with_the_same_nu
     _assert_same_run(straight, resumed)
     assert sum(e.resets for e in straight.epochs[saved["epoch"]:]) > 0  # seeded resets after the restart
     assert fileformat.stale_temporaries(path) == []  # a write the kill cut short is cleared away
+
+
+@pytest.mark.parametrize("learner", ["project", "reparam-softplus", "reparam-exp", "reparam-abs", "eg"])
+def test_every_learner_trains_a_run_onto_its_template_and_resumes_from_a_checkpoint(learner, tmp_path) -> None:
+    study = load_study("xor5d", ["trials=1", "epochs=4", "sizes=[40]", "hidden=[16]", "vectorize=false",
+                                 f"learners=['{learner}']", "conditions=['frozen_rand']"])
+    spec = plan(study)[0]
+    assert spec.condition.learner == learner and spec.reset == "none"
+    whole = train_run(spec, keep_weights=True)
+    model, template = prepare_model(spec)
+    model.load_state_dict(whole.extra["weights"])  # the unmodified architecture's keys: plain weights
+    assert pn.violations(model, template) == 0
+    if learner != "project":  # the others never leave the template, so never reset
+        assert [e.resets for e in whole.epochs] == [0] * 4
+    # interrupted after epoch 2 (a checkpoint holds V, the template buffer and AdamEG's state), then resumed
+    ckpt = checkpoint_file(tmp_path, spec.key)
+    calls = {"n": 0}
+
+    def stop_after_two(fraction: float) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(spec, checkpoint=ckpt, on_epoch=stop_after_two, checkpoint_overhead=float("inf"))
+    resumed = train_run(spec, checkpoint=ckpt)
+    assert [(e.val_loss, e.val_acc, e.resets) for e in resumed.epochs] == \
+        [(e.val_loss, e.val_acc, e.resets) for e in whole.epochs]
