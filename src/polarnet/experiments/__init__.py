@@ -11,12 +11,12 @@ Example:
 """
 
 from .conditions import CONDITIONS, Condition, register_condition
-from .config import Study, list_presets, load_study
+from .config import Study, expand_learners, list_presets, load_study
 from .plan import RunSpec, estimate_cost, plan
 from .store import Store, StoreError, StudyMismatch
 from .sweep import Interrupted, SweepSummary, run_study
 
-__all__ = ["Study", "load_study", "list_presets", "Condition", "CONDITIONS", "register_condition", "RunSpec", "plan",
+__all__ = ["Study", "load_study", "expand_learners", "list_presets", "Condition", "CONDITIONS", "register_condition", "RunSpec", "plan",
            "estimate_cost", "Store", "StoreError", "StudyMismatch", "run_study", "SweepSummary", "Interrupted",
            "load_results"]
 

@@ -3,7 +3,7 @@
 The image ensemble (:mod:`polarnet.experiments.image_ensemble`) trains the runs of a study
 cell as members of such a stack. :class:`StackedProgram` runs a model's forward pass for
 every member at once, from parameters stacked along a leading member axis (as
-``torch.func.stack_module_state`` stacks them); :func:`adam_` is ``torch.optim.Adam``'s
+``torch.func.stack_module_state`` stacks them); :func:`adam_` (:func:`polarnet.optim.adam_`, re-exported) is ``torch.optim.Adam``'s
 update on such stacks, op for op.
 
 How the program computes: the model is traced with ``torch.fx`` and run layer by layer. A
