@@ -10,13 +10,15 @@ import pytest
 import torch
 from torch import nn
 
+import polarnet as pn
 from polarnet.data.images import IMAGE_DATASETS
 from polarnet.experiments import load_study, plan
 from polarnet.experiments.image_ensemble import (CHECKPOINT_FORMAT, ensemble_checkpoint_file, ensemble_size, image_cell,
                                                  supports_images, train_image_ensemble)
 from polarnet.experiments.stacked import Act, StackedProgram
-from polarnet.experiments.trainer import train_run
+from polarnet.experiments.trainer import prepare_model, train_run
 from polarnet.freeze import RESETS, register_reset
+from polarnet.learners import LEARNERS, Keeper, Learner, register_learner
 from polarnet.models import MODELS, get_model, register_model
 
 _REAL = IMAGE_DATASETS["fashion_mnist"].debian_dir + "/train-images-idx3-ubyte.gz"
@@ -38,6 +40,9 @@ polarity = "none"
 lr = 0.003
 """
 
+
+#: every learner the ensembles train vectorised (a new one with a recipe is covered automatically)
+STACKED_LEARNERS = [name for name in LEARNERS.names() if LEARNERS.get(name).stacked is not None]
 
 SPIN = """
 [define_condition.fluid_spin_lenet]
@@ -170,6 +175,78 @@ def test_mixed_precision_as_train_run(tmp_path) -> None:
         assert result.extra["amp"] is alone.extra["amp"] is True
         for a, b in zip(result.epochs, alone.epochs):
             assert abs(a.train_loss - b.train_loss) < 0.05 and abs(a.val_loss - b.val_loss) < 0.05
+
+
+# -- learners -----------------------------------------------------------------------------------------
+
+def _check_learner_runs(runs, together) -> None:
+    """Each run within 1e-5 of train_run per epoch (resets and clips equal), its final weights
+    within 1e-4, and a frozen run's final weights on its template."""
+    for run, result in zip(runs, together):
+        alone = train_run(run, keep_weights=True)
+        _assert_close(result, alone)
+        for name, w in alone.extra["weights"].items():
+            torch.testing.assert_close(result.extra["weights"][name], w, atol=1e-4, rtol=0)
+        if run.condition.frozen:
+            model, template = prepare_model(run)
+            model.load_state_dict(result.extra["weights"])
+            assert pn.violations(model, template) == 0, run.condition.name
+
+
+@real_data
+@pytest.mark.parametrize("learner", STACKED_LEARNERS)
+def test_every_stacked_learner_matches_train_run(tmp_path, learner) -> None:
+    runs = plan(_study(tmp_path, "trials=1", "epochs=2", "conditions=['frozen_rand', 'fluid_rand']",
+                       f"learners=['{learner}']", "resets=['posRand']"))
+    assert [r.condition.learner for r in runs if r.condition.frozen] == [learner]
+    assert all(supports_images(r) for r in runs)
+    together = train_image_ensemble(runs, keep_weights=True)
+    _check_learner_runs(runs, together)
+    resets = sum(e.resets for r, res in zip(runs, together) if r.condition.frozen for e in res.epochs)
+    assert (resets == 0) == (LEARNERS.get(learner).stacked.after is None)  # reset or clipped: not vacuous
+
+
+@real_data
+def test_learners_mix_in_one_image_ensemble(tmp_path) -> None:
+    """Every stacked learner and a fluid run in one ensemble, at two learning rates each
+    (EG's and reparam's members among additive ones)."""
+    rates = ", ".join(f"'{name}' = [0.001, 0.003]" for name in STACKED_LEARNERS)
+    runs = plan(_study(tmp_path, "trials=1", "epochs=2", "conditions=['frozen_rand', 'fluid_rand']",
+                       f"learners={STACKED_LEARNERS}", f"lr_sweep={{{rates}}}", "resets=['posRand']"))
+    assert len(runs) == 2 * len(STACKED_LEARNERS) + 1
+    _check_learner_runs(runs, train_image_ensemble(runs, keep_weights=True))
+
+
+@real_data
+def test_an_interrupted_ensemble_of_learners_resumes_with_the_same_numbers(tmp_path) -> None:
+    """The stack holds reparam members' V and project's clipped moments: a checkpoint keeps them."""
+    runs = plan(_study(tmp_path, "trials=1", "epochs=2", "conditions=['frozen_rand']",
+                       f"learners={STACKED_LEARNERS}", "resets=['posRand']"))
+    straight = train_image_ensemble(runs, keep_weights=True)
+    path = tmp_path / "ensemble.pt"
+
+    def stop(work):
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        train_image_ensemble(runs, on_epoch=stop, checkpoint=path, checkpoint_overhead=math.inf)
+    resumed = train_image_ensemble(runs, keep_weights=True, checkpoint=path)
+    for a, b in zip(straight, resumed):
+        assert _rows(a) == _rows(b)
+        assert all(torch.equal(a.extra["weights"][k], b.extra["weights"][k]) for k in a.extra["weights"])
+
+
+def test_learners_that_swap_or_lack_a_recipe_train_alone(tmp_path) -> None:
+    study_file = tmp_path / "spin.toml"
+    study_file.write_text(SPIN)
+    spin = plan(load_study(study_file, TINY + ["conditions=['fluid_spin_lenet']", "learners=['freeze_sgd', 'eg']"]))
+    assert {r.condition.learner: supports_images(r) for r in spin} == {"freeze_sgd": True, "eg": False}
+    register_learner(Learner("no_recipe_demo", "w ← step(w)", lambda model, t, opt, options: Keeper(model, t)))
+    try:
+        runs = plan(_study(tmp_path, "conditions=['frozen_rand']", "learners=['no_recipe_demo']"))
+        assert not any(supports_images(r) for r in runs)
+    finally:
+        LEARNERS.unregister("no_recipe_demo")
 
 
 # -- dropout ------------------------------------------------------------------------------------------

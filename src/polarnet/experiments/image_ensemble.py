@@ -21,6 +21,14 @@ batch once, so their first convolution is one dense convolution; validation batc
 into all members the same way. Adam (:func:`~polarnet.experiments.stacked.adam_`) and
 Freeze-SGD (:func:`polarnet.enforcement.dense_enforce_`) act on the stacked tensors.
 
+Learners (:mod:`polarnet.learners`) mix member by member, following their
+:class:`~polarnet.learners.Stacked` recipe, as in the XOR ensemble: a ``reparam-<f>``
+member's constrained weights are ``V`` in the stack and the program sees ``W = T ⊙ f(V)``
+(autograd takes the gradient to ``V``), an ``eg`` member takes Adam's multiplicative step on
+its constrained weights, a ``project`` member is projected after the step
+(:func:`polarnet.enforcement.project_`, its first moment the stacked ``exp_avg``). Fluid-SPIN
+swaps train with ``freeze_sgd`` only (other learners' swapped runs train with ``train_run``).
+
 Given a ``checkpoint`` file, the ensemble saves its stacked state after epochs (weights,
 buffers, Adam, the batch-order generators, the dropout generator, the sign tracker, the
 records so far) and a later call continues from it with the numbers of an uninterrupted
@@ -46,12 +54,14 @@ from torch.func import stack_module_state
 
 from ..data.images import IMAGE_DATASETS
 from ..dynamics import fluid_spin_swap
-from ..enforcement import DENSE_RULES, dense_enforce_, template_code
+from ..enforcement import DENSE_RULES, dense_enforce_, project_, template_code
 from ..fileformat import atomic_write, stale_temporaries
 from ..init import align
 from ..layers import select
+from ..learners import LEARNERS, MAGNITUDE_FNS, SignedMagnitude, Stacked
 from ..models import get_model
 from .datasets import Data, model_kwargs, task_correct, task_loss
+from .ensemble import _known
 from .plan import RunSpec, derive_seed
 from .results import EpochRecord, RunResult, magnitude_quantiles
 from .stacked import MEMBERS, SHARED, Act, StackedProgram, adam_
@@ -79,8 +89,10 @@ _CPU_MAX_MEMBERS = 120
 def supports_images(spec: RunSpec) -> bool:
     """Whether the image ensemble can train this run: an image dataset and a built-in reset
     rule (the dense Freeze-SGD core's; a rule of your own runs on the sparse path, one run at a
-    time). Mixed precision (``amp``) is as ``train_run``'s: bf16 autocast of the training
-    forward pass; Fluid-SPIN swaps (``swap``) move each member's own template after its epochs.
+    time), and, when frozen, a learner whose :class:`~polarnet.learners.Stacked` recipe the
+    ensemble knows. Mixed precision (``amp``) is as ``train_run``'s: bf16 autocast of the
+    training forward pass; Fluid-SPIN swaps (``swap``) move each member's own template after
+    its epochs (with ``freeze_sgd``; a swapping run of another learner trains alone).
 
     Example:
         >>> from .config import load_study
@@ -89,8 +101,10 @@ def supports_images(spec: RunSpec) -> bool:
         >>> supports_images(runs[0]), supports_images(plan(load_study("xor5d", ["trials=1"]))[0])
         (True, False)
     """
+    condition = spec.condition
     return spec.study.dataset in IMAGE_DATASETS and spec.reset in DENSE_RULES + ("none",) \
-        and (not spec.condition.frozen or spec.condition.learner == "freeze_sgd")
+        and (not condition.frozen or condition.learner == "freeze_sgd"
+             or (_known(LEARNERS.get(condition.learner).stacked) and not condition.swap))
 
 
 def image_cell(spec: RunSpec) -> tuple[str, int, int]:
@@ -197,7 +211,8 @@ def ensemble_size(spec: RunSpec, device: str | torch.device = "cpu", *, free: in
 # -- one ensemble -----------------------------------------------------------------------------------
 
 class _Layer(NamedTuple):
-    """A constrained weight of the ensemble, for one reset rule: the members ``rows``."""
+    """A constrained weight of the ensemble, for one reset rule (or ``"project"``, the
+    ``project`` learner's step): the members ``rows``."""
 
     name: str
     rule: str
@@ -302,8 +317,61 @@ class _Ensemble:
             if s.condition.frozen and t is not None:
                 r.extra["constrained"] = t.numel()
         self.layers = self._constrained()
+        self._learners()
         self.base = base
         return results
+
+    def _recipe(self, m: int) -> Stacked:
+        """Member ``m``'s learner recipe (``freeze_sgd``'s when it trains without a template)."""
+        s, t = self.specs[m], self.templates[m]
+        recipe = LEARNERS.get(s.condition.learner if s.condition.frozen and t is not None else "freeze_sgd").stacked
+        assert recipe is not None
+        return recipe
+
+    def _learners(self) -> None:
+        """Per weight, the members taking the EG step (``self.multiplicative``, ``adam_``'s
+        argument) and the reparam members (``self.reparam``: ``f``, mask and ``T`` per weight;
+        the stack then holds their ``V``, made as :class:`~polarnet.learners.SignedMagnitude`
+        makes it)."""
+        self.multiplicative: list[Tensor | bool] = []
+        self.reparam: dict[str, list[tuple[str, Tensor, Tensor]]] = {}
+        recipes = [self._recipe(m) for m in range(self.M)]
+        for name in self.names:
+            w = self.params[name]
+            ones = (self.M,) + (1,) * (w.dim() - 1)
+            under = [m for m in range(self.M) if self.specs[m].condition.frozen and self.templates[m] is not None
+                     and name in self.templates[m]]  # type: ignore[operator]
+            eg = [m for m in under if recipes[m].update == "eg"]
+            self.multiplicative.append(torch.tensor([m in eg for m in range(self.M)], device=self.device)
+                                       if eg else False)
+            fns = {recipes[m].weights for m in under} - {None}
+            if not fns:
+                continue
+            code = torch.zeros(w.shape, dtype=torch.int8, device=self.device)
+            for m in under:
+                if recipes[m].weights is not None:
+                    code[m] = template_code(self.templates[m][name]).to(self.device)  # type: ignore[index]
+            for fn in sorted(fns):  # type: ignore[type-var]
+                mask = torch.tensor([m in under and recipes[m].weights == fn for m in range(self.M)],
+                                    device=self.device).view(ones)
+                self.reparam.setdefault(name, []).append((fn, mask, code))
+                w.copy_(torch.where(mask, SignedMagnitude(code, fn).right_inverse(w), w))
+
+    def weights(self, params: dict[str, Tensor] | None = None, sub: slice = slice(None)) -> dict[str, Tensor]:
+        """The weights the members ``sub`` compute with, from the stack ``params`` (default: the
+        ensemble's): ``T ⊙ f(V)`` for reparam members (the parametrization's expression), the
+        stack elsewhere. Differentiable: training takes the gradient to ``V`` through it."""
+        params = self.params if params is None else params
+        out = dict(params)
+        for name, groups in self.reparam.items():
+            v = w = params[name]
+            for fn, mask, code in groups:
+                m = mask[sub]
+                # f sees 0 in the other members' rows: an inf of f there would make a NaN
+                # gradient (0 · inf) that reaches their own weights
+                w = torch.where(m, MAGNITUDE_FNS[fn].f(torch.where(m, v, 0)) * code[sub], w)
+            out[name] = w
+        return out
 
     def _constrained(self) -> list[_Layer]:
         layers = []
@@ -318,7 +386,9 @@ class _Ensemble:
                     names.append(name)
         rules: dict[str, list[int]] = {}
         for m in frozen:
-            rules.setdefault(self.specs[m].reset, []).append(m)
+            after = self._recipe(m).after
+            if after is not None:  # reset with the run's rule, or project
+                rules.setdefault(self.specs[m].reset if after == "reset" else "project", []).append(m)
         for rule, members in rules.items():
             rows: Tensor | slice = slice(members[0], members[-1] + 1)
             if members != list(range(members[0], members[-1] + 1)):
@@ -362,7 +432,7 @@ class _Ensemble:
                  buffers: dict[str, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """Validation loss and accuracy per member (float64, on the device): every batch goes
         through all members at once."""
-        params = self.params if params is None else params
+        params = self.weights() if params is None else params
         buffers = self.buffers if buffers is None else buffers
         m_all = next(iter(params.values())).shape[0]
         loss = torch.zeros(m_all, dtype=torch.float64, device=self.device)
@@ -403,7 +473,9 @@ class _Ensemble:
                     x = self.data.inputs(x) if shared else self.data.inputs(x.flatten(0, 1)).unflatten(0, x.shape[:2])
                 leaves = {k: v[sub].detach().requires_grad_() for k, v in self.params.items()}
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                    out = self.program(leaves, {k: v[sub] for k, v in self.buffers.items()},
+                    # reparam weights are computed where train_run's parametrization is: in autocast
+                    weights = self.weights(leaves, sub) if self.reparam else leaves
+                    out = self.program(weights, {k: v[sub] for k, v in self.buffers.items()},
                                        Act(x, SHARED if shared else MEMBERS), True)
                     size, b = out.shape[:2]
                     flat, target = out.flatten(0, 1), y[sub].flatten()
@@ -417,19 +489,29 @@ class _Ensemble:
             with torch.no_grad():
                 adam_([self.params[k] for k in self.names], [grads[k] for k in self.names],
                       [self.avg[k] for k in self.names], [self.square[k] for k in self.names], self.step, self.lr,
-                      self.study.adam_eps)
+                      self.study.adam_eps, multiplicative=self.multiplicative)
                 for layer in self.layers:
                     resets[layer.rows] += self._enforce(layer)
         self.epoch += 1
         return loss_sum / n, correct / n, resets
 
     def _enforce(self, layer: _Layer) -> Tensor:
-        """Freeze-SGD of one weight for one rule's members; their resets."""
-        w = self.params[layer.name]
-        rows = w[layer.rows] if isinstance(layer.rows, slice) else w.index_select(0, layer.rows)
-        counts = dense_enforce_(rows, layer.signs, layer.rule, self.study.eps, seed=layer.seed, step=self.step,
-                                layer=layer.index, members=1, active=layer.active,
-                                gather=rows.device.type == "cpu")  # the CPU hashes only the violations
+        """Freeze-SGD (or ``project``) of one weight for one rule's members; their resets (or clips)."""
+        w, avg = self.params[layer.name], self.avg[layer.name]
+
+        def pick(t: Tensor) -> Tensor:
+            return t[layer.rows] if isinstance(layer.rows, slice) else t.index_select(0, layer.rows)
+
+        rows = pick(w)
+        if layer.rule == "project":
+            moment = pick(avg)  # the first moment that would carry a clipped weight out again
+            counts = project_(rows, layer.signs, moments=[moment], members=1, active=layer.active)
+            if not isinstance(layer.rows, slice):
+                avg.index_copy_(0, layer.rows, moment)
+        else:
+            counts = dense_enforce_(rows, layer.signs, layer.rule, self.study.eps, seed=layer.seed, step=self.step,
+                                    layer=layer.index, members=1, active=layer.active,
+                                    gather=rows.device.type == "cpu")  # the CPU hashes only the violations
         if not isinstance(layer.rows, slice):
             w.index_copy_(0, layer.rows, rows)
         return counts
@@ -455,8 +537,9 @@ class _Ensemble:
     def sign_changes(self) -> list[dict[str, float]]:
         """Per member, the fraction of each weight's signs changed since the last call."""
         fractions: list[dict[str, float]] = [{} for _ in range(self.M)]
+        weights = self.weights()
         for name in self.tracked:
-            now = torch.sign(self.params[name]).to(torch.int8)
+            now = torch.sign(weights[name]).to(torch.int8)
             changed = (now != self.last[name]).flatten(1).sum(1).tolist()
             size = max(1, now[0].numel())
             for m, c in enumerate(changed):
@@ -659,7 +742,7 @@ def _train_ensemble(specs: list[RunSpec], device: torch.device, on_epoch: Callab
         r.extra["ensemble_size"] = ens.M
         kept = None
         if keep_weights:
-            kept = {k: v[m].detach().cpu().clone() for k, v in {**ens.params, **ens.buffers}.items()}
+            kept = {k: v[m].detach().cpu().clone() for k, v in {**ens.weights(), **ens.buffers}.items()}
             kept = {k: kept[k] for k in ens.base.state_dict()}
         out.append((r, kept))
     return out
