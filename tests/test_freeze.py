@@ -958,9 +958,12 @@ def _run_path(path: str, rule: str, dtype: torch.dtype, channels_last: bool, ste
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
 @pytest.mark.parametrize("rule", BUILTIN_RESETS)
-def test_dense_path_is_bit_identical_to_the_sparse_path(rule, dtype, channels_last) -> None:
+@pytest.mark.parametrize("path", ["dense", "native"])
+def test_dense_and_native_paths_are_bit_identical_to_the_sparse_path(path, rule, dtype, channels_last) -> None:
+    if path == "native" and not polarnet.native.available():
+        pytest.skip("no C compiler here")
     sparse, sparse_counts = _run_path("sparse", rule, dtype, channels_last)
-    dense, dense_counts = _run_path("dense", rule, dtype, channels_last)
+    dense, dense_counts = _run_path(path, rule, dtype, channels_last)
     assert dense_counts == sparse_counts and sum(sum(c.values()) for c in sparse_counts) > 0
     for a, b in zip(sparse, dense):
         assert torch.equal(_bits(a), _bits(b))
@@ -978,7 +981,7 @@ def test_paths_agree_on_any_values_including_zeros_nan_and_inf(values, signs, ru
     """NaN and inf can't be passed to freeze (refused), but training can produce them."""
     n = len(values)
     results = []
-    for path in ("sparse", "dense"):
+    for path in ("sparse", "dense") + (("native",) if polarnet.native.available() else ()):
         lin = nn.Linear(n, 1, bias=False)
         t = PolarityTemplate({"weight": torch.tensor([signs[:n]])})
         with torch.no_grad():
@@ -990,7 +993,8 @@ def test_paths_agree_on_any_values_including_zeros_nan_and_inf(values, signs, ru
                 lin.weight.copy_(torch.tensor([values]))
             counts.append(e())
         results.append((_bits(lin.weight), counts))
-    assert torch.equal(results[0][0], results[1][0]) and results[0][1] == results[1][1]
+    for other in results[1:]:
+        assert torch.equal(results[0][0], other[0]) and results[0][1] == other[1]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
@@ -1006,8 +1010,10 @@ def test_compiled_dense_path_builds_one_full_graph_and_matches_bit_for_bit(dtype
         assert torch.equal(_bits(a), _bits(b))
 
 
-def test_auto_path_is_sparse_on_the_cpu_and_for_rules_of_your_own() -> None:
+def test_auto_path_is_native_on_the_cpu_and_sparse_for_rules_of_your_own_or_without_a_compiler(monkeypatch) -> None:
     net, t = _path_net(torch.float32, False)
+    assert Enforcer(net, t).path == ("native" if polarnet.native.library() is not None else "sparse")
+    monkeypatch.setattr(polarnet.native, "library", lambda: None)
     assert Enforcer(net, t).path == "sparse"
 
     @register_reset("tenth_eps_test")
@@ -1020,11 +1026,11 @@ def test_auto_path_is_sparse_on_the_cpu_and_for_rules_of_your_own() -> None:
             Enforcer(net, t, "tenth_eps_test", path="dense")
     finally:
         RESETS.unregister("tenth_eps_test")
-    with pytest.raises(ValueError, match="path must be one of auto, sparse, dense, compiled; got 'fast'"):
+    with pytest.raises(ValueError, match="path must be one of auto, native, sparse, dense, compiled; got 'fast'"):
         Enforcer(net, t, path="fast")
 
 
-@pytest.mark.parametrize("path", ["sparse", "dense"])
+@pytest.mark.parametrize("path", ["sparse", "dense", "native"])
 def test_the_cached_template_takes_one_byte_per_constrained_weight(path) -> None:
     net, t = _path_net(torch.float32, True)
     e = Enforcer(net, t, path=path)
@@ -1036,7 +1042,7 @@ def test_the_cached_template_takes_one_byte_per_constrained_weight(path) -> None
     assert all(layer.code.dtype == torch.int8 for layer in e._cache.values())
 
 
-@pytest.mark.parametrize("path", ["sparse", "dense"])
+@pytest.mark.parametrize("path", ["sparse", "dense", "native"])
 def test_clear_state_zeroes_adam_moments_of_reset_entries_on_both_paths(path) -> None:
     lin = nn.Linear(4, 3, bias=False)
     t = PolarityTemplate({"weight": torch.ones(3, 4)})

@@ -314,3 +314,16 @@ def test_align_false_keeps_weights_for_every_learner():
             if n in before:
                 torch.testing.assert_close(w, before[n], rtol=1e-6, atol=0)
         handle.remove()
+
+
+def test_project_follows_a_template_that_moves_between_steps():
+    torch.manual_seed(0)
+    net = _net()
+    t = pn.PolarityTemplate.random(net, seed=0)
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    pn.freeze(net, t, opt, learner="project")
+    _step(net, opt, (5,))
+    pn.fluid_spin_swap(net, t, 0.5, seed=0)  # Fluid SPIN: half the signs move, weights with them
+    for _ in range(5):
+        _step(net, opt, (5,))
+        assert pn.violations(net, t) == 0

@@ -10,9 +10,10 @@ A tied weight (one tensor under two names) is enforced once.
 
 Enforcement changes parameters in place (never replaces or renames them), so
 checkpoints, ``state_dict`` keys and the optimizer's parameter references stay valid.
-Two paths give the same weights bit for bit: on the CPU a sparse one (a chunked pass over
-the sign bits, then only the violating entries gathered, reset and written back), on a GPU
-the dense one of :mod:`polarnet.enforcement`, which never synchronises with the device.
+The paths give the same weights bit for bit: on the CPU a C kernel (:mod:`polarnet.native`)
+or, without a compiler, a sparse one in torch (a chunked pass over the sign bits, then only
+the violating entries gathered, reset and written back), on a GPU the dense one of
+:mod:`polarnet.enforcement`, which never synchronises with the device.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from . import native
 from .builders import check_seed
 from .enforcement import DENSE_RULES, dense_enforce_, template_code
 from .keyed import keyed_uniform
@@ -136,14 +138,19 @@ def _check_finite(weights: dict[str, Tensor]) -> None:
 
 
 _BUILTIN_RULES = frozenset({pos_rand, pos_con, zero, flip})  # by identity: a re-registered name is checked
-PATHS = ("auto", "sparse", "dense", "compiled")
+PATHS = ("auto", "native", "sparse", "dense", "compiled")
 
 
 class Enforcer:
     """Applies a template to a model's weights; the functional core of :func:`freeze`.
 
-    Two implementations give the same weights bit for bit (a test holds them to it for every
+    Three implementations give the same weights bit for bit (a test holds them to it for every
     reset rule, templates with zeros, channels-last weights and four float dtypes):
+
+    * ``native`` (:mod:`polarnet.native`): a C kernel, compiled on first use with the system's
+      C compiler, that reads each weight once and computes resets for the violations only;
+      float32/float64 weights on the CPU (others, and ``clear_state=True``, take ``sparse``).
+      About 6-9x faster than ``sparse`` on AlexNet (``benchmarks/bench_freeze.py``).
 
     * ``sparse`` gathers only the violating entries (usually a tiny fraction) and writes them
       back. It reads counts back to the host, which costs nothing on a CPU, and is the faster
@@ -154,10 +161,11 @@ class Enforcer:
       ``torch.compile``. ``compiled`` is the same computation through
       ``torch.compile(fullgraph=True)``, fused across layers.
 
-    ``path="auto"`` takes ``sparse`` when every constrained weight is on the CPU, else
-    ``compiled`` on CUDA with Triton installed and ``dense`` otherwise; a reset rule of your own
-    (not :data:`~polarnet.enforcement.DENSE_RULES`) always runs sparse, whose result it is
-    checked against.
+    ``path="auto"`` takes ``native`` when every constrained weight is on the CPU (``sparse``
+    where no C compiler is found, or with ``POLARNET_NATIVE=0``), else ``compiled`` on CUDA
+    with Triton installed and ``dense`` otherwise; a reset rule of your own (not
+    :data:`~polarnet.enforcement.DENSE_RULES`) always runs sparse, whose result it is checked
+    against.
 
     Args:
         model: the network whose parameters are constrained.
@@ -172,7 +180,7 @@ class Enforcer:
         optimizer: with ``clear_state=True``, the optimizer whose per-weight state is zeroed
             for the reset entries.
         clear_state: zero the optimizer state (e.g. Adam moments) of reset entries.
-        path: ``"auto"``, ``"sparse"``, ``"dense"`` or ``"compiled"`` (see above).
+        path: ``"auto"``, ``"native"``, ``"sparse"``, ``"dense"`` or ``"compiled"`` (see above).
 
     Example:
         >>> net = nn.Linear(4, 4)
@@ -194,7 +202,7 @@ class Enforcer:
         if path not in PATHS:
             raise ValueError(f"path must be one of {', '.join(PATHS)}; got {path!r}")
         builtin = self.rule in _BUILTIN_RULES
-        if path in ("dense", "compiled") and not builtin:
+        if path in ("dense", "compiled", "native") and not builtin:
             raise ValueError(f"reset rule {reset!r} is not one of the built-in elementwise rules "
                              f"({', '.join(DENSE_RULES)}), so it can only run on path='sparse' (or 'auto')")
         if seed is not None:
@@ -216,7 +224,8 @@ class Enforcer:
         device = first.device if first is not None else torch.device("cpu")
         if path == "auto":
             on_cpu = all(w.device.type == "cpu" for w in found.values())
-            path = "sparse" if not builtin or on_cpu else "compiled" if _can_compile(device) else "dense"
+            path = "sparse" if not builtin else ("native" if native.library() is not None else "sparse") if on_cpu \
+                else "compiled" if _can_compile(device) else "dense"
         self.path = path
         # the step counter lives on the device (as Adam(capturable=True) keeps its own), so it
         # advances under CUDA-graph replay too; the seed too, so a compiled step isn't
@@ -279,9 +288,10 @@ class Enforcer:
         """
         self._step += 1
         layers = [(index, name, self.model.get_parameter(name)) for index, name in self._layers()]
-        if self.path == "sparse":
+        if self.path in ("sparse", "native"):
             step = int(self._step)
-            counts = [self._sparse(index, name, w, step) for index, name, w in layers]
+            counts = [self._native(index, name, w, step) if self.path == "native" and self._native_fits(w)
+                      else self._sparse(index, name, w, step) for index, name, w in layers]
             return torch.tensor(counts, dtype=torch.int64, device=self._step.device)
         ws = [w for _, _, w in layers]
         codes = [self._layer(name, w).code for _, name, w in layers]
@@ -339,6 +349,23 @@ class Enforcer:
                     stray.append(zeros.add_(start))
         empty = flat.new_zeros(0, dtype=torch.int64)
         return (torch.cat(found) if found else empty), (torch.cat(stray) if stray else None)
+
+    def _native_fits(self, w: Tensor) -> bool:
+        """Whether the C kernel can take this weight (it keeps no indices to clear optimizer state with)."""
+        return w.device.type == "cpu" and not self.clear_state and native.available(w.dtype)
+
+    def _native(self, layer_index: int, name: str, w: Tensor, step: int) -> int:
+        layer = self._layer(name, w)
+        memory_shape: tuple[int, ...] = ()
+        logical: tuple[int, ...] = ()
+        if layer.order is not None:  # key by the logical (row-major) position, not the memory order
+            row_major = [1] * w.dim()
+            for d in range(w.dim() - 2, -1, -1):
+                row_major[d] = row_major[d + 1] * w.shape[d + 1]
+            memory_shape = tuple(w.shape[d] for d in layer.order)
+            logical = tuple(row_major[d] for d in layer.order)
+        return native.enforce_(_flat(w.data, layer.order), _flat(layer.code, layer.order), self.reset, self.eps,
+                               native.layer_key(self.seed, step, layer_index), memory_shape, logical)
 
     def _sparse(self, layer_index: int, name: str, w: Tensor, step: int) -> int:
         layer = self._layer(name, w)

@@ -157,13 +157,16 @@ class _Projector(Keeper):
     def __init__(self, model: nn.Module, template: PolarityTemplate, optimizer: torch.optim.Optimizer) -> None:
         super().__init__(model, template)
         self.optimizer = optimizer
-        self._codes: dict[str, Tensor] = {}
+        self._codes: dict[str, tuple[int, Tensor]] = {}
 
     def _code(self, name: str, w: Tensor) -> Tensor:
-        code = self._codes.get(name)
-        if code is None or code.device != w.device or code.stride() != w.stride():
-            code = self._codes[name] = template_code(self.template._signs[name], w)
-        return code
+        """The template's int8 signs in ``w``'s layout, rebuilt when the template changes (a
+        Fluid-SPIN swap moves it between steps)."""
+        cached = self._codes.get(name)
+        if cached is None or cached[0] != self.template.version or cached[1].device != w.device \
+                or cached[1].stride() != w.stride():
+            cached = self._codes[name] = (self.template.version, template_code(self.template._signs[name], w))
+        return cached[1]
 
     @torch.no_grad()
     def enforce(self) -> Tensor:

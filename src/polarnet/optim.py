@@ -104,7 +104,7 @@ def adam_(params: Sequence[Tensor], grads: Sequence[Tensor], avgs: Sequence[Tens
             continue
         # some members multiplicative, the others additive
         grown = p * torch.exp(torch.sign(p).mul_(direction).mul_(size))
-        p.copy_(torch.where(kind.view(shape), grown, p + size * direction))
+        p.copy_(torch.where(kind.view(shape), grown, p + size * avg / denom))  # the additive path's ops, so its rounding
 
 
 def eg_groups(model: nn.Module, template: Any, **options: Any) -> list[dict[str, Any]]:

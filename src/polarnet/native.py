@@ -1,0 +1,258 @@
+"""Freeze-SGD's CPU kernel in C: one pass over a layer, resets computed for the violations only.
+
+On a CPU the eager sparse path (:class:`polarnet.freeze.Enforcer`) spends most of its time in
+``nonzero`` and in the gathers and scatters around it: about 1 ns per weight however few
+weights break the template. This kernel reads each weight and its template sign once, 64 at a
+time into a bit mask (a loop the compiler vectorises), and visits only the set bits: the
+violations, whose resets it computes exactly as the torch paths do (the same comparisons, the
+same SplitMix64 keyed uniforms of :mod:`polarnet.keyed`, the same float operations in the
+weight's dtype), so its weights equal theirs bit for bit (a test holds it to that).
+
+It is compiled from the C source below with the system's C compiler the first time it is
+needed, into ``$XDG_CACHE_HOME/polarnet`` (else ``~/.cache/polarnet``), once per source,
+compiler and CPU, and loaded with :mod:`ctypes`, which releases the GIL during a call, so a
+large layer is split across ``torch.get_num_threads()`` threads. No compiler, a failed build,
+or ``POLARNET_NATIVE=0`` in the environment: :func:`library` is ``None`` and the
+torch paths do the work. Float32 and float64 only (bf16/fp16 weights take the torch path).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .keyed import _K, _MASK64, _key, _mix
+
+__all__ = ["library", "available", "enforce_", "RULE_CODES"]
+
+#: the built-in reset rules' numbers in the kernel
+RULE_CODES = {"posRand": 0, "posCon": 1, "zero": 2, "flip": 3}
+
+_SOURCE = r"""
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+static inline uint64_t mix(uint64_t x) {
+    x ^= x >> 30; x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 27; x *= 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+/* the row-major (logical) position of memory index m, the weight's dimensions listed in
+   memory order with each one's logical stride */
+static inline uint64_t logical(int64_t m, int ndim, const int64_t *shape, const int64_t *strides) {
+    uint64_t pos = 0;
+    for (int d = ndim - 1; d >= 0; --d) {
+        int64_t c = m % shape[d];
+        m /= shape[d];
+        pos += (uint64_t)c * (uint64_t)strides[d];
+    }
+    return pos;
+}
+
+#define ENFORCE(NAME, T)                                                                          \
+int64_t NAME(T *w, const int8_t *code, int64_t start, int64_t stop, int rule, T eps, uint64_t base, \
+             int ndim, const int64_t *shape, const int64_t *strides) {                            \
+    int64_t count = 0;                                                                            \
+    uint8_t flag[64];                                                                             \
+    for (int64_t b = start; b < stop; b += 64) {                                                  \
+        int64_t len = b + 64 < stop ? 64 : stop - b;                                              \
+        const T *wb = w + b;                                                                      \
+        const int8_t *cb = code + b;                                                              \
+        if (len < 64) memset(flag, 0, sizeof flag);                                               \
+        for (int64_t k = 0; k < len; ++k) /* vectorised: no branch, a byte per entry */            \
+            flag[k] = (wb[k] != 0) & ((cb[k] == 0) | ((signbit(wb[k]) != 0) != (cb[k] < 0)));     \
+        for (int j = 0; j < 64; j += 8) {                                                         \
+            uint64_t word;                                                                        \
+            memcpy(&word, flag + j, 8);                                                           \
+            while (word) {                                                                        \
+                int byte = __builtin_ctzll(word) >> 3;                                            \
+                word &= ~(0xFFULL << (8 * byte));                                                 \
+                int64_t i = b + j + byte;                                                         \
+                T v = w[i];                                                                       \
+                ++count;                                                                          \
+                if (code[i] == 0) { w[i] = 0; continue; }                                         \
+                T s = -(T)((0 < v) - (v < 0)); /* torch.sign(v).neg(): -0.0 for NaN */            \
+                if (rule == 0) {                                                                  \
+                    uint64_t pos = ndim ? logical(i, ndim, shape, strides) : (uint64_t)i;         \
+                    float top = (float)((mix(base ^ pos) >> 40) & 0xFFFFFF);                      \
+                    T u = (T)(top * 5.9604644775390625e-08f);                                     \
+                    w[i] = (u * eps) * s;                                                         \
+                } else if (rule == 1) {                                                           \
+                    w[i] = s * eps;                                                               \
+                } else if (rule == 2) {                                                           \
+                    w[i] = s * (T)0;                                                              \
+                } else {                                                                          \
+                    w[i] = -v;                                                                    \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+    }                                                                                             \
+    return count;                                                                                 \
+}
+
+ENFORCE(polarnet_enforce_f32, float)
+ENFORCE(polarnet_enforce_f64, double)
+"""
+
+_FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-std=c11", "-fno-fast-math"]
+_LOCK = threading.Lock()
+_LIBRARY: ctypes.CDLL | None = None
+_TRIED = False
+#: entries per thread below which a layer is done in one call (threads cost ~50 µs to hand out)
+_SPLIT = 1 << 20
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "polarnet"
+
+
+def _cpu() -> str:
+    """What ``-march=native`` compiles for: the CPU's model and flags."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        lines = [line for line in text.splitlines() if line.startswith(("model name", "flags"))][:2]
+        return "\n".join(lines)
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _build(compiler: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        source = Path(tmp) / "enforce.c"
+        source.write_text(_SOURCE)
+        built = Path(tmp) / target.name
+        subprocess.run([compiler, *_FLAGS, str(source), "-o", str(built)], check=True, capture_output=True, timeout=120)
+        os.replace(built, target)  # atomic: a concurrent process sees the old file or the new one
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled kernel, built on first use (see the module docstring), or ``None``.
+
+    Example:
+        >>> lib = library()
+        >>> lib is None or hasattr(lib, "polarnet_enforce_f32")
+        True
+    """
+    global _LIBRARY, _TRIED
+    if _TRIED:
+        return _LIBRARY
+    with _LOCK:
+        if _TRIED:
+            return _LIBRARY
+        _TRIED = True
+        if os.environ.get("POLARNET_NATIVE", "1") == "0":
+            return None
+        compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+        if compiler is None:
+            return None
+        digest = hashlib.sha256("\0".join([_SOURCE, " ".join(_FLAGS), compiler, _cpu()]).encode()).hexdigest()[:16]
+        target = _cache_dir() / f"enforce-{digest}.so"
+        try:
+            if not target.exists():
+                _build(compiler, target)
+            lib = ctypes.CDLL(str(target))
+        except (OSError, subprocess.SubprocessError):
+            try:  # an unwritable cache: build in a private temporary folder instead
+                target = Path(tempfile.mkdtemp(prefix="polarnet-native-")) / target.name
+                _build(compiler, target)
+                lib = ctypes.CDLL(str(target))
+            except (OSError, subprocess.SubprocessError):
+                return None
+        for name, real in (("polarnet_enforce_f32", ctypes.c_float), ("polarnet_enforce_f64", ctypes.c_double)):
+            fn = getattr(lib, name)
+            fn.restype = ctypes.c_int64
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, real,
+                           ctypes.c_uint64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        _LIBRARY = lib
+        return lib
+
+
+def available(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether the kernel can enforce weights of ``dtype`` here.
+
+    Example:
+        >>> available(torch.bfloat16)
+        False
+    """
+    return dtype in (torch.float32, torch.float64) and library() is not None
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None or _POOL._max_workers != threads:  # noqa: SLF001 - resize when torch's thread count changes
+        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="polarnet-enforce")
+    return _POOL
+
+
+def layer_key(seed: int, step: int, layer: int) -> int:
+    """The hash state after the keys that a layer's entries share: ``keyed_uniform(seed, step,
+    layer, p)`` is ``mix(key ^ p)`` for every position ``p``.
+
+    Example:
+        >>> from polarnet.keyed import reference_uniform
+        >>> key = layer_key(7, 3, 0)
+        >>> ((_mix(key ^ 4) & _MASK64) >> 40) * 2.0**-24 == reference_uniform(7, 3, 0, 4)
+        True
+    """
+    x = _mix(_key(seed, _K[0], _K[1], torch.device("cpu")))
+    x = _mix(x ^ _key(step, _K[2], 0, torch.device("cpu")))
+    x = _mix(x ^ _key(layer, _K[3], 1, torch.device("cpu")))
+    return int(x) & _MASK64
+
+
+def enforce_(flat: Tensor, code: Tensor, rule: str, eps: float, key: int,
+             memory_shape: tuple[int, ...] = (), logical_strides: tuple[int, ...] = ()) -> int:
+    """Enforce one layer in place with the kernel; returns the weights reset.
+
+    ``flat`` is the weight's memory viewed as 1-D (contiguous, float32/float64) and ``code`` its
+    int8 template signs in the same memory order. ``key`` is :func:`layer_key`'s. For a weight
+    whose memory order isn't row-major (channels-last), ``memory_shape`` lists its sizes in
+    memory order and ``logical_strides`` each such dimension's row-major stride, so the keyed
+    uniforms are those of the logical positions.
+
+    Example:
+        >>> w = torch.tensor([0.5, -0.2, 0.3, 0.0])
+        >>> code = torch.tensor([1, 1, -1, 1], dtype=torch.int8)
+        >>> enforce_(w, code, "posCon", 0.01, layer_key(0, 1, 0)) if available() else 2
+        2
+    """
+    lib = library()
+    if lib is None or not available(flat.dtype):
+        raise RuntimeError("the native kernel is not available here (see polarnet.native.library)")
+    if not (flat.is_contiguous() and code.is_contiguous() and flat.dim() == 1 and code.numel() == flat.numel()
+            and code.dtype == torch.int8 and flat.device.type == "cpu"):
+        raise ValueError("enforce_ needs a contiguous 1-D CPU weight and int8 signs of the same length")
+    fn = lib.polarnet_enforce_f32 if flat.dtype == torch.float32 else lib.polarnet_enforce_f64
+    ndim = len(memory_shape)
+    shape = (ctypes.c_int64 * max(ndim, 1))(*memory_shape)
+    strides = (ctypes.c_int64 * max(ndim, 1))(*logical_strides)
+    w_ptr, c_ptr, n = flat.data_ptr(), code.data_ptr(), flat.numel()
+    rule_code = RULE_CODES[rule]
+
+    def run(start: int, stop: int) -> int:
+        return fn(w_ptr, c_ptr, start, stop, rule_code, eps, key, ndim, shape, strides)
+
+    threads = max(1, torch.get_num_threads())
+    if threads == 1 or n < 2 * _SPLIT:
+        return run(0, n)
+    size = -(-n // threads // 64) * 64  # whole 64-entry blocks per thread
+    bounds = [(s, min(s + size, n)) for s in range(0, n, size)]
+    return sum(_pool(threads).map(lambda b: run(*b), bounds))
