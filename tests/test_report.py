@@ -40,6 +40,7 @@ def test_report_holds_every_figure_and_table_and_needs_no_network(study_folder, 
         assert f"## {heading}" in md and heading in html
     assert md.count("| condition |") >= 4  # the summary, the convergence table and two statistics tables
     assert "this study agrees" in md or "does not fully agree" in md
+    assert "## Learners" not in md  # one learner, no learners setting: no learner section
 
 
 def test_report_cli_and_missing_store(study_folder, tmp_path, capsys) -> None:

@@ -21,6 +21,7 @@ from .claims import check_claims
 from .diagnostics import CHANCE_STANDARD_ERRORS, Flag, chance_margin, diagnose
 from .figures import (curves_figure, difference_figure, efficiency_figure, magnitude_figure, reset_figure,
                       sign_change_figure, theory_figure)
+from .learner_comparison import has_learners, learner_sections
 from .metrics import chance_level, median_epochs_text, one_line, run_metrics, summary_table
 from .stats import compare_to_reference
 
@@ -205,6 +206,8 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
                                  "(Wang et al. Fig. 3)." + beside("difference", label) + "\n\n"
                                  + markdown_table(stats, 4),
                                  paths))
+        if has_learners(settings):  # learners × learning rates: each at its best rate against freeze_sgd
+            sections.extend(learner_sections(per_run, settings, runs, figures_dir, study=name))
     if facts.get("transfer_report_text"):
         sections.append(("Transfer", "```\n" + facts["transfer_report_text"] + "\n```", []))
     sections.append(("Settings", "```json\n" + json.dumps(settings, indent=2, default=list) + "\n```", []))
