@@ -1,0 +1,123 @@
+"""Tests for polarnet.native: the C kernel equals the torch computation bit for bit, splits
+across threads without changing a number, and stays out of the way where it can't build."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from polarnet import native
+from polarnet.keyed import keyed_uniform
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
+
+RULES = ["posRand", "posCon", "zero", "flip"]
+_INT = {4: torch.int32, 8: torch.int64}
+
+
+def _reference(w: torch.Tensor, code: torch.Tensor, rule: str, eps: float, seed: int, step: int, layer: int) -> int:
+    """The sparse path's computation, written out: violations by the sign bit, +0 at T = 0."""
+    stray = (code == 0) & (w != 0)
+    bad = (torch.signbit(w) != (code < 0)) & (w != 0) & (code != 0)
+    i = bad.nonzero().squeeze(1)
+    values = w[i]
+    signs = values.sign().neg_()
+    if rule == "posRand":
+        new = keyed_uniform(seed, step, layer, i, w.dtype).mul_(eps).mul_(signs)
+    elif rule == "posCon":
+        new = signs * eps
+    elif rule == "zero":
+        new = signs * 0.0
+    else:
+        new = -values
+    w.index_copy_(0, i, new)
+    w.masked_fill_(stray, 0.0)
+    return int(i.numel() + stray.sum())
+
+
+_SPECIAL = st.sampled_from([0.0, -0.0, float("nan"), -float("nan"), float("inf"), -float("inf"), 1e-30, -1e-30, 1e-45])
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.one_of(st.floats(-3, 3), _SPECIAL), min_size=1, max_size=200),
+       signs=st.lists(st.sampled_from([-1, 0, 1]), min_size=200, max_size=200), rule=st.sampled_from(RULES),
+       dtype=st.sampled_from([torch.float32, torch.float64]), seed=st.integers(0, 2**62), step=st.integers(0, 2**40),
+       layer=st.integers(0, 300), eps=st.sampled_from([1e-3, 0.5, 0.1]))
+def test_kernel_equals_the_torch_computation_bit_for_bit(values, signs, rule, dtype, seed, step, layer, eps):
+    w = torch.tensor(values, dtype=dtype)
+    code = torch.tensor(signs[: len(values)], dtype=torch.int8)
+    expected = w.clone()
+    n_expected = _reference(expected, code, rule, eps, seed, step, layer)
+    n = native.enforce_(w, code, rule, eps, native.layer_key(seed, step, layer))
+    assert n == n_expected
+    assert torch.equal(w.view(_INT[w.element_size()]), expected.view(_INT[w.element_size()]))
+
+
+def test_a_large_layer_split_across_threads_gives_the_same_weights(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(3 * native._SPLIT + 77, generator=g)
+    code = torch.randint(-1, 2, w.shape, generator=g, dtype=torch.int8)
+    one = w.clone()
+    key = native.layer_key(1, 2, 3)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    n_one = native.enforce_(one, code, "posRand", 1e-3, key)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    n_many = native.enforce_(w, code, "posRand", 1e-3, key)
+    assert n_one == n_many > 0 and torch.equal(one, w)
+
+
+def test_memory_order_keys_uniforms_by_logical_position():
+    """A channels-last weight: memory order (N, H, W, C), positions keyed row-major (N, C, H, W)."""
+    g = torch.Generator().manual_seed(0)
+    logical = torch.randn(2, 3, 4, 5, generator=g)
+    code = -torch.sign(logical).to(torch.int8)  # every entry violates
+    expected = logical.clone().view(-1)
+    _reference(expected, code.view(-1), "posRand", 0.5, 9, 1, 0)
+    memory = logical.permute(0, 2, 3, 1).contiguous()  # what channels-last stores
+    flat, flat_code = memory.view(-1), code.permute(0, 2, 3, 1).contiguous().view(-1)
+    native.enforce_(flat, flat_code, "posRand", 0.5, native.layer_key(9, 1, 0), memory_shape=(2, 4, 5, 3),
+                    logical_strides=(60, 5, 1, 20))
+    assert torch.equal(memory.permute(0, 3, 1, 2).contiguous().view(-1), expected)
+
+
+def test_layer_key_is_keyed_uniforms_state_before_the_position():
+    key = native.layer_key(7, 3, 2)
+    from polarnet.keyed import _MASK64, _mix
+
+    positions = [0, 1, 4097, 2**40]
+    ours = [((_mix(key ^ p) & _MASK64) >> 40) * 2.0**-24 for p in positions]
+    assert ours == keyed_uniform(7, 3, 2, torch.tensor(positions), torch.float64).tolist()
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="contiguous 1-D CPU weight"):
+        native.enforce_(torch.zeros(4, 2).t().reshape(-1)[::2], torch.zeros(4, dtype=torch.int8), "zero", 1.0, 0)
+    with pytest.raises(RuntimeError, match="not available"):
+        native.enforce_(torch.zeros(4, dtype=torch.bfloat16), torch.zeros(4, dtype=torch.int8), "zero", 1.0, 0)
+
+
+def _in_subprocess(code: str, **env: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, **env})
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_polarnet_native_0_turns_it_off_and_enforcement_stays_correct():
+    code = ("import torch, polarnet as pn; from polarnet import native; net = torch.nn.Linear(4, 4); "
+            "t = pn.PolarityTemplate.random(net, seed=0); e = pn.Enforcer(net, t); e(); "
+            "print(native.library(), e.path, pn.violations(net, t))")
+    assert _in_subprocess(code, POLARNET_NATIVE="0") == "None sparse 0"
+
+
+def test_an_unwritable_cache_builds_in_a_temporary_folder(tmp_path):
+    blocked = tmp_path / "not-a-folder"  # a file where the cache folder should be (permissions don't stop root)
+    blocked.write_text("")
+    out = _in_subprocess("from polarnet import native; print(native.library()._name)", XDG_CACHE_HOME=str(blocked))
+    assert "polarnet-native-" in out and str(blocked) not in out
