@@ -391,7 +391,7 @@ def _style(learner: str) -> dict:
     from ..learners import LEARNERS
 
     names = [n for n in LEARNERS.names() if n != REFERENCE]
-    i = names.index(learner) if learner in names else len(names) + abs(hash(learner)) % 7
+    i = names.index(learner) if learner in names else len(names) + sum(map(ord, learner)) % 7  # stable across runs
     colour = [c for c in range(10) if c != 7][i % 9]  # C7 is grey, the fluid reference's colour
     return {"color": f"C{colour}", "linestyle": _LINES[i % len(_LINES)], "marker": _MARKERS[i % len(_MARKERS)]}
 
