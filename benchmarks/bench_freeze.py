@@ -6,8 +6,9 @@ each on the same post-step weights (restored from a copy before each arm), so al
 the same violations:
 
 - ``auto``: polarnet's enforcer as ``freeze`` builds it by default (the path it picks for the
-  device: ``sparse`` on the CPU, the sync-free dense path on CUDA), keyed ``posRand`` resets;
-- ``sparse`` / ``dense`` / ``compiled``: the other paths of :class:`polarnet.Enforcer`, which
+  device: the C kernel ``native`` on the CPU, ``sparse`` without a C compiler, the sync-free
+  dense path on CUDA), keyed ``posRand`` resets;
+- ``native`` / ``sparse`` / ``dense`` / ``compiled``: the paths of :class:`polarnet.Enforcer`, which
   give the same weights bit for bit (``compiled`` only with ``--compiled``: a minute of
   compilation, and on the CPU slower than ``dense``' sparse rival);
 - ``masked``: a straightforward implementation (a full-size random tensor drawn and a boolean
@@ -72,7 +73,8 @@ def main() -> int:
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=cuda)
     enforcers = {"auto": pn.Enforcer(model, template, "posRand", 1e-3, seed=0)}
-    for path in ("sparse", "dense", *(["compiled"] if args.compiled else [])):
+    paths = ["native"] if device.type == "cpu" and pn.native.available() else []
+    for path in (*paths, "sparse", "dense", *(["compiled"] if args.compiled else [])):
         enforcers[path] = pn.Enforcer(model, template, "posRand", 1e-3, seed=0, path=path)
     auto_path = enforcers["auto"].path
     params = [model.get_parameter(n) for n in template]
@@ -159,7 +161,7 @@ def main() -> int:
     print(f"train step without enforcement (fwd+bwd+Adam): {Spread.of(plain).format('.3f', ' s')}")
     print(f"  of which the Adam step:                      {Spread.of(parts['adam']).format('.3f', ' s')}")
     print(f"resets per step: {resets_med:,.0f} ({resets_med / n_weights:.2%} of the weights)")
-    labels = {"auto": f"auto (= {auto_path})", "sparse": "sparse path", "dense": "dense path (sync-free)",
+    labels = {"auto": f"auto (= {auto_path})", "native": "native path (C kernel)", "sparse": "sparse path", "dense": "dense path (sync-free)",
               "compiled": "compiled dense path", "masked": "masked enforcement", "floor": "floor (one pass over signs)"}
     for name in arms:
         print(f"{labels[name]:28s} {ms[name].format('.1f', ' ms')}   step overhead {over[name].format('.2%')}   "
