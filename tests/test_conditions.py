@@ -456,8 +456,9 @@ def test_run_keys_of_every_preset_are_unchanged_by_unmatched(tmp_path):
         "xor5d": "a4eb558d2591d861", "xor5d-reset": "a99db4ada245dd13", "xor5d-width": "2e6ddd214e17f9a2",
     }
     names = sorted(n[:-5] for n in os.listdir(os.path.dirname(presets)) if n.endswith(".toml"))
-    assert names == sorted(expected)
-    for name in names:
+    # the presets that existed then (later ones, such as the learners' presets, have no old keys)
+    assert set(expected) <= set(names)
+    for name in sorted(expected):
         extra = [f"source='{source}'"] if name == "fmnist-split-transfer" else []
         assert digest(name, *extra) == expected[name], name
     assert digest("fmnist-alexnet", "head='replace'") == "fc5304ca608a6304"

@@ -16,7 +16,7 @@ from polarnet.experiments.plan import plan
 
 PRESETS = sorted(["xor5d", "xor5d-reset", "xor5d-width", "fmnist-alexnet", "cifar10-alexnet", "spin-alexnet-cifar10",
                   "spin-alexnet-fmnist", "spin-zfnet-cifar10", "spin-zfnet-fmnist", "spin-table1",
-                  "fmnist-split-transfer"])
+                  "fmnist-split-transfer", "xor5d-learners", "split-transfer-learners"])
 SIZES = (8, 20, 32, 40, 52, 60, 72, 80, 92, 100, 500)
 
 
