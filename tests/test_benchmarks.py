@@ -1,12 +1,16 @@
 """Tests for benchmarks/_report.py: the PASS/MISS verdicts, alternation and exit status.
 
-Only the logic, with made-up numbers: benchmarks are scripts, never timed tests.
+Only the logic, with made-up numbers: benchmarks are scripts, never timed tests. A benchmark's
+``--quick`` form is smoke-run at the end (it checks that the script works; its verdicts are
+not counted, so it passes whatever the machine's speed).
 """
 
 from __future__ import annotations
 
 import doctest
 import importlib.util
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -126,3 +130,22 @@ def test_header_and_summary_show_the_load():
     report.finish()
     assert all("load average" in line and "CPUs" in line for line in lines)
     assert lines[0].startswith("== bench_fake: ") and "not strict" in lines[0]
+
+
+# --------------------------------------------------------------------------- smoke runs, --quick
+
+@pytest.mark.slow
+def test_bench_learners_quick_runs_and_prints_every_learner_and_the_preset():
+    """``bench_learners.py --quick`` runs end to end (LeNet, 2 steps per arm, a tiny stand-in
+    of ``xor5d-learners``); its verdicts are not counted, so it exits 0 whatever the timings."""
+    script = _PATH.parent / "bench_learners.py"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--workers", "1", "--strict"],
+                          capture_output=True, text=True, timeout=300, cwd=_PATH.parents[1])
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    for learner in ("freeze_sgd", "project", "reparam-softplus", "reparam-exp", "reparam-abs", "eg"):
+        assert re.search(rf"^{re.escape(learner)} +[\d.]+ s.* vs Adam [\d.]+x", out, re.M), learner
+    for learner in ("reparam-softplus", "reparam-exp", "reparam-abs", "eg"):
+        assert f"{learner} step / Adam step: " in out
+    assert "xor5d-learners quick stand-in: 54 runs (27 conditions)" in out
+    assert "--quick: nothing counted" in out.splitlines()[-1]
