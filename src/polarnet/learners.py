@@ -39,7 +39,7 @@ from .registry import Registry
 from .template import PolarityTemplate
 
 __all__ = ["Learner", "Stacked", "LEARNERS", "register_learner", "MAGNITUDE_FNS", "SignedMagnitude", "Keeper",
-           "adam_optimizer", "learner_formula"]
+           "adam_optimizer", "learner_formula", "signed_magnitude"]
 
 
 # -- magnitude functions of reparam ----------------------------------------------------------------
@@ -66,8 +66,53 @@ MAGNITUDE_FNS: dict[str, MagnitudeFn] = {
 }
 
 
+class _SignedMagnitudeFunction(torch.autograd.Function):
+    """``T ⊙ f(V)`` with one new tensor each way: the forward pass multiplies ``f(V)`` by the
+    int8 signs in place, and the backward pass computes ``grad · T · f'(V)`` with torch's own
+    derivative kernels, in the order autograd takes through ``f(V) * T`` (so the same numbers).
+    On AlexNet's 57 M weights this is about half the time of letting autograd record the two
+    ops: every fresh weight-sized tensor costs page faults on a CPU."""
+
+    @staticmethod
+    def forward(ctx: Any, v: Tensor, signs: Tensor, fn: str) -> Tensor:  # type: ignore[override]
+        w = MAGNITUDE_FNS[fn].f(v).mul_(signs)  # f makes a new tensor, so in place is safe
+        ctx.fn = fn
+        ctx.save_for_backward(v, signs, w if fn == "exp" else v)
+        return w
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
+        v, signs, w = ctx.saved_tensors
+        if ctx.fn == "exp":  # d/dV T·exp(V) = T·exp(V) = W
+            return grad * w, None, None
+        g = grad * signs
+        if ctx.fn == "softplus":  # torch's own derivative, written into g
+            return torch.ops.aten.softplus_backward.grad_input(g, v, 1.0, 20.0, grad_input=g), None, None
+        return g.mul_(torch.sign(v)), None, None
+
+
+def signed_magnitude(v: Tensor, signs: Tensor, fn: str) -> Tensor:
+    """``W = T ⊙ f(V)`` (``signs``: the template as −1/0/+1 in ``V``'s dtype, or int8, which is
+    slower: a mixed-dtype product doesn't vectorise), differentiable in ``V``: what the
+    ``reparam-<f>`` learners' parametrization and the vectorised ensembles compute.
+
+    Example:
+        >>> v = torch.tensor([0.0, 1.0, 2.0], requires_grad=True)
+        >>> w = signed_magnitude(v, torch.tensor([1.0, -1.0, 0.0]), "exp")
+        >>> w.tolist()
+        [1.0, -2.7182817459106445, 0.0]
+        >>> w.sum().backward(); v.grad.tolist()
+        [1.0, -2.7182817459106445, 0.0]
+    """
+    if fn not in MAGNITUDE_FNS:
+        raise ValueError(f"unknown magnitude function {fn!r}; choose one of {', '.join(MAGNITUDE_FNS)}")
+    return _SignedMagnitudeFunction.apply(v, signs, fn)
+
+
 class SignedMagnitude(nn.Module):
-    """The parametrization ``W = T ⊙ f(V)`` (``T`` as int8, in a persistent buffer ``code``).
+    """The parametrization ``W = T ⊙ f(V)`` (``T`` as int8, in a persistent buffer ``code``;
+    a copy in ``V``'s dtype, not saved, makes the product fast).
 
     ``T = 0`` gives ``W = 0`` exactly (and ``V`` there gets no gradient). ``right_inverse``
     makes ``V`` from an aligned weight, so registering it keeps the weight's values (to
@@ -91,7 +136,15 @@ class SignedMagnitude(nn.Module):
         self.register_buffer("code", template_code(signs))
 
     def forward(self, v: Tensor) -> Tensor:
-        return MAGNITUDE_FNS[self.fn].f(v) * self.code
+        return signed_magnitude(v, self._signs(v), self.fn)
+
+    def _signs(self, v: Tensor) -> Tensor:
+        """``code`` in ``V``'s dtype and device, kept until ``code`` changes (a product of a
+        float and an int8 tensor costs 4-5x one of two floats)."""
+        key = (v.dtype, v.device, self.code.data_ptr(), self.code._version)
+        if getattr(self, "_cached", None) is None or self._cached[0] != key:
+            self._cached = (key, self.code.to(dtype=v.dtype, device=v.device))
+        return self._cached[1]
 
     def right_inverse(self, w: Tensor) -> Tensor:
         spec = MAGNITUDE_FNS[self.fn]

@@ -46,7 +46,7 @@ def eg_(params: Sequence[Tensor], directions: Sequence[Tensor], size: float | Te
         tensor([ 0.4524, -0.5526,  0.0000])
     """
     for w, d in zip(params, directions):
-        w.mul_(torch.exp(torch.sign(w).mul_(d).mul_(size)))
+        w.mul_(torch.sign(w).mul_(d).mul_(size).exp_())  # one temporary: weight-sized ones cost page faults
 
 
 def adam_(params: Sequence[Tensor], grads: Sequence[Tensor], avgs: Sequence[Tensor], squares: Sequence[Tensor],
@@ -98,10 +98,10 @@ def adam_(params: Sequence[Tensor], grads: Sequence[Tensor], avgs: Sequence[Tens
             else:
                 p.addcdiv_(avg, denom, value=size)
             continue
-        direction = avg / denom
         if kind is True:
-            eg_([p], [direction], size)
+            eg_([p], [torch.div(avg, denom, out=denom)], size)  # the direction, in denom's memory
             continue
+        direction = avg / denom
         # some members multiplicative, the others additive
         grown = p * torch.exp(torch.sign(p).mul_(direction).mul_(size))
         p.copy_(torch.where(kind.view(shape), grown, p + size * avg / denom))  # the additive path's ops, so its rounding

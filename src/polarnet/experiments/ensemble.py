@@ -33,7 +33,7 @@ from torch import Tensor
 
 from ..enforcement import DENSE_RULES, dense_enforce_, project_, template_code
 from ..init import align
-from ..learners import LEARNERS, MAGNITUDE_FNS, SignedMagnitude, Stacked
+from ..learners import LEARNERS, MAGNITUDE_FNS, SignedMagnitude, Stacked, signed_magnitude
 from .datasets import binary_correct, binary_loss
 from .plan import RunSpec
 from .results import EpochRecord, RunResult, magnitude_quantiles
@@ -135,7 +135,7 @@ class _Layer:
                 w = w.clone()
             # f runs on the rows' every member and where() keeps the reparam ones: an inf or NaN
             # of f on another member's weight never reaches it
-            w[rows] = torch.where(group.mask[rows], MAGNITUDE_FNS[fn].f(v[rows]) * self.code[rows], w[rows])
+            w[rows] = torch.where(group.mask[rows], signed_magnitude(v[rows], self.code[rows], fn), w[rows])
         return w
 
     def trained_grad(self, v: Tensor, grad: Tensor, A: int) -> Tensor:
@@ -148,7 +148,7 @@ class _Layer:
                 continue
             with torch.enable_grad():
                 leaf = v[rows].detach().requires_grad_()
-                (found,) = torch.autograd.grad(MAGNITUDE_FNS[fn].f(leaf) * self.code[rows], leaf, grad[rows])
+                (found,) = torch.autograd.grad(signed_magnitude(leaf, self.code[rows], fn), leaf, grad[rows])
             grad[rows] = torch.where(group.mask[rows], found, grad[rows])
         return grad
 

@@ -58,7 +58,7 @@ from ..enforcement import DENSE_RULES, dense_enforce_, project_, template_code
 from ..fileformat import atomic_write, stale_temporaries
 from ..init import align
 from ..layers import select
-from ..learners import LEARNERS, MAGNITUDE_FNS, SignedMagnitude, Stacked
+from ..learners import LEARNERS, SignedMagnitude, Stacked, signed_magnitude
 from ..models import get_model
 from .datasets import Data, model_kwargs, task_correct, task_loss
 from .ensemble import _known
@@ -369,7 +369,7 @@ class _Ensemble:
                 m = mask[sub]
                 # f sees 0 in the other members' rows: an inf of f there would make a NaN
                 # gradient (0 · inf) that reaches their own weights
-                w = torch.where(m, MAGNITUDE_FNS[fn].f(torch.where(m, v, 0)) * code[sub], w)
+                w = torch.where(m, signed_magnitude(torch.where(m, v, 0), code[sub], fn), w)
             out[name] = w
         return out
 
