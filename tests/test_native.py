@@ -121,3 +121,31 @@ def test_an_unwritable_cache_builds_in_a_temporary_folder(tmp_path):
     blocked.write_text("")
     out = _in_subprocess("from polarnet import native; print(native.library()._name)", XDG_CACHE_HOME=str(blocked))
     assert "polarnet-native-" in out and str(blocked) not in out
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(1, 20), n=st.integers(1, 50), d=st.integers(1, 7), h=st.integers(1, 40), seed=st.integers(0, 99))
+def test_mlp_logits_equal_batched_products_to_rounding(m, n, d, h, seed):
+    g = torch.Generator().manual_seed(seed)
+    x, w1, b1 = torch.randn(n, d, generator=g), torch.randn(m, h, d, generator=g), torch.randn(m, h, generator=g)
+    w2, b2 = torch.randn(m, 1, h, generator=g), torch.randn(m, 1, generator=g)
+    hidden = torch.baddbmm(b1[:, None, :], x.expand(m, n, d), w1.transpose(1, 2)).relu_()
+    expected = torch.baddbmm(b2[:, :, None], w2, hidden.transpose(1, 2)).squeeze(1)
+    torch.testing.assert_close(native.mlp_logits(x, w1, b1, w2, b2), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_mlp_logits_keep_nan_and_split_members_across_threads(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    x, w1, b1 = torch.randn(1000, 5, generator=g), torch.randn(64, 70, 5, generator=g), torch.randn(64, 70, generator=g)
+    w2, b2 = torch.randn(64, 70, generator=g), torch.randn(64, generator=g)
+    w1[3, 0, 0] = float("nan")  # a diverged member: its logits are NaN, as torch.relu keeps NaN
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    one = native.mlp_logits(x, w1, b1, w2, b2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    many = native.mlp_logits(x, w1, b1, w2, b2)
+    assert torch.equal(one[~one.isnan()], many[~many.isnan()]) and torch.equal(one.isnan(), many.isnan())
+    assert one[3].isnan().all() and not one[[0, 1, 2, 4]].isnan().any()
+    with pytest.raises(ValueError, match="float32 CPU tensors"):
+        native.mlp_logits(x.double(), w1, b1, w2, b2)
+    with pytest.raises(ValueError, match="shapes don't fit"):
+        native.mlp_logits(x, w1, b1[:3], w2, b2)

@@ -39,7 +39,7 @@ from .registry import Registry
 from .template import PolarityTemplate
 
 __all__ = ["Learner", "Stacked", "LEARNERS", "register_learner", "MAGNITUDE_FNS", "SignedMagnitude", "Keeper",
-           "adam_optimizer", "learner_formula", "signed_magnitude"]
+           "adam_optimizer", "learner_formula", "signed_magnitude", "signed_magnitude_grad"]
 
 
 # -- magnitude functions of reparam ----------------------------------------------------------------
@@ -84,12 +84,25 @@ class _SignedMagnitudeFunction(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
         v, signs, w = ctx.saved_tensors
-        if ctx.fn == "exp":  # d/dV T·exp(V) = T·exp(V) = W
-            return grad * w, None, None
-        g = grad * signs
-        if ctx.fn == "softplus":  # torch's own derivative, written into g
-            return torch.ops.aten.softplus_backward.grad_input(g, v, 1.0, 20.0, grad_input=g), None, None
-        return g.mul_(torch.sign(v)), None, None
+        return signed_magnitude_grad(grad, v, signs, ctx.fn, w), None, None
+
+
+def signed_magnitude_grad(grad: Tensor, v: Tensor, signs: Tensor, fn: str, w: Tensor | None = None) -> Tensor:
+    """The gradient to ``V`` of ``W = T ⊙ f(V)`` from the one to ``W``: ``grad · T · f'(V)``,
+    computed as autograd computes it through ``f(V) * T`` (torch's own derivative kernels, in
+    its order). ``w`` (``W``; recomputed when not given) serves ``exp``, whose derivative is ``W``.
+
+    Example:
+        >>> v, signs = torch.tensor([0.0, 1.0]), torch.tensor([1.0, -1.0])
+        >>> signed_magnitude_grad(torch.ones(2), v, signs, "abs").tolist()
+        [0.0, -1.0]
+    """
+    if fn == "exp":  # d/dV T·exp(V) = T·exp(V) = W
+        return grad * (w if w is not None else torch.exp(v).mul_(signs))
+    g = grad * signs
+    if fn == "softplus":  # torch's own derivative, written into g
+        return torch.ops.aten.softplus_backward.grad_input(g, v, 1.0, 20.0, grad_input=g)
+    return g.mul_(torch.sign(v))
 
 
 def signed_magnitude(v: Tensor, signs: Tensor, fn: str) -> Tensor:
