@@ -30,6 +30,7 @@ never from the condition's name, which is used for labels only.
 from __future__ import annotations
 
 import json
+import re
 import math
 import os
 from dataclasses import dataclass
@@ -135,8 +136,14 @@ def label_arms(per_run: pd.DataFrame, settings: dict, runs: pd.DataFrame | None 
 
 
 def _common_prefix(names: list[str]) -> str:
-    """The dotted name parts all ``names`` start with (``""`` if none)."""
-    parts = [n.split(".") for n in sorted(names)]
+    """The dotted name parts all ``names`` start with (``""`` if none), a rate's own dots aside
+    (``fluid_rand.lr0.03`` and ``fluid_rand.lr0.1`` share ``fluid_rand``, not ``fluid_rand.lr0``).
+
+    Example:
+        >>> _common_prefix(["fluid_rand.lr0.03", "fluid_rand.lr0.1"])
+        'fluid_rand'
+    """
+    parts = [re.sub(r"\.lr[0-9][0-9.e+-]*$", "", n).split(".") for n in sorted(names)]
     common = []
     for pieces in zip(*parts):
         if len(set(pieces)) > 1:
