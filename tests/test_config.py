@@ -58,6 +58,9 @@ def test_every_preset_loads_and_validates(name, tmp_path, monkeypatch):
                 assert got.endswith(expected), (key, field)
             else:
                 assert (list(got) if isinstance(got, tuple) else got) == expected, (key, field)
+    if raw.get("learners") or raw.get("lr_sweep"):  # the listed conditions were expanded, one per learner and rate
+        assert {name.split(".")[0] for name in study.conditions} == set(raw.pop("conditions"))
+        assert {k: list(v) for k, v in study.lr_sweep.items()} == raw.pop("lr_sweep")
     for key, value in raw.items():
         got = getattr(study, key)
         assert (list(got) if isinstance(got, tuple) else got) == value, key
