@@ -240,14 +240,16 @@ def available(dtype: torch.dtype = torch.float32) -> bool:
     return dtype in (torch.float32, torch.float64) and library() is not None
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, threads, pool)
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
+    """Worker threads for the kernels: a new pool when torch's thread count changes, and in a
+    forked child (a parent's threads don't survive ``fork``; its pool would wait forever)."""
     global _POOL
-    if _POOL is None or _POOL._max_workers != threads:  # noqa: SLF001 - resize when torch's thread count changes
-        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="polarnet-enforce")
-    return _POOL
+    if _POOL is None or _POOL[:2] != (os.getpid(), threads):
+        _POOL = (os.getpid(), threads, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="polarnet-native"))
+    return _POOL[2]
 
 
 def layer_key(seed: int, step: int, layer: int) -> int:
