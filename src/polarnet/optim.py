@@ -132,7 +132,32 @@ def _check_update(group: dict[str, Any]) -> None:
                          f"(additive); got {group.get('update')!r}")
 
 
-class EG(torch.optim.Optimizer):
+class _SignPreserving(torch.optim.Optimizer):
+    """What EG and AdamEG share: a positive ``lr``, each group's ``update`` checked, and
+    ``step(closure)``; a subclass updates one group at a time (:meth:`_update`)."""
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+        if not defaults["lr"] > 0:
+            raise ValueError(f"lr must be > 0, got {defaults['lr']!r}")
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            _check_update(group)
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._update(group)
+        return loss
+
+    def _update(self, group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class EG(_SignPreserving):
     """Plain exponentiated gradient: ``w ← w · exp(−lr · sign(w) · g)`` (groups with
     ``update="eg"``, the default), ``w ← w − lr · g`` (groups with ``update="gd"``).
 
@@ -152,29 +177,18 @@ class EG(torch.optim.Optimizer):
     """
 
     def __init__(self, params: Iterable[Any], lr: float = 0.01, *, update: str = "eg") -> None:
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr!r}")
         super().__init__(params, dict(lr=lr, update=update))
-        for group in self.param_groups:
-            _check_update(group)
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if group["update"] == "eg":
-                eg_(params, [p.grad for p in params], -group["lr"])
-            else:
-                for p in params:
-                    p.add_(p.grad, alpha=-group["lr"])
-        return loss
+    def _update(self, group: dict[str, Any]) -> None:
+        params = [p for p in group["params"] if p.grad is not None]
+        if group["update"] == "eg":
+            eg_(params, [p.grad for p in params], -group["lr"])
+        else:
+            for p in params:
+                p.add_(p.grad, alpha=-group["lr"])
 
 
-class AdamEG(torch.optim.Optimizer):
+class AdamEG(_SignPreserving):
     """Adam whose step is multiplicative in groups with ``update="eg"`` (the default):
     ``w ← w · exp(−lr/(1−β₁ᵗ) · sign(w) · m / (√v̂ + ε))``, Adam's moments scaling the
     exponent. Groups with ``update="gd"`` take ``torch.optim.Adam``'s step, bit for bit.
@@ -202,30 +216,19 @@ class AdamEG(torch.optim.Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (_BETA1, _BETA2),
                  eps: float = 1e-8, *, update: str = "eg") -> None:
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr!r}")
         if tuple(betas) != (_BETA1, _BETA2):
             raise ValueError(f"AdamEG uses Adam's default betas {(_BETA1, _BETA2)}; got {tuple(betas)}")
         super().__init__(params, dict(lr=lr, eps=eps, update=update))
-        for group in self.param_groups:
-            _check_update(group)
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = torch.zeros((), dtype=torch.float32)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
-                adam_([p], [p.grad], [state["exp_avg"]], [state["exp_avg_sq"]], int(state["step"]), group["lr"],
-                      group["eps"], multiplicative=[group["update"] == "eg"])
-        return loss
+    def _update(self, group: dict[str, Any]) -> None:
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if not state:
+                state["step"] = torch.zeros((), dtype=torch.float32)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+            adam_([p], [p.grad], [state["exp_avg"]], [state["exp_avg_sq"]], int(state["step"]), group["lr"],
+                  group["eps"], multiplicative=[group["update"] == "eg"])
