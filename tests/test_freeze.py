@@ -1154,3 +1154,143 @@ def test_cuda_graph_capture_and_replay_match_eager_steps(path) -> None:
     assert handle.steps == len(xs) and handle.total_resets == eager_total > 0
     for a, b in zip(eager.parameters(), graphed.parameters()):
         assert torch.equal(_bits(a), _bits(b))
+
+
+# --------------------------------------------------------------------------- state that survives a checkpoint
+
+def _resume_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16, 8), nn.Dropout(0.2), nn.ReLU(),
+                         nn.Linear(8, 3))
+
+
+def _train(net, optimizer, steps, start):
+    for i in range(start, start + steps):
+        g = torch.Generator().manual_seed(i)
+        x, y = torch.randn(8, 2, 4, 4, generator=g) * 3, torch.randint(0, 3, (8,), generator=g)
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        optimizer.step()
+
+
+def _frozen(learner, reset, seed):
+    from polarnet.learners import LEARNERS
+
+    torch.manual_seed(0)
+    net = _resume_net()
+    t = PolarityTemplate.random(net, seed=1, p_positive=0.6)
+    t["3.weight"] = t["3.weight"] * (torch.rand(8, 16, generator=torch.Generator().manual_seed(2)) > 0.2)
+    optimizer = LEARNERS.get(learner).optimizer(net, t, 0.2, 1e-8)
+    options = {"reset": reset, "seed": seed} if learner == "freeze_sgd" else {}
+    return net, optimizer, freeze(net, t, optimizer, learner=learner, **options)
+
+
+RESUMABLE = [("freeze_sgd", rule) for rule in BUILTIN_RESETS] + \
+    [(name, None) for name in polarnet.LEARNERS.names() if name != "freeze_sgd"]
+
+
+@pytest.mark.parametrize("learner,reset", RESUMABLE)
+def test_a_resumed_job_continues_bit_for_bit(tmp_path, learner, reset):
+    """Save model + optimizer + handle state (and the RNG, which dropout draws from) at step k,
+    resume in fresh objects: the weights equal those of a job that never stopped."""
+    net, optimizer, handle = _frozen(learner, reset, seed=5)
+    torch.manual_seed(11)
+    _train(net, optimizer, 10, 0)
+    reference = {k: v.clone() for k, v in net.state_dict().items()}
+    total = handle.total_resets
+
+    net, optimizer, handle = _frozen(learner, reset, seed=5)
+    torch.manual_seed(11)
+    _train(net, optimizer, 4, 0)
+    torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "freeze": handle.state_dict(),
+                "rng": torch.get_rng_state()}, tmp_path / "ckpt.pt")
+    del net, optimizer, handle
+
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    net, optimizer, handle = _frozen(learner, reset, seed=None)  # other seed and template: the state has them
+    net.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    handle.load_state_dict(ckpt["freeze"])
+    torch.set_rng_state(ckpt["rng"])
+    assert handle.steps == 4
+    _train(net, optimizer, 6, 4)
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, reference[key]), key
+    assert handle.total_resets == total
+    if learner == "freeze_sgd" and reset != "zero":
+        assert total > 0  # the test exercised resets
+
+
+def test_a_resume_that_skips_the_freeze_state_differs():
+    """The seeded reset stream is keyed by the step: restarting it at 0 changes the weights
+    (the guarantee above is not vacuous)."""
+    runs = []
+    for load_state in (True, False):
+        net, optimizer, handle = _frozen("freeze_sgd", "posRand", seed=5)
+        _train(net, optimizer, 3, 0)
+        state = (net.state_dict(), optimizer.state_dict(), handle.state_dict())
+        net, optimizer, handle = _frozen("freeze_sgd", "posRand", seed=5)
+        net.load_state_dict(state[0]), optimizer.load_state_dict(state[1])
+        if load_state:
+            handle.load_state_dict(state[2])
+        _train(net, optimizer, 3, 3)
+        runs.append(net.state_dict())
+    assert any(not torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_the_freeze_state_packs_the_template():
+    net = nn.Linear(64, 64, bias=False)
+    handle = freeze(net, PolarityTemplate.random(net, seed=0), torch.optim.SGD(net.parameters(), lr=0.1), seed=1)
+    packed = handle.state_dict()["template"]["layers"]["weight"]
+    assert packed["bits"] == 1 and packed["data"].dtype == torch.uint8 and packed["data"].numel() == 64 * 64 // 8
+
+
+def test_load_state_dict_refuses_other_states_naming_the_fix():
+    net = nn.Linear(3, 3)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    handle = freeze(net, PolarityTemplate.random(net, seed=0), optimizer, seed=1)
+    state = handle.state_dict()
+    with pytest.raises(ValueError, match="not a polarnet freeze state"):
+        handle.load_state_dict({"model": 1})
+    with pytest.raises(ValueError, match="learner 'project'.*freeze with learner='project'"):
+        handle.load_state_dict({**state, "learner": "project"})
+    with pytest.raises(ValueError, match="clear_state=True"):
+        handle.load_state_dict({**state, "clear_state": True})
+    other = PolarityTemplate.random(nn.Linear(3, 4), seed=0).state_dict()
+    with pytest.raises(ValueError, match="template shape"):
+        handle.load_state_dict({**state, "template": other})
+    wider = PolarityTemplate.random(net, seed=0, layers=["weight", "bias"]).state_dict()
+    with pytest.raises(ValueError, match=r"other layers.*saved only \['bias'\]"):
+        handle.load_state_dict({**state, "template": wider})
+
+
+def test_load_state_dict_updates_the_template_object_in_place():
+    net = nn.Linear(3, 3)
+    t = PolarityTemplate.random(net, seed=0)
+    handle = freeze(net, t, torch.optim.SGD(net.parameters(), lr=0.1))
+    handle.load_state_dict({**handle.state_dict(), "template": PolarityTemplate.random(net, seed=9).state_dict()})
+    assert handle.enforcer.template is t and t == PolarityTemplate.random(net, seed=9)
+
+
+def test_the_default_seed_is_torch_initial_seed_and_the_global_generator_is_never_read():
+    net = nn.Linear(16, 16)
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    optimizer = torch.optim.SGD(net.parameters(), lr=5.0)
+    handle = freeze(net, PolarityTemplate.random(net, seed=0), optimizer)
+    assert handle.enforcer.seed == 1234 and not handle.enforcer.seeded
+    for _ in range(3):
+        optimizer.zero_grad()
+        net(torch.ones(4, 16)).pow(2).sum().backward()  # no randomness here
+        optimizer.step()
+    assert handle.total_resets > 0
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_is_frozen_follows_the_handle():
+    net = nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    assert not polarnet.is_frozen(net)
+    handle = freeze(net, PolarityTemplate.random(net), optimizer)
+    assert polarnet.is_frozen(net)
+    handle.remove()
+    assert not polarnet.is_frozen(net)

@@ -145,7 +145,7 @@ def test_reparam_remove_leaves_a_plain_model_whose_state_dict_loads_into_the_arc
     t = pn.PolarityTemplate.random(net, seed=2)
     optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
     handle = pn.freeze(net, t, optimizer, learner=learner)
-    assert any(".parametrizations." in key for key in net.state_dict())
+    assert any(".parametrizations." in name for name, _ in net.named_parameters())
     for _ in range(3):
         _step(net, optimizer, (2, 4, 4))
     computed = {name: net.get_submodule(name.rsplit(".", 1)[0]).weight.detach().clone() for name in t}
@@ -327,3 +327,55 @@ def test_project_follows_a_template_that_moves_between_steps():
     for _ in range(5):
         _step(net, opt, (5,))
         assert pn.violations(net, t) == 0
+
+
+# --------------------------------------------------------------------------- checkpoints of a frozen model
+
+def _bn_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(12, 4), nn.ReLU(),
+                         nn.Linear(4, 3))
+
+
+@pytest.mark.parametrize("learner", LEARNERS.names())
+def test_a_frozen_models_state_dict_loads_into_the_unmodified_architecture(learner):
+    torch.manual_seed(0)
+    net = _bn_net()
+    t = pn.PolarityTemplate.random(net, seed=1, p_positive=0.6)
+    optimizer = LEARNERS.get(learner).optimizer(net, t, 0.05, 1e-8)
+    pn.freeze(net, t, optimizer, learner=learner)
+    for _ in range(3):
+        _step(net, optimizer, (2, 4, 4))
+    saved = net.state_dict()
+    plain = _bn_net()
+    assert list(saved) == list(plain.state_dict())  # the same keys, in the same order
+    plain.load_state_dict(saved)  # strict
+    for name in t:  # the weights the frozen model computes
+        assert torch.equal(plain.get_parameter(name), pn.layers.named_tensors(net)[name])
+    assert pn.violations(plain, t) == 0
+    # and the frozen model takes its own checkpoint back, with the same outputs
+    x = torch.randn(4, 2, 4, 4)
+    net.eval(), plain.eval()
+    before = net(x)
+    net.load_state_dict(saved)
+    torch.testing.assert_close(net(x), before)
+    torch.testing.assert_close(plain(x), before)
+
+
+@pytest.mark.parametrize("learner", REPARAM)
+def test_reparam_refuses_to_load_a_weight_that_breaks_its_template(learner):
+    net = _net()
+    t = pn.PolarityTemplate.random(net, seed=0)
+    pn.freeze(net, t, torch.optim.Adam(net.parameters()), learner=learner)
+    saved = net.state_dict()
+    saved["0.weight"] = -saved["0.weight"]
+    with pytest.raises(RuntimeError, match=r"0\.weight: the loaded weight breaks the frozen model's template at \d+ of 40"):
+        net.load_state_dict(saved)
+
+
+@pytest.mark.parametrize("learner", REPARAM)
+def test_reparam_removal_drops_the_state_dict_hooks(learner):
+    net = _net()
+    handle = pn.freeze(net, pn.PolarityTemplate.random(net, seed=0), torch.optim.Adam(net.parameters()),
+                       learner=learner)
+    handle.remove()
+    assert all(not m._state_dict_hooks and not m._load_state_dict_pre_hooks for m in net.modules())

@@ -44,6 +44,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "FreezeHandle": ("freeze", "FreezeHandle"),
     "register_reset": ("freeze", "register_reset"),
     "RESETS": ("freeze", "RESETS"),
+    "is_frozen": ("freeze", "is_frozen"),
     "LEARNERS": ("learners", "LEARNERS"),
     "register_learner": ("learners", "register_learner"),
     "Learner": ("learners", "Learner"),
@@ -65,7 +66,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .builders import list_rules, register_rule
     from .dynamics import SignTracker, fluid_spin_swap, sign_change_fraction, sign_snapshot
     from .fileformat import TemplateFileError
-    from .freeze import RESETS, Enforcer, FreezeHandle, enforce, freeze, register_reset, violations
+    from .freeze import RESETS, Enforcer, FreezeHandle, enforce, freeze, is_frozen, register_reset, violations
     from .learners import LEARNERS, Learner, register_learner
     from .init import INITIALIZERS, align, init_magnitudes, register_initializer
     from .layers import select as select_layers

@@ -28,13 +28,14 @@ import torch
 from torch import Tensor, nn
 
 from . import native
-from .builders import check_seed
+from .builders import MAX_SEED, check_seed
 from .enforcement import DENSE_RULES, dense_enforce_, template_code
 from .keyed import keyed_uniform
 from .registry import Registry
 from .template import PolarityTemplate
 
-__all__ = ["RESETS", "register_reset", "Enforcer", "FreezeHandle", "enforce", "freeze", "violations"]
+__all__ = ["RESETS", "register_reset", "Enforcer", "FreezeHandle", "enforce", "freeze", "violations", "is_frozen",
+           "default_seed", "load_template", "FREEZE_STATE_FORMAT"]
 
 ResetRule = Callable[[Tensor, Tensor, float, Callable[[], Tensor]], Tensor]
 RESETS: Registry[ResetRule] = Registry("reset rule")
@@ -137,6 +138,50 @@ def _check_finite(weights: dict[str, Tensor]) -> None:
                          f"them (e.g. torch.nan_to_num) first")
 
 
+def default_seed() -> int:
+    """The reset seed of a :func:`freeze` or :class:`Enforcer` given none: ``torch.initial_seed()``
+    (so ``torch.manual_seed(s)`` makes the resets repeatable, and no generator is read or
+    advanced), taken from rank 0 when a ``torch.distributed`` process group of several ranks
+    is initialised (a collective: every rank freezes, as every rank builds its DDP wrapper),
+    so replicas reset alike even when their ranks were seeded differently.
+
+    Example:
+        >>> _ = torch.manual_seed(123)
+        >>> default_seed()
+        123
+    """
+    seed = torch.initial_seed() % (MAX_SEED + 1)  # up to 2**64 - 1 unseeded; keyed seeds are int64
+    if torch.distributed.is_available() and torch.distributed.is_initialized() \
+            and torch.distributed.get_world_size() > 1:
+        agreed = [seed]
+        torch.distributed.broadcast_object_list(agreed, src=0)
+        seed = int(agreed[0])
+    return seed
+
+
+def load_template(template: PolarityTemplate, packed: dict[str, Any], model: nn.Module) -> None:
+    """Write a packed template (:meth:`PolarityTemplate.state_dict`) into ``template`` in place,
+    after checking it has the same layers and fits ``model``; layers that don't change are
+    left alone (their ``version`` with them).
+
+    Example:
+        >>> net = nn.Linear(2, 2)
+        >>> t = PolarityTemplate.random(net, seed=0)
+        >>> load_template(t, PolarityTemplate.random(net, seed=1).state_dict(), net)
+        >>> t == PolarityTemplate.random(net, seed=1)
+        True
+    """
+    saved = PolarityTemplate.from_state_dict(packed)
+    if set(saved) != set(template):
+        raise ValueError(f"the saved template covers other layers than this one: saved only "
+                         f"{sorted(set(saved) - set(template))}, here only {sorted(set(template) - set(saved))}; "
+                         f"freeze the same layers as the run that saved it")
+    saved.check(model)
+    for name in saved:
+        if not torch.equal(saved._signs[name], template._signs[name]):
+            template[name] = saved._signs[name]
+
+
 _BUILTIN_RULES = frozenset({pos_rand, pos_con, zero, flip})  # by identity: a re-registered name is checked
 PATHS = ("auto", "native", "sparse", "dense", "compiled")
 
@@ -174,9 +219,9 @@ class Enforcer:
         eps: ε > 0 of the ``posCon``/``posRand`` rules.
         seed: makes random resets a function of (seed, step, layer, position) — see
             :mod:`polarnet.keyed` — so they don't depend on device, layout, path or what else
-            is reset; ``None`` draws one seed from torch's global generator here (so
-            ``torch.manual_seed`` still makes a run repeatable, and training never consumes
-            that generator's numbers).
+            is reset; ``None`` takes :func:`default_seed` (``torch.initial_seed()``, agreed
+            across the ranks of a process group), so ``torch.manual_seed`` makes a run
+            repeatable and torch's global generator (dropout's) is never read.
         optimizer: with ``clear_state=True``, the optimizer whose per-weight state is zeroed
             for the reset entries.
         clear_state: zero the optimizer state (e.g. Adam moments) of reset entries.
@@ -211,9 +256,7 @@ class Enforcer:
         _check_finite(found)
         self.model, self.template, self.reset, self.eps = model, template, reset, float(eps)
         self.optimizer, self.clear_state = optimizer, clear_state
-        # a private keyed stream when no seed is given: reproducible under torch.manual_seed,
-        # identical on both paths, and it leaves the global generator (dropout's) alone
-        self.seed = seed if seed is not None else int(torch.randint(0, 2**62, (), dtype=torch.int64))
+        self.seed = seed if seed is not None else default_seed()
         self.seeded = seed is not None
         self._cache: dict[str, _LayerCache] = {}
         self._buffers: dict[torch.device, tuple[Tensor, Tensor]] = {}
@@ -309,6 +352,41 @@ class Enforcer:
 
     def detach(self) -> None:
         """Nothing to undo: enforcement changes weights only (the :class:`~polarnet.learners.Keeper` interface)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint must hold to continue bit for bit: the template (packed), the
+        reset rule, ε, the seed and the step counter (which keys the resets).
+
+        Example:
+            >>> net = nn.Linear(2, 2)
+            >>> state = Enforcer(net, PolarityTemplate.random(net, seed=0), seed=3).state_dict()
+            >>> state["reset"], state["eps"], state["seed"], state["steps"]
+            ('posRand', 0.001, 3, 0)
+        """
+        return {"template": self.template.state_dict(), "steps": self.calls, "reset": self.reset, "eps": self.eps,
+                "seed": self.seed, "seeded": self.seeded, "clear_state": self.clear_state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`: the template is updated in place (the same
+        :class:`PolarityTemplate` object, which code that moves it, e.g. Fluid SPIN, holds).
+
+        Raises:
+            ValueError: the state's template doesn't fit the model, or its ``clear_state``
+                differs from this enforcer's (naming the fix).
+        """
+        if bool(state["clear_state"]) != self.clear_state:
+            raise ValueError(f"the saved freeze state has clear_state={bool(state['clear_state'])}, this enforcer "
+                             f"clear_state={self.clear_state}: freeze with clear_state={bool(state['clear_state'])} "
+                             f"to continue that run")
+        rule = RESETS.get(str(state["reset"]))
+        if self.path in ("dense", "compiled", "native") and rule not in _BUILTIN_RULES:
+            raise ValueError(f"the saved reset rule {state['reset']!r} runs on path='sparse' only; this enforcer "
+                             f"uses path={self.path!r}: freeze with path='sparse' or 'auto'")
+        load_template(self.template, state["template"], self.model)
+        self.rule, self.reset, self.eps = rule, str(state["reset"]), float(state["eps"])
+        self.seed, self.seeded = check_seed(int(state["seed"])), bool(state["seeded"])
+        self._seed.fill_(self.seed)
+        self.calls = int(state["steps"])
 
     def __call__(self) -> dict[str, int]:
         """Enforce once; return the number of weights reset per layer (a tied weight under the
@@ -523,6 +601,57 @@ class FreezeHandle:
     def steps(self, value: int) -> None:
         self.enforcer.calls = value
 
+    def state_dict(self) -> dict[str, Any]:
+        """The freeze state for a checkpoint, beside the model's and the optimizer's: the
+        learner, its template (packed: 1–2 bits per weight), the reset rule, ε, the seed, the
+        step counter and the reset total, plus what a learner keeps of its own (``reparam``: the
+        exact ``V``, which the model's ``state_dict`` gives only as ``W``). Plain Python values
+        and CPU tensors, which ``torch.load(weights_only=True)`` reads.
+
+        Example:
+            >>> net = nn.Linear(3, 3)
+            >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+            >>> handle = freeze(net, PolarityTemplate.random(net, seed=0), opt, seed=7)
+            >>> state = handle.state_dict()
+            >>> state["learner"], state["seed"], state["steps"]
+            ('freeze_sgd', 7, 0)
+        """
+        return {"format": FREEZE_STATE_FORMAT, "learner": self.learner, **self.enforcer.state_dict(),
+                "total_resets": self.total_resets}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue a frozen run from :meth:`state_dict`: freeze the model again as before (same
+        learner and options; ``align=False`` is not needed, the loaded weights already fit),
+        load the model's and the optimizer's state, then this one.
+
+        The template is written into the handle's own :class:`PolarityTemplate` in place.
+
+        Raises:
+            ValueError: not a freeze state, another learner's, or a template that doesn't fit
+                the model (each naming the fix).
+
+        Example:
+            >>> net = nn.Linear(3, 3)
+            >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+            >>> handle = freeze(net, PolarityTemplate.random(net, seed=0), opt, seed=7)
+            >>> state = handle.state_dict()
+            >>> handle.remove()
+            >>> again = freeze(net, PolarityTemplate.random(net, seed=1), opt)
+            >>> again.load_state_dict(state)
+            >>> again.enforcer.template == handle.enforcer.template, again.enforcer.seed
+            (True, 7)
+        """
+        if not isinstance(state, dict) or state.get("format") != FREEZE_STATE_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"not a polarnet freeze state (FreezeHandle.state_dict()): format {found!r}, "
+                             f"expected {FREEZE_STATE_FORMAT!r}")
+        if state.get("learner") != self.learner:
+            raise ValueError(f"the saved freeze state is of learner {state.get('learner')!r}, this handle runs "
+                             f"{self.learner!r}: freeze with learner={state.get('learner')!r} to continue that run")
+        self.enforcer.load_state_dict(state)
+        self.total_resets = int(state.get("total_resets", 0))
+        self._last = None
+
     def remove(self) -> None:
         """Stop enforcing; the model keeps its current weights and stays usable (a
         reparametrized weight becomes a plain parameter again, the same ``nn.Parameter``
@@ -544,6 +673,29 @@ class FreezeHandle:
 # optimizer -> its freeze hook's handle (two hooks would enforce two templates that fight). Both
 # weak: the handle holds the optimizer, and the optimizer's hook already keeps the handle alive.
 _HOOKED: weakref.WeakKeyDictionary[torch.optim.Optimizer, weakref.ref[FreezeHandle]] = weakref.WeakKeyDictionary()
+
+
+#: the ``format`` of :meth:`FreezeHandle.state_dict` (a new one when its layout changes)
+FREEZE_STATE_FORMAT = "polarnet.freeze/1"
+
+
+def is_frozen(model: nn.Module) -> bool:
+    """Whether a :func:`freeze` handle is active on ``model`` (not removed).
+
+    Example:
+        >>> net = nn.Linear(2, 2)
+        >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        >>> handle = freeze(net, PolarityTemplate.random(net), opt)
+        >>> is_frozen(net), is_frozen(nn.Linear(2, 2))
+        (True, False)
+        >>> handle.remove(); is_frozen(net)
+        False
+    """
+    for optimizer in list(_HOOKED.keys()):
+        handle = _hooked(optimizer)
+        if handle is not None and handle.enforcer.model is model:
+            return True
+    return False
 
 
 def _hooked(optimizer: torch.optim.Optimizer) -> FreezeHandle | None:
@@ -578,7 +730,8 @@ def freeze(model: nn.Module, template: PolarityTemplate, optimizer: torch.optim.
         learner: how the template is kept (see :mod:`polarnet.learners`).
         align: flip the weights to the template now (``w ← |w|·T``), as the papers do.
         seed: makes random resets reproducible: a function of (seed, step, layer, position);
-            ``None`` draws the seed once from torch's global generator.
+            ``None`` takes :func:`default_seed` (``torch.initial_seed()``; rank 0's under
+            ``torch.distributed``).
         clear_state: also zero the optimizer's per-weight state for reset entries
             (``freeze_sgd`` only).
         path: how Freeze-SGD enforces (see :class:`Enforcer`): ``"auto"`` is the sync-free

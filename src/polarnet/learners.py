@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from .enforcement import FIRST_MOMENTS, project_, template_code
-from .freeze import Enforcer, _check_finite
+from .freeze import Enforcer, _check_finite, load_template
 from .init import align as _align
 from .layers import aliases
 from .optim import AdamEG, EG, eg_groups
@@ -216,6 +216,16 @@ class Keeper:
     def detach(self) -> None:
         """Undo what attaching changed (nothing here)."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """The template (packed) and the step counter: what
+        :meth:`polarnet.FreezeHandle.state_dict` saves for this learner."""
+        return {"template": self.template.state_dict(), "steps": self.calls}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (the template updated in place)."""
+        load_template(self.template, state["template"], self.model)
+        self.calls = int(state["steps"])
+
 
 class _Projector(Keeper):
     """``project``: :func:`~polarnet.enforcement.project_` on every constrained weight."""
@@ -253,21 +263,126 @@ class _Reparametrized(Keeper):
         super().__init__(model, template)
         self.fn = fn
 
-    def attach(self) -> None:
+    def _modules(self) -> dict[str, tuple[nn.Module, list[str]]]:
+        """Module name → (module, its constrained leaves), in the model's order."""
+        out: dict[str, tuple[nn.Module, list[str]]] = {}
         for name in self._names:
             module_name, _, leaf = name.rpartition(".")
-            module = self.model.get_submodule(module_name)
-            w = getattr(module, leaf)
-            parametrize.register_parametrization(module, leaf, SignedMagnitude(self.template[name].to(w.device), self.fn))
+            out.setdefault(module_name, (self.model.get_submodule(module_name), []))[1].append(leaf)
+        return out
+
+    def attach(self) -> None:
+        self._hooks = []
+        for module_name, (module, leaves) in self._modules().items():
+            prefix = f"{module_name}." if module_name else ""
+            # the keys the unmodified module saves, in its order (params, then persistent buffers)
+            own = list(module._parameters) + [b for b in module._buffers if b not in module._non_persistent_buffers_set]
+            for leaf in leaves:
+                w = getattr(module, leaf)
+                parametrize.register_parametrization(
+                    module, leaf, SignedMagnitude(self.template._signs[f"{prefix}{leaf}"].to(w.device), self.fn))
+            self._hooks.append(module.register_state_dict_post_hook(_plain_state_dict(own, leaves)))
+            self._hooks.append(module.register_load_state_dict_pre_hook(_load_plain_weights(leaves)))
 
     def detach(self) -> None:
         """Make every weight a plain parameter again, holding ``T ⊙ f(V)`` (the same
         ``nn.Parameter`` objects, so an optimizer built on the model keeps working)."""
+        for hook in getattr(self, "_hooks", []):
+            hook.remove()
+        self._hooks = []
         for name in self._names:
             module_name, _, leaf = name.rpartition(".")
             module = self.model.get_submodule(module_name)
             if parametrize.is_parametrized(module, leaf):
                 parametrize.remove_parametrizations(module, leaf, leave_parametrized=True)
+
+    def _parametrizations(self) -> dict[str, tuple[Tensor, SignedMagnitude]]:
+        """Weight name → (``V``, its :class:`SignedMagnitude`)."""
+        out = {}
+        for module_name, (module, leaves) in self._modules().items():
+            prefix = f"{module_name}." if module_name else ""
+            for leaf in leaves:
+                chain = module.parametrizations[leaf]
+                out[f"{prefix}{leaf}"] = (chain.original, chain[0])
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Also the exact ``V`` of every weight: the model's own ``state_dict`` holds
+        ``W = T ⊙ f(V)``, from which ``f⁻¹`` recovers ``V`` only to rounding."""
+        return {**super().state_dict(),
+                "magnitudes": {name: v.detach() for name, (v, _) in self._parametrizations().items()}}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        magnitudes = state.get("magnitudes", {})
+        for name, (v, sm) in self._parametrizations().items():
+            sm.code.copy_(template_code(self.template._signs[name]).to(sm.code.device))
+            if name in magnitudes:
+                v.copy_(magnitudes[name])
+
+
+def _violating(w: Tensor, code: Tensor) -> int:
+    t = code.to(w.device)
+    return int(((w * t < 0) | ((t == 0) & (w != 0)) | ~torch.isfinite(w)).sum())
+
+
+def _plain_state_dict(own: list[str], leaves: list[str]) -> Callable[..., None]:
+    """A ``state_dict`` post-hook that saves a reparametrized module as the unmodified
+    module would: ``weight`` (the ``W`` it computes), in its place among the module's own keys,
+    and no ``parametrizations.*`` entries; so the checkpoint of a frozen model loads into the
+    plain architecture."""
+
+    def hook(module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
+        mine = []
+        for key in reversed(state_dict):  # this module's keys are the last ones saved
+            if not key.startswith(prefix):
+                break
+            mine.append(key)
+        entries = {key: state_dict.pop(key) for key in reversed(mine)}
+        with torch.no_grad():
+            computed = {f"{prefix}{leaf}": getattr(module, leaf).detach() for leaf in leaves}
+        for name in own:
+            key = f"{prefix}{name}"
+            if key in computed:
+                state_dict[key] = computed[key]
+            elif key in entries:
+                state_dict[key] = entries.pop(key)
+        for key, value in entries.items():
+            if not key.startswith(f"{prefix}parametrizations."):
+                state_dict[key] = value
+
+    return hook
+
+
+def _load_plain_weights(leaves: list[str]) -> Callable[..., None]:
+    """A ``load_state_dict`` pre-hook that takes a plain ``weight`` (what :func:`_plain_state_dict`
+    saves, or any checkpoint of the architecture) into ``V = f⁻¹(|W|)``, keeping the template;
+    a weight that breaks the template is an error."""
+
+    def hook(module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: Any, strict: bool,
+             missing_keys: list[str], unexpected_keys: list[str], error_msgs: list[str]) -> None:
+        for leaf in leaves:
+            key = f"{prefix}{leaf}"
+            if key not in state_dict or f"{prefix}parametrizations.{leaf}.original" in state_dict:
+                continue
+            w = state_dict.pop(key)
+            sm = module.parametrizations[leaf][0]
+            if not isinstance(w, Tensor) or tuple(w.shape) != tuple(sm.code.shape):
+                shape = tuple(w.shape) if isinstance(w, Tensor) else type(w).__name__
+                error_msgs.append(f"size mismatch for {key}: copying a param with shape {shape} from checkpoint, "
+                                  f"the shape in current model is {tuple(sm.code.shape)}.")
+                continue
+            bad = _violating(w, sm.code)
+            if bad:
+                error_msgs.append(f"{key}: the loaded weight breaks the frozen model's template at {bad} of "
+                                  f"{w.numel()} entries; load it before freeze() (which aligns it), or align it "
+                                  f"first (polarnet.align)")
+                continue
+            state_dict[f"{prefix}parametrizations.{leaf}.original"] = sm.right_inverse(w)
+            state_dict[f"{prefix}parametrizations.{leaf}.0.code"] = sm.code
+
+    return hook
 
 
 # -- the registry ----------------------------------------------------------------------------------

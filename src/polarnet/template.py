@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
@@ -214,6 +215,52 @@ class PolarityTemplate(MutableMapping[str, Tensor]):
             first[canonical] = name
             found[name] = w
         return found
+
+    # -- checkpoints -------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The template packed for a checkpoint: 1 bit per weight (2 where a layer holds zeros),
+        as uint8 tensors that ``torch.load(weights_only=True)`` reads.
+
+        Example:
+            >>> t = PolarityTemplate.random(nn.Linear(8, 8), seed=0)
+            >>> state = t.state_dict()
+            >>> state["layers"]["weight"]["data"].numel()   # 64 weights, 8 bytes
+            8
+            >>> PolarityTemplate.from_state_dict(state) == t
+            True
+        """
+        layers = {}
+        for name, signs in self._signs.items():
+            bits, data = fileformat.encode(signs, name)
+            layers[name] = {"shape": list(signs.shape), "bits": bits,
+                            "data": torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else
+                            torch.zeros(0, dtype=torch.uint8)}
+        return {"layers": layers, "meta": json.dumps(self.meta, default=str)}
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> PolarityTemplate:
+        """Inverse of :meth:`state_dict`.
+
+        Raises:
+            ValueError: ``state`` is not a packed template (naming what is wrong).
+
+        Example:
+            >>> PolarityTemplate.from_state_dict({"layers": {}, "meta": "{}"})
+            PolarityTemplate(0 layers, 0 weights)
+        """
+        if not isinstance(state, Mapping) or not isinstance(state.get("layers"), Mapping):
+            raise ValueError(f"not a packed template (PolarityTemplate.state_dict()): expected a mapping with "
+                             f"'layers', got {type(state).__name__}")
+        signs = {}
+        for name, layer in state["layers"].items():
+            try:
+                data = layer["data"]
+                payload = data.cpu().numpy().tobytes() if isinstance(data, Tensor) else bytes(data)
+                signs[name] = fileformat.decode(int(layer["bits"]), payload, tuple(int(n) for n in layer["shape"]))
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"packed template layer {name!r} is damaged: {type(e).__name__}: {e}") from None
+        meta = state.get("meta") or "{}"
+        return cls(signs, meta=json.loads(meta) if isinstance(meta, str) else meta)
 
     # -- files -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
