@@ -42,7 +42,7 @@ from .results import EpochRecord, RunResult, magnitude_quantiles
 __all__ = ["prepare_model", "train_run", "run_data", "checkpoint_file"]
 
 #: bumped whenever what a checkpoint holds changes; a file of another version is ignored
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: the freeze state is FreezeHandle.state_dict()
 
 
 def run_data(spec: RunSpec) -> Data:
@@ -185,8 +185,7 @@ def _save_checkpoint(path: Path, spec: RunSpec, t: _Training, device: torch.devi
         "order": t.order.get_state(), "swaps": t.swaps.get_state(), "rng": torch.get_rng_state(),
         "template": dict(t.template) if t.template is not None else None,
         "tracker": {name: signs.cpu() for name, signs in t.tracker.last.items()},
-        "enforcer_calls": t.handle.enforcer.calls if t.handle is not None else 0,
-        "handle_counts": [t.handle.total_resets, t.handle.steps] if t.handle is not None else [0, 0],
+        "freeze": t.handle.state_dict() if t.handle is not None else None,
         "epochs": [asdict(e) for e in t.result.epochs],
         "acc_before_align": t.result.acc_before_align, "acc_after_align": t.result.acc_after_align,
         "extra": {k: v for k, v in t.result.extra.items() if k != "weights"},
@@ -235,9 +234,8 @@ def _restore(t: _Training, state: dict[str, Any], device: torch.device) -> None:
     if set(state["tracker"]) != set(t.tracker.last):
         raise ValueError("the sign tracker's layers differ")
     t.tracker.last = {name: signs.to(t.tracker.last[name].device) for name, signs in state["tracker"].items()}
-    if t.handle is not None:
-        t.handle.enforcer.calls = int(state["enforcer_calls"])  # keys the seeded resets
-        t.handle.total_resets, t.handle.steps = (int(n) for n in state["handle_counts"])
+    if t.handle is not None:  # the step keys the seeded resets; reparam's exact V
+        t.handle.load_state_dict(state["freeze"])
     torch.set_rng_state(state["rng"])
     if device.type == "cuda" and "cuda_rng" in state:
         torch.cuda.set_rng_state(state["cuda_rng"], _cuda_index(device))
