@@ -152,3 +152,19 @@ def test_bench_learners_quick_runs_and_prints_every_learner_and_the_preset():
     conditions = len(load_study("xor5d-learners").conditions)  # every condition, 2 sizes, 1 trial
     assert f"xor5d-learners quick stand-in: {2 * conditions} runs ({conditions} conditions)" in out
     assert "--quick: nothing counted" in out.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_bench_zoo_quick_runs_and_prints_an_overhead_line_per_model():
+    """``bench_zoo.py --quick`` on two small models of the zoo, and an unknown name refused."""
+    script = _PATH.parent / "bench_zoo.py"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--strict", "--models",
+                           "mobilenet_v3_small,convnext_atto"], capture_output=True, text=True, timeout=300,
+                          cwd=_PATH.parents[1])
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("mobilenet_v3_small", "convnext_atto"):
+        assert re.search(rf"^{name} freeze overhead per step: -?[\d.]+% \[", done.stdout, re.M), name
+    assert "--quick: nothing counted" in done.stdout.splitlines()[-1]
+    bad = subprocess.run([sys.executable, str(script), "--models", "lenet9"], capture_output=True, text=True,
+                         timeout=120, cwd=_PATH.parents[1])
+    assert bad.returncode == 2 and "unknown model(s) ['lenet9']" in bad.stderr
