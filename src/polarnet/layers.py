@@ -1,42 +1,217 @@
 """Which parameters a template covers: the ``layers=`` argument of every builder.
 
+Layer kinds are a registry (:data:`LAYER_KINDS`, :func:`register_layer_kind`). Each
+registered kind says which modules it covers, which of their parameters it constrains, the
+group ``layers=`` selects it by (its ``kind``), and the layout of each weight: the axis of
+its input channels (what :func:`polarnet.transfer` adapts), the axis of its outputs (a
+head's output size), and its fans (what :func:`polarnet.init_magnitudes` scales by).
+
+* ``conv`` (kind ``conv``): ``nn.Conv1d/2d/3d``; input axis 1; torch's fans.
+* ``conv_transpose`` (kind ``conv``): ``nn.ConvTranspose1d/2d/3d``, weight
+  ``(in, out/groups, *k)``; input axis 0; fans ``(in·k, out/groups·k)``.
+* ``linear`` (kind ``linear``): ``nn.Linear``; input axis 1; torch's fans.
+* ``bilinear`` (kind ``linear``): ``nn.Bilinear`` (two inputs: no input axis); torch's fans.
+* ``multihead_attention`` (kind ``linear``): ``nn.MultiheadAttention``'s ``in_proj_weight``
+  (or ``q/k/v_proj_weight``) and ``out_proj.weight``; input axis 1; fans of one projection:
+  ``(E, E)`` for the packed ``(3E, E)`` ``in_proj_weight``.
+* ``hf_conv1d`` (kind ``linear``): Hugging Face ``transformers`` ``Conv1D``, a linear layer
+  stored ``(in, out)``; input axis 0; fans ``(in, out)``. Matched by class name, so polarnet
+  never imports ``transformers``.
+* ``embedding`` (kind ``embedding``): ``nn.Embedding``, ``nn.EmbeddingBag``, weight
+  ``(num, dim)``; no input axis; fans as ``torch.nn.init`` counts them, ``(dim, num)``.
+
 ``layers`` is one of:
 
-* ``"all"`` — every Conv and Linear weight (biases only with ``bias=True``);
-* ``"conv"`` / ``"linear"`` — only those layer kinds;
+* ``"all"`` — the weights of every registered kind (biases only with ``bias=True``); on a
+  model of Conv and Linear layers that is what it always was, and embeddings, attention and
+  ``Conv1D`` weights are taken too;
+* a kind — ``"conv"``, ``"linear"``, ``"embedding"``: every registered kind in that group;
+* a registered kind's name — ``"conv_transpose"``, ``"multihead_attention"``, …: that one;
 * a glob on parameter names, e.g. ``"features.*.weight"`` (matched against every parameter);
 * a list of parameter names, taken as given.
 
 A plain ``state_dict`` carries no module types, so there a layer's kind is read from its
-shape: a ``*weight`` of 3–5 dimensions is a convolution, of 2 dimensions a linear layer.
+shape: a ``*weight`` (or ``*_weight``, as ``in_proj_weight``) of 3–5 dimensions is a
+convolution, of 2 dimensions a linear layer (an embedding's weight is one too).
 
 Tied weights (one tensor under two names, as ``model.state_dict()`` lists a parameter
 shared by two modules) are known under every name (:func:`named_tensors`), and
-:func:`aliases` says which names are the same tensor. The ``"all"``/``"conv"``/``"linear"``
-and glob selectors take a tied tensor once, under its first selected name, so a model and
-its state dict select the same layers; a list of names is taken as given.
+:func:`aliases` says which names are the same tensor. The kind and glob selectors take a
+tied tensor once, under its first selected name, so a model and its state dict select the
+same layers; a list of names is taken as given.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping, Sequence
-from typing import Literal, Union
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Union
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-__all__ = ["LayerSpec", "select", "named_tensors", "aliases", "layer_kind", "module_kinds", "input_axes"]
+from .registry import Registry
 
-LayerSpec = Union[Literal["all", "conv", "linear"], str, Sequence[str]]
-Kind = Literal["conv", "linear"]
+__all__ = ["LayerSpec", "LayerKind", "LayerInfo", "LAYER_KINDS", "register_layer_kind", "layer_info", "select",
+           "named_tensors", "aliases", "layer_kind", "module_kinds", "input_axes", "layer_fans", "torch_fans"]
 
-_CONV_TYPES = (nn.modules.conv._ConvNd,)
-_LINEAR_TYPES = (nn.Linear, nn.Bilinear)
-_TRANSPOSED_TYPES = (nn.modules.conv._ConvTransposeNd,)
+LayerSpec = Union[str, Sequence[str]]
+"""``"all"``, a kind, a registered kind's name, a glob on names, or a list of names."""
+Kind = str
+Fans = Callable[[Tensor, str], "tuple[int, int]"]
 
 
+# --------------------------------------------------------------------------- the registry
+def torch_fans(weight: Tensor, param: str = "weight") -> tuple[int, int]:
+    """``(fan_in, fan_out)`` as ``torch.nn.init`` counts them: dimension 1 and dimension 0, each
+    times the product of the dimensions after 1; a vector (Keras' rule) has its length as both.
+
+    Example:
+        >>> torch_fans(torch.empty(8, 3, 5, 5)), torch_fans(torch.empty(7))
+        ((75, 200), (7, 7))
+    """
+    if weight.dim() < 2:
+        return weight.numel(), weight.numel()
+    return nn.init._calculate_fan_in_and_fan_out(weight)
+
+
+def _axis_fans(weight: Tensor, in_axis: int, out_axis: int) -> tuple[int, int]:
+    if weight.dim() < 2:
+        return weight.numel(), weight.numel()
+    rest = math.prod(s for i, s in enumerate(weight.shape) if i not in (in_axis % weight.dim(), out_axis % weight.dim()))
+    return weight.shape[in_axis] * rest, weight.shape[out_axis] * rest
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """One registered layer kind (see :func:`register_layer_kind` for the fields)."""
+
+    name: str
+    kind: str
+    types: tuple[type | str, ...] = ()
+    predicate: Callable[[nn.Module], bool] | None = None
+    weights: tuple[str, ...] = ("weight",)
+    biases: tuple[str, ...] = ("bias",)
+    in_axis: int | None = 1
+    out_axis: int = 0
+    fans: Fans | None = None
+    in_all: bool = True
+
+    def distance(self, module: nn.Module) -> int | None:
+        """How closely this kind names the module's class: 0 for its own class, 1 for its base…;
+        ``None`` when it does not match."""
+        distance: int | None = 0
+        if self.types:
+            by_name = any(isinstance(t, str) for t in self.types)
+            distance = next((i for i, cls in enumerate(type(module).__mro__) if cls in self.types
+                             or by_name and f"{cls.__module__}.{cls.__qualname__}" in self.types), None)
+        if distance is None or self.predicate is not None and not self.predicate(module):
+            return None
+        return distance
+
+    def fans_of(self, weight: Tensor, param: str = "weight") -> tuple[int, int]:
+        """``(fan_in, fan_out)`` of one of this kind's weights: its ``fans`` function, or the sizes
+        of the input and output axes, each times the product of the other dimensions (without an
+        input axis: :func:`torch_fans`)."""
+        if self.fans is not None:
+            return self.fans(weight, param)
+        if self.in_axis is None:
+            return torch_fans(weight, param)
+        return _axis_fans(weight, self.in_axis, self.out_axis)
+
+
+LAYER_KINDS: Registry[LayerKind] = Registry("layer kind")
+
+
+def register_layer_kind(name: str, *, kind: str, types: Sequence[type | str] = (),
+                        predicate: Callable[[nn.Module], bool] | None = None, weights: Sequence[str] = ("weight",),
+                        biases: Sequence[str] = ("bias",), in_axis: int | None = 1, out_axis: int = 0,
+                        fans: Fans | None = None, in_all: bool = True) -> LayerKind:
+    """Register a layer kind: one call, and every selector, ``init_magnitudes`` and ``transfer`` know it.
+
+    Args:
+        name: the registry name; also a ``layers=`` selector for this kind alone.
+        kind: the group ``layers=`` selects it by: ``"conv"``, ``"linear"``, ``"embedding"`` or a new one.
+        types: module classes it covers (subclasses too), or ``"module.QualName"`` strings,
+            matched against the class and its bases without importing that module.
+        predicate: ``module -> bool``, alone or narrowing ``types``.
+        weights: the parameters it constrains, relative to the module (``"out_proj.weight"``);
+            a module that lacks one (``None``) is skipped for it.
+        biases: the parameters that ``bias=True`` adds.
+        in_axis: the weight's axis of input channels (``None``: none to adapt).
+        out_axis: the weight's axis of outputs.
+        fans: ``(weight, param) -> (fan_in, fan_out)``; default: the sizes of ``in_axis`` and
+            ``out_axis``, each times the product of the other dimensions.
+        in_all: whether ``layers="all"`` takes it.
+
+    When several kinds match one module, the one that names its class most closely wins (its
+    own class before a base class; a predicate alone counts as its own class); two equally
+    close kinds are an error when such a module is met. A parameter already claimed by an
+    enclosing module's kind (``out_proj.weight`` of ``nn.MultiheadAttention``) keeps that kind.
+
+    Returns:
+        The registered :class:`LayerKind`.
+
+    Raises:
+        ValueError: the name is taken (or is ``"all"``), ``name`` or ``kind`` clashes with
+            another kind's, or neither ``types`` nor ``predicate`` is given.
+
+    Example:
+        >>> class Scale(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.gain = nn.Parameter(torch.ones(3, 4))
+        >>> _ = register_layer_kind("scale_demo", kind="scale", types=(Scale,), weights=("gain",), biases=())
+        >>> select(nn.Sequential(Scale(), nn.Linear(4, 2)), "scale")
+        ['0.gain']
+        >>> LAYER_KINDS.unregister("scale_demo")
+    """
+    if not types and predicate is None:
+        raise ValueError(f"layer kind {name!r}: give types=(SomeModule, …) or predicate=lambda module: …")
+    if "all" in (name, kind):
+        raise ValueError(f"layer kind {name!r}: 'all' is the selector of every kind; pick another name or kind")
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"layer kind {name!r}: kind must be a non-empty string such as 'linear', got {kind!r}")
+    for other in (LAYER_KINDS.get(n) for n in LAYER_KINDS):
+        if other.name != name and other.kind == name and kind != name:
+            raise ValueError(f"layer kind {name!r}: {name!r} is already the kind of {other.name!r}, so layers={name!r} "
+                             f"would be ambiguous; name it differently or register it with kind={name!r}")
+        if other.name == kind and other.kind != kind:
+            raise ValueError(f"layer kind {name!r}: kind {kind!r} is the name of the registered kind {other.name!r} "
+                             f"(kind {other.kind!r}); pick another kind")
+    entry = LayerKind(name, kind, tuple(types), predicate, tuple(weights), tuple(biases), in_axis, out_axis, fans, in_all)
+    return LAYER_KINDS.register(name)(entry)
+
+
+def _mha_fans(weight: Tensor, param: str) -> tuple[int, int]:
+    """The packed ``(3E, E)`` input projection holds three ``(E, E)`` projections: fans ``(E, E)``."""
+    if param == "in_proj_weight":
+        return weight.shape[1], weight.shape[0] // 3
+    return torch_fans(weight, param)
+
+
+def _swapped_torch_fans(weight: Tensor, param: str) -> tuple[int, int]:
+    fan_in, fan_out = torch_fans(weight, param)
+    return fan_out, fan_in
+
+
+register_layer_kind("conv", kind="conv", types=(nn.modules.conv._ConvNd,))
+register_layer_kind("conv_transpose", kind="conv", types=(nn.modules.conv._ConvTransposeNd,), in_axis=0, out_axis=1)
+register_layer_kind("linear", kind="linear", types=(nn.Linear,))
+register_layer_kind("bilinear", kind="linear", types=(nn.Bilinear,), in_axis=None, fans=torch_fans)
+register_layer_kind("multihead_attention", kind="linear", types=(nn.MultiheadAttention,),
+                    weights=("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight", "out_proj.weight"),
+                    biases=("in_proj_bias", "out_proj.bias"), fans=_mha_fans)
+register_layer_kind("hf_conv1d", kind="linear", types=("transformers.pytorch_utils.Conv1D",
+                                                      "transformers.modeling_utils.Conv1D"), in_axis=0, out_axis=1)
+register_layer_kind("embedding", kind="embedding", types=(nn.Embedding, nn.EmbeddingBag), biases=(), in_axis=None,
+                    out_axis=1, fans=torch_fans)
+
+
+# --------------------------------------------------------------------------- names and tensors
 def named_tensors(source: nn.Module | Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Name → tensor for a module (its parameters) or a state dict (its tensors).
 
@@ -114,47 +289,142 @@ def aliases(source: nn.Module | Mapping[str, Tensor]) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class LayerInfo:
+    """What the registry says about one parameter of a model.
+
+    Attributes:
+        entry: its registered :class:`LayerKind`.
+        module: the name of the module it belongs to (``""`` for the root).
+        param: its path inside that module (``"weight"``, ``"out_proj.weight"``).
+        is_bias: whether it is one of the kind's biases rather than a weight.
+        shape: its shape.
+    """
+
+    entry: LayerKind
+    module: str
+    param: str
+    is_bias: bool
+    shape: tuple[int, ...]
+
+    @property
+    def kind(self) -> str:
+        return self.entry.kind
+
+    @property
+    def in_axis(self) -> int | None:
+        return None if self.is_bias else self.entry.in_axis
+
+    @property
+    def fans(self) -> tuple[int, int]:
+        """``(fan_in, fan_out)`` (a bias: its length twice)."""
+        if self.is_bias:
+            return math.prod(self.shape), math.prod(self.shape)
+        return self.entry.fans_of(torch.empty(self.shape, device="meta"), self.param)
+
+    @property
+    def out_size(self) -> int | None:
+        """The number of outputs of a weight (``None`` for a bias)."""
+        return None if self.is_bias or not self.shape else self.shape[self.entry.out_axis]
+
+
+def _entry_for(module: nn.Module, entries: Sequence[LayerKind]) -> LayerKind | None:
+    best: list[tuple[int, LayerKind]] = []
+    for entry in entries:
+        d = entry.distance(module)
+        if d is not None:
+            best.append((d, entry))
+    if not best:
+        return None
+    best.sort(key=lambda x: x[0])
+    if len(best) > 1 and best[0][0] == best[1][0]:
+        raise ValueError(f"a {type(module).__name__} matches the layer kinds {best[0][1].name!r} and {best[1][1].name!r} "
+                         f"equally; unregister one (LAYER_KINDS.unregister) or narrow it with types= or predicate=")
+    return best[0][1]
+
+
+def layer_info(model: nn.Module) -> dict[str, LayerInfo]:
+    """Parameter name → :class:`LayerInfo` for every weight and bias of a registered kind.
+
+    Every name of a tied parameter is listed, each with its own module's kind; a parametrized
+    weight under its own name (as :func:`named_tensors` lists it).
+
+    Example:
+        >>> info = layer_info(nn.Sequential(nn.ConvTranspose2d(4, 2, 3), nn.Embedding(10, 3)))
+        >>> [(n, i.entry.name, i.in_axis, i.fans) for n, i in info.items()]
+        [('0.weight', 'conv_transpose', 0, (36, 18)), ('0.bias', 'conv_transpose', None, (2, 2)), ('1.weight', 'embedding', None, (3, 10))]
+    """
+    tensors = named_tensors(model)
+    entries = [LAYER_KINDS.get(n) for n in LAYER_KINDS]
+    by_type = not any(e.predicate for e in entries)  # then a module's class alone decides
+    seen: dict[type, LayerKind | None] = {}
+    out: dict[str, LayerInfo] = {}
+    for mod_name, mod in model.named_modules(remove_duplicate=False):
+        if by_type and type(mod) in seen:
+            entry = seen[type(mod)]
+        else:
+            entry = seen[type(mod)] = _entry_for(mod, entries)
+        if entry is None:
+            continue
+        prefix = f"{mod_name}." if mod_name else ""
+        for params, is_bias in ((entry.weights, False), (entry.biases, True)):
+            for param in params:
+                name = prefix + param
+                if name in tensors and name not in out:
+                    out[name] = LayerInfo(entry, mod_name, param, is_bias, tuple(tensors[name].shape))
+    return {n: out[n] for n in tensors if n in out}
+
+
 def module_kinds(model: nn.Module) -> dict[str, Kind]:
-    """Parameter name → ``"conv"``/``"linear"`` for the parameters of Conv and Linear modules.
+    """Parameter name → kind (``"conv"``, ``"linear"``, ``"embedding"``…) for the weights and
+    biases of registered layer kinds.
 
     Example:
         >>> module_kinds(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Linear(2, 1)))
         {'0.weight': 'conv', '0.bias': 'conv', '1.weight': 'linear', '1.bias': 'linear'}
     """
-    kinds: dict[str, Kind] = {}
-    for mod_name, mod in model.named_modules():
-        kind: Kind | None = "conv" if isinstance(mod, _CONV_TYPES) else "linear" if isinstance(mod, _LINEAR_TYPES) else None
-        if kind is None:
-            continue
-        own = [p_name for p_name, _ in mod.named_parameters(recurse=False)]
-        if parametrize.is_parametrized(mod):
-            own += list(mod.parametrizations)
-        for p_name in own:
-            kinds[f"{mod_name}.{p_name}" if mod_name else p_name] = kind
-    return kinds
+    return {name: info.kind for name, info in layer_info(model).items()}
 
 
 def input_axes(model: nn.Module) -> dict[str, int]:
-    """Weight name → the axis of its input channels, for Conv, ConvTranspose and Linear modules.
+    """Weight name → the axis of its input channels, for the weights whose kind has one.
 
     ``nn.Conv*d`` weights are ``(out, in/groups, *kernel)`` and ``nn.Linear`` weights
-    ``(out, in)``: axis 1. ``nn.ConvTranspose*d`` weights are ``(in, out/groups, *kernel)``:
-    axis 0. A shape alone can't tell the two convolutions apart, so a state dict has no
-    such table. ``nn.Bilinear`` (two inputs) and other modules are left out.
+    ``(out, in)``: axis 1. ``nn.ConvTranspose*d`` weights are ``(in, out/groups, *kernel)``
+    and Hugging Face ``Conv1D`` weights ``(in, out)``: axis 0. A shape alone can't tell these
+    apart, so a state dict has no such table. ``nn.Bilinear`` (two inputs) and embeddings are
+    left out.
 
     Example:
         >>> input_axes(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ConvTranspose2d(4, 2, 3), nn.Linear(2, 1)))
         {'0.weight': 1, '1.weight': 0, '2.weight': 1}
     """
-    axes: dict[str, int] = {}
-    for mod_name, mod in model.named_modules():
-        if isinstance(mod, (*_CONV_TYPES, nn.Linear)) and isinstance(getattr(mod, "weight", None), Tensor):
-            axes[f"{mod_name}.weight" if mod_name else "weight"] = 0 if isinstance(mod, _TRANSPOSED_TYPES) else 1
-    return axes
+    return {name: info.in_axis for name, info in layer_info(model).items() if info.in_axis is not None}
+
+
+def layer_fans(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """Weight name → ``(fan_in, fan_out)``, as its registered kind counts them.
+
+    Example:
+        >>> layer_fans(nn.Sequential(nn.Linear(4, 3), nn.MultiheadAttention(8, 2)))
+        {'0.weight': (4, 3), '1.in_proj_weight': (8, 8), '1.out_proj.weight': (8, 8)}
+    """
+    return {name: info.fans for name, info in layer_info(model).items() if not info.is_bias}
+
+
+def _is_weight_name(name: str) -> bool:
+    leaf = name.rsplit(".", 1)[-1]
+    return leaf == "weight" or leaf.endswith("_weight")
+
+
+def _is_bias_name(name: str) -> bool:
+    leaf = name.rsplit(".", 1)[-1]
+    return leaf == "bias" or leaf.endswith("_bias")
 
 
 def layer_kind(name: str, tensor: Tensor, kinds: Mapping[str, Kind] | None = None) -> Kind | None:
-    """The kind of a parameter: from its module when known, else from its shape.
+    """The kind of a parameter: from its module when known (``kinds``, see :func:`module_kinds`),
+    else from its shape (a ``*weight`` of 2 dimensions is ``"linear"``, of 3–5 ``"conv"``).
 
     Example:
         >>> layer_kind("features.0.weight", torch.zeros(8, 3, 3, 3))
@@ -171,12 +441,46 @@ def layer_kind(name: str, tensor: Tensor, kinds: Mapping[str, Kind] | None = Non
     return None
 
 
+def _kind_selector(layers: str) -> Callable[[LayerKind], bool] | None:
+    """Which registered kinds a string selector takes, or ``None`` when it is not a kind selector."""
+    entries = [LAYER_KINDS.get(n) for n in LAYER_KINDS]
+    if layers == "all":
+        return lambda e: e.in_all
+    if any(e.kind == layers for e in entries):
+        return lambda e: e.kind == layers
+    if layers in LAYER_KINDS:
+        return lambda e: e.name == layers
+    return None
+
+
+def _select_kind(source: nn.Module | Mapping[str, Tensor], tensors: dict[str, Tensor], layers: str,
+                 takes: Callable[[LayerKind], bool], bias: bool) -> list[str]:
+    if isinstance(source, nn.Module):
+        info = layer_info(source)
+        return [n for n in tensors if n in info and takes(info[n].entry) and (bias or not info[n].is_bias)]
+    # a state dict: the shape rule; a bias has the kind of the weight beside it
+    names = []
+    for name, t in tensors.items():
+        if _is_weight_name(name):
+            kind = layer_kind(name, t)
+        elif bias and _is_bias_name(name):
+            weight = tensors.get(name[: -len("bias")] + "weight")
+            kind = layer_kind(name[: -len("bias")] + "weight", weight) if weight is not None else None
+        else:
+            continue
+        if kind is not None and (layers == "all" or layers == kind):
+            names.append(name)
+    return names
+
+
 def select(source: nn.Module | Mapping[str, Tensor], layers: LayerSpec = "all", *, bias: bool = False) -> list[str]:
     """Names of the parameters that ``layers`` picks, in the source's own order.
 
     Args:
         source: a model or a state dict.
-        layers: ``"all"``, ``"conv"``, ``"linear"``, a glob on names, or a list of names.
+        layers: ``"all"``, a kind (``"conv"``, ``"linear"``, ``"embedding"``…), a registered
+            kind's name (``"conv_transpose"``…; see :data:`LAYER_KINDS`), a glob on names, or a
+            list of names. On a state dict, kinds come from shapes (see the module docstring).
         bias: with a kind selector, also take the biases of those layers.
 
     Returns:
@@ -194,31 +498,21 @@ def select(source: nn.Module | Mapping[str, Tensor], layers: LayerSpec = "all", 
         ['0.weight', '0.bias']
         >>> select(net, "3.*")
         ['3.weight', '3.bias']
+        >>> select(nn.Sequential(nn.Embedding(10, 4), nn.MultiheadAttention(4, 2)), "multihead_attention")
+        ['1.in_proj_weight', '1.out_proj.weight']
     """
     tensors = named_tensors(source)
     if isinstance(layers, str):
-        if layers in ("all", "conv", "linear"):
-            kinds = module_kinds(source) if isinstance(source, nn.Module) else None
-            names = []
-            for name, t in tensors.items():
-                leaf = name.rsplit(".", 1)[-1]
-                if leaf == "bias" and not bias or leaf not in ("weight", "bias"):
-                    continue
-                if kinds is None and leaf == "bias":
-                    # a state dict: a bias has the kind of the weight beside it
-                    weight_name = name[: -len("bias")] + "weight"
-                    weight = tensors.get(weight_name)
-                    kind = layer_kind(weight_name, weight) if weight is not None else None
-                else:
-                    kind = layer_kind(name, t, kinds)
-                if kind is not None and layers in ("all", kind):
-                    names.append(name)
+        takes = _kind_selector(layers)
+        if takes is not None:
+            names = _select_kind(source, tensors, layers, takes, bias)
         else:
             names = [n for n in tensors if fnmatch.fnmatchcase(n, layers)]
         if not names:
+            known = ", ".join(sorted({"all", *(LAYER_KINDS.get(n).kind for n in LAYER_KINDS), *LAYER_KINDS.names()}))
             raise ValueError(
                 f"layers={layers!r} selects no parameter; available names start with: "
-                f"{', '.join(list(tensors)[:6])}{', …' if len(tensors) > 6 else ''}"
+                f"{', '.join(list(tensors)[:6])}{', …' if len(tensors) > 6 else ''} (kind selectors: {known})"
             )
         tied = aliases(source)
         if tied:  # a tied tensor once, under its first selected name
