@@ -326,3 +326,132 @@ def test_align_a_tied_weight_under_both_names():
     magnitudes = net[0].weight.detach().abs().clone()
     align(net, PolarityTemplate({"0.weight": signs, "2.weight": signs}))
     assert torch.equal(net[2].weight.detach(), magnitudes * signs)
+
+
+# --------------------------------------------------------------------------- fans from the layer-kind registry
+def _recorder(name: str, seen: dict):
+    """Register an initializer that records the fans it is given, by the weight's shape."""
+
+    @register_initializer(name)
+    def record(t, g, fans=None):
+        seen[tuple(t.shape)] = fans
+        return t.fill_(0.5)
+
+    return record
+
+
+def test_initializers_are_given_the_registered_kinds_fans():
+    from polarnet.layers import layer_fans
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ConvTranspose2d(4, 6, (3, 2), groups=2), nn.Flatten(),
+                        nn.Linear(6, 5), nn.Bilinear(5, 4, 2), nn.MultiheadAttention(8, 2), nn.Embedding(10, 3))
+    seen: dict = {}
+    _recorder("_test_record_fans", seen)
+    try:
+        init_magnitudes(net, conv="_test_record_fans", linear="_test_record_fans", embedding="_test_record_fans")
+    finally:
+        INITIALIZERS.unregister("_test_record_fans")
+    by_hand = {
+        (4, 3, 3, 3): (3 * 9, 4 * 9),          # Conv2d: (in/groups·k, out·k), torch's
+        (4, 3, 3, 2): (4 * 6, 3 * 6),          # ConvTranspose2d (in, out/groups, k): (in·k, out/groups·k)
+        (5, 6): (6, 5),                        # Linear
+        (2, 5, 4): (5 * 4, 2 * 4),             # Bilinear: torch's
+        (24, 8): (8, 8),                       # MHA in_proj_weight: one (E, E) projection
+        (8, 8): (8, 8),                        # MHA out_proj
+        (10, 3): (3, 10),                      # Embedding (num, dim): torch's (dim, num)
+    }
+    assert seen == by_hand
+    assert sorted(layer_fans(net).values()) == sorted(by_hand.values())
+    # where the layout is torch's, the fans are torch's own
+    for shape in [(4, 3, 3, 3), (5, 6), (2, 5, 4), (10, 3)]:
+        assert nn.init._calculate_fan_in_and_fan_out(torch.empty(shape)) == by_hand[shape]
+    # every selected weight was drawn, biases untouched
+    assert all(bool((net.get_parameter(n) == 0.5).all()) for n in polarnet.select_layers(net))
+
+
+def test_hugging_face_conv1d_fans_are_in_out():
+    pytest.importorskip("transformers")
+    from transformers.pytorch_utils import Conv1D
+
+    layer = Conv1D(300, 100)  # weight (100, 300): 100 inputs, 300 outputs
+    seen: dict = {}
+    _recorder("_test_record_fans", seen)
+    try:
+        init_magnitudes(layer, linear="_test_record_fans")
+    finally:
+        INITIALIZERS.unregister("_test_record_fans")
+    assert seen == {(100, 300): (100, 300)}
+    assert nn.init._calculate_fan_in_and_fan_out(layer.weight) == (300, 100)  # torch reads it transposed
+
+
+def test_attention_in_projection_is_drawn_per_projection():
+    e = 64
+    mha = nn.MultiheadAttention(e, 4)
+    init_magnitudes(mha, seed=0)
+    w = mha.in_proj_weight.detach()
+    per_projection, packed = math.sqrt(6.0 / (e + e)), math.sqrt(6.0 / (e + 3 * e))
+    assert w.abs().max().item() <= per_projection and w.abs().max().item() > packed * 1.2
+    assert w.std().item() == pytest.approx(per_projection / math.sqrt(3), rel=0.03)
+
+
+def test_conv_transpose_glorot_by_hand():
+    layer = nn.ConvTranspose2d(64, 32, 5, groups=2)  # weight (64, 16, 5, 5)
+    init_magnitudes(layer, seed=0, conv="glorot_uniform")
+    a = math.sqrt(6.0 / (64 * 25 + 16 * 25))
+    w = layer.weight.detach()
+    assert w.abs().max().item() <= a and w.abs().max().item() > 0.99 * a
+
+
+def test_embeddings_take_their_own_initializer_and_kinds_overrides():
+    net = nn.Sequential(nn.Embedding(50, 20), nn.Linear(20, 10), nn.ConvTranspose1d(2, 2, 3), nn.Conv1d(2, 2, 3))
+    init_magnitudes(net, seed=0, embedding="zeros", kinds={"conv_transpose": "zeros"})
+    assert bool((net[0].weight == 0).all()) and bool((net[2].weight == 0).all())
+    assert bool((net[1].weight != 0).all()) and bool((net[3].weight != 0).all())
+    init_magnitudes(net, seed=0)  # by default an embedding is drawn Glorot uniform on its fans
+    assert net[0].weight.abs().max().item() <= math.sqrt(6.0 / 70)
+    init_magnitudes(net, seed=0, kinds={"linear": "zeros"})  # a kind: every linear layer
+    assert bool((net[1].weight == 0).all())
+
+
+def test_kinds_naming_no_kind_is_refused_before_any_change():
+    net = _mixed_net()
+    before = snapshot(net)
+    with pytest.raises(ValueError, match=r"'convolution'.*conv, conv_transpose"):
+        init_magnitudes(net, kinds={"convolution": "zeros"})
+    with pytest.raises(ValueError, match="nope"):
+        init_magnitudes(net, kinds={"conv": "nope"})
+    assert_unchanged(net, before)
+
+
+def test_a_registered_kind_without_an_initializer_is_an_error_that_names_the_fix():
+    from polarnet.layers import LAYER_KINDS, register_layer_kind
+
+    class Gain(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(3, 2))
+
+    register_layer_kind("_test_gain", kind="gain", types=(Gain,))
+    try:
+        net = nn.Sequential(nn.Linear(2, 2), Gain())
+        before = snapshot(net)
+        with pytest.raises(ValueError, match=r"layer '1.weight' is of kind 'gain'.*kinds=\{'gain': 'glorot_uniform'\}"):
+            init_magnitudes(net)
+        assert_unchanged(net, before)  # the linear layer before it is not drawn either
+        init_magnitudes(net, kinds={"gain": "glorot_normal"})
+        assert not torch.equal(net[1].weight, torch.ones(3, 2))
+    finally:
+        LAYER_KINDS.unregister("_test_gain")
+
+
+def test_existing_draws_are_unchanged_by_the_registry():
+    # the numbers of a Conv/Linear model are those of torch's fans, drawn in parameter order
+    net = _mixed_net()
+    init_magnitudes(net, seed=3)
+    g = torch.Generator().manual_seed(3)
+    from polarnet.init import glorot_normal, glorot_uniform
+
+    for name in ("0.weight", "3.weight"):
+        assert torch.equal(net.get_parameter(name), glorot_normal(torch.empty(net.get_parameter(name).shape), g))
+    for name in ("5.weight", "7.weight"):
+        assert torch.equal(net.get_parameter(name), glorot_uniform(torch.empty(net.get_parameter(name).shape), g))
