@@ -74,6 +74,59 @@ def test_console_script_is_installed(tmp_path, model_file) -> None:
     assert "wrote" in done.stdout and out.exists()
 
 
+@pytest.fixture
+def offline_hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face hub cache that HF_HOME names; HF_HUB_OFFLINE=1."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path / "hf" / "hub"
+
+
+def _signs(weights: dict[str, torch.Tensor], template: pn.PolarityTemplate) -> None:
+    assert list(template) and all(torch.equal(template[k], torch.sign(weights[k]).to(torch.int8)) for k in template)
+
+
+def test_extract_timm_and_hf_names_from_the_hub_cache(tmp_path, offline_hub_cache, capsys) -> None:
+    """`template extract timm:MODEL` and `hf:REPO` end to end, offline, from files laid out as huggingface_hub does."""
+    timm = pytest.importorskip("timm")
+    from test_sources import put_in_hub_cache
+
+    torch.manual_seed(2)
+    timm_weights = timm.create_model("test_resnet.r160_in1k", pretrained=False).state_dict()
+    put_in_hub_cache(offline_hub_cache, "timm/test_resnet.r160_in1k", "model.safetensors", timm_weights)
+    out = tmp_path / "timm.plt"
+    assert main(["template", "extract", "timm:test_resnet.r160_in1k", "-o", str(out)]) == 0
+    t = pn.PolarityTemplate.load(out)
+    _signs(timm_weights, t)
+    assert "conv1.0.weight" in t and "fc.weight" in t and t.meta["extracted_from"] == "timm:test_resnet.r160_in1k"
+
+    hf_weights = nn.Sequential(nn.Embedding(30, 8), nn.Linear(8, 8), nn.Linear(8, 2)).state_dict()
+    put_in_hub_cache(offline_hub_cache, "prajjwal1/bert-tiny", "pytorch_model.bin", hf_weights, fmt="torch")
+    out = tmp_path / "hf.plt"
+    assert main(["template", "extract", "hf:prajjwal1/bert-tiny", "-o", str(out), "--layers", "[12].*"]) == 0
+    t = pn.PolarityTemplate.load(out)
+    _signs(hf_weights, t)
+    assert sorted(t) == ["1.bias", "1.weight", "2.bias", "2.weight"]
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_extract_named_weights_errors_are_one_line(tmp_path, offline_hub_cache, capsys) -> None:
+    pytest.importorskip("timm")
+    out = str(tmp_path / "t.plt")
+    assert main(["template", "extract", "hf:prajjwal1/bert-tiny", "-o", out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"is not in the Hugging Face cache {offline_hub_cache}" in err
+    assert f"{offline_hub_cache}/models--prajjwal1--bert-tiny/snapshots/COMMIT/model.safetensors" in err
+    assert main(["template", "extract", "timm:convnext_atto", "-o", out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{offline_hub_cache}/models--timm--convnext_atto.d2_in1k/snapshots/" in err
+    assert main(["template", "extract", "timm:resnet1800", "-o", out]) == 2
+    assert "has no model 'resnet1800'; close names: resnet18" in capsys.readouterr().err
+    assert not (tmp_path / "t.plt").exists()
+
+
 # --------------------------------------------------------------------------- experiments
 
 TINY = ["--set", "trials=2", "--set", "epochs=3", "--set", "sizes=[8, 40]", "--workers", "1", "--no-progress"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -195,3 +196,296 @@ def test_files_are_read_by_content_not_suffix(tmp_path, weights) -> None:
 def test_no_source_given(source) -> None:
     with pytest.raises(pn.SourceError, match="^no source given"):
         pn.load_state_dict(source)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- timm: and hf: (issue 11)
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def put_in_hub_cache(cache, repo: str, filename: str, tensors: dict[str, torch.Tensor], *, revision: str = "main",
+                     commit: str = COMMIT, fmt: str = "safetensors"):
+    """Place weights in a Hugging Face hub cache as huggingface_hub lays it out: the file in
+    ``blobs/``, ``snapshots/<commit>/<filename>`` a link to it, ``refs/<revision>`` holding the commit."""
+    import hashlib
+
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    (folder / "blobs").mkdir(parents=True, exist_ok=True)
+    staged = folder / "blobs" / "staged"
+    if fmt == "safetensors":
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(staged))
+    elif fmt == "torch":
+        torch.save(tensors, staged)
+    else:
+        staged.write_text(fmt)  # raw text (an index)
+    blob = folder / "blobs" / hashlib.sha256(staged.read_bytes()).hexdigest()
+    staged.rename(blob)
+    snapshot = folder / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (snapshot / filename).symlink_to(os.path.relpath(blob, snapshot))
+    (folder / "refs").mkdir(exist_ok=True)
+    (folder / "refs" / revision).write_text(commit)
+    return snapshot / filename
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face hub cache that HF_HOME names, offline (HF_HUB_OFFLINE=1)."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path / "hf" / "hub"
+
+
+def test_weights_names_are_recognised() -> None:
+    from polarnet.sources import is_weights_name
+
+    assert all(is_weights_name(s) for s in ("AlexNet_Weights.IMAGENET1K_V1", "timm:resnet18", "hf:a/b"))
+    assert not any(is_weights_name(s) for s in ("w.pt", "resnet18", "timm", "hf"))
+
+
+TIMM_MODEL = "test_resnet.r160_in1k"  # a tiny model that timm has pretrained weights for (timm/test_resnet.r160_in1k)
+
+
+def test_timm_name_reads_the_hub_cache(hf_cache) -> None:
+    """The real path: timm's pretrained config names the hub repo; the file is read from the cache HF_HOME names."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(1)
+    weights = timm.create_model(TIMM_MODEL, pretrained=False).state_dict()
+    put_in_hub_cache(hf_cache, f"timm/{TIMM_MODEL}", "model.safetensors", weights)
+    before = torch.get_rng_state()
+    for name in (TIMM_MODEL, "test_resnet"):  # with its tag, and the architecture's default weights
+        loaded = pn.load_state_dict(f"timm:{name}")
+        assert list(loaded) == list(weights) and all(torch.equal(loaded[k], weights[k]) for k in weights)
+    assert torch.equal(torch.get_rng_state(), before), "building the model must not move the global RNG"
+
+
+def test_timm_reads_pytorch_model_bin_and_honours_hf_hub_cache(tmp_path, hf_cache, monkeypatch) -> None:
+    timm = pytest.importorskip("timm")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))  # before HF_HOME, as huggingface_hub does
+    weights = timm.create_model(TIMM_MODEL, pretrained=False).state_dict()
+    put_in_hub_cache(tmp_path / "elsewhere", f"timm/{TIMM_MODEL}", "pytorch_model.bin", weights, fmt="torch")
+    loaded = pn.load_state_dict(f"timm:{TIMM_MODEL}")
+    assert all(torch.equal(loaded[k], weights[k]) for k in weights)
+
+
+def test_timm_offline_miss_names_the_cache_and_the_file(hf_cache) -> None:
+    pytest.importorskip("timm")
+    with pytest.raises(pn.SourceError) as err:
+        pn.load_state_dict(f"timm:{TIMM_MODEL}")
+    text = _one_line(err)
+    folder = hf_cache / f"models--timm--{TIMM_MODEL}"
+    assert text.startswith(f"timm:{TIMM_MODEL}: timm/{TIMM_MODEL}'s model.safetensors or pytorch_model.bin is not "
+                           f"in the Hugging Face cache {hf_cache}, and HF_HUB_OFFLINE=1 forbids downloading")
+    assert f"{folder}/snapshots/COMMIT/model.safetensors with {folder}/refs/main holding COMMIT" in text
+    assert f"hf download timm/{TIMM_MODEL} model.safetensors --cache-dir DIR" in text
+
+
+def test_timm_url_weights_read_the_torch_hub_cache(tmp_path, hf_cache, monkeypatch) -> None:
+    """A model whose weights timm has only at a URL: torch hub's cache, which TORCH_HOME moves."""
+    timm = pytest.importorskip("timm")
+    name = "legacy_seresnet18.in1k"
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    import polarnet.sources
+
+    monkeypatch.setattr(polarnet.sources, "_unreachable", lambda url, timeout=0: "no network (test)")
+    expected = tmp_path / "torch" / "hub" / "checkpoints" / "seresnet18-4bb0ce65.pth"
+    with pytest.raises(pn.SourceError) as err:
+        pn.load_state_dict(f"timm:{name}")
+    assert f"cannot download https://github.com/" in _one_line(err) and f"put the file at {expected}" in str(err.value)
+    weights = timm.create_model(name, pretrained=False).state_dict()
+    expected.parent.mkdir(parents=True)
+    torch.save(weights, expected)
+    loaded = pn.load_state_dict(f"timm:{name}")
+    assert all(torch.equal(loaded[k], weights[k]) for k in weights)
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("resnet1800", "has no model 'resnet1800'; close names: resnet18, "),
+    ("test_resnet.no_such_tag", f"has no pretrained weights 'test_resnet.no_such_tag'; it has {TIMM_MODEL}"),
+    ("", "name a timm model: timm:MODEL or timm:MODEL.TAG"),
+    ("hf-hub:timm/resnet18.a1_in1k", "for a Hugging Face repo's weights use hf:ORG/NAME"),
+])
+def test_unknown_timm_names_list_close_ones(hf_cache, name, expected) -> None:
+    pytest.importorskip("timm")
+    with pytest.raises(pn.SourceError) as err:
+        pn.load_state_dict(f"timm:{name}")
+    assert expected in _one_line(err)
+
+
+def test_deprecated_timm_names_move_to_their_successor(hf_cache) -> None:
+    timm = pytest.importorskip("timm")
+    old, new = next(iter((k, v) for k, v in timm.models.get_deprecated_models().items() if v))
+    with pytest.raises(pn.SourceError) as err:
+        pn.load_state_dict(f"timm:{old}")
+    repo = timm.models.get_pretrained_cfg(new).hf_hub_id
+    assert f"{hf_cache}/models--{repo.replace('/', '--')}/snapshots/" in _one_line(err)
+
+
+def test_timm_architecture_without_weights(hf_cache) -> None:
+    timm = pytest.importorskip("timm")
+    with_weights = {n.split(".")[0] for n in timm.list_pretrained()}
+    bare = next(n for n in timm.list_models() if n not in with_weights)
+    with pytest.raises(pn.SourceError) as err:
+        pn.load_state_dict(f"timm:{bare}")
+    assert f"has no pretrained weights for {bare!r}" in _one_line(err)
+
+
+def test_hf_repo_safetensors_and_bin(hf_cache, weights) -> None:
+    put_in_hub_cache(hf_cache, "org/net", "model.safetensors", weights)
+    put_in_hub_cache(hf_cache, "org/old", "pytorch_model.bin", weights, fmt="torch")
+    for repo in ("org/net", "org/old"):
+        loaded = pn.load_state_dict(f"hf:{repo}")  # a safetensors file keeps its names sorted
+        assert sorted(loaded) == sorted(weights) and all(torch.equal(loaded[k], weights[k]) for k in weights)
+
+
+def test_hf_revision_branch_and_commit(hf_cache, weights) -> None:
+    other = {k: -v for k, v in weights.items()}
+    put_in_hub_cache(hf_cache, "org/net", "model.safetensors", weights)
+    put_in_hub_cache(hf_cache, "org/net", "model.safetensors", other, revision="v2", commit="f" * 40)
+    assert torch.equal(pn.load_state_dict("hf:org/net")["0.weight"], weights["0.weight"])
+    assert torch.equal(pn.load_state_dict("hf:org/net@v2")["0.weight"], other["0.weight"])
+    assert torch.equal(pn.load_state_dict(f"hf:org/net@{'f' * 40}")["0.weight"], other["0.weight"])
+    with pytest.raises(pn.SourceError, match="org/net's model.safetensors or pytorch_model.bin .* is not in"):
+        pn.load_state_dict("hf:org/net@v3")
+
+
+def test_hf_sharded_checkpoint(hf_cache, weights) -> None:
+    names = list(weights)
+    shards = {"model-00001-of-00002.safetensors": names[:2], "model-00002-of-00002.safetensors": names[2:]}
+    index = {"metadata": {}, "weight_map": {n: shard for shard, ns in shards.items() for n in ns}}
+    put_in_hub_cache(hf_cache, "org/big", "model.safetensors.index.json", {}, fmt=json.dumps(index))
+    for shard, ns in shards.items():
+        put_in_hub_cache(hf_cache, "org/big", shard, {n: weights[n] for n in ns})
+    loaded = pn.load_state_dict("hf:org/big")
+    assert sorted(loaded) == sorted(weights) and all(torch.equal(loaded[k], weights[k]) for k in weights)
+
+
+def test_hf_offline_miss_names_the_cache_and_close_repos(hf_cache, weights) -> None:
+    put_in_hub_cache(hf_cache, "prajjwal1/bert-tiny", "model.safetensors", weights)
+    with pytest.raises(pn.SourceError) as err:
+        pn.load_state_dict("hf:prajjwal1/bert-tinyy")
+    text = _one_line(err)
+    assert text.startswith("hf:prajjwal1/bert-tinyy: prajjwal1/bert-tinyy's model.safetensors or pytorch_model.bin "
+                           f"(or the shards its *.index.json lists) is not in the Hugging Face cache {hf_cache}, "
+                           f"and HF_HUB_OFFLINE=1 forbids downloading")
+    assert f"{hf_cache}/models--prajjwal1--bert-tinyy/snapshots/COMMIT/model.safetensors" in text
+    assert text.endswith("cached repos with close names: prajjwal1/bert-tiny")
+
+
+@pytest.mark.parametrize("source,expected", [
+    ("hf:", "name a Hugging Face model repo: hf:ORG/NAME"),
+    ("hf:org/net@", "name a Hugging Face model repo: hf:ORG/NAME"),
+    ("hf:a/b/c", "'a/b/c' is not a Hugging Face model repo id"),
+])
+def test_bad_hf_names(hf_cache, source, expected) -> None:
+    with pytest.raises(pn.SourceError) as err:
+        pn.load_state_dict(source)
+    assert expected in _one_line(err)
+
+
+@pytest.fixture
+def online(monkeypatch):
+    """Online mode (no HF_HUB_OFFLINE) with the hub at HF_ENDPOINT; no proxy in the way."""
+    import huggingface_hub.constants
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "http_proxy", "https_proxy", "all_proxy",
+                "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_hub_fails_fast_or_uses_the_cache(hf_cache, online, monkeypatch, weights) -> None:
+    import time
+
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    start = time.monotonic()
+    with pytest.raises(pn.SourceError) as err:
+        pn.load_state_dict("hf:org/net")
+    assert time.monotonic() - start < 10
+    assert f"is not in the Hugging Face cache {hf_cache}, and the hub http://127.0.0.1:" in _one_line(err)
+    assert "can't be reached" in str(err.value)
+    put_in_hub_cache(hf_cache, "org/net", "model.safetensors", weights)
+    assert torch.equal(pn.load_state_dict("hf:org/net")["0.weight"], weights["0.weight"])
+
+
+@pytest.fixture
+def fake_hub(online, monkeypatch):
+    """A local HTTP server that answers as the Hugging Face hub does for file downloads:
+    ``{repo: {filename: bytes}}`` to fill; HF_ENDPOINT points at it."""
+    import hashlib
+    import http.server
+    import threading
+
+    repos: dict[str, dict[str, bytes]] = {}
+
+    class Hub(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_HEAD(self, body: bool = False) -> None:
+            repo, _, rest = self.path.lstrip("/").partition("/resolve/")
+            filename = rest.partition("/")[2]
+            data = repos.get(repo, {}).get(filename)
+            self.send_response(200 if data is not None else 404)
+            if data is None:
+                self.send_header("X-Error-Code", "EntryNotFound" if repo in repos else "RepoNotFound")
+                data = b""
+            else:
+                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            self.do_HEAD(body=True)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    yield repos
+    server.shutdown()
+    server.server_close()
+
+
+def test_online_downloads_into_the_cache_the_environment_names(hf_cache, fake_hub, weights) -> None:
+    from safetensors.torch import save
+
+    safetensors = save({k: v.contiguous() for k, v in weights.items()})
+    fake_hub["org/net"] = {"pytorch_model.bin": b"unused", "model.safetensors": safetensors}  # safetensors first
+    loaded = pn.load_state_dict("hf:org/net")
+    assert all(torch.equal(loaded[k], weights[k]) for k in weights)
+    assert (hf_cache / "models--org--net" / "snapshots" / COMMIT / "model.safetensors").is_file()
+    assert (hf_cache / "models--org--net" / "refs" / "main").read_text() == COMMIT
+
+
+def test_online_unknown_repo_and_repo_without_weights(hf_cache, fake_hub) -> None:
+    fake_hub["org/text"] = {"README.md": b"# no weights"}
+    with pytest.raises(pn.SourceError) as err:
+        pn.load_state_dict("hf:org/nope")
+    assert "hf:org/nope: no model repo 'org/nope' on http://127.0.0.1:" in _one_line(err)
+    with pytest.raises(pn.SourceError) as err:
+        pn.load_state_dict("hf:org/text")
+    assert "hf:org/text: org/text has no model.safetensors or pytorch_model.bin;" in _one_line(err)
+
+
+def test_online_timm_downloads_from_the_hub(hf_cache, fake_hub) -> None:
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save
+
+    weights = timm.create_model(TIMM_MODEL, pretrained=False).state_dict()
+    fake_hub[f"timm/{TIMM_MODEL}"] = {"model.safetensors": save({k: v.contiguous() for k, v in weights.items()})}
+    loaded = pn.load_state_dict(f"timm:{TIMM_MODEL}")
+    assert list(loaded) == list(weights) and all(torch.equal(loaded[k], weights[k]) for k in weights)
+    assert (hf_cache / f"models--timm--{TIMM_MODEL}" / "snapshots" / COMMIT / "model.safetensors").is_file()

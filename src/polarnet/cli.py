@@ -327,9 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
     template = commands.add_parser("template", help="make and inspect polarity template files")
     verbs = template.add_subparsers(dest="verb", required=True)
 
-    extract = verbs.add_parser("extract", help="save the signs of a model's weights as a template file")
-    extract.add_argument("source", help="a .pt/.pth/.safetensors state dict, or a torchvision weights name "
-                                        "such as AlexNet_Weights.IMAGENET1K_V1")
+    extract = verbs.add_parser(
+        "extract", help="save the signs of a model's weights as a template file",
+        description="Save the signs of a model's weights as a template file. Named weights load through their "
+                    "library's cache (torch hub: $TORCH_HOME/hub; Hugging Face: $HF_HUB_CACHE, else $HF_HOME/hub), "
+                    "so they work offline once there; with HF_HUB_OFFLINE=1 nothing is downloaded.")
+    extract.add_argument("source", help="a .pt/.pth/.safetensors state dict; a torchvision weights name such as "
+                                        "AlexNet_Weights.IMAGENET1K_V1; timm:MODEL, timm's pretrained weights "
+                                        "(e.g. timm:resnet18.a1_in1k); or hf:ORG/NAME[@REVISION], a Hugging Face "
+                                        "model repo's weights file (e.g. hf:prajjwal1/bert-tiny)")
     extract.add_argument("-o", "--output", required=True, help="template file to write (.plt)")
     extract.add_argument("--layers", type=_layers, default="all",
                          help="all | conv | linear | a glob on names | a comma-separated list (default: all)")
