@@ -1013,3 +1013,12 @@ def test_a_condition_learner_is_checked():
     with pytest.raises(ValueError, match="learner 'eg' never resets"):
         load_study("xor5d", ["conditions=['mine']",
                              "define_condition={mine={polarity='random', frozen=true, learner='eg', reset='zero'}}"])
+
+
+def test_a_study_takes_timm_and_hf_weights_names_as_its_source():
+    from polarnet.experiments import load_study
+
+    for name in ("timm:resnet18", "hf:prajjwal1/bert-tiny", "AlexNet_Weights.IMAGENET1K_V1"):
+        assert load_study("fmnist-alexnet", [f"source={name}"]).source == name
+    with pytest.raises(ValueError, match="no such file"):
+        load_study("fmnist-alexnet", ["source=nowhere/weights.pt"])

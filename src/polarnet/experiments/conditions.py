@@ -429,7 +429,7 @@ def _copy_source(condition: Condition, model: nn.Module, study: Any, seed: int) 
     state = source_state(study.source)
     if isinstance(state, PolarityTemplate):
         raise ValueError(f"condition {condition.name!r} copies the source's weights, but {study.source} is a template "
-                         f"file (signs only): use a .pt/.pth/.safetensors file or a torchvision weights name")
+                         f"file (signs only): use a .pt/.pth/.safetensors file, a torchvision weights name, timm:MODEL or hf:ORG/NAME")
     pairs = source_pairs(state, model)
     weights = select(model, "all")
     if not any(name in pairs for name in weights):

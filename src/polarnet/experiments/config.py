@@ -323,8 +323,8 @@ class Study:
                                                           self.source_hint else ""))
             if c.magnitudes == "source" and self.source is not None and self.source.endswith(".plt"):
                 need(False, f"condition {name!r} copies the source's weights (magnitudes='source'), but source="
-                            f"{self.source!r} is a template file (signs only): use a .pt/.pth/.safetensors file or a "
-                            f"torchvision weights name")
+                            f"{self.source!r} is a template file (signs only): use a .pt/.pth/.safetensors file, a "
+                            f"torchvision weights name, timm:MODEL or hf:ORG/NAME")
             need(math.isfinite(c.swap) and 0 <= c.swap <= 1, f"condition {name!r}: swap={c.swap}: a fraction in [0, 1]")
             need(c.swap_mode in ("pattern", "literal"), f"condition {name!r}: swap_mode={c.swap_mode!r}: 'pattern' or 'literal'")
             if c.polarity == "rule":
@@ -493,9 +493,9 @@ def _show(value: Any) -> str:
 
 
 def _is_weights_name(text: str) -> bool:
-    from ..sources import _WEIGHTS_NAME
+    from ..sources import is_weights_name
 
-    return bool(_WEIGHTS_NAME.match(text))
+    return is_weights_name(text)
 
 
 _FIELDS = {f.name: f for f in fields(Study)}
