@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import polarnet as pn
@@ -442,3 +444,18 @@ def test_rename_works_for_a_template_source() -> None:
                               ("features.0.weight", "0.weight"), ("features.2.weight", "2.weight")]
     # without renaming, in order: the classifier's layers come first in the target, and still pair by kind
     assert match_layers(src, dst)["classifier.4.weight"] == "4.weight"
+
+
+@settings(max_examples=25, deadline=None)
+@given(prefix=st.text(alphabet="abcxyz_.", min_size=1, max_size=8), order=st.permutations(range(4)))
+def test_renaming_a_renamed_source_back_gives_the_same_template(prefix: str, order: list[int]) -> None:
+    # whatever the source's names and key order, renaming them to the target's pairs every layer by name
+    torch.manual_seed(0)
+    src, dst = convnet(3, 10), convnet(3, 10)
+    state = src.state_dict()
+    names = [n for n in state if n.endswith("weight")]
+    shuffled = {f"{prefix}{names[i]}": state[names[i]] for i in order}
+    t, report = pn.transfer(shuffled, dst, rename=lambda n: n[len(prefix):])
+    plain, _ = pn.transfer(src, dst)
+    assert list(t) == list(plain) and all(torch.equal(t[n], plain[n]) for n in plain)
+    assert report.matched == [(n, f"{prefix}{n}") for n in names]

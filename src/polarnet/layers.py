@@ -81,7 +81,8 @@ def torch_fans(weight: Tensor, param: str = "weight") -> tuple[int, int]:
 def _axis_fans(weight: Tensor, in_axis: int, out_axis: int) -> tuple[int, int]:
     if weight.dim() < 2:
         return weight.numel(), weight.numel()
-    rest = math.prod(s for i, s in enumerate(weight.shape) if i not in (in_axis % weight.dim(), out_axis % weight.dim()))
+    axes = (in_axis % weight.dim(), out_axis % weight.dim())
+    rest = math.prod(s for i, s in enumerate(weight.shape) if i not in axes)
     return weight.shape[in_axis] * rest, weight.shape[out_axis] * rest
 
 
@@ -182,7 +183,8 @@ def register_layer_kind(name: str, *, kind: str, types: Sequence[type | str] = (
         if other.name == kind and other.kind != kind:
             raise ValueError(f"layer kind {name!r}: kind {kind!r} is the name of the registered kind {other.name!r} "
                              f"(kind {other.kind!r}); pick another kind")
-    entry = LayerKind(name, kind, tuple(types), predicate, tuple(weights), tuple(biases), in_axis, out_axis, fans, in_all)
+    entry = LayerKind(name, kind, tuple(types), predicate, tuple(weights), tuple(biases), in_axis, out_axis, fans,
+                      in_all)
     return LAYER_KINDS.register(name)(entry)
 
 
@@ -338,8 +340,8 @@ def _entry_for(module: nn.Module, entries: Sequence[LayerKind]) -> LayerKind | N
         return None
     best.sort(key=lambda x: x[0])
     if len(best) > 1 and best[0][0] == best[1][0]:
-        raise ValueError(f"a {type(module).__name__} matches the layer kinds {best[0][1].name!r} and {best[1][1].name!r} "
-                         f"equally; unregister one (LAYER_KINDS.unregister) or narrow it with types= or predicate=")
+        raise ValueError(f"a {type(module).__name__} matches the layer kinds {best[0][1].name!r} and "
+                         f"{best[1][1].name!r} equally; unregister one (LAYER_KINDS.unregister) or narrow it with types= or predicate=")
     return best[0][1]
 
 
@@ -351,8 +353,11 @@ def layer_info(model: nn.Module) -> dict[str, LayerInfo]:
 
     Example:
         >>> info = layer_info(nn.Sequential(nn.ConvTranspose2d(4, 2, 3), nn.Embedding(10, 3)))
-        >>> [(n, i.entry.name, i.in_axis, i.fans) for n, i in info.items()]
-        [('0.weight', 'conv_transpose', 0, (36, 18)), ('0.bias', 'conv_transpose', None, (2, 2)), ('1.weight', 'embedding', None, (3, 10))]
+        >>> for name, i in info.items():
+        ...     print(name, i.entry.name, i.is_bias, i.in_axis, i.fans)
+        0.weight conv_transpose False 0 (36, 18)
+        0.bias conv_transpose True None (2, 2)
+        1.weight embedding False None (3, 10)
     """
     tensors = named_tensors(model)
     entries = [LAYER_KINDS.get(n) for n in LAYER_KINDS]

@@ -314,7 +314,9 @@ def _head_text(target: nn.Module, heads: set[str]) -> str:
     weights = [n for n, i in layer_info(target).items() if not i.is_bias]
     if weights and heads == set(head_layers(target, weights[-1])):
         return "the last layer (head)"
-    return f"the head ({', '.join(sorted(heads))}; name another with head=)" if heads else "a head (name one with head=)"
+    if not heads:
+        return "a head (name one with head=)"
+    return f"the head ({', '.join(sorted(heads))}; name another with head=)"
 
 
 def _adaptable(got: tuple[int, ...], want: tuple[int, ...], axis: int) -> bool:
