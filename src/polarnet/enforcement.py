@@ -74,7 +74,7 @@ def _ravel(coords: Sequence[Tensor], shape: Sequence[int]) -> Tensor | int:
 def dense_enforce_(w: Tensor, signs: Tensor, rule: str | Sequence[str] = "posRand", eps: float = 1e-3, *,
                    seed: Tensor | int = 0, step: Tensor | int = 1, layer: Tensor | int = 0, members: int = 0,
                    active: Tensor | None = None, states: Sequence[Tensor] = (), rule_of: Tensor | None = None,
-                   gather: bool = False) -> Tensor:
+                   gather: bool = False, positions: Tensor | None = None) -> Tensor:
     """Put ``w`` back on the side of ``signs`` in place; returns the resets as a tensor.
 
     A violation is ``w·T < 0`` (sign bit against ``T``, ``w ≠ 0``), or ``w ≠ 0`` where
@@ -101,6 +101,10 @@ def dense_enforce_(w: Tensor, signs: Tensor, rule: str | Sequence[str] = "posRan
             them only. Same numbers; faster on a CPU, where the read is free and the keyed
             hash of every entry is not (3-4x for an ensemble's step), but it synchronises:
             keep it off on a GPU. Keys must then vary along the member axes only.
+        positions: each entry's position key (int64, shaped like one member's weight);
+            default its row-major index. A shard of a larger weight passes its entries'
+            indices in the whole weight (:meth:`polarnet.distributed.ShardBox.positions`), so
+            it resets as the unsharded weight would.
 
     Returns:
         int64 resets per member (shape ``w.shape[:members]``; a 0-d tensor when ``members=0``),
@@ -123,13 +127,14 @@ def dense_enforce_(w: Tensor, signs: Tensor, rule: str | Sequence[str] = "posRan
             raise ValueError(f"the dense path knows the reset rules {', '.join(DENSE_RULES)}; got {unknown[0]!r} "
                              f"(a rule of your own runs on the sparse path: Enforcer(..., path='sparse'))")
         if gather:
-            _gather_resets(w, bad, rules, eps, seed, step, layer, members, rule_of)
+            _gather_resets(w, bad, rules, eps, seed, step, layer, members, rule_of, positions)
             w.masked_fill_(stray, 0.0)
         else:
             # a violating weight has the sign opposite to T; the sparse path takes the sign from
             # the value in the same way (it also decides a NaN's fate), so the dense one does too
             signs_w = w.sign().neg_()
-            positions = _positions(w.shape[members:], w.device)
+            if positions is None:
+                positions = _positions(w.shape[members:], w.device)
 
             def uniform() -> Tensor:
                 return keyed_uniform(seed, step, layer, positions, w.dtype)
@@ -195,7 +200,7 @@ def project_(w: Tensor, signs: Tensor, *, moments: Sequence[Tensor] = (), member
 
 
 def _gather_resets(w: Tensor, bad: Tensor, rules: list[str], eps: float, seed: Tensor | int, step: Tensor | int,
-                   layer: Tensor | int, members: int, rule_of: Tensor | None) -> None:
+                   layer: Tensor | int, members: int, rule_of: Tensor | None, positions: Tensor | None) -> None:
     """:func:`dense_enforce_`'s resets, computed for the violating entries only."""
     where = bad.nonzero(as_tuple=True)  # logical coordinates, whatever w's memory layout
     if where[0].numel() == 0:
@@ -209,8 +214,12 @@ def _gather_resets(w: Tensor, bad: Tensor, rules: list[str], eps: float, seed: T
 
     values = w[where]
     signs = values.sign().neg_()
-    position = _ravel(where[members:], w.shape[members:])
-    position = position if isinstance(position, Tensor) else torch.zeros_like(values, dtype=torch.int64)
+    if positions is not None:
+        position = positions.to(torch.int64)[where[members:]] if members < w.dim() else \
+            positions.to(torch.int64).expand(values.shape)
+    else:
+        position = _ravel(where[members:], w.shape[members:])
+        position = position if isinstance(position, Tensor) else torch.zeros_like(values, dtype=torch.int64)
 
     def uniform() -> Tensor:
         return keyed_uniform(pick(seed), pick(step), pick(layer), position, w.dtype)

@@ -6,7 +6,8 @@ exactly 0 where ``T ≠ 0`` sits on the boundary and is allowed.
 
 :func:`freeze`, :func:`enforce` and :class:`Enforcer` refuse a model whose constrained
 weights already hold NaN or inf, and an optimizer holds at most one freeze hook at a time.
-A tied weight (one tensor under two names) is enforced once.
+A tied weight (one tensor under two names) is enforced once. A sharded weight (a DTensor,
+e.g. under FSDP2) is enforced block by block on each rank (:mod:`polarnet.distributed`).
 
 Enforcement changes parameters in place (never replaces or renames them), so
 checkpoints, ``state_dict`` keys and the optimizer's parameter references stay valid.
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import native
+from . import distributed, native
 from .builders import MAX_SEED, check_seed
 from .enforcement import DENSE_RULES, dense_enforce_, template_code
 from .keyed import keyed_uniform
@@ -85,9 +86,11 @@ def flip(values: Tensor, signs: Tensor, eps: float, uniform: Callable[[], Tensor
 @dataclass
 class _LayerCache:
     key: tuple[Any, ...]
-    order: list[int] | None  # permutation that makes the weight contiguous (None: already is)
+    order: list[int] | None  # permutation that makes the (local) weight contiguous (None: already is)
     code: Tensor  # int8 template signs in the weight's own layout, on its device: 1 byte per weight
-    has_zeros: bool  # whether T holds zeros (the sparse path then also looks for stray weights)
+    box: distributed.ShardBox | None  # where a DTensor's local block lies in the global weight (None: plain)
+    has_zeros: bool | None = None  # whether T holds zeros (the sparse path then also looks for stray
+    # weights); found when the sparse path first needs it, so building the cache never reads the device
 
 
 #: entries the sparse path checks at a time: its flag buffers stay in the CPU's cache, which
@@ -125,11 +128,12 @@ def _sparse_nonzero(flags: Tensor) -> Tensor:
 
 
 def _check_finite(weights: dict[str, Tensor]) -> None:
-    """Refuse weights holding NaN or inf, naming each layer and how many."""
+    """Refuse weights holding NaN or inf, naming each layer and how many (summed over the
+    ranks for a sharded weight, so every rank decides alike)."""
     bad = []
     for name, w in weights.items():
         if w.is_floating_point():
-            n = int((~torch.isfinite(w.detach())).sum())
+            n = distributed.global_count(~torch.isfinite(distributed.local_view(w.detach())), w)
             if n:
                 bad.append(f"{name!r} ({n} of {w.numel()})")
     if bad:
@@ -211,6 +215,18 @@ class Enforcer:
     with Triton installed and ``dense`` otherwise; a reset rule of your own (not
     :data:`~polarnet.enforcement.DENSE_RULES`) always runs sparse, whose result it is checked
     against.
+
+    Inside ``torch.compile`` (a compiled train step that calls ``optimizer.step()``) every path
+    with a built-in rule traces the dense computation instead (the same numbers, no host
+    reads, so no graph break); a rule of your own runs eagerly behind one graph break.
+
+    Sharded weights (DTensors: FSDP2's ``fully_shard``, tensor parallelism) are enforced on each
+    rank's own block (:mod:`polarnet.distributed`), against the template rows of that block,
+    in place and without gathering the weight; random resets are keyed by the position in the
+    whole weight, so a sharded run resets exactly as an unsharded one. A block takes the
+    ``sparse`` torch path where ``native`` was chosen (the C kernel keys positions within the
+    tensor it is given). Replicated weights (DDP) need nothing: every replica steps alike
+    and resets alike (the default seed is agreed across ranks).
 
     Args:
         model: the network whose parameters are constrained.
@@ -301,24 +317,33 @@ class Enforcer:
             self._plan_version = self.template.version
         return self._plan
 
-    def _layer(self, name: str, w: Tensor) -> _LayerCache:
-        key = (self.template.version, w.device, w.shape, w.stride(), self.path)
+    def _layer(self, name: str, param: Tensor) -> _LayerCache:
+        """The cached template code of one weight, in the layout of the tensor enforcement
+        writes: the weight itself, or a DTensor's local block (cut from the template's rows)."""
+        key = (self.template.version, param.device, param.shape, param.stride(), self.path, type(param),
+               getattr(param, "placements", None))
         cached = self._cache.get(name)
         if cached is not None and cached.key == key:
             return cached
         signs = self.template._signs[name]  # read-only use: no copy
-        if tuple(signs.shape) != tuple(w.shape):
-            raise ValueError(f"layer {name!r}: template shape {tuple(signs.shape)} ≠ weight shape {tuple(w.shape)}")
+        if tuple(signs.shape) != tuple(param.shape):
+            raise ValueError(f"layer {name!r}: template shape {tuple(signs.shape)} ≠ weight shape {tuple(param.shape)}")
+        box = None
+        w = param
+        if distributed.is_sharded(param):  # enforce on this rank's block, keyed by global positions
+            box, w = distributed.shard_box(param), distributed.local_view(param)
+            signs = distributed.local_signs(signs, param)
         order = _memory_order(name, w)
-        code = template_code(signs, w)
-        layer = _LayerCache(key, order, code, bool((code == 0).any()))
+        layer = _LayerCache(key, order, template_code(signs, w), box)
         self._cache[name] = layer
         return layer
 
-    def _states(self, w: Tensor) -> list[Tensor]:
+    def _states(self, param: Tensor) -> list[Tensor]:
+        """The optimizer's per-weight state of ``param`` (local blocks for a DTensor)."""
         if not self.clear_state or self.optimizer is None:
             return []
-        return [v for v in self.optimizer.state.get(w, {}).values() if isinstance(v, Tensor) and v.shape == w.shape]
+        return [distributed.local_view(v) for v in self.optimizer.state.get(param, {}).values()
+                if isinstance(v, Tensor) and v.shape == param.shape]
 
     @torch.no_grad()
     def enforce(self) -> Tensor:
@@ -330,17 +355,24 @@ class Enforcer:
         known for it); :func:`violations` counts it.
         """
         self._step += 1
-        layers = [(index, name, self.model.get_parameter(name)) for index, name in self._layers()]
-        if self.path in ("sparse", "native"):
-            step = int(self._step)
-            counts = [self._native(index, name, w, step) if self.path == "native" and self._native_fits(w)
-                      else self._sparse(index, name, w, step) for index, name, w in layers]
-            return torch.tensor(counts, dtype=torch.int64, device=self._step.device)
-        ws = [w for _, _, w in layers]
-        codes = [self._layer(name, w).code for _, name, w in layers]
-        indices = [index for index, _, _ in layers]
-        states = [self._states(w) for w in ws]
-        args = (ws, codes, states, indices, self.reset, self.eps, self._seed, self._step)
+        layers = []
+        for index, name in self._layers():
+            param = self.model.get_parameter(name)
+            layer = self._layer(name, param)
+            layers.append((index, layer, param, param if layer.box is None else distributed.local_view(param)))
+        compiling = torch.compiler.is_compiling()
+        if self.path in ("sparse", "native") and not (compiling and self.rule in _BUILTIN_RULES):
+            # inside torch.compile a built-in rule takes the dense computation below (the same
+            # numbers, no host reads: no graph breaks); a rule of its own runs eagerly
+            return self._enforce_eagerly(layers)
+        ws = [w for _, _, _, w in layers]
+        codes = [layer.code for _, layer, _, _ in layers]
+        indices = [index for index, _, _, _ in layers]
+        states = [self._states(param) for _, _, param, _ in layers]
+        boxes = [layer.box for _, layer, _, _ in layers]
+        args = (ws, codes, states, indices, self.reset, self.eps, self._seed, self._step, boxes)
+        if compiling:
+            return _dense_layers(*args)
         if self.path == "compiled":
             try:
                 return _compiled_dense_layers()(*args)
@@ -428,12 +460,21 @@ class Enforcer:
         empty = flat.new_zeros(0, dtype=torch.int64)
         return (torch.cat(found) if found else empty), (torch.cat(stray) if stray else None)
 
-    def _native_fits(self, w: Tensor) -> bool:
-        """Whether the C kernel can take this weight (it keeps no indices to clear optimizer state with)."""
-        return w.device.type == "cpu" and not self.clear_state and native.available(w.dtype)
+    def _native_fits(self, layer: _LayerCache, w: Tensor) -> bool:
+        """Whether the C kernel can take this weight (it keeps no indices to clear optimizer state
+        with, and keys positions within the tensor it sees: a DTensor's block takes ``sparse``)."""
+        return w.device.type == "cpu" and not self.clear_state and layer.box is None and native.available(w.dtype)
 
-    def _native(self, layer_index: int, name: str, w: Tensor, step: int) -> int:
-        layer = self._layer(name, w)
+    @torch.compiler.disable
+    def _enforce_eagerly(self, layers: list[tuple[int, _LayerCache, Tensor, Tensor]]) -> Tensor:
+        """The sparse and native paths (they read counts and indices back to the host, so
+        ``torch.compile`` runs them outside its graph: one graph break)."""
+        step = int(self._step)
+        counts = [self._native(index, layer, w, step) if self.path == "native" and self._native_fits(layer, w)
+                  else self._sparse(index, layer, param, w, step) for index, layer, param, w in layers]
+        return torch.tensor(counts, dtype=torch.int64, device=self._step.device)
+
+    def _native(self, layer_index: int, layer: _LayerCache, w: Tensor, step: int) -> int:
         memory_shape: tuple[int, ...] = ()
         logical: tuple[int, ...] = ()
         if layer.order is not None:  # key by the logical (row-major) position, not the memory order
@@ -445,15 +486,16 @@ class Enforcer:
         return native.enforce_(_flat(w.data, layer.order), _flat(layer.code, layer.order), self.reset, self.eps,
                                native.layer_key(self.seed, step, layer_index), memory_shape, logical)
 
-    def _sparse(self, layer_index: int, name: str, w: Tensor, step: int) -> int:
-        layer = self._layer(name, w)
+    def _sparse(self, layer_index: int, layer: _LayerCache, param: Tensor, w: Tensor, step: int) -> int:
         flat = _flat(w, layer.order)
+        if layer.has_zeros is None:
+            layer.has_zeros = bool((layer.code == 0).any())
         idx, stray = self._violating(flat, _flat(layer.code, layer.order), layer.has_zeros)
         n = 0
         if stray is not None:
             flat.index_fill_(0, stray, 0.0)
             if self.clear_state:
-                self._clear_state(w, layer.order, stray)
+                self._clear_state(param, w, layer.order, stray)
             n += stray.numel()
             # a stray weight had its sign bit against T = 0 only if it was negative: now +0, no violation
             idx = idx[flat.index_select(0, idx) != 0] if idx.numel() else idx
@@ -463,18 +505,18 @@ class Enforcer:
             if not bool(real.all()):
                 idx, values = idx[real], values[real]
             signs = values.sign().neg_()  # a violating weight has the sign opposite to T
-            new = self.rule(values, signs, self.eps, self._uniform(layer_index, w, layer.order, idx, values, step))
+            new = self.rule(values, signs, self.eps, self._uniform(layer_index, w, layer, idx, values, step))
             if self.rule not in _BUILTIN_RULES and bool((new * signs < 0).any()):
                 raise RuntimeError(f"reset rule {self.reset!r} produced values on the wrong side of the template")
             flat.index_copy_(0, idx, new.to(w.dtype))
             if self.clear_state:
-                self._clear_state(w, layer.order, idx)
+                self._clear_state(param, w, layer.order, idx)
             n += idx.numel()
         return n
 
-    def _uniform(self, layer_index: int, w: Tensor, order: list[int] | None, idx: Tensor, like: Tensor,
+    def _uniform(self, layer_index: int, w: Tensor, layer: _LayerCache, idx: Tensor, like: Tensor,
                  step: int) -> Callable[[], Tensor]:
-        seed = self.seed
+        seed, order, box = self.seed, layer.order, layer.box
 
         def keyed() -> Tensor:
             position = idx
@@ -484,28 +526,29 @@ class Enforcer:
                 for d in range(w.dim() - 2, -1, -1):
                     strides[d] = strides[d + 1] * w.shape[d + 1]
                 position = sum(coords[k] * int(strides[d]) for k, d in enumerate(order))
+            if box is not None:  # a DTensor's block: key by the position in the global weight
+                position = box.global_index(position)
             return keyed_uniform(seed, step, layer_index, position, like.dtype)
 
         return keyed
 
-    def _clear_state(self, w: Tensor, order: list[int] | None, idx: Tensor) -> None:
-        assert self.optimizer is not None
+    def _clear_state(self, param: Tensor, w: Tensor, order: list[int] | None, idx: Tensor) -> None:
         shape = w.shape if order is None else [w.shape[d] for d in order]
         coords = torch.unravel_index(idx, tuple(shape))
         if order is not None:  # back from memory order to the weight's own dimensions
             coords = tuple(coords[order.index(d)] for d in range(w.dim()))
-        for value in self.optimizer.state.get(w, {}).values():
-            if isinstance(value, Tensor) and value.shape == w.shape:
-                value.index_put_(coords, value.new_zeros(()))
+        for value in self._states(param):
+            value.index_put_(coords, value.new_zeros(()))
 
 
 def _dense_layers(ws: list[Tensor], codes: list[Tensor], states: list[list[Tensor]], indices: list[int], rule: str,
-                  eps: float, seed: Tensor, step: Tensor) -> Tensor:
+                  eps: float, seed: Tensor, step: Tensor, boxes: list[distributed.ShardBox | None]) -> Tensor:
     """Every layer's dense step; the resets per layer, stacked on ``step``'s device. One
-    function, so ``torch.compile`` can fuse it whole."""
+    function, so ``torch.compile`` can fuse it whole. A DTensor's block (its ``box``) keys its
+    resets by the positions in the global weight."""
     counts = [dense_enforce_(w, code, rule, eps, seed=seed.to(w.device), step=step.to(w.device), layer=index,
-                             states=s).to(step.device)
-              for w, code, s, index in zip(ws, codes, states, indices)]
+                             states=s, positions=None if box is None else box.positions(w.device)).to(step.device)
+              for w, code, s, index, box in zip(ws, codes, states, indices, boxes)]
     return torch.stack(counts) if counts else step.new_zeros(0)
 
 
@@ -805,7 +848,9 @@ def violations(model: nn.Module, template: PolarityTemplate, *, per_layer: bool 
     """Count weights that break the template: ``w·T < 0``, ``w ≠ 0`` where ``T = 0``, or ``w`` NaN/±inf.
 
     A non-finite weight counts whatever its template sign: a diverged run must not look
-    healthy. A tied weight is counted once, under the first of its names in the template.
+    healthy. A tied weight is counted once, under the first of its names in the template. A
+    sharded weight (a DTensor, e.g. under FSDP2) is checked block by block on each rank and the
+    counts summed over the ranks (a collective: call it on every rank), never gathered.
 
     Example:
         >>> lin = nn.Linear(2, 1, bias=False)
@@ -814,8 +859,9 @@ def violations(model: nn.Module, template: PolarityTemplate, *, per_layer: bool 
         1
     """
     counts = {}
-    for name, w in template.check(model).items():
-        t = template._signs[name].to(w.device)
+    for name, param in template.check(model).items():
+        w = distributed.local_view(param)
+        t = distributed.local_signs(template._signs[name], param).to(w.device)
         bad = (w * t < 0) | ((t == 0) & (w != 0)) | ~torch.isfinite(w)
-        counts[name] = int(bad.sum())
+        counts[name] = distributed.global_count(bad, param)
     return counts if per_layer else sum(counts.values())
