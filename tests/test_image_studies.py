@@ -140,7 +140,7 @@ def test_pretrained_source_onto_other_channels_and_head_and_template_file_source
     from polarnet.models import get_model
 
     target = get_model("lenet", num_classes=10, in_channels=3)
-    template, report = pn.transfer(state, target, head="free")
+    template, report = pn.transfer(state, target)
     assert report.adapted == [("features.0.weight", "features.0.weight",
                                "input channels 1 → 3: the one channel repeated")]
     assert report.unmatched == ["classifier.4.weight"]  # head 5 → 10 classes: left free

@@ -28,6 +28,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "PolarityTemplate": ("template", "PolarityTemplate"),
     "TemplateFileError": ("fileformat", "TemplateFileError"),
     "select_layers": ("layers", "select"),
+    "register_layer_kind": ("layers", "register_layer_kind"),
+    "LAYER_KINDS": ("layers", "LAYER_KINDS"),
     "register_rule": ("builders", "register_rule"),
     "list_rules": ("builders", "list_rules"),
     "check_proportions": ("proportions", "check_proportions"),
@@ -50,6 +52,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "Learner": ("learners", "Learner"),
     "transfer": ("transfer", "transfer"),
     "TransferReport": ("transfer", "TransferReport"),
+    "head_layers": ("transfer", "head_layers"),
     "sign_snapshot": ("dynamics", "sign_snapshot"),
     "sign_change_fraction": ("dynamics", "sign_change_fraction"),
     "SignTracker": ("dynamics", "SignTracker"),
@@ -69,11 +72,12 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .freeze import RESETS, Enforcer, FreezeHandle, enforce, freeze, is_frozen, register_reset, violations
     from .learners import LEARNERS, Learner, register_learner
     from .init import INITIALIZERS, align, init_magnitudes, register_initializer
+    from .layers import LAYER_KINDS, register_layer_kind
     from .layers import select as select_layers
     from .proportions import check_proportions, load_proportions, save_proportions
     from .sources import SourceError, load_state_dict
     from .template import PolarityTemplate
-    from .transfer import TransferReport, transfer
+    from .transfer import TransferReport, head_layers, transfer
 
 
 def __getattr__(name: str) -> Any:

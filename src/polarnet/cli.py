@@ -24,7 +24,8 @@ __all__ = ["main", "build_parser"]
 
 
 def _layers(text: str) -> LayerSpec:
-    """``all``/``conv``/``linear``/a glob, or a comma-separated list of parameter names."""
+    """``all``/a kind (``conv``, ``linear``, ``embedding``…)/a registered kind's name/a glob, or a
+    comma-separated list of parameter names."""
     return [n.strip() for n in text.split(",") if n.strip()] if "," in text else text
 
 
