@@ -151,6 +151,7 @@ def test_reparam_remove_leaves_a_plain_model_whose_state_dict_loads_into_the_arc
     computed = {name: net.get_submodule(name.rsplit(".", 1)[0]).weight.detach().clone() for name in t}
     handle.remove()
     plain = _net(conv=True)
+    assert list(net.state_dict()) == list(plain.state_dict())  # the same keys in the same order
     plain.load_state_dict(net.state_dict())  # strict: the unmodified architecture's keys
     for name, w in computed.items():
         assert torch.equal(plain.get_parameter(name), w)

@@ -273,10 +273,12 @@ class _Reparametrized(Keeper):
 
     def attach(self) -> None:
         self._hooks = []
+        self._orders: dict[str, list[str]] = {}  # each module's parameter order before
         for module_name, (module, leaves) in self._modules().items():
             prefix = f"{module_name}." if module_name else ""
             # the keys the unmodified module saves, in its order (params, then persistent buffers)
             own = list(module._parameters) + [b for b in module._buffers if b not in module._non_persistent_buffers_set]
+            self._orders[module_name] = list(module._parameters)
             for leaf in leaves:
                 w = getattr(module, leaf)
                 parametrize.register_parametrization(
@@ -295,6 +297,11 @@ class _Reparametrized(Keeper):
             module = self.model.get_submodule(module_name)
             if parametrize.is_parametrized(module, leaf):
                 parametrize.remove_parametrizations(module, leaf, leave_parametrized=True)
+        for module_name, order in getattr(self, "_orders", {}).items():
+            # removal appends the weight last; the state_dict keys keep the model's order
+            params = self.model.get_submodule(module_name)._parameters
+            for key in [k for k in order if k in params] + [k for k in params if k not in order]:
+                params[key] = params.pop(key)
 
     def _parametrizations(self) -> dict[str, tuple[Tensor, SignedMagnitude]]:
         """Weight name → (``V``, its :class:`SignedMagnitude`)."""
