@@ -174,30 +174,12 @@ def _train_unsharded(config: tuple[str, str, str, bool]) -> list[dict[str, Any]]
     return history
 
 
-def _dtensor_aliases() -> None:
-    """Until polarnet.layers._identity knows DTensors (it reads their storage, which a DTensor
-    has none of: test_distributed_helpers.py's strict xfail tracks the fix), let it compare
-    their local blocks, as the fix will. Does nothing once the library handles them."""
-    import polarnet.layers as layers
-    from torch.distributed.tensor import Shard, distribute_tensor
-    from torch.distributed.device_mesh import init_device_mesh
-
-    from polarnet.distributed import local_view
-
-    try:
-        layers.aliases({"w": distribute_tensor(torch.zeros(2, 2), init_device_mesh("cpu", (WORLD,)), [Shard(0)])})
-    except RuntimeError:
-        original = layers._identity
-        layers._identity = lambda t: original(local_view(t))
-
-
 def _fsdp_worker(rank: int, out: str) -> None:
     from torch.distributed.fsdp import fully_shard
     from torch.distributed.tensor import DTensor
 
     from polarnet.distributed import shard_box
 
-    _dtensor_aliases()
     results = {}
     for config in FSDP_CONFIGS:
         reset, path, kind, clear = config

@@ -9,9 +9,8 @@ trains with FSDP2 itself.
 
 from __future__ import annotations
 
-import contextlib
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -191,27 +190,7 @@ def _nets() -> tuple[nn.Module, nn.Module, pn.PolarityTemplate]:
     return plain, sharded, template
 
 
-@contextlib.contextmanager
-def _dtensor_aliases() -> Iterator[None]:
-    """Until polarnet.layers._identity knows DTensors (it reads their storage, which a DTensor
-    has none of; see the xfail below), let it compare their local blocks, as the fix will.
-    Does nothing once the library handles them itself."""
-    import polarnet.layers as layers
-    from torch.distributed.tensor import Shard, distribute_tensor
-
-    original = layers._identity
-    try:
-        layers.aliases({"w": distribute_tensor(torch.zeros(2, 2), _mesh(), [Shard(0)])})
-    except RuntimeError:
-        layers._identity = lambda t: original(local_view(t))
-    try:
-        yield
-    finally:
-        layers._identity = original
-
-
 @_probe
-@_dtensor_aliases()
 def enforcer_on_dtensor_blocks_equals_the_unsharded_enforcer(rank: int) -> None:
     for path in ("auto", "native", "sparse", "dense"):
         for reset in ("posRand", "flip", "zero"):
@@ -236,7 +215,6 @@ def enforcer_on_dtensor_blocks_equals_the_unsharded_enforcer(rank: int) -> None:
 
 
 @_probe
-@_dtensor_aliases()
 def clear_state_zeroes_the_local_optimizer_state(rank: int) -> None:
     from torch.distributed.tensor import distribute_tensor
 
@@ -299,37 +277,8 @@ def test_dtensor(probes, name):
     _passed(probes, name)
 
 
-class KnownGap(AssertionError):
-    """A probe failed the way a known gap in a module outside polarnet.distributed makes it fail
-    (any other failure is a plain AssertionError: a real failure, not the expected one)."""
-
-
-def _known_gap(probes: list[dict[str, str | None]], name: str, *signatures: str) -> None:
-    failures = [p[name] for p in probes if p.get(name, "not run") is not None]
-    if not failures:
-        return  # fixed: a strict xfail then fails, so its marker gets removed
-    unexpected = [f for f in failures if not any(sig in (f or "") for sig in signatures)]
-    if unexpected:
-        raise AssertionError("\n".join(f or "" for f in unexpected))
-    raise KnownGap(failures[0].strip().splitlines()[-1] if failures[0] else name)
-
-
-_NO_STORAGE = "Attempted to access the data pointer on an invalid python storage"
-
-
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=KnownGap,
-                   reason="polarnet.layers._identity (used by aliases(), hence PolarityTemplate.check, freeze and "
-                          "every builder) reads t.untyped_storage().data_ptr(), which a DTensor refuses ('Attempted to "
-                          "access the data pointer on an invalid python storage'); fix: take "
-                          "polarnet.distributed.local_view(t) first")
-def test_template_check_accepts_dtensor_parameters(probes):
-    _known_gap(probes, "template_check_accepts_dtensor_parameters", _NO_STORAGE)
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=KnownGap,
-                   reason="polarnet.init.align fails in template.check (above), then multiplies a DTensor by the plain "
-                          "template tensor, which DTensor refuses; fix: align local_view(p) with local_signs(signs, p)")
-def test_align_works_on_dtensor_parameters(probes):
-    _known_gap(probes, "align_works_on_dtensor_parameters", _NO_STORAGE, "got mixed torch.Tensor and DTensor")
+@pytest.mark.parametrize("name", ["template_check_accepts_dtensor_parameters", "align_works_on_dtensor_parameters"])
+def test_templates_and_align_take_dtensor_parameters(probes, name):
+    """polarnet.layers._identity and polarnet.align read a DTensor's local block."""
+    _passed(probes, name)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
+from .distributed import local_signs, local_view
 from .layers import LAYER_KINDS, LayerSpec, layer_info, layer_kind, named_tensors, select
 from .registry import Registry
 from .template import PolarityTemplate
@@ -184,5 +185,6 @@ def align(model: nn.Module, template: PolarityTemplate) -> nn.Module:
     params = template.check(model)
     with torch.no_grad():
         for name, p in params.items():
-            p.abs_().mul_(template._signs[name].to(device=p.device, dtype=p.dtype))  # no copy: read only
+            # a DTensor (FSDP2) is aligned block by block, against its block of the template
+            local_view(p).abs_().mul_(local_signs(template._signs[name], p).to(device=p.device, dtype=p.dtype))
     return model

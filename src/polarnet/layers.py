@@ -53,6 +53,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from .distributed import local_view
+
 from .registry import Registry
 
 __all__ = ["LayerSpec", "LayerKind", "LayerInfo", "LAYER_KINDS", "register_layer_kind", "layer_info", "select",
@@ -262,10 +264,13 @@ def _unparametrized(model: nn.Module, tensors: dict[str, Tensor]) -> dict[str, T
 
 
 def _identity(t: Tensor) -> tuple[object, ...]:
-    """Equal for two tensors exactly when they are the same values in the same memory."""
-    if t.layout != torch.strided or t.is_meta or t.numel() == 0:
+    """Equal for two tensors exactly when they are the same values in the same memory (for a
+    DTensor, this rank's block: it has no storage of its own)."""
+    local = local_view(t)
+    if local.layout != torch.strided or local.is_meta or local.numel() == 0:
         return ("object", id(t))  # no memory to share (or none we can compare)
-    return (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
+    return (local.device, local.untyped_storage().data_ptr(), local.storage_offset(), tuple(local.shape),
+            local.stride(), local.dtype)
 
 
 def aliases(source: nn.Module | Mapping[str, Tensor]) -> dict[str, str]:
