@@ -1294,3 +1294,29 @@ def test_is_frozen_follows_the_handle():
     assert polarnet.is_frozen(net)
     handle.remove()
     assert not polarnet.is_frozen(net)
+
+
+def test_amp_on_the_cpu_bf16_autocast_and_a_skipped_scaler_step_enforce_nothing():
+    """Under ``torch.autocast`` (bf16 on the CPU) the weights stay float32 and are kept on the
+    template; a step ``GradScaler`` skips (inf gradients) runs no enforcement and doesn't
+    advance the reset stream."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    t = PolarityTemplate.random(net, seed=0)
+    optimizer = torch.optim.SGD(net.parameters(), lr=2.0)
+    handle = freeze(net, t, optimizer, seed=1)
+    scaler = torch.amp.GradScaler("cpu")
+    for _ in range(3):
+        optimizer.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = net(torch.randn(16, 8)).float().pow(2).mean()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    assert handle.steps == 3 and handle.total_resets > 0 and violations(net, t) == 0
+    before = [p.detach().clone() for p in net.parameters()]
+    optimizer.zero_grad()
+    scaler.scale(net(torch.full((2, 8), float("inf"))).sum()).backward()
+    scaler.step(optimizer)  # skipped: the gradients hold inf
+    scaler.update()
+    assert handle.steps == 3 and all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
