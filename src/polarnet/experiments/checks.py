@@ -55,11 +55,12 @@ def check_study(study: Study) -> None:
         >>> check_study(load_study("xor5d", ["trials=1"]))  # fine: returns None
         >>> study = load_study("xor5d", ['define_condition={x={polarity="random", frozen=true, layers="nope"}}',
         ...                              'conditions=["x"]'])
-        >>> check_study(study)
+        >>> check_study(study)  # doctest: +NORMALIZE_WHITESPACE
         Traceback (most recent call last):
         ...
         ValueError: study checks failed:
-          condition 'x': layers='nope' selects no parameter; available names start with: 0.weight, 0.bias, 2.weight, 2.bias
+          condition 'x': layers='nope' selects no parameter; available names start with: 0.weight, 0.bias, 2.weight, 2.bias (kind
+        selectors: all, bilinear, conv, conv_transpose, embedding, hf_conv1d, linear, multihead_attention)
     """
     study.validate()
     problems: list[str] = []
