@@ -135,3 +135,300 @@ def test_trials_label() -> None:
 
     assert trials_label(pd.Series([4, 4])) == "4 trials per point"
     assert trials_label([2, 20]) == "2–20 trials per point"
+
+
+# -- every figure the report draws stays readable at the report's width (issue 12) ------------
+GRID = [8, 20, 32, 40, 52, 60, 72, 80, 92, 100, 500]  # the XOR presets' sizes: 52…100 crowd a log axis
+
+
+def _grid_per_run(sizes=GRID, hidden=(64,), conditions=("frozen_sufficient", "frozen_rand", "fluid_rand"),
+                  resets=("posRand",), trials=3) -> pd.DataFrame:
+    """run_metrics-like rows over a grid, errors falling with n, epochs with fractional medians."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for c, condition in enumerate(conditions):
+        for reset in (("none",) if condition.startswith("fluid") else resets):
+            for h in hidden:
+                for n in sizes:
+                    for t in range(trials):
+                        e = min(0.5, 3 / n + 0.02 * c + rng.uniform(0, 0.05))
+                        rows.append({"condition": condition, "n_train": n, "hidden": h, "reset": reset, "trial": t,
+                                     "run": f"{condition}-{reset}-{h}-{n}-{t}", "error_at_convergence": e,
+                                     "error_at_last_epoch": e, "final_accuracy": 1 - e, "auc": 1 - e,
+                                     "epochs_to_threshold": NAN if e > 0.2 else 3 + rng.integers(0, 3) + t / 4})
+    return pd.DataFrame(rows)
+
+
+def _images_per_run() -> pd.DataFrame:
+    """Fashion-MNIST's conditions at two sizes, epochs medians like 3.5 (ticks 3.25 … 5.00)."""
+    conditions = ("frozen_in_polarity", "fluid_in_polarity", "frozen_rand", "fluid_rand", "fluid_in_weight",
+                  "frozen_in_weight")
+    per_run = _grid_per_run(sizes=[50, 200], conditions=conditions, trials=2)
+    per_run["epochs_to_threshold"] = np.where(per_run["n_train"] == 200, 3.0 + np.arange(len(per_run)) % 5 / 2, NAN)
+    return per_run
+
+
+def _epochs_table(sizes=(8, 52, 60, 72, 500), epochs=12) -> pd.DataFrame:
+    rows = []
+    for condition in ("frozen_sufficient", "fluid_rand"):
+        for n in sizes:
+            for trial in range(2):
+                for epoch in range(1, epochs + 1):
+                    acc = min(0.99, 0.5 + 0.04 * epoch * (1 + n / 100))
+                    rows.append({"run": f"{condition}-{n}-{trial}", "condition": condition, "n_train": n,
+                                 "hidden": 64, "reset": "posRand", "trial": trial, "status": "done", "epoch": epoch,
+                                 "train_acc": acc, "val_acc": acc, "val_loss": 1 - acc,
+                                 "sign_changes": json.dumps({"0.weight": 0.1 / epoch / (1 + n / 100),
+                                                             "2.weight": 0.05 / epoch})})
+    return pd.DataFrame(rows)
+
+
+def _draw_efficiency(stem):
+    efficiency_figure(_grid_per_run(), 0.8, stem, study="xor5d")
+
+
+def _draw_efficiency_images(stem):
+    efficiency_figure(_images_per_run(), 0.8, stem, study="fmnist-split-transfer")
+
+
+def _draw_efficiency_by_hidden(stem):
+    efficiency_figure(_grid_per_run(sizes=[500], hidden=[2, 3, 5, 10, 15, 32]), 0.8, stem, study="xor5d-width",
+                      by="hidden")
+
+
+def _draw_curves(stem):
+    curves_figure(_epochs_table(), stem, study="xor5d, n = 500", mark=0.8)
+
+
+def _draw_sign_changes(stem):
+    sign_change_figure(_epochs_table(sizes=GRID), "fluid_rand", stem, study="xor5d")
+
+
+def _draw_differences(stem, by="n_train"):
+    from polarnet.analysis.figures import difference_figure
+    from polarnet.analysis.stats import compare_to_reference
+
+    per_run = _grid_per_run() if by == "n_train" else _grid_per_run(sizes=[500], hidden=[2, 3, 5, 10, 15, 32])
+    stats = compare_to_reference(per_run, "error_at_convergence", "fluid_rand", by=by)
+    difference_figure(stats, "error at convergence", stem, study="xor5d", by=by)
+
+
+def _draw_theory(stem):
+    from polarnet.analysis.figures import theory_figure
+    from polarnet.analysis.theory_table import theory_table
+
+    table = theory_table([2, 3, 5, 10, 15, 32, 64], trials=200)
+    table["simulated"], table["sim_runs"] = np.linspace(0, 1, len(table)), 10
+    theory_figure(table, stem, study="xor5d-width")
+
+
+def _draw_resets(stem):
+    from polarnet.analysis.figures import reset_figure
+
+    reset_figure(_grid_per_run(resets=("posRand", "posCon", "zero", "flip")), stem, study="xor5d-reset")
+
+
+def _draw_magnitudes(stem):
+    from polarnet.analysis.figures import magnitude_figure
+    from polarnet.experiments.results import QUANTILES
+
+    layers = ["features.0.weight", "features.3.weight", "classifier.0.weight", "classifier.2.weight",
+              "classifier.4.weight"]
+    rows = [{"condition": c, "run": f"{c}{t}", "layer": layer, **{q: s * q for q in QUANTILES}}
+            for c, s in (("frozen_rand", 0.1), ("fluid_in_weight", 0.25)) for t in range(2) for layer in layers]
+    magnitude_figure(pd.DataFrame(rows), stem, study="fmnist-split-transfer")
+
+
+def _draw_learners(stem):
+    from polarnet.analysis.learner_comparison import LearnerComparison, learner_figure
+
+    rows = [{"hidden": 64, "arm": f"frozen_rand / {learner}", "base": "frozen_rand", "learner": learner, "lr": 0.03,
+             "n_train": n, "runs": 3, "success_rate": 1.0, "median_epochs": 20 - i - n / 50}
+            for i, learner in enumerate(("freeze_sgd", "eg")) for n in GRID]
+    rows += [{"hidden": 64, "arm": "fluid_rand", "base": "fluid_rand", "learner": "fluid", "lr": 0.03, "n_train": n,
+              "runs": 3, "success_rate": 1.0, "median_epochs": 15 - n / 50} for n in GRID]
+    comparison = LearnerComparison(pd.DataFrame({"hidden": [64]}), pd.DataFrame(rows), 0.8, 0.05, pd.DataFrame())
+    learner_figure(comparison, stem, study="xor5d-learners")
+
+
+REPORT_FIGURES = {"efficiency": _draw_efficiency, "efficiency-images": _draw_efficiency_images,
+                  "efficiency-by-hidden": _draw_efficiency_by_hidden, "curves": _draw_curves,
+                  "sign-changes": _draw_sign_changes, "differences": _draw_differences,
+                  "differences-by-hidden": lambda stem: _draw_differences(stem, by="hidden"),
+                  "theory": _draw_theory, "reset-rules": _draw_resets, "magnitudes": _draw_magnitudes,
+                  "learners": _draw_learners}
+
+#: the smallest text the report may show, in CSS pixels
+MIN_TEXT_PX = 9
+
+
+def _texts(ax) -> list:
+    """An axes' visible, non-empty texts outside its plotting area: the tick labels of the
+    ticks it draws, the axis labels and the titles."""
+    found = []
+    for axis in (ax.xaxis, ax.yaxis):
+        low, high = sorted(axis.get_view_interval())
+        span = (high - low) * 1e-9
+        for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+            if low - span <= tick.get_loc() <= high + span:
+                found += [t for t in (tick.label1, tick.label2) if t.get_visible() and t.get_text().strip()]
+        found.append(axis.label)
+    found += [ax.title, ax._left_title, ax._right_title]
+    return [t for t in found if t.get_visible() and t.get_text().strip()]
+
+
+def _name(ax) -> str:
+    return repr(ax.get_title() or ax.get_ylabel())
+
+
+def _layout_problems(fig) -> list[str]:
+    """What makes ``fig`` hard to read at the report's width: overlapping tick labels of one
+    axis; an axes' labels, title or legend running into another panel (its plotting area or
+    its labels), or into the figure's title or legend; text cut off at the figure's edge; text
+    below MIN_TEXT_PX."""
+    from itertools import combinations
+
+    from matplotlib.legend import Legend
+    from matplotlib.text import Text
+
+    from polarnet.analysis.figures import REPORT_PX_PER_INCH, REPORT_WIDTH_PX
+
+    fig.set_dpi(REPORT_PX_PER_INCH)  # one figure inch is this many CSS pixels in the report
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    problems = []
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    for ax in axes:
+        for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+            ticks = {tick.label1 for tick in axis.get_major_ticks() + axis.get_minor_ticks()}
+            labels = [t for t in _texts(ax) if t in ticks]
+            for a, b in combinations(labels, 2):
+                if a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer)):
+                    problems.append(f"{name} tick labels {a.get_text()!r} and {b.get_text()!r} overlap "
+                                    f"(panel {_name(ax)})")
+    # what each owner (a panel, or the figure itself) draws outside a plotting area
+    owned = {ax: [(t.get_text(), t.get_window_extent(renderer)) for t in _texts(ax)]
+             + [("legend", c.get_window_extent(renderer)) for c in ax.get_children() if isinstance(c, Legend)]
+             for ax in axes}
+    owned[fig] = [(t.get_text(), t.get_window_extent(renderer)) for t in [fig._suptitle] if t is not None
+                  and t.get_visible() and t.get_text()] + [("figure legend", g.get_window_extent(renderer))
+                                                           for g in fig.legends]
+    for a, b in ((a, b) for a in owned for b in owned if a is not b):
+        others = owned[b] + ([("plotting area", b.get_window_extent(renderer))] if b is not fig else [])
+        for text, box in owned[a]:
+            hit = next((what for what, other in others if box.overlaps(other)), None)
+            if hit is not None:
+                problems.append(f"{text!r} of {_name(a) if a is not fig else 'the figure'} runs into {hit!r} of "
+                                f"{_name(b) if b is not fig else 'the figure'}")
+    for (a, box_a), (b, box_b) in combinations(owned[fig], 2):
+        if box_a.overlaps(box_b):
+            problems.append(f"{a!r} and {b!r} of the figure overlap")
+    tight = fig.get_tightbbox(renderer)  # what save() keeps (bbox_inches="tight"), in inches
+    edge = tight.transformed(fig.dpi_scale_trans).padded(1)
+    for owner in owned.values():
+        for text, box in owner:
+            if not (edge.x0 <= box.x0 and box.x1 <= edge.x1 and edge.y0 <= box.y0 and box.y1 <= edge.y1):
+                problems.append(f"{text!r} is cut off at the figure's edge")
+    scale = min(1.0, REPORT_WIDTH_PX / (tight.width * REPORT_PX_PER_INCH))  # wider ones are shrunk
+    for text in fig.findobj(Text):
+        if text.get_visible() and text.get_text().strip() and text.figure is not None:
+            px = text.get_fontsize() / 72 * REPORT_PX_PER_INCH * scale
+            if px < MIN_TEXT_PX - 0.05:
+                problems.append(f"{text.get_text()[:40]!r} is {px:.1f} CSS px at the report's width")
+    return sorted(set(problems))
+
+
+@pytest.mark.parametrize("name", sorted(REPORT_FIGURES))
+def test_report_figures_are_readable_at_the_report_width(tmp_path, monkeypatch, name) -> None:
+    import matplotlib.pyplot as plt
+
+    close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: None)  # keep the figure that save() wrote
+    before = set(plt.get_fignums())
+    REPORT_FIGURES[name](tmp_path / name)
+    drawn = [plt.figure(n) for n in plt.get_fignums() if n not in before]
+    assert len(drawn) == 1 and (tmp_path / f"{name}.png").is_file()
+    try:
+        assert _layout_problems(drawn[0]) == []
+    finally:
+        close(drawn[0])
+
+
+@pytest.fixture
+def kept(monkeypatch):
+    """The figures that save() wrote, kept open (plt.close does nothing) until the test ends."""
+    import matplotlib.pyplot as plt
+
+    close = plt.close
+    before = set(plt.get_fignums())
+    monkeypatch.setattr(plt, "close", lambda fig=None: None)
+    yield lambda: [plt.figure(n) for n in plt.get_fignums() if n not in before]
+    for n in set(plt.get_fignums()) - before:
+        close(n)
+
+
+def test_reset_figure_gives_each_rule_its_own_line_style_and_marker(tmp_path, kept) -> None:
+    from matplotlib.colors import to_hex
+
+    from polarnet.analysis.figures import COLORS, RESET_STYLES, reset_figure
+
+    per_run = _grid_per_run(sizes=[20, 60, 100], resets=("posRand", "posCon", "zero", "flip", "mine"))
+    svg = reset_figure(per_run, tmp_path / "c1", study="s", note="no two rules differ significantly")[1].read_text()
+    assert "no two rules differ significantly" in svg
+    ax = kept()[0].axes[0]
+    lines = [line for line in ax.get_lines() if len(line.get_xdata()) == 3]
+    assert len(lines) == 2 * 5 + 1  # two frozen conditions × five rules, and the fluid reference
+    for condition in ("frozen_sufficient", "frozen_rand"):
+        mine = [line for line in lines if to_hex(line.get_color()) == COLORS[condition]]
+        styles = {(str(line.get_linestyle()), line.get_marker()) for line in mine}
+        assert len(mine) == 5 and len(styles) == 5  # one colour per condition, one style per rule
+        assert len({tuple(line.get_xdata()) for line in mine}) == 5  # set apart along n, so none hides another
+    assert {(RESET_STYLES[r][1]) for r in ("posRand", "posCon", "zero", "flip")} == {"o", "s", "^", "D"}
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["frozen_sufficient", "frozen_rand", "fluid_rand", "reset rule:", "posRand", "posCon", "zero",
+                      "flip", "mine", "none (fluid)"]
+
+
+def test_sign_change_figure_draws_each_size_and_says_which_epochs(tmp_path, kept) -> None:
+    def title(fig) -> str:
+        return fig._suptitle.get_text().replace("\n", " ")
+
+    table = _epochs_table(sizes=(8, 60), epochs=12)
+    sign_change_figure(table, "fluid_rand", tmp_path / "a", study="s")
+    fig = kept()[-1]
+    assert "all 12 epochs, per training size (mean; 2 runs per point)" in title(fig)
+    assert [ax.get_title() for ax in fig.axes] == ["0.weight", "2.weight"]
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["n = 8", "n = 60"]
+    # n = 8's line is its own runs' mean (0.1 / 1.08 at epoch 1), not pooled with n = 60's
+    assert fig.axes[0].get_lines()[0].get_ydata()[0] == pytest.approx(10 / 1.08)
+    sign_change_figure(table, "fluid_rand", tmp_path / "b", study="s", max_epoch=5)
+    assert "the first 5 of 12 epochs" in title(kept()[-1])
+    sign_change_figure(_epochs_table(sizes=GRID, epochs=2), "fluid_rand", tmp_path / "c")
+    assert "6 of 11 training sizes" in title(kept()[-1])
+    assert [line.get_label() for line in kept()[-1].axes[0].get_lines()] == [
+        "n = 8", "n = 32", "n = 52", "n = 72", "n = 92", "n = 500"]  # every other size of the grid
+
+
+def test_efficiency_and_difference_figures_against_hidden_units(tmp_path, kept) -> None:
+    from polarnet.analysis.figures import difference_figure
+    from polarnet.analysis.stats import compare_to_reference
+
+    per_run = _grid_per_run(sizes=[500], hidden=[2, 3, 5, 10, 15, 32])
+    efficiency_figure(per_run, 0.8, tmp_path / "e", study="s", by="hidden")
+    stats = compare_to_reference(per_run, "error_at_convergence", "fluid_rand", by="hidden")
+    difference_figure(stats, "error", tmp_path / "d", study="s", by="hidden")
+    for fig in kept():
+        for ax in fig.axes:
+            assert ax.get_xlabel() == "hidden units"
+            assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "3", "5", "10", "15", "32"]
+            assert all(len(line.get_xdata()) in (0, 6) for line in ax.get_lines() if line.get_label() != "_child0")
+
+
+def test_curves_figure_draws_the_dashed_line_only_at_the_given_mark(tmp_path, kept) -> None:
+    table = _epochs_table(sizes=(60,))
+    assert "dashed" not in curves_figure(table, tmp_path / "a", study="s")[1].read_text()
+    svg = curves_figure(table, tmp_path / "b", study="s", mark=0.6)[1].read_text()
+    assert "dashed: mean validation accuracy first ≥ 60%" in svg
+    dashed = [line for line in kept()[-1].axes[1].get_lines() if line.get_linestyle() == "--"]
+    # 0.5 + 0.04 · epoch · 1.6 first reaches 60% at epoch 2, for both conditions
+    assert [line.get_xdata()[0] for line in dashed] == [2, 2]

@@ -6,6 +6,12 @@ point ("3 trials per point", or "2–20 trials per point" where it varies).
 
 Every figure accepts empty, all-NaN and single-point data: a panel without data says so in
 its middle ("no run reached 80%", "no finished runs") instead of failing.
+
+Every figure stays readable in the report (``report.html`` is :data:`REPORT_WIDTH_PX` CSS
+pixels wide and shows one figure inch as :data:`REPORT_PX_PER_INCH` pixels): figures are at
+most :data:`FULL_WIDTH` inches wide, laid out with constrained layout (labels never run into
+a neighbouring panel), and :func:`save` hides tick labels that would overlap a neighbour
+(close sizes on a log axis keep their ticks, and every other label).
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import pandas as pd  # noqa: E402
 
 from .metrics import MIN_SUCCESS_FOR_MEDIAN  # noqa: E402
 
-__all__ = ["COLORS", "efficiency_figure", "curves_figure", "sign_change_figure", "difference_figure", "theory_figure",
+__all__ = ["COLORS", "DPI", "FULL_WIDTH", "REPORT_PX_PER_INCH", "REPORT_WIDTH_PX", "RESET_STYLES", "SIGN_CHANGE_SIZES",
+           "efficiency_figure", "curves_figure", "sign_change_figure", "difference_figure", "theory_figure",
            "reset_figure", "magnitude_figure", "save", "trials_label"]
 
 COLORS = {
@@ -31,6 +38,35 @@ COLORS = {
     "frozen_in_polarity": "#d62728", "fluid_in_polarity": "#ff7f0e", "fluid_in_weight": "#9467bd",
     "frozen_in_weight": "#8c564b", "freeze_spin": "#d62728", "fluid_spin": "#ff7f0e", "fluid_in": "#1f77b4",
 }
+
+
+#: the PNGs' resolution
+DPI = 150
+#: the report's width in CSS pixels (``report.html``'s ``max-width``)
+REPORT_WIDTH_PX = 1100
+#: CSS pixels per figure inch in the report: every figure is shown at this scale (its 150-dpi
+#: PNG at 2/3 size, sharp on high-density screens), so text has the same size in every figure
+#: (10 pt: 14 px; the smallest used, 7 pt: 9.7 px)
+REPORT_PX_PER_INCH = 100
+#: the widest figure, in inches: wider ones would be shrunk to fit the report, and their text with them
+FULL_WIDTH = REPORT_WIDTH_PX / REPORT_PX_PER_INCH
+
+#: the most training sizes the sign-change figure draws (lines beyond that are unreadable)
+SIGN_CHANGE_SIZES = 6
+
+#: line style and marker per reset rule (Wang Fig. C.1), the same in every figure
+RESET_STYLES = {"posRand": ("-", "o"), "posCon": ("--", "s"), "zero": (":", "^"), "flip": ("-.", "D"),
+                "none": ((0, (1, 1)), "x")}
+_MORE_STYLES = [((0, (5, 1)), "v"), ((0, (3, 1, 1, 1, 1, 1)), "P"), ((0, (8, 2)), "*"), ((0, (3, 1, 1, 1)), "h")]
+
+
+def _reset_style(reset: str, others: list[str]) -> tuple:
+    """``(linestyle, marker)`` of a reset rule; rules outside :data:`RESET_STYLES` get the
+    next unused style in the order of ``others``."""
+    if reset in RESET_STYLES:
+        return RESET_STYLES[reset]
+    extra = [r for r in others if r not in RESET_STYLES]
+    return _MORE_STYLES[extra.index(reset) % len(_MORE_STYLES)] if reset in extra else _MORE_STYLES[0]
 
 
 def _color(condition: str, index: int) -> str:
@@ -48,7 +84,11 @@ def save(fig, stem: str | os.PathLike[str]) -> list[Path]:
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.canvas.draw()  # lays the figure out, so that the labels' extents are final
+    for ax in fig.axes:
+        if ax.get_visible():
+            _thin_tick_labels(ax, fig.canvas.get_renderer())
+    fig.savefig(paths[0], dpi=DPI, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight")
     plt.close(fig)
     return paths
@@ -70,16 +110,48 @@ def trials_label(counts) -> str:
     return f"{low}–{high} trials per point"
 
 
+def _thin_tick_labels(ax, renderer, gap: float = 2.0) -> None:
+    """Hide each tick label that would overlap the last one kept along its axis (e.g. sizes
+    52, 60, 72, 80, 92 on a log axis); the ticks stay, and the last label is kept over its
+    neighbour, so both ends of an axis are labelled."""
+    for axis, lo, hi in ((ax.xaxis, "x0", "x1"), (ax.yaxis, "y0", "y1")):
+        low, high = sorted(axis.get_view_interval())
+        slack = (high - low) * 1e-9
+        boxes = {t.label1: t.label1.get_window_extent(renderer) for t in axis.get_major_ticks()
+                 if low - slack <= t.get_loc() <= high + slack and t.label1.get_visible()
+                 and t.label1.get_text().strip()}
+        ordered = sorted(boxes, key=lambda label: getattr(boxes[label], lo))
+        kept: list = []
+        for label in ordered:
+            start = getattr(boxes[label], lo)
+            if not kept or start >= getattr(boxes[kept[-1]], hi) + gap:
+                kept.append(label)
+            elif label is ordered[-1] and len(kept) > 1 and start >= getattr(boxes[kept[-2]], hi) + gap:
+                kept.pop().set_visible(False)  # the last label wins over its neighbour
+                kept.append(label)
+            else:
+                label.set_visible(False)
+
+
+def _suptitle(fig, text: str, fontsize: float = 10) -> None:
+    """A figure title wrapped to the figure's width (a long study name never widens the figure)."""
+    import textwrap
+
+    chars = int(fig.get_figwidth() * 72 / (fontsize * 0.55))
+    fig.suptitle("\n".join(textwrap.wrap(text, chars)), fontsize=fontsize)
+
+
 def _no_data(ax, text: str) -> None:
     """Say in the middle of a panel why it is empty."""
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="0.35",
             bbox={"facecolor": "white", "edgecolor": "0.7", "boxstyle": "round"})
 
 
-def _size_axis(ax, sizes) -> None:
-    """Training sizes on a log axis labelled with the sizes themselves (linear for one size).
+def _size_axis(ax, sizes, label: str = "training samples (n)") -> None:
+    """Training sizes (or another grid, e.g. hidden units) on a log axis labelled with the
+    values themselves (linear for one value); :func:`save` thins labels that would overlap.
 
-    The limits are set from the sizes, not the data, so a panel with nothing to draw still
+    The limits are set from the values, not the data, so a panel with nothing to draw still
     has a valid (log) axis.
     """
     sizes = sorted(int(s) for s in sizes)
@@ -91,8 +163,12 @@ def _size_axis(ax, sizes) -> None:
     ax.set_xticks(sizes)
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.tick_params(axis="x", labelsize=7, labelrotation=45)
-    ax.set_xlabel("training samples (n)")
+    ax.tick_params(axis="x", labelsize=8)
+    ax.set_xlabel(label)
+
+
+#: the x-axis label of each grid a figure can be drawn against
+_AXIS_LABELS = {"n_train": "training samples (n)", "hidden": "hidden units"}
 
 
 def _band(ax, x, values: pd.core.groupby.SeriesGroupBy, color: str, label: str) -> None:
@@ -102,20 +178,23 @@ def _band(ax, x, values: pd.core.groupby.SeriesGroupBy, color: str, label: str) 
 
 
 def efficiency_figure(per_run: pd.DataFrame, threshold: float, stem: str | os.PathLike[str],
-                      study: str = "") -> list[Path]:
-    """Wang et al. Fig. 1 B/C and Fig. 2: per condition against the training-set size, (a)
-    validation error at convergence, (b) the share of trials reaching ``threshold``, (c)
-    epochs to reach it (trials that did). Medians with 25th–75th percentile bands.
+                      study: str = "", by: str = "n_train") -> list[Path]:
+    """Wang et al. Fig. 1 B/C and Fig. 2: per condition against the training-set size (or
+    ``by``, e.g. hidden units), (a) validation error at convergence, (b) the share of trials
+    reaching ``threshold``, (c) epochs to reach it (trials that did). Medians with 25th–75th
+    percentile bands.
 
     In (c) a median is drawn (filled, joined) only where at least half the trials reached the
     threshold; where fewer did it is a hollow marker, and where none did, nothing. A panel
     without any such point says "no run reached 80%".
 
     Args:
-        per_run: :func:`polarnet.analysis.metrics.run_metrics` output (one hidden size and reset).
+        per_run: :func:`polarnet.analysis.metrics.run_metrics` output (one hidden size and reset,
+            or with ``by="hidden"`` one training size and reset).
         threshold: the accuracy threshold of panels (b) and (c).
         stem: output path without extension.
         study: the study's name, for the title.
+        by: the column along the x axis: ``"n_train"`` (the default) or ``"hidden"``.
 
     Returns:
         The PNG and SVG paths.
@@ -127,17 +206,17 @@ def efficiency_figure(per_run: pd.DataFrame, threshold: float, stem: str | os.Pa
         >>> [p.suffix for p in efficiency_figure(per_run, 0.8, tempfile.mkdtemp() + "/fig")]
         ['.png', '.svg']
     """
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    sizes = sorted(per_run["n_train"].unique())
+    fig, axes = plt.subplots(1, 3, figsize=(FULL_WIDTH, 3.9), layout="constrained")
+    sizes = sorted(per_run[by].unique())
     sparse = False
     for i, (condition, runs) in enumerate(per_run.groupby("condition", sort=False)):
         color = _color(condition, i)
-        by_size = runs.groupby("n_train")
-        _band(axes[0], sizes, runs.assign(error=runs["error_at_convergence"] * 100).groupby("n_train")["error"], color,
+        by_size = runs.groupby(by)
+        _band(axes[0], sizes, runs.assign(error=runs["error_at_convergence"] * 100).groupby(by)["error"], color,
               condition)
         success = by_size["epochs_to_threshold"].apply(lambda s: s.notna().mean()).reindex(sizes)
         axes[1].plot(sizes, success * 100, "o-", color=color, label=condition, markersize=3)
-        reached = runs.dropna(subset=["epochs_to_threshold"]).groupby("n_train")["epochs_to_threshold"]
+        reached = runs.dropna(subset=["epochs_to_threshold"]).groupby(by)["epochs_to_threshold"]
         median = reached.median().reindex(sizes)
         enough = (success >= MIN_SUCCESS_FOR_MEDIAN).to_numpy()
         axes[2].plot(sizes, median.where(enough), "o-", color=color, label=condition, markersize=3)
@@ -148,9 +227,9 @@ def efficiency_figure(per_run: pd.DataFrame, threshold: float, stem: str | os.Pa
             sparse = True
             axes[2].plot(sizes, few, "o", markerfacecolor="none", markeredgecolor=color, markersize=5)
     labels = ("validation error at convergence (%)", f"trials reaching {threshold:.0%} accuracy (%)",
-              f"epochs to {threshold:.0%} validation accuracy")
+              f"epochs to {threshold:.0%} val. accuracy")
     for ax, label in zip(axes, labels):
-        _size_axis(ax, sizes)
+        _size_axis(ax, sizes, _AXIS_LABELS.get(by, by))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[1].set_ylim(-5, 105)
@@ -165,19 +244,21 @@ def efficiency_figure(per_run: pd.DataFrame, threshold: float, stem: str | os.Pa
     elif sparse:
         axes[2].plot([], [], "o", markerfacecolor="none", markeredgecolor="0.3",
                      label=f"hollow: < {MIN_SUCCESS_FOR_MEDIAN:.0%} of trials reached it")
-        axes[2].legend(fontsize=7)
-    if len(per_run):
-        axes[0].legend(fontsize=8)
-    trials = trials_label(per_run.groupby(["condition", "n_train"]).size()) if len(per_run) else "no trials"
-    fig.suptitle(f"{study}: statistical and computational efficiency (medians, 25th–75th percentiles; "
-                 f"{trials})", fontsize=10)
+    if len(per_run):  # one legend under the panels, where it hides no data
+        handles, names = axes[2].get_legend_handles_labels()
+        fig.legend(handles, names, loc="outside lower center", ncols=min(4, len(names)), fontsize=8, frameon=False)
+    trials = trials_label(per_run.groupby(["condition", by]).size()) if len(per_run) else "no trials"
+    _suptitle(fig, f"{study}: statistical and computational efficiency (medians, 25th–75th percentiles; {trials})")
     return save(fig, stem)
 
 
-def curves_figure(epochs: pd.DataFrame, stem: str | os.PathLike[str], study: str = "", mark: float = 0.4) -> list[Path]:
+def curves_figure(epochs: pd.DataFrame, stem: str | os.PathLike[str], study: str = "",
+                  mark: float | None = None) -> list[Path]:
     """Igoe et al. Fig. 1–2: train and validation accuracy against the epoch, mean ± standard
     deviation over runs per condition, a dashed line where the mean validation accuracy first
-    reaches ``mark``. Finished runs only; points get markers when there are few epochs.
+    reaches ``mark`` (the report passes the study's threshold, the first of its stored
+    ``thresholds``: 40% in the Igoe presets, as in their figures; none: no line). Finished runs
+    only; points get markers when there are few epochs.
 
     Example:
         >>> import tempfile
@@ -186,7 +267,7 @@ def curves_figure(epochs: pd.DataFrame, stem: str | os.PathLike[str], study: str
         >>> [p.suffix for p in curves_figure(e, tempfile.mkdtemp() + "/curves")]
         ['.png', '.svg']
     """
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True, layout="constrained")
     done = epochs[epochs["status"] == "done"]
     few = done["epoch"].nunique() <= 5 if len(done) else False
     for i, (condition, runs) in enumerate(done.groupby("condition", sort=False)):
@@ -201,7 +282,7 @@ def curves_figure(epochs: pd.DataFrame, stem: str | os.PathLike[str], study: str
                 ax.plot(stats.index, stats["mean"] * 100, color=color, label=condition)
                 ax.fill_between(stats.index, (stats["mean"] - stats["std"]) * 100,
                                 (stats["mean"] + stats["std"]) * 100, color=color, alpha=0.2, linewidth=0)
-            if column == "val_acc":
+            if column == "val_acc" and mark is not None:
                 reached = stats.index[stats["mean"] >= mark]
                 if len(reached):
                     ax.axvline(reached[0], color=color, linestyle="--", linewidth=1)
@@ -218,48 +299,93 @@ def curves_figure(epochs: pd.DataFrame, stem: str | os.PathLike[str], study: str
     if len(done):
         axes[1].legend(fontsize=8)
     runs = trials_label(done.groupby("condition")["run"].nunique()).replace("trial", "run") if len(done) else "no runs"
-    fig.suptitle(f"{study}: mean ± std, {runs}; dashed: mean validation accuracy first ≥ {mark:.0%}",
-                 fontsize=10)
+    dashed = f"; dashed: mean validation accuracy first ≥ {mark:.0%}" if mark is not None else ""
+    _suptitle(fig, f"{study}: mean ± std, {runs}{dashed}")
     return save(fig, stem)
 
 
 def sign_change_figure(epochs: pd.DataFrame, condition: str, stem: str | os.PathLike[str], study: str = "",
-                       max_epoch: int = 50) -> list[Path]:
-    """Wang et al. Fig. C.5: per layer, the fraction of weights whose sign changed since the
-    previous epoch (median over runs), for the first ``max_epoch`` epochs of ``condition``.
+                       max_epoch: int | None = None, max_layers: int = 8, max_sizes: int | None = None) -> list[Path]:
+    """Wang et al. Fig. C.5: the fraction of weights whose sign changed since the previous
+    epoch, one panel per layer (the first ``max_layers``), one line per training size (the
+    mean over that size's runs of ``condition``), over every recorded epoch or the first
+    ``max_epoch`` (Wang et al. show the first 50 of 100); the title says which epochs and sizes.
+
+    Sizes are not pooled: a larger training set takes more steps per epoch, and the paper's
+    point is that the decay holds at every size. With more than ``max_sizes`` sizes (default
+    :data:`SIGN_CHANGE_SIZES`), that many are drawn, spread evenly over the grid (the smallest
+    and the largest among them).
+    Means, not medians: a small layer's fraction moves in steps of one weight and is 0 in most
+    runs of a late epoch, so its median is 0 while the sign changes go on.
 
     Raises:
         ValueError: ``condition`` has no finished run.
 
     Example:
         >>> import tempfile
-        >>> e = pd.DataFrame({"condition": ["c"], "run": ["a"], "status": ["done"], "epoch": [1],
+        >>> e = pd.DataFrame({"condition": ["c"], "run": ["a"], "status": ["done"], "epoch": [1], "n_train": [8],
         ...                   "sign_changes": ['{"0.weight": 0.02}']})
         >>> [p.suffix for p in sign_change_figure(e, "c", tempfile.mkdtemp() + "/c5")]
         ['.png', '.svg']
     """
-    runs = epochs[(epochs["condition"] == condition) & (epochs["status"] == "done") & (epochs["epoch"] <= max_epoch)]
-    if runs.empty:
+    import numpy as np
+
+    max_sizes = max_sizes or SIGN_CHANGE_SIZES
+    done = epochs[(epochs["condition"] == condition) & (epochs["status"] == "done")]
+    if done.empty:
         raise ValueError(f"no finished runs of condition {condition!r} to plot")
+    if "n_train" not in done:
+        done = done.assign(n_train=0)
+    last = int(done["epoch"].max())
+    runs = done[done["epoch"] <= max_epoch] if max_epoch is not None else done
+    grid = sorted(runs["n_train"].unique())
+    sizes = ([grid[int(round(i))] for i in np.linspace(0, len(grid) - 1, max_sizes)] if len(grid) > max_sizes
+             else grid)
+    runs = runs[runs["n_train"].isin(sizes)]
     layers = pd.DataFrame([json.loads(s) if isinstance(s, str) else s for s in runs["sign_changes"]], index=runs.index)
-    layers["epoch"] = runs["epoch"]
-    medians = layers.groupby("epoch").median().dropna(axis=1, how="all")
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    few = medians.index.nunique() <= 5
-    for i, layer in enumerate(medians.columns):
-        ax.plot(medians.index, medians[layer] * 100, "o-" if few else "-", markersize=3, label=layer,
-                color=f"C{i % 10}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("weights that changed sign (%)")
-    ax.set_yscale("symlog", linthresh=0.1)
-    ax.grid(alpha=0.3)
-    if len(medians.columns):
-        ax.legend(fontsize=7)
-    else:
-        _no_data(ax, "no sign changes recorded")
-    n = runs["run"].nunique()
-    ax.set_title(f"{study}: {condition}, sign changes per epoch (median of {n} run{'s' if n != 1 else ''})",
-                 fontsize=9)
+    layers["epoch"], layers["n_train"] = runs["epoch"], runs["n_train"]
+    means = layers.groupby(["n_train", "epoch"]).mean().dropna(axis=1, how="all")
+    names = list(means.columns)[:max_layers]
+    cols = max(1, min(4, len(names)))
+    rows = -(-max(1, len(names)) // cols)
+    legend = len(sizes) > 1
+    fig, axes = plt.subplots(rows, cols, figsize=(min(FULL_WIDTH, 2.7 * cols + (1.3 if legend else 0.4)),
+                                                  2.7 * rows + 0.7), sharex=True, sharey=True, squeeze=False,
+                             layout="constrained")
+    few = runs["epoch"].nunique() <= 5
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.85, len(sizes)))
+    for ax, layer in zip(axes.flat, names):
+        for color, n in zip(colors, sizes):
+            if n in means.index.get_level_values(0):
+                curve = means.loc[n, layer]
+                ax.plot(curve.index, curve * 100, "o-" if few else "-", markersize=3, linewidth=1.3, color=color,
+                        label=f"n = {n}")
+        ax.set_title(layer, fontsize=9)
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
+    for ax in axes[:, 0]:
+        ax.set_ylabel("weights that changed sign (%)" if rows == 1 else "changed sign (%)")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("epoch")
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    if not names:
+        axes[0, 0].set_visible(True)
+        _no_data(axes[0, 0], "no sign changes recorded")
+    elif legend:  # beside the first row's last panel, below the figure's title
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        axes[0, min(cols, len(names)) - 1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                                                  fontsize=8, title="training size", title_fontsize=8,
+                                                  frameon=False)
+    shown = int(runs["epoch"].max()) if len(runs) else 0
+    span = (f"the first {shown} of {last} epochs" if shown < last
+            else "epoch 1" if last == 1 else f"all {last} epochs")
+    per = trials_label(runs.groupby("n_train")["run"].nunique()).replace("trial", "run")
+    which = (f"n = {sizes[0]}" if len(sizes) == 1 else f"{len(sizes)} of {len(grid)} training sizes"
+             if len(sizes) < len(grid) else "per training size")
+    _suptitle(fig, f"{study}: {condition}, weights that changed sign since the previous epoch, {span}, {which} "
+                   f"(mean; {per})")
     return save(fig, stem)
 
 
@@ -279,7 +405,7 @@ def difference_figure(stats: pd.DataFrame, metric_label: str, stem: str | os.Pat
         >>> [p.suffix for p in difference_figure(stats, "error", tempfile.mkdtemp() + "/fig3")]
         ['.png', '.svg']
     """
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = plt.subplots(figsize=(6.5, 3.8), layout="constrained")
     ax.axhline(0, color="0.4", linewidth=1)
     for i, (condition, rows) in enumerate(stats.groupby("condition", sort=False)):
         rows = rows.sort_values(by)
@@ -290,7 +416,7 @@ def difference_figure(stats: pd.DataFrame, metric_label: str, stem: str | os.Pat
             if significant:
                 ax.annotate("*", (x, d), textcoords="offset points", xytext=(0, 4), ha="center", color=color,
                             fontsize=12)
-    _size_axis(ax, sorted(stats[by].unique()))
+    _size_axis(ax, sorted(stats[by].unique()), _AXIS_LABELS.get(by, by))
     ax.set_ylabel(f"median {metric_label} − reference")
     ax.grid(alpha=0.3)
     if len(stats) and (stats["median"] - stats["median_reference"]).notna().any():
@@ -315,7 +441,7 @@ def theory_figure(table: pd.DataFrame, stem: str | os.PathLike[str], study: str 
         >>> [p.suffix for p in theory_figure(theory_table([2, 3], trials=100), tempfile.mkdtemp() + "/fig4a")]
         ['.png', '.svg']
     """
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = plt.subplots(figsize=(6.5, 3.8), layout="constrained")
     ax.plot(table["units"], table["published"], "-", color="#2ca02c", label="published bound (Thm D.1)")
     ax.plot(table["units"], table["per_class"], "--", color="#2ca02c", label="per-class count")
     ax.plot(table["units"], table["mc_published"], ".", color="0.5", markersize=3, label="Monte Carlo")
@@ -334,9 +460,13 @@ def theory_figure(table: pd.DataFrame, stem: str | os.PathLike[str], study: str 
     return save(fig, stem)
 
 
-def reset_figure(per_run: pd.DataFrame, stem: str | os.PathLike[str], study: str = "") -> list[Path]:
+def reset_figure(per_run: pd.DataFrame, stem: str | os.PathLike[str], study: str = "", note: str = "") -> list[Path]:
     """Wang et al. Fig. C.1: validation error at convergence against the training size, one
-    line per frozen condition and reset rule (fluid runs as the dashed reference).
+    line per frozen condition and reset rule: the colour is the condition's, the line style
+    and marker the rule's (:data:`RESET_STYLES`; fluid runs, which never reset, dotted with
+    ×). The rules of a condition are set slightly apart along the size axis (±2% per rule) so
+    that equal medians stay visible. ``note`` (e.g. whether the rules differ significantly)
+    is printed under the title.
 
     Example:
         >>> import tempfile
@@ -345,22 +475,39 @@ def reset_figure(per_run: pd.DataFrame, stem: str | os.PathLike[str], study: str
         >>> [p.suffix for p in reset_figure(per_run, tempfile.mkdtemp() + "/c1")]
         ['.png', '.svg']
     """
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    styles = {"posRand": "-", "posCon": "--", "zero": ":", "flip": "-."}
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
     sizes = sorted(per_run["n_train"].unique())
-    for i, ((condition, reset), runs) in enumerate(per_run.groupby(["condition", "reset"], sort=False)):
+    seen = list(dict.fromkeys(per_run["reset"]))  # the paper's rules in its order, then others, fluid last
+    rules = [r for r in RESET_STYLES if r in seen and r != "none"] + [r for r in seen if r not in RESET_STYLES]
+    frozen_rules = list(rules)
+    rules += ["none"] if "none" in seen else []
+    colors: dict[str, str] = {}
+    for (condition, reset), runs in per_run.groupby(["condition", "reset"], sort=False):
+        color = colors.setdefault(condition, _color(condition, len(colors)))
         median = runs.groupby("n_train")["error_at_convergence"].median().reindex(sizes) * 100
-        ax.plot(sizes, median, linestyle=styles.get(reset, (0, (1, 3))), color=_color(condition, i),
-                label=f"{condition}, {reset}", marker="o", markersize=3)
+        offset = frozen_rules.index(reset) - (len(frozen_rules) - 1) / 2 if reset in frozen_rules else 0
+        linestyle, marker = _reset_style(reset, rules)
+        ax.plot([n * 1.02 ** offset for n in sizes], median, linestyle=linestyle, marker=marker, color=color,
+                markersize=5, markerfacecolor="none" if reset != "none" else color, linewidth=1.3)
     _size_axis(ax, sizes)
     ax.set_ylabel("validation error at convergence (%)")
     ax.grid(alpha=0.3)
-    if len(per_run):
-        ax.legend(fontsize=7)
+    if len(per_run):  # one legend beside the panel: colours name the conditions, styles the rules
+        blank = Line2D([], [], linestyle="none")
+        handles = [Line2D([], [], color=c, linewidth=2.5) for c in colors.values()] + [blank] + [
+            Line2D([], [], color="0.2", linestyle=_reset_style(r, rules)[0], marker=_reset_style(r, rules)[1],
+                   markerfacecolor="none" if r != "none" else "0.2") for r in rules]
+        names = list(colors) + ["reset rule:"] + [r if r != "none" else "none (fluid)" for r in rules]
+        ax.legend(handles, names, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+                  handlelength=4)
     else:
         _no_data(ax, "no finished runs")
     trials = trials_label(per_run.groupby(["condition", "reset", "n_train"]).size()) if len(per_run) else "no trials"
-    ax.set_title(f"{study}: reset rules (medians; {trials})", fontsize=9)
+    import textwrap
+
+    ax.set_title("\n".join([f"{study}: reset rules (medians; {trials})", *textwrap.wrap(note, 95)]), fontsize=9)
     return save(fig, stem)
 
 
@@ -383,24 +530,31 @@ def magnitude_figure(magnitudes: pd.DataFrame, stem: str | os.PathLike[str], stu
         fig, ax = plt.subplots(figsize=(4, 2.5))
         ax.set_axis_off()
         _no_data(ax, "no magnitudes recorded")
-        fig.suptitle(f"{study}: weight magnitudes at initialisation", fontsize=10)
+        _suptitle(fig, f"{study}: weight magnitudes at initialisation")
         return save(fig, stem)
     cols = min(4, len(layers))
     rows = -(-len(layers) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(min(FULL_WIDTH, 2.75 * cols), 2.5 * rows + 0.9), squeeze=False,
+                             layout="constrained")
+    conditions = list(dict.fromkeys(magnitudes["condition"]))
+    # coinciding curves are the expected result: dashes of different lengths keep each one visible
+    dashes = ["-", (0, (6, 3)), (0, (2, 2)), (0, (8, 2, 2, 2)), (0, (1, 3)), (0, (4, 1, 1, 1, 1, 1))]
     for ax, layer in zip(axes.flat, layers):
         data = magnitudes[magnitudes["layer"] == layer]
-        for i, (condition, runs) in enumerate(data.groupby("condition", sort=False)):
-            ax.plot(runs[levels].median().to_numpy(), levels, color=_color(condition, i), label=condition)
+        for condition, runs in data.groupby("condition", sort=False):
+            i = conditions.index(condition)
+            ax.plot(runs[levels].median().to_numpy(), levels, color=_color(condition, i), label=condition,
+                    linestyle=dashes[i % len(dashes)], linewidth=1.4)
         ax.set_title(layer, fontsize=8)
         ax.set_xlabel("|w|", fontsize=8)
-        ax.set_ylabel("cumulative share", fontsize=8)
         ax.grid(alpha=0.3)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("cumulative share", fontsize=8)
     for ax in list(axes.flat)[len(layers):]:
         ax.set_visible(False)
-    axes.flat[0].legend(fontsize=6)
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=min(4, len(names)), fontsize=8, frameon=False,
+               handlelength=3)
     n = magnitudes["run"].nunique()
-    fig.suptitle(f"{study}: weight magnitudes at initialisation (median over {n} run{'s' if n != 1 else ''})",
-                 fontsize=10)
-    fig.tight_layout()
+    _suptitle(fig, f"{study}: weight magnitudes at initialisation (median over {n} run{'s' if n != 1 else ''})")
     return save(fig, stem)

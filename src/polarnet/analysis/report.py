@@ -19,13 +19,14 @@ import pandas as pd
 from ..experiments.store import Store
 from .claims import check_claims
 from .diagnostics import CHANCE_STANDARD_ERRORS, Flag, chance_margin, diagnose
-from .figures import (curves_figure, difference_figure, efficiency_figure, magnitude_figure, reset_figure,
-                      sign_change_figure, theory_figure)
+from .figures import (DPI, REPORT_PX_PER_INCH, REPORT_WIDTH_PX, SIGN_CHANGE_SIZES, curves_figure, difference_figure,
+                      efficiency_figure, magnitude_figure, reset_figure, sign_change_figure, theory_figure)
 from .learner_comparison import has_learners, learner_sections
 from .metrics import chance_level, median_epochs_text, one_line, run_metrics, summary_table
-from .stats import compare_to_reference
+from .stats import compare_to_reference, mann_whitney
 
-__all__ = ["build_report", "report_paths", "markdown_table", "markdown_cell", "describe_study"]
+__all__ = ["build_report", "report_paths", "markdown_table", "markdown_cell", "describe_study", "reset_rule_tests",
+           "reset_rule_finding"]
 
 _REFERENCES = ("fluid_rand", "fluid_in_weight", "fluid_in")
 #: suffixes of ``build_report(output=...)`` that name the report's files rather than a folder
@@ -107,11 +108,13 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
     # claims are checked per panel (hidden size × reset rule), so rules and widths never mix
     panels = list(_panels(per_run)) if not per_run.empty else []
     verdicts = {label: check_claims(panel, threshold) for label, panel in panels}
+    figure_panels = list(_figure_panels(per_run, panels)) if panels else []
 
-    def beside(figure: str, label: str) -> str:
-        """The claims a figure bears on, each with this study's computed finding."""
-        lines = [f"- **Claim ({v.source}):** {v.claim}. **Here:** {v.finding} — {v.verdict}."
-                 for v in verdicts.get(label, []) if v.figure == figure]
+    def beside(figure: str, labels: list[str], prefix: bool = False) -> str:
+        """The claims a figure bears on, each with this study's computed finding (prefixed with
+        its panel's label when the figure gathers several panels)."""
+        lines = [f"- **Claim ({v.source}{', ' + label if prefix else ''}):** {v.claim}. **Here:** {v.finding} — "
+                 f"{v.verdict}." for label in labels for v in verdicts.get(label, []) if v.figure == figure]
         return ("\n\n" + "\n".join(lines)) if lines else ""
 
     sections.append(("Study", describe_study(settings, runs, epochs), []))
@@ -128,25 +131,38 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
                 "others never did."
                 if shown["median_epochs"].str.endswith("*").any() else "")
         sections.append(("Per condition", _reached(per_run, threshold) + markdown_table(shown) + note, []))
-        for label, panel in panels:
+        for label, panel, by, labels in figure_panels:
+            title = f"Efficiency{' — ' + label if label else ''}"
+            what = (f"against the number of hidden units, at this study's one training size (n = "
+                    f"{int(panel['n_train'].iloc[0])}; cf. Wang et al. Fig. 4A, bottom, at n = 500)"
+                    if by == "hidden" else "against the training-set size (Wang et al. Fig. 1 B/C, Fig. 2)")
             paths = efficiency_figure(panel, threshold, figures_dir / f"efficiency-{_slug(label)}",
-                                      study=f"{name}{' (' + label + ')' if label else ''}")
-            sections.append((f"Efficiency{' — ' + label if label else ''}",
-                             _reached(panel, threshold) +
-                             "Validation error at convergence, share of trials reaching the threshold, and epochs to "
-                             "reach it, against the training-set size (Wang et al. Fig. 1 B/C, Fig. 2). Medians of "
-                             "epochs are drawn only where at least half the trials reached the threshold (hollow "
-                             "where fewer did)." + beside("efficiency", label), paths))
+                                      study=f"{name}{' (' + label + ')' if label else ''}", by=by)
+            sections.append((title, _reached(panel, threshold) +
+                             f"Validation error at convergence, share of trials reaching the threshold, and epochs to "
+                             f"reach it, {what}. Medians of epochs are drawn only where at least half the trials "
+                             "reached the threshold (hollow where fewer did)."
+                             + beside("efficiency", labels, prefix=by == "hidden"), paths))
             for extra in thresholds[1:]:  # Wang et al. Fig. C.2/C.4: the same at other thresholds
                 other = panel.assign(epochs_to_threshold=panel[f"epochs_to_{extra:g}"])
                 paths = efficiency_figure(other, extra, figures_dir / f"efficiency-{_slug(label)}-{extra:g}",
-                                          study=f"{name}{' (' + label + ')' if label else ''}")
+                                          study=f"{name}{' (' + label + ')' if label else ''}", by=by)
                 sections.append((f"Efficiency at {extra:.0%}{' — ' + label if label else ''}",
-                                 _reached(other, extra) +
-                                 "The same at another accuracy threshold (Wang et al. Fig. C.2/C.4).", paths))
-        if len(set(per_run["reset"]) - {"none"}) > 1:
-            paths = reset_figure(per_run, figures_dir / "reset-rules", study=name)
-            sections.append(("Reset rules", "Error at convergence per reset rule (Wang et al. Fig. C.1).", paths))
+                                 _reached(other, extra) + "The same at another accuracy threshold (Wang et al. Fig. C.2/C.4).", paths))
+        if len(set(per_run["reset"]) - {"none"}) > 1:  # Wang et al. Fig. C.1, per hidden size
+            several = per_run["hidden"].nunique() > 1
+            for hidden, panel in per_run.groupby("hidden"):
+                if len(set(panel["reset"]) - {"none"}) < 2:
+                    continue
+                tests = reset_rule_tests(panel)
+                finding, note = reset_rule_finding(tests)
+                paths = reset_figure(panel, figures_dir / f"reset-rules{f'-hidden-{hidden}' if several else ''}",
+                                     study=f"{name}{f' (hidden {hidden})' if several else ''}", note=note)
+                sections.append((f"Reset rules{f' — hidden {hidden}' if several else ''}",
+                                 "Median error at convergence per condition (colour) and reset rule (line style and "
+                                 "marker) against the training-set size (Wang et al. Fig. C.1, where the four rules "
+                                 "give similar results); the rules of a condition are set slightly apart along the "
+                                 f"size axis so that equal medians stay visible. {finding}", paths))
         chance = chance_level(settings)
         margin = chance_margin(chance, int(settings.get("val_size") or 1000))
         convergence = per_run.assign(converged=(per_run["final_accuracy"] > chance + margin)).groupby("condition").agg(
@@ -170,18 +186,25 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
                 sections.append(("Learnability", "The App. D bounds against the fraction of Frozen RAND nets that "
                                  "learned (Wang et al. Fig. 4A; see docs/theory.md).\n\n" + markdown_table(table, 3),
                                  paths))
-        mark = 0.4 if settings.get("dataset", "xor") != "xor" else threshold  # Igoe's 40% is below XOR's chance
         done = epochs[epochs["status"] == "done"]
         largest = done["n_train"].max()
+        # the dashed line marks the study's threshold (its first): Igoe's presets store their 40%
         curves = curves_figure(done[done["n_train"] == largest], figures_dir / "curves",
-                               study=f"{name}, n = {largest}", mark=mark)
+                               study=f"{name}, n = {largest}", mark=threshold)
         sections.append(("Learning curves", "Training and validation accuracy per epoch at the largest training set "
-                         "with finished runs (Igoe et al. Fig. 1–2).", curves))
+                         "with finished runs (Igoe et al. Fig. 1–2), mean ± standard deviation; the dashed line "
+                         f"marks the epoch where a condition's mean validation accuracy first reached the study's "
+                         f"threshold, {threshold:.0%}.", curves))
         fluid = next((c for c in _REFERENCES if c in set(done["condition"])), None)
         if fluid is not None:
             signs = sign_change_figure(epochs, fluid, figures_dir / "sign-changes", study=name)
-            sections.append(("Sign changes", f"Fraction of weights whose sign changed per epoch, {fluid} "
-                             "(Wang et al. Fig. C.5).", signs))
+            last = int(done.loc[done["condition"] == fluid, "epoch"].max())
+            sizes = done.loc[done["condition"] == fluid, "n_train"].nunique()
+            subset = f" ({SIGN_CHANGE_SIZES} of the {sizes}, spread over the grid)" if sizes > SIGN_CHANGE_SIZES else ""
+            lines = f"one line per training size{subset}, the mean over its runs" if sizes > 1 else "the mean over runs"
+            sections.append(("Sign changes", f"Fraction of weights whose sign changed since the previous epoch, "
+                             f"{fluid} (Wang et al. Fig. C.5): one panel per layer, {lines}, over all {last} epochs "
+                             "(Wang et al. show the first 50 of 100 epochs, at every size).", signs))
         if not magnitudes.empty:
             paths = magnitude_figure(magnitudes, figures_dir / "magnitudes", study=name)
             sections.append(("Magnitudes at initialisation", "Distribution of |w| per layer and condition after "
@@ -194,16 +217,18 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
                              "and below.\n\n" + "\n".join(lines), []))
         reference = next((c for c in _REFERENCES if c in set(per_run["condition"])), None)
         if reference is not None and per_run["condition"].nunique() > 1:
-            for label, panel in panels:
+            for label, panel, by, labels in figure_panels:
                 if reference not in set(panel["condition"]) or panel["condition"].nunique() < 2:
                     continue
-                stats = compare_to_reference(panel, "error_at_convergence", reference)
+                stats = compare_to_reference(panel, "error_at_convergence", reference, by=by)
                 paths = difference_figure(stats, "error at convergence", figures_dir / f"differences-{_slug(label)}",
-                                          study=name) if len(stats) else []
+                                          study=name, by=by) if len(stats) else []
+                per = "hidden size" if by == "hidden" else "size"
                 sections.append((f"Statistics: error at convergence vs {reference}{' — ' + label if label else ''}",
-                                 "Two-tailed Mann–Whitney U per size, Holm–Bonferroni across the table, rank-biserial "
-                                 "r (negative: lower error than the reference); the figure shows median differences "
-                                 "(Wang et al. Fig. 3)." + beside("difference", label) + "\n\n"
+                                 f"Two-tailed Mann–Whitney U per {per}, Holm–Bonferroni across the table, "
+                                 "rank-biserial r (negative: lower error than the reference); the figure shows median "
+                                 "differences (Wang et al. Fig. 3)."
+                                 + beside("difference", labels, prefix=by == "hidden") + "\n\n"
                                  + markdown_table(stats, 4),
                                  paths))
         if has_learners(settings):  # learners × learning rates: each at its best rate against freeze_sgd
@@ -221,10 +246,13 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
         for path in paths:
             if path.suffix == ".png":
                 md.append(f"![{title}]({os.path.relpath(path, md_path.parent)})\n")
-                data = base64.b64encode(path.read_bytes()).decode()
-                body.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,{data}">')
+                png = path.read_bytes()
+                data = base64.b64encode(png).decode()
+                body.append(f'<img alt="{html.escape(title)}" width="{_css_width(png)}" '
+                            f'src="data:image/png;base64,{data}">')
     md_path.write_text("\n".join(md))
-    html_path.write_text(_HTML.format(title=html.escape(f"polarnet report: {name}"), body="\n".join(body)))
+    html_path.write_text(_HTML.format(title=html.escape(f"polarnet report: {name}"), body="\n".join(body),
+                                      width=REPORT_WIDTH_PX))
     return html_path, md_path
 
 
@@ -436,6 +464,119 @@ def _panels(per_run: pd.DataFrame):
             yield (f"hidden {hidden}, reset {reset}" if many else ""), panel
 
 
+def _figure_panels(per_run: pd.DataFrame, panels: list[tuple[str, pd.DataFrame]]):
+    """The efficiency and difference figures to draw, ``(label, runs, by, claim labels)``: one
+    per panel against the training-set size; but a study with one training size and several
+    hidden sizes (e.g. ``xor5d-width --quick``) gets one figure per reset rule against hidden
+    units instead of a single-point figure per hidden size. Claims stay per panel."""
+    if per_run["n_train"].nunique() > 1 or per_run["hidden"].nunique() < 2:
+        for label, panel in panels:
+            yield label, panel, "n_train", [label]
+        return
+    n = int(per_run["n_train"].iloc[0])
+    resets = sorted(set(per_run["reset"]) - {"none"}) or ["none"]
+    for reset in resets:
+        runs = per_run[per_run["reset"].isin({reset, "none"})]
+        label = f"against hidden units, n = {n}" + (f", reset {reset}" if len(resets) > 1 else "")
+        yield label, runs, "hidden", [name for name, _ in panels if name.endswith(f"reset {reset}")]
+
+
+def reset_rule_tests(per_run: pd.DataFrame, metric: str = "error_at_convergence", alpha: float = 0.05) -> pd.DataFrame:
+    """Do the reset rules differ? A two-tailed Mann–Whitney U (:func:`.stats.mann_whitney`)
+    between every pair of reset rules of the same condition, hidden size and training size,
+    Holm–Bonferroni across all the pairs (statsmodels), as for Wang et al. Fig. C.1. Fluid
+    runs (rule ``none``) are left out.
+
+    Returns:
+        One row per pair: ``condition``, ``hidden``, ``n_train``, ``rule_a``, ``rule_b``, the
+        medians, ``n_a``, ``n_b``, ``U``, ``p``, ``r`` (rank-biserial, a vs b), ``p_holm``,
+        ``significant`` and ``p_floor``, the smallest p the test can give with these sample
+        sizes (when it is above Holm's first threshold ``alpha / pairs``, nothing can be found).
+
+    Example:
+        >>> runs = pd.DataFrame({"condition": ["c"] * 12, "hidden": [4] * 12, "n_train": [8] * 12,
+        ...                      "reset": ["zero"] * 6 + ["flip"] * 6, "error_at_convergence": list(range(12))})
+        >>> row = reset_rule_tests(runs).iloc[0]
+        >>> row.rule_a, row.rule_b, round(float(row.p_holm), 4), bool(row.significant)
+        ('flip', 'zero', 0.0022, True)
+    """
+    from itertools import combinations
+
+    from statsmodels.stats.multitest import multipletests
+
+    columns = ["condition", "hidden", "n_train", "rule_a", "rule_b", "median_a", "median_b", "n_a", "n_b", "U", "p",
+               "r", "p_holm", "significant", "p_floor"]
+    frozen = per_run[per_run["reset"] != "none"]
+    if "hidden" not in frozen:
+        frozen = frozen.assign(hidden=0)
+    rows = []
+    for (condition, hidden, n), group in frozen.groupby(["condition", "hidden", "n_train"], sort=True):
+        samples = {rule: runs[metric].dropna() for rule, runs in group.groupby("reset")}
+        for a, b in combinations(sorted(samples), 2):
+            if len(samples[a]) and len(samples[b]):
+                floor = mann_whitney(range(len(samples[a])), range(len(samples[a]), len(samples[a]) + len(samples[b])))
+                rows.append({"condition": condition, "hidden": hidden, "n_train": n, "rule_a": a, "rule_b": b,
+                             "median_a": float(samples[a].median()), "median_b": float(samples[b].median()),
+                             **mann_whitney(samples[a], samples[b]), "p_floor": floor["p"]})
+    table = pd.DataFrame(rows, columns=[c for c in columns if c not in ("p_holm", "significant")])
+    table["p_holm"], table["significant"] = float("nan"), False
+    tested = table["p"].notna()
+    if tested.any():
+        reject, corrected, _, _ = multipletests(table.loc[tested, "p"], alpha=alpha, method="holm")
+        table.loc[tested, "p_holm"], table.loc[tested, "significant"] = corrected, reject
+    return table[columns]
+
+
+def reset_rule_finding(tests: pd.DataFrame, alpha: float = 0.05) -> tuple[str, str]:
+    """What :func:`reset_rule_tests` found: a sentence for the caption and a short note for the
+    figure's title.
+
+    Example:
+        >>> runs = pd.DataFrame({"condition": ["c"] * 6, "hidden": [4] * 6, "n_train": [8] * 6,
+        ...                      "reset": ["zero"] * 3 + ["flip"] * 3, "error_at_convergence": [1, 2, 3, 1, 2, 4]})
+        >>> reset_rule_finding(reset_rule_tests(runs))[1]
+        'no two rules differ significantly (Mann–Whitney U, Holm, 1 pair; too few runs to detect a difference)'
+    """
+    tested = tests[tests["p"].notna()]
+    m = len(tested)
+    if not m:
+        return ("No two reset rules of one condition have finished runs at the same size, so they were not compared.",
+                "rules not compared")
+    how = (f"two-tailed Mann–Whitney U between every pair of reset rules of the same condition and size, "
+           f"Holm–Bonferroni across the figure's {m} pair{'s' if m != 1 else ''}, α = {alpha:g}")
+
+    def where(row) -> str:
+        return f"{row.condition}, n = {row.n_train}: {row.rule_a} vs {row.rule_b}"
+
+    significant = tested[tested["significant"].astype(bool)]
+    if len(significant):
+        listed = "; ".join(f"{where(row)} (median error {row.median_a:.1%} vs {row.median_b:.1%}, Holm p = "
+                           f"{row.p_holm:.2g})" for row in significant.sort_values("p_holm").head(6).itertuples())
+        more = f"; and {len(significant) - 6} more" if len(significant) > 6 else ""
+        return (f"**The reset rules differ significantly at {len(significant)} of {m} pairs** ({how}): "
+                f"{listed}{more}.", f"rules differ significantly at {len(significant)} of {m} pairs "
+                                    "(Mann–Whitney U, Holm)")
+    best = tested.sort_values(["p", "p_holm"]).iloc[0]
+    text = (f"**No two reset rules differ significantly** ({how}); the closest pair is {where(best)} (median error "
+            f"{best.median_a:.1%} vs {best.median_b:.1%}; p = {best.p:.2g}, Holm-corrected {best.p_holm:.2g}).")
+    note = f"no two rules differ significantly (Mann–Whitney U, Holm, {m} pair{'s' if m != 1 else ''}"
+    floor = float(tested["p_floor"].min())
+    if floor > alpha / m:  # Holm's first step compares the smallest p with alpha / m
+        runs = sorted(set(tested["n_a"]) | set(tested["n_b"]))
+        text += (f" With {runs[0] if len(runs) == 1 else f'{runs[0]}–{runs[-1]}'} runs per rule no pair could "
+                 f"have been significant: the smallest p this test can give is {floor:.2g}, above Holm's first "
+                 f"threshold {alpha:g}/{m} = {alpha / m:.2g}. So this study cannot tell whether the rules differ; "
+                 "more trials can.")
+        note += "; too few runs to detect a difference"
+    return text, note + ")"
+
+
+def _css_width(png: bytes) -> int:
+    """The width to show a figure's PNG at: :data:`.figures.REPORT_PX_PER_INCH` CSS pixels per
+    figure inch, so text has one size in every figure (the page's width caps it)."""
+    return round(int.from_bytes(png[16:20], "big") * REPORT_PX_PER_INCH / DPI)  # the IHDR chunk's width
+
+
 def _slug(label: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in label).strip("-") or "all"
 
@@ -502,10 +643,10 @@ def _inline(text: str) -> str:
 _HTML = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
-body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; line-height: 1.45; color: #222; }}
+body {{ font-family: sans-serif; max-width: {width}px; margin: 2em auto; line-height: 1.45; color: #222; }}
 table {{ border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }}
 th, td {{ border: 1px solid #ccc; padding: 2px 6px; text-align: right; }}
-th {{ background: #f3f3f3; }} img {{ max-width: 100%; }} pre {{ background: #f6f6f6; padding: 0.6em; overflow-x: auto; }}
+th {{ background: #f3f3f3; }} img {{ max-width: 100%; height: auto; }} pre {{ background: #f6f6f6; padding: 0.6em; overflow-x: auto; }}
 </style></head>
 <body><h1>{title}</h1>
 {body}
