@@ -329,7 +329,7 @@ def _layout_problems(fig) -> list[str]:
         for text, box in owner:
             if not (edge.x0 <= box.x0 and box.x1 <= edge.x1 and edge.y0 <= box.y0 and box.y1 <= edge.y1):
                 problems.append(f"{text!r} is cut off at the figure's edge")
-    scale = min(1.0, REPORT_WIDTH_PX / (tight.width * REPORT_PX_PER_INCH))  # wider ones are shrunk
+    scale = min(1.0, REPORT_WIDTH_PX / ((tight.width + 0.2) * REPORT_PX_PER_INCH))  # wider ones are shrunk (+ pad)
     for text in fig.findobj(Text):
         if text.get_visible() and text.get_text().strip() and text.figure is not None:
             px = text.get_fontsize() / 72 * REPORT_PX_PER_INCH * scale

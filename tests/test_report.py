@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -32,6 +33,11 @@ def test_report_holds_every_figure_and_table_and_needs_no_network(study_folder, 
     assert len(figures) == 8 and all((md_path.parent / f).is_file() for f in figures)
     assert sum("differences-" in f for f in figures) == 2 and any("reset-rules" in f for f in figures)
     assert html.count("data:image/png;base64,") == len(figures)
+    # every figure is shown at 100 CSS px per figure inch (its 150-dpi PNG at 2/3), within the page's 1100 px
+    for width, data in re.findall(r'<img alt="[^"]*" width="(\d+)" src="data:image/png;base64,([^"]+)"', html):
+        png = base64.b64decode(data)
+        assert int(width) == round(int.from_bytes(png[16:20], "big") * 100 / 150) <= 1100
+    assert "max-width: 1100px" in html
     assert not re.search(r"""(src|href)=["']?https?://""", html)  # self-contained
     for heading in ("Per condition", "Efficiency — hidden 64, reset posRand", "Efficiency — hidden 64, reset zero",
                     "Reset rules", "Convergence", "Learning curves", "Sign changes", "Magnitudes at initialisation",
@@ -70,7 +76,15 @@ def test_width_study_report_has_the_learnability_figure_and_other_thresholds(tmp
     html_path, md_path = build_report(tmp_path)
     md = md_path.read_text()
     assert "## Learnability" in md and "theory.png" in md and "| units |" in md
-    assert "## Efficiency at 60%" in md
+    # one training size: one figure against hidden units, not a single-point figure per hidden size
+    assert "## Efficiency — against hidden units, n = 40" in md and "## Efficiency — hidden" not in md
+    assert "## Efficiency at 60% — against hidden units, n = 40" in md
+    assert "## Statistics: error at convergence vs fluid_rand — against hidden units, n = 40" in md
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert sum("efficiency-" in f for f in figures) == 2 and sum("differences-" in f for f in figures) == 1
+    efficiency = md.split("## Efficiency — against hidden units, n = 40")[1].split("## ")[0]
+    for hidden in (2, 3, 8):  # the claims are still checked per hidden size, and say which
+        assert f"(Wang et al. Fig. 1B, hidden {hidden}, reset posRand):**" in efficiency
 
 
 def test_compare_two_studies(tmp_path, capsys) -> None:
@@ -297,3 +311,59 @@ def test_report_of_a_study_with_odd_condition_names(tmp_path, monkeypatch) -> No
     with Store(tmp_path) as store:
         text = format_summary(summary_table(run_metrics(store.epochs(), 0.8)), 0.8)
     assert len(text.split("\n")) == 3 and "ü\\nline|pipe" in text  # the plain-text summary: one row each
+
+
+# -- figures and their captions (issue 12) --------------------------------------------------------------
+def test_reset_rules_section_says_whether_the_rules_differ(study_folder) -> None:
+    md = build_report(study_folder)[1].read_text()
+    section = md.split("## Reset rules")[1].split("## ")[0]
+    assert "two-tailed Mann–Whitney U between every pair of reset rules of the same condition and size, " \
+           "Holm–Bonferroni across the figure's 4 pairs, α = 0.05" in section
+    # 3 runs per rule: the smallest p is 0.1, above Holm's first threshold 0.05 / 4
+    assert "**No two reset rules differ significantly**" in section
+    assert "the smallest p this test can give is 0.1, above Holm's first threshold 0.05/4 = 0.0125" in section
+    assert "this study cannot tell whether the rules differ" in section
+
+
+def test_reset_rule_tests_holm_across_the_pairs_of_a_figure() -> None:
+    from polarnet.analysis.report import reset_rule_finding, reset_rule_tests
+
+    rows = []
+    for n, shift in ((8, 10.0), (20, 0.0)):  # at n = 8 flip is much worse; at n = 20 the rules are alike
+        for rule, offset in (("posRand", 0.0), ("zero", 0.0), ("flip", shift)):
+            rows += [{"condition": "frozen_rand", "hidden": 4, "n_train": n, "reset": rule,
+                      "error_at_convergence": offset + t / 10 + (0.01 if rule == "zero" else 0)} for t in range(10)]
+    rows += [{"condition": "fluid_rand", "hidden": 4, "n_train": 8, "reset": "none", "error_at_convergence": 0.5}]
+    tests = reset_rule_tests(pd.DataFrame(rows))
+    assert len(tests) == 6 and "none" not in set(tests["rule_a"]) | set(tests["rule_b"])  # 3 pairs × 2 sizes
+    significant = tests[tests["significant"]]
+    assert sorted(zip(significant["n_train"], significant["rule_a"], significant["rule_b"])) == [
+        (8, "flip", "posRand"), (8, "flip", "zero")]
+    assert (tests["p_holm"] >= tests["p"]).all()
+    text, note = reset_rule_finding(tests)
+    assert text.startswith("**The reset rules differ significantly at 2 of 6 pairs** (two-tailed Mann–Whitney U")
+    assert "frozen_rand, n = 8: flip vs posRand (median error" in text
+    assert note == "rules differ significantly at 2 of 6 pairs (Mann–Whitney U, Holm)"
+    empty = reset_rule_tests(pd.DataFrame(rows).query("reset != 'flip' and n_train == 8 and reset != 'zero'"))
+    assert empty.empty and reset_rule_finding(empty)[1] == "rules not compared"
+
+
+@pytest.mark.parametrize("dataset, thresholds, mark", [("xor", [0.8, 0.6], 0.8), ("fashion_mnist", [0.8], 0.8),
+                                                      ("fashion_mnist", [0.4], 0.4)])
+def test_learning_curves_mark_the_studys_stored_threshold(tmp_path, monkeypatch, dataset, thresholds, mark) -> None:
+    """Igoe et al.'s dashed line is at their 40%, which their presets store as the threshold;
+    Wang's Fashion-MNIST studies use 80%: the report reads the study's, never a constant."""
+    import sqlite3
+
+    import polarnet.analysis.report as report
+
+    folder = _tiny(tmp_path, "epochs=2", "trials=1", "sizes=[8]")
+    with sqlite3.connect(folder / "results.sqlite") as db:
+        settings = json.loads(db.execute("SELECT value FROM study WHERE key = 'settings'").fetchone()[0])
+        settings.update(dataset=dataset, thresholds=thresholds)
+        db.execute("UPDATE study SET value = ? WHERE key = 'settings'", (json.dumps(settings),))
+    drawn = {}
+    for name in ("curves_figure", "efficiency_figure", "difference_figure", "sign_change_figure", "magnitude_figure"):
+        monkeypatch.setattr(report, name, lambda *a, _name=name, **kw: drawn.setdefault(_name, kw) and [])
+    build_report(folder)
+    assert drawn["curves_figure"]["mark"] == mark

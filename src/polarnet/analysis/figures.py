@@ -48,8 +48,9 @@ REPORT_WIDTH_PX = 1100
 #: PNG at 2/3 size, sharp on high-density screens), so text has the same size in every figure
 #: (10 pt: 14 px; the smallest used, 7 pt: 9.7 px)
 REPORT_PX_PER_INCH = 100
-#: the widest figure, in inches: wider ones would be shrunk to fit the report, and their text with them
-FULL_WIDTH = REPORT_WIDTH_PX / REPORT_PX_PER_INCH
+#: the widest figure, in inches: wider ones would be shrunk to fit the report, and their text with
+#: them (the page's width less the 0.1 in that ``bbox_inches="tight"`` pads on each side)
+FULL_WIDTH = REPORT_WIDTH_PX / REPORT_PX_PER_INCH - 0.2
 
 #: the most training sizes the sign-change figure draws (lines beyond that are unreadable)
 SIGN_CHANGE_SIZES = 6

@@ -565,7 +565,7 @@ def reset_rule_finding(tests: pd.DataFrame, alpha: float = 0.05) -> tuple[str, s
         runs = sorted(set(tested["n_a"]) | set(tested["n_b"]))
         text += (f" With {runs[0] if len(runs) == 1 else f'{runs[0]}–{runs[-1]}'} runs per rule no pair could "
                  f"have been significant: the smallest p this test can give is {floor:.2g}, above Holm's first "
-                 f"threshold {alpha:g}/{m} = {alpha / m:.2g}. So this study cannot tell whether the rules differ; "
+                 f"threshold {alpha:g}/{m} = {alpha / m:.3g}. So this study cannot tell whether the rules differ; "
                  "more trials can.")
         note += "; too few runs to detect a difference"
     return text, note + ")"
