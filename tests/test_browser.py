@@ -3,8 +3,9 @@ errors, every figure loaded and is visible (in a laptop's and a phone's width), 
 its title.
 
 Chromium comes from Debian's packages (``.ci/install-browser``, run by ``make venv``); without it
-these tests are skipped, or fail when ``POLARNET_REQUIRE_BROWSER=1`` (for CI, where a skip would hide it). The browser is
-driven over its DevTools pipe by ``tests/headless_chromium.py`` (standard library only).
+these tests are skipped, or fail when ``POLARNET_REQUIRE_BROWSER=1`` (for CI, where a skip would
+hide it). The browser is driven over its DevTools pipe by ``tests/headless_chromium.py`` (standard
+library only).
 
 A new HTML page joins every check with one line in :func:`pages`.
 """
