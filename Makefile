@@ -11,6 +11,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	sh .ci/install-browser
 	touch $(STAMP)
 
 test: $(STAMP)
