@@ -84,7 +84,7 @@ def test_width_study_report_has_the_learnability_figure_and_other_thresholds(tmp
     assert sum("efficiency-" in f for f in figures) == 2 and sum("differences-" in f for f in figures) == 1
     efficiency = md.split("## Efficiency — against hidden units, n = 40")[1].split("## ")[0]
     for hidden in (2, 3, 8):  # the claims are still checked per hidden size, and say which
-        assert f"(Wang et al. Fig. 1B, hidden {hidden}, reset posRand):**" in efficiency
+        assert f", hidden {hidden}, reset posRand):** " in efficiency
 
 
 def test_compare_two_studies(tmp_path, capsys) -> None:
