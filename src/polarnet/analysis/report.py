@@ -107,7 +107,7 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
     sections: list[tuple[str, str, list[Path]]] = []  # (title, markdown body, figures)
     # claims are checked per panel (hidden size × reset rule), so rules and widths never mix
     panels = list(_panels(per_run)) if not per_run.empty else []
-    verdicts = {label: check_claims(panel, threshold) for label, panel in panels}
+    verdicts = {label: check_claims(panel, threshold, settings) for label, panel in panels}
     figure_panels = list(_figure_panels(per_run, panels)) if panels else []
 
     def beside(figure: str, labels: list[str], prefix: bool = False) -> str:

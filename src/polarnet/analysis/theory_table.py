@@ -6,12 +6,14 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
 import pandas as pd
 
 from .. import theory
 from .metrics import run_metrics
 
-__all__ = ["theory_table", "learned_fraction", "xor_study_dims"]
+__all__ = ["theory_table", "learned_fraction", "xor_study_dims", "simulated_fractions", "learnability_table",
+           "which_curve", "CURVES"]
 
 #: the default input dimensions when neither the caller nor a study chooses (Wang et al.: XOR-5D)
 DEFAULT_DIMS = 5
@@ -128,3 +130,99 @@ def theory_table(units: list[int], dims: int | None = None, *, trials: int = 200
         table["simulated"] = table["simulated"].astype(float).where(table["sim_runs"] > 0, math.nan)
     table.attrs["dims"] = dims
     return table
+
+
+# -- the scorecard's Fig. 4A (polarnet.analysis.scorecard) --------------------------------------
+#: the theory curves the simulation is held against: column -> how the text names it
+CURVES = {"published": "the published bound (Thm D.1)", "per_class": "the per-class count"}
+
+
+def simulated_fractions(per_run: pd.DataFrame, accuracy: float) -> pd.DataFrame:
+    """Per hidden size, how many of the runs in ``per_run`` (one condition's
+    :func:`~.metrics.run_metrics` rows) at its largest training set learned: an accuracy at
+    convergence of at least ``accuracy`` (as :func:`learned_fraction`), with the 95%
+    Clopper–Pearson interval of the fraction.
+
+    Example:
+        >>> pr = pd.DataFrame({"hidden": [3, 3, 15], "n_train": [500] * 3, "error_at_convergence": [0.01, 0.3, 0.0]})
+        >>> simulated_fractions(pr, 0.95)[["hidden", "learned", "runs", "simulated"]].values.tolist()
+        [[3.0, 1.0, 2.0, 0.5], [15.0, 1.0, 1.0, 1.0]]
+    """
+    from .stats import proportion_ci
+
+    columns = ["hidden", "n_train", "learned", "runs", "simulated", "sim_low", "sim_high"]
+    if per_run.empty:
+        return pd.DataFrame(columns=columns)
+    runs = per_run[per_run["n_train"] == per_run["n_train"].max()]
+    rows = []
+    for hidden, group in runs.groupby("hidden"):
+        learned = int(((1 - group["error_at_convergence"]) >= accuracy - 1e-12).sum())
+        low, high = proportion_ci(learned, len(group))
+        rows.append({"hidden": hidden, "n_train": int(group["n_train"].iloc[0]), "learned": learned,
+                     "runs": len(group), "simulated": learned / len(group), "sim_low": low, "sim_high": high})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def learnability_table(units, dims: int = DEFAULT_DIMS, *, trials: int = 10000, seed: int = 0,
+                       simulated: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`theory_table` for ``units`` beside the simulated fractions of
+    :func:`simulated_fractions` (columns ``simulated``, ``sim_runs``, ``sim_low``,
+    ``sim_high``; NaN and 0 where a width was not simulated).
+
+    Example:
+        >>> sim = pd.DataFrame({"hidden": [3], "n_train": [500], "learned": [1], "runs": [2], "simulated": [0.5],
+        ...                     "sim_low": [0.01], "sim_high": [0.99]})
+        >>> learnability_table([3, 4], trials=100, simulated=sim)["sim_runs"].tolist()
+        [2, 0]
+    """
+    table = theory_table(sorted(set(int(u) for u in units)), dims, trials=trials, seed=seed)
+    if simulated is not None and len(simulated):
+        sim = simulated.rename(columns={"hidden": "units", "runs": "sim_runs"})[
+            ["units", "simulated", "sim_runs", "sim_low", "sim_high"]]
+        table = table.merge(sim.astype({"units": int}), on="units", how="left")
+    else:
+        table = table.assign(simulated=math.nan, sim_runs=0, sim_low=math.nan, sim_high=math.nan)
+    table["sim_runs"] = table["sim_runs"].fillna(0).astype(int)
+    table.attrs["dims"] = dims
+    return table
+
+
+def which_curve(table: pd.DataFrame) -> tuple[str | None, str]:
+    """Which theory curve the simulated fraction follows: per curve of :data:`CURVES`, at how
+    many simulated widths it lies within the simulation's 95% interval, and the root mean
+    square distance. Returns the curve's column (``None`` when the simulation cannot tell
+    them apart, follows neither, or is missing) and a sentence.
+
+    Example:
+        >>> t = pd.DataFrame({"units": [10, 15], "published": [0.93, 0.995], "per_class": [0.73, 0.93],
+        ...                   "simulated": [0.72, 0.94], "sim_runs": [50, 50], "sim_low": [0.58, 0.83],
+        ...                   "sim_high": [0.84, 0.99]})
+        >>> which_curve(t)[0]
+        'per_class'
+    """
+    sim = table[table["sim_runs"] > 0] if "sim_runs" in table else table.iloc[0:0]
+    if sim.empty:
+        return None, "No simulated widths: the simulation cannot say which curve the networks follow."
+    m = len(sim)
+    fit = {}
+    for curve in CURVES:
+        inside = int(((sim[curve] >= sim["sim_low"] - 1e-12) & (sim[curve] <= sim["sim_high"] + 1e-12)).sum())
+        rms = float(np.sqrt(((sim["simulated"] - sim[curve]) ** 2).mean()))
+        fit[curve] = (inside, rms)
+    described = "; ".join(f"{CURVES[c]}: within the 95% interval at {fit[c][0]} of {m} widths, RMS distance "
+                          f"{fit[c][1]:.3f}" for c in CURVES)
+    above = int((sim["sim_low"] > sim[list(CURVES)].max(axis=1) + 1e-12).sum())
+    extra = (f" At {above} of {m} widths the simulated nets learn significantly more often than both curves "
+             "predict: Lemma D.1's three compatible units are sufficient, not necessary (with free biases "
+             "fewer can do)." if above else "")
+    best = sorted(CURVES, key=lambda c: (-fit[c][0], fit[c][1]))
+    first, second = best[0], best[1]
+    if fit[first][0] == fit[second][0] == m:
+        return None, (f"The simulation cannot tell the curves apart: both lie within its 95% intervals at every "
+                      f"simulated width ({described}); more trials, or widths between 8 and 25, separate them."
+                      + extra)
+    if fit[first][0] * 2 <= m:
+        return None, f"The simulation follows neither curve ({described})." + extra
+    if fit[first][0] == fit[second][0]:
+        return first, f"The simulated fraction is closer to {CURVES[first]} ({described})." + extra
+    return first, f"The simulated fraction follows {CURVES[first]} ({described})." + extra
