@@ -191,6 +191,37 @@ def _draw_efficiency_images(stem):
     efficiency_figure(_images_per_run(), 0.8, stem, study="fmnist-split-transfer")
 
 
+def _draw_efficiency_many(stem):  # a learner study: 39 conditions (learners × rates)
+    conditions = [f"frozen_{p}.{learner}.lr{lr}" for p in ("rand", "sufficient")
+                  for learner in ("eg", "freeze_sgd", "project", "reparam-abs", "reparam-exp", "reparam-softplus")
+                  for lr in (0.01, 0.03, 0.1)] + [f"fluid_rand.lr{lr}" for lr in (0.03, 0.1, 0.3)]
+    efficiency_figure(_grid_per_run(sizes=[20, 100], conditions=conditions, trials=2), 0.8, stem,
+                      study="xor5d-learners")
+
+
+def _draw_many(stem, figure):
+    """The curves, magnitudes and differences of a learner study's 39 conditions."""
+    from polarnet.analysis.figures import difference_figure, magnitude_figure
+    from polarnet.analysis.stats import compare_to_reference
+    from polarnet.experiments.results import QUANTILES
+
+    conditions = [f"frozen_{p}.{learner}.lr{lr}" for p in ("rand", "sufficient")
+                  for learner in ("eg", "freeze_sgd", "project", "reparam-abs", "reparam-exp", "reparam-softplus")
+                  for lr in (0.01, 0.03, 0.1)] + ["fluid_rand", "fluid_rand.lr0.1", "fluid_rand.lr0.3"]
+    if figure == "curves":
+        table = _epochs_table(sizes=(100,), epochs=6)
+        table = pd.concat([table.assign(condition=c, run=table["run"] + c) for c in conditions])
+        curves_figure(table, stem, study="xor5d-learners, n = 100", mark=0.8)
+    elif figure == "magnitudes":
+        rows = [{"condition": c, "run": f"{c}{t}", "layer": layer, **{q: q / 2 for q in QUANTILES}}
+                for c in conditions for t in range(2) for layer in ("0.weight", "2.weight")]
+        magnitude_figure(pd.DataFrame(rows), stem, study="xor5d-learners")
+    else:
+        per_run = _grid_per_run(sizes=[20, 100], conditions=conditions, trials=2)
+        stats = compare_to_reference(per_run, "error_at_convergence", "fluid_rand")
+        difference_figure(stats, "error at convergence", stem, study="xor5d-learners")
+
+
 def _draw_efficiency_by_hidden(stem):
     efficiency_figure(_grid_per_run(sizes=[500], hidden=[2, 3, 5, 10, 15, 32]), 0.8, stem, study="xor5d-width",
                       by="hidden")
@@ -252,6 +283,9 @@ def _draw_learners(stem):
 
 
 REPORT_FIGURES = {"efficiency": _draw_efficiency, "efficiency-images": _draw_efficiency_images,
+                  "efficiency-many-conditions": _draw_efficiency_many,
+                  **{f"{f}-many-conditions": (lambda stem, _f=f: _draw_many(stem, _f))
+                     for f in ("curves", "magnitudes", "differences")},
                   "efficiency-by-hidden": _draw_efficiency_by_hidden, "curves": _draw_curves,
                   "sign-changes": _draw_sign_changes, "differences": _draw_differences,
                   "differences-by-hidden": lambda stem: _draw_differences(stem, by="hidden"),
@@ -260,6 +294,8 @@ REPORT_FIGURES = {"efficiency": _draw_efficiency, "efficiency-images": _draw_eff
 
 #: the smallest text the report may show, in CSS pixels
 MIN_TEXT_PX = 9
+#: the smallest plotting area, in CSS pixels each way
+MIN_PANEL_PX = 120
 
 
 def _texts(ax) -> list:
@@ -285,7 +321,7 @@ def _layout_problems(fig) -> list[str]:
     """What makes ``fig`` hard to read at the report's width: overlapping tick labels of one
     axis; an axes' labels, title or legend running into another panel (its plotting area or
     its labels), or into the figure's title or legend; text cut off at the figure's edge; text
-    below MIN_TEXT_PX."""
+    below MIN_TEXT_PX; a panel squashed below MIN_PANEL_PX."""
     from itertools import combinations
 
     from matplotlib.legend import Legend
@@ -330,6 +366,10 @@ def _layout_problems(fig) -> list[str]:
             if not (edge.x0 <= box.x0 and box.x1 <= edge.x1 and edge.y0 <= box.y0 and box.y1 <= edge.y1):
                 problems.append(f"{text!r} is cut off at the figure's edge")
     scale = min(1.0, REPORT_WIDTH_PX / ((tight.width + 0.2) * REPORT_PX_PER_INCH))  # wider ones are shrunk (+ pad)
+    for ax in axes:  # a long legend or title must not squash the panels
+        box = ax.get_window_extent(renderer)
+        if min(box.width, box.height) * scale < MIN_PANEL_PX:
+            problems.append(f"panel {_name(ax)} is {box.width * scale:.0f} × {box.height * scale:.0f} CSS px")
     for text in fig.findobj(Text):
         if text.get_visible() and text.get_text().strip() and text.figure is not None:
             px = text.get_fontsize() / 72 * REPORT_PX_PER_INCH * scale

@@ -142,6 +142,19 @@ def _suptitle(fig, text: str, fontsize: float = 10) -> None:
     fig.suptitle("\n".join(textwrap.wrap(text, chars)), fontsize=fontsize)
 
 
+def _legend_below(fig, handles: list, labels: list[str], fontsize: float = 8, **kw) -> None:
+    """One legend under the panels (constrained layout makes room), in as many columns as the
+    figure's width holds; the figure grows by the legend's height, so that many entries (a
+    learner study's dozens of conditions) never squash the panels."""
+    if not handles:
+        return
+    column = max(map(len, labels)) * fontsize * 0.55 / 72 + 0.9  # inches: text, handle and gap
+    ncols = max(1, min(len(labels), int(fig.get_figwidth() // column)))
+    rows = -(-len(labels) // ncols)
+    fig.set_figheight(fig.get_figheight() + rows * fontsize * 1.75 / 72 + 0.1)
+    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize=fontsize, frameon=False, **kw)
+
+
 def _no_data(ax, text: str) -> None:
     """Say in the middle of a panel why it is empty."""
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="0.35",
@@ -172,9 +185,13 @@ def _size_axis(ax, sizes, label: str = "training samples (n)") -> None:
 _AXIS_LABELS = {"n_train": "training samples (n)", "hidden": "hidden units"}
 
 
-def _band(ax, x, values: pd.core.groupby.SeriesGroupBy, color: str, label: str) -> None:
+#: line styles that tell apart conditions whose colours repeat (more than ten, e.g. learners × rates)
+_LINE_STYLES = ["-", "--", ":", "-."]
+
+
+def _band(ax, x, values: pd.core.groupby.SeriesGroupBy, color: str, label: str, linestyle="-") -> None:
     median, q25, q75 = values.median(), values.quantile(0.25), values.quantile(0.75)
-    ax.plot(x, median.reindex(x), "o-", color=color, label=label, markersize=3)
+    ax.plot(x, median.reindex(x), "o", linestyle=linestyle, color=color, label=label, markersize=3)
     ax.fill_between(x, q25.reindex(x), q75.reindex(x), color=color, alpha=0.2, linewidth=0)
 
 
@@ -207,20 +224,21 @@ def efficiency_figure(per_run: pd.DataFrame, threshold: float, stem: str | os.Pa
         >>> [p.suffix for p in efficiency_figure(per_run, 0.8, tempfile.mkdtemp() + "/fig")]
         ['.png', '.svg']
     """
-    fig, axes = plt.subplots(1, 3, figsize=(FULL_WIDTH, 3.9), layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(FULL_WIDTH, 3.6), layout="constrained")
     sizes = sorted(per_run[by].unique())
     sparse = False
     for i, (condition, runs) in enumerate(per_run.groupby("condition", sort=False)):
         color = _color(condition, i)
+        line = _LINE_STYLES[i // 10 % len(_LINE_STYLES)] if condition not in COLORS else "-"  # colours repeat after 10
         by_size = runs.groupby(by)
         _band(axes[0], sizes, runs.assign(error=runs["error_at_convergence"] * 100).groupby(by)["error"], color,
-              condition)
+              condition, line)
         success = by_size["epochs_to_threshold"].apply(lambda s: s.notna().mean()).reindex(sizes)
-        axes[1].plot(sizes, success * 100, "o-", color=color, label=condition, markersize=3)
+        axes[1].plot(sizes, success * 100, "o", linestyle=line, color=color, label=condition, markersize=3)
         reached = runs.dropna(subset=["epochs_to_threshold"]).groupby(by)["epochs_to_threshold"]
         median = reached.median().reindex(sizes)
         enough = (success >= MIN_SUCCESS_FOR_MEDIAN).to_numpy()
-        axes[2].plot(sizes, median.where(enough), "o-", color=color, label=condition, markersize=3)
+        axes[2].plot(sizes, median.where(enough), "o", linestyle=line, color=color, label=condition, markersize=3)
         axes[2].fill_between(sizes, reached.quantile(0.25).reindex(sizes).where(enough),
                              reached.quantile(0.75).reindex(sizes).where(enough), color=color, alpha=0.2, linewidth=0)
         few = median.where(~enough & median.notna().to_numpy())
@@ -246,8 +264,7 @@ def efficiency_figure(per_run: pd.DataFrame, threshold: float, stem: str | os.Pa
         axes[2].plot([], [], "o", markerfacecolor="none", markeredgecolor="0.3",
                      label=f"hollow: < {MIN_SUCCESS_FOR_MEDIAN:.0%} of trials reached it")
     if len(per_run):  # one legend under the panels, where it hides no data
-        handles, names = axes[2].get_legend_handles_labels()
-        fig.legend(handles, names, loc="outside lower center", ncols=min(4, len(names)), fontsize=8, frameon=False)
+        _legend_below(fig, *axes[2].get_legend_handles_labels())
     trials = trials_label(per_run.groupby(["condition", by]).size()) if len(per_run) else "no trials"
     _suptitle(fig, f"{study}: statistical and computational efficiency (medians, 25th–75th percentiles; {trials})")
     return save(fig, stem)
@@ -273,14 +290,15 @@ def curves_figure(epochs: pd.DataFrame, stem: str | os.PathLike[str], study: str
     few = done["epoch"].nunique() <= 5 if len(done) else False
     for i, (condition, runs) in enumerate(done.groupby("condition", sort=False)):
         color = _color(condition, i)
+        line = _LINE_STYLES[i // 10 % len(_LINE_STYLES)] if condition not in COLORS else "-"  # colours repeat after 10
         for ax, column in zip(axes, ("train_acc", "val_acc")):
             stats = runs.groupby("epoch")[column].agg(["mean", "std"])
             stats["std"] = stats["std"].fillna(0)
             if few:  # a band between a handful of epochs hides the spread: error bars instead
-                ax.errorbar(stats.index, stats["mean"] * 100, yerr=stats["std"] * 100, fmt="o-", markersize=3,
-                            capsize=3, color=color, label=condition)
+                ax.errorbar(stats.index, stats["mean"] * 100, yerr=stats["std"] * 100, fmt="o", linestyle=line,
+                            markersize=3, capsize=3, color=color, label=condition)
             else:
-                ax.plot(stats.index, stats["mean"] * 100, color=color, label=condition)
+                ax.plot(stats.index, stats["mean"] * 100, color=color, linestyle=line, label=condition)
                 ax.fill_between(stats.index, (stats["mean"] - stats["std"]) * 100,
                                 (stats["mean"] + stats["std"]) * 100, color=color, alpha=0.2, linewidth=0)
             if column == "val_acc" and mark is not None:
@@ -297,8 +315,8 @@ def curves_figure(epochs: pd.DataFrame, stem: str | os.PathLike[str], study: str
         if done.empty:
             _no_data(ax, "no finished runs")
     axes[0].set_ylabel("accuracy (%)")
-    if len(done):
-        axes[1].legend(fontsize=8)
+    if len(done):  # under the panels: a legend inside would hide curves
+        _legend_below(fig, *axes[1].get_legend_handles_labels())
     runs = trials_label(done.groupby("condition")["run"].nunique()).replace("trial", "run") if len(done) else "no runs"
     dashed = f"; dashed: mean validation accuracy first ≥ {mark:.0%}" if mark is not None else ""
     _suptitle(fig, f"{study}: mean ± std, {runs}{dashed}")
@@ -421,7 +439,10 @@ def difference_figure(stats: pd.DataFrame, metric_label: str, stem: str | os.Pat
     ax.set_ylabel(f"median {metric_label} − reference")
     ax.grid(alpha=0.3)
     if len(stats) and (stats["median"] - stats["median_reference"]).notna().any():
-        ax.legend(fontsize=8)
+        if stats["condition"].nunique() > 4:  # many: under the panel, where it hides nothing
+            _legend_below(fig, *ax.get_legend_handles_labels())
+        else:
+            ax.legend(fontsize=8)
     else:
         _no_data(ax, "nothing to compare")
     reference = stats["reference"].iloc[0] if "reference" in stats and len(stats) else "reference"
@@ -535,9 +556,9 @@ def magnitude_figure(magnitudes: pd.DataFrame, stem: str | os.PathLike[str], stu
         return save(fig, stem)
     cols = min(4, len(layers))
     rows = -(-len(layers) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(min(FULL_WIDTH, 2.75 * cols), 2.5 * rows + 0.9), squeeze=False,
-                             layout="constrained")
     conditions = list(dict.fromkeys(magnitudes["condition"]))
+    width = FULL_WIDTH if len(conditions) > 2 * cols else min(FULL_WIDTH, 2.75 * cols)  # room for a long legend
+    fig, axes = plt.subplots(rows, cols, figsize=(width, 2.5 * rows + 0.7), squeeze=False, layout="constrained")
     # coinciding curves are the expected result: dashes of different lengths keep each one visible
     dashes = ["-", (0, (6, 3)), (0, (2, 2)), (0, (8, 2, 2, 2)), (0, (1, 3)), (0, (4, 1, 1, 1, 1, 1))]
     for ax, layer in zip(axes.flat, layers):
@@ -553,9 +574,7 @@ def magnitude_figure(magnitudes: pd.DataFrame, stem: str | os.PathLike[str], stu
         ax.set_ylabel("cumulative share", fontsize=8)
     for ax in list(axes.flat)[len(layers):]:
         ax.set_visible(False)
-    handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", ncols=min(4, len(names)), fontsize=8, frameon=False,
-               handlelength=3)
+    _legend_below(fig, *axes.flat[0].get_legend_handles_labels(), handlelength=3)
     n = magnitudes["run"].nunique()
     _suptitle(fig, f"{study}: weight magnitudes at initialisation (median over {n} run{'s' if n != 1 else ''})")
     return save(fig, stem)
