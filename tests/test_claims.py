@@ -402,3 +402,21 @@ def test_check_claims_applies_one_claim_per_family_on_the_studys_dataset() -> No
     verdict = next(v for v in images if "never performs worse" in v.claim)
     assert verdict.claim.startswith("Fashion-MNIST: frozen_rand never performs worse than fluid_rand")
     assert verdict.agrees is True and verdict.verdict == "this study agrees"
+
+
+def test_too_few_runs_for_an_interval_are_inconclusive() -> None:
+    # 3 runs each, far apart: a bootstrap of 3 values would give a misleadingly narrow interval
+    per_run = _frame(_rows("frozen_in_polarity", 100, _spread(0.23, 3)), _rows("fluid_rand", 100, _spread(0.30, 3)))
+    result = _measure("wang_in_polarity_gain_100_fmnist", per_run)
+    assert result.verdict == INCONCLUSIVE and "too few runs for an interval (3 and 3; 5 needed)" in result.finding
+    assert result.number.startswith("−7.0 pp")  # the number is still shown
+    spread = _frame(_rows("frozen_in_polarity", 100, _spread(0.2, 4, 0.001)),
+                    _rows("fluid_rand", 100, _spread(0.3, 4, 0.2)))
+    result = _measure("wang_in_polarity_less_variable_fmnist", spread)
+    assert result.verdict == INCONCLUSIVE and result.finding.startswith("too few runs for a spread test")
+
+
+@pytest.mark.parametrize("runs, accuracy, expected", [(2, 0.57, INCONCLUSIVE), (3, 0.55, AGREES), (3, 0.3, WEAKER)])
+def test_table_1_with_few_runs(runs, accuracy, expected) -> None:
+    per_run = _frame(_rows("table1_in", 10000, _spread(accuracy, runs, 0.005), "final_accuracy"))
+    assert _measure("igoe_table1_in", per_run, {"dataset": "cifar10", "val_size": 10000}).verdict == expected

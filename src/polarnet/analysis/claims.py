@@ -48,7 +48,7 @@ from .stats import (bootstrap_ci, brown_forsythe, fisher_exact, fisher_floor, ho
                     median_difference_ci, median_ratio_ci)
 
 __all__ = ["PaperClaim", "Need", "Result", "StudyData", "Metric", "CLAIMS", "claims", "AGREES", "WEAKER", "DISAGREES",
-           "INCONCLUSIVE", "NOT_RUN", "VERDICTS", "ALPHA", "TOLERANCE", "value_verdict", "compare", "Verdict",
+           "INCONCLUSIVE", "NOT_RUN", "VERDICTS", "ALPHA", "TOLERANCE", "MIN_RUNS", "value_verdict", "compare", "Verdict",
            "check_claims", "ERROR", "EPOCHS", "SUCCESS", "FINAL_ACCURACY", "SPREAD", "comparison_claim"]
 
 AGREES = "agrees"
@@ -63,6 +63,9 @@ ALPHA = 0.05
 #: a number agrees when polarnet's estimate is within this share of the paper's effect (its
 #: distance from no effect) of the paper's number, or the paper's number is in the 95% CI
 TOLERANCE = 0.25
+#: the fewest runs per condition behind a bootstrap interval (or a spread test) that a verdict
+#: rests on: a percentile bootstrap of 2 or 3 values is far too narrow to trust
+MIN_RUNS = 5
 
 
 # -- what a claim needs and gives -----------------------------------------------------------
@@ -429,7 +432,9 @@ def compare(data: StudyData, need: Need, a: str, b: str, metric: Metric, *, size
         elif metric.test == "spread":
             sa, sb = float(_iqr(va)), float(_iqr(vb))
             p = brown_forsythe(va, vb)
-            floor = 0.0 if min(len(va), len(vb)) >= 3 else math.nan
+            floor = 0.0
+            if min(len(va), len(vb)) < MIN_RUNS:  # a spread of 2-4 values: not tested
+                p = math.nan
             est, lo, hi = bootstrap_ci([va, vb], lambda x, y: _iqr(x, axis=1) - _iqr(y, axis=1), seed=seed)
         else:
             sa, sb = float(np.median(va)), float(np.median(vb))
@@ -656,6 +661,8 @@ def comparison_claim(a: str, b: str, metric: Metric, kind: str, what: str, *,
         verdict, finding = direction_verdict(table, kind, a, b, what, named=focus)
         if len(table) and metric.column.startswith("epochs_to") and table["p"].isna().all():
             finding = f"no run of {a} or {b} reached {threshold}"
+        elif len(table) and metric.test == "spread" and table["p"].isna().all():
+            finding = f"too few runs for a spread test (fewer than {MIN_RUNS} of {a} or {b} per size)"
         if not len(table):
             return Result(INCONCLUSIVE, "—", f"no {cell} with finished runs of both {a} and {b}", test, table=table)
         tested = table[table["p"].notna()]
@@ -683,12 +690,14 @@ def difference_claim(a: str, b: str, metric: Metric, n: int, paper: float) -> Me
         study = data[need.study]
         table = compare(study, need, a, b, metric, sizes=lambda size: size == n)
         test = (f"median {metric.label} of {a} minus {b} at n = {n}; percentile bootstrap 95% CI "
-                f"({_resamples()} resamples, seeded); agrees: the paper's number in the CI or within ±"
-                f"{TOLERANCE:.0%} of its effect, and the CI excludes 0")
+                f"({_resamples()} resamples, seeded; at least {MIN_RUNS} runs each); agrees: the paper's number in the "
+                f"CI or within ±{TOLERANCE:.0%} of its effect, and the CI excludes 0")
         if not len(table):
             return Result(INCONCLUSIVE, "—", f"no finished runs of both {a} and {b} at n = {n}", test)
         row = table.iloc[0]
         verdict, why = value_verdict(row.difference, row.ci_low, row.ci_high, paper, 0.0)
+        if min(row.n_a, row.n_b) < MIN_RUNS:
+            verdict, why = INCONCLUSIVE, f"too few runs for an interval ({row.n_a} and {row.n_b}; {MIN_RUNS} needed)"
         number = f"{fmt(row.difference, 'pp', signed=True)} ({interval(row.ci_low, row.ci_high, 'pp')})"
         finding = (f"median error {fmt(row.stat_a, 'pp')} ({a}, {row.n_a} runs) vs {fmt(row.stat_b, 'pp')} ({b}, "
                    f"{row.n_b} runs) at n = {n}; the paper: {fmt(paper, 'pp', signed=True)}; {why}")
@@ -709,8 +718,9 @@ def ratio_claim(a: str, b: str, n: int, paper: float) -> Measure:
         rows = rows[rows["n_train"] == n]
         threshold = f"{study.threshold:.0%}"
         test = (f"ratio of the median epochs to {threshold} of {a} and {b} at n = {n}, among the runs that reached it; "
-                f"percentile bootstrap 95% CI ({_resamples()} resamples, seeded); agrees: the paper's number in the "
-                f"CI or within ±{TOLERANCE:.0%} of its effect (1 − ratio), and the CI excludes 1")
+                f"percentile bootstrap 95% CI ({_resamples()} resamples, seeded; at least {MIN_RUNS} runs each); agrees: "
+                f"the paper's number in the CI or within ±{TOLERANCE:.0%} of its effect (1 − ratio), and the CI "
+                "excludes 1")
         ea = rows.loc[rows["role"] == a, "epochs_to_threshold"]
         eb = rows.loc[rows["role"] == b, "epochs_to_threshold"]
         if not len(ea) or not len(eb):
@@ -721,6 +731,9 @@ def ratio_claim(a: str, b: str, n: int, paper: float) -> Measure:
                           f"{int(ea.notna().sum())} of {len(ea)}, {b}: {int(eb.notna().sum())} of {len(eb)})", test)
         est, lo, hi = median_ratio_ci(ea.dropna(), eb.dropna())
         verdict, why = value_verdict(est, lo, hi, paper, 1.0)
+        if min(ea.notna().sum(), eb.notna().sum()) < MIN_RUNS:
+            verdict, why = INCONCLUSIVE, (f"too few runs reached it for an interval ({int(ea.notna().sum())} and "
+                                          f"{int(eb.notna().sum())}; {MIN_RUNS} needed)")
         number = f"{fmt(est, '%')} ({interval(lo, hi, '%')})"
         finding = (f"median {ea.median():.3g} vs {eb.median():.3g} epochs to {threshold} ({a}: {int(ea.notna().sum())} "
                    f"of {len(ea)} runs reached it, {b}: {int(eb.notna().sum())} of {len(eb)}); the paper: "

@@ -16,7 +16,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from .claims import (AGREES, ALPHA, CLAIMS, DISAGREES, EPOCHS, ERROR, FINAL_ACCURACY, INCONCLUSIVE, SPREAD,
+from .claims import (AGREES, ALPHA, CLAIMS, DISAGREES, EPOCHS, ERROR, FINAL_ACCURACY, INCONCLUSIVE, MIN_RUNS, SPREAD,
                      SPREAD_AUC_MORE, SUCCESS, TOLERANCE, WEAKER, Need, PaperClaim, Result, StudyData,
                      comparison_claim, difference_claim, fmt, interval, ratio_claim, sign_change_series,
                      value_verdict)
@@ -290,13 +290,13 @@ for _key, (_data, _slug) in IMAGES.items():
     _add(PaperClaim(
         f"wang_in_polarity_gain_100_{_slug}", "Wang", "§3 (Fig. 2)",
         f"{_data}, 100 images: Frozen IN-Polarity's validation error is lower than Fluid RAND's",
-        f"{_frozen * 100:.2g} points less error", -_frozen,
+        f"{_frozen * 100:.2g}% less error (read as points)", -_frozen,
         (Need(_key, ("frozen_in_polarity", "fluid_rand"), sizes=(100,)),), "value",
         difference_claim("frozen_in_polarity", "fluid_rand", ERROR, 100, -_frozen)))
     _add(PaperClaim(
         f"wang_fluid_in_polarity_gain_100_{_slug}", "Wang", "§3 (Fig. 2)",
         f"{_data}, 100 images: most of the gain is the polarity pattern: Fluid IN-Polarity's error is already lower "
-        "than Fluid RAND's", f"{_fluid * 100:.2g} points less error", -_fluid,
+        "than Fluid RAND's", f"{_fluid * 100:.2g}% less error (read as points)", -_fluid,
         (Need(_key, ("fluid_in_polarity", "fluid_rand"), sizes=(100,)),), "value",
         difference_claim("fluid_in_polarity", "fluid_rand", ERROR, 100, -_fluid)))
     if _key == CIFAR:
@@ -304,7 +304,7 @@ for _key, (_data, _slug) in IMAGES.items():
             _add(PaperClaim(
                 f"wang_fixing_gain_{_n}_cifar10", "Wang", "§3 (Fig. 3)",
                 f"CIFAR-10, {_n} images: fixing the polarities adds a gain: Frozen IN-Polarity's error is below Fluid "
-                "IN-Polarity's", f"{_gain * 100:.0f} point{'s' if _gain > 0.01 else ''} less error", -_gain,
+                "IN-Polarity's", f"{_gain * 100:.0f}% less error (read as points)", -_gain,
                 (Need(_key, ("frozen_in_polarity", "fluid_in_polarity"), sizes=(_n,)),), "value",
                 difference_claim("frozen_in_polarity", "fluid_in_polarity", ERROR, _n, -_gain)))
     _add(PaperClaim(
@@ -378,7 +378,7 @@ for _key, (_data, _slug) in IMAGES.items():
     _add(PaperClaim(
         f"wang_frozen_in_weight_gain_large_{_slug}", "Wang", "§4 (Fig. 3)",
         f"{_data}, {_largest} images: with abundant data Frozen IN-Weight has lower error than Frozen IN-Polarity",
-        f"≈ {_gain * 100:.0f} point{'s' if _gain > 0.01 else ''} less error", -_gain,
+        f"≈ {_gain * 100:.0f}% less error (read as points)", -_gain,
         (Need(_key, ("frozen_in_weight", "frozen_in_polarity"), sizes=(_largest,)),), "value",
         difference_claim("frozen_in_weight", "frozen_in_polarity", ERROR, _largest, -_gain)))
 
@@ -516,8 +516,9 @@ def _convergence(condition: str, converged: bool, accuracy: float):
                 f"majority of runs converge as the paper says and, where it converged, its accuracy in the CI or "
                 f"within ±{TOLERANCE:.0%} of (paper − chance)")
         final = rows["final_accuracy"].dropna()
-        if final.empty:
-            return Result(INCONCLUSIVE, "—", f"no finished run of {condition}", test)
+        if len(final) < 3:
+            return Result(INCONCLUSIVE, f"{len(final)} run{'s' if len(final) != 1 else ''}",
+                          f"too few finished runs of {condition} to say whether it converges (3 needed)", test)
         k, n = int((final > chance + margin).sum()), len(final)
         est, lo, hi = median_ci(final)
         number = f"{k} of {n} runs converged; median final accuracy {fmt(est, '%')} ({interval(lo, hi, '%')})"
@@ -534,7 +535,13 @@ def _convergence(condition: str, converged: bool, accuracy: float):
             return Result(AGREES, number, f"{'no run' if not k else 'only a minority'} converged; {paper_text}",
                           test, est, (lo, hi))
         verdict, why = value_verdict(est, lo, hi, accuracy, chance)
-        if verdict != AGREES:
+        if n < MIN_RUNS:  # too few runs for an interval: the tolerance alone
+            close = abs(est - accuracy) <= TOLERANCE * abs(accuracy - chance)
+            verdict, why = (AGREES if close else WEAKER), (f"{n} runs: the median within ±{TOLERANCE:.0%} of the "
+                                                           f"paper's gain over chance" if close else
+                                                           f"{n} runs: the median outside ±{TOLERANCE:.0%} of the "
+                                                           "paper's gain over chance")
+        elif verdict != AGREES:
             verdict = WEAKER
         return Result(verdict, number, f"converged as the paper says; accuracy: {why}; {paper_text}", test, est,
                       (lo, hi))
