@@ -48,6 +48,13 @@ def test_report_holds_every_figure_and_table_and_needs_no_network(study_folder, 
     # the claims are there, each with a verdict (3 trials per point: most are too few to decide)
     assert re.search(r"this study (agrees|does not fully agree|cannot test it)", md)
     assert "## Learners" not in md  # one learner, no learners setting: no learner section
+    # Fig. C.1's caption says whether the rules differ; 3 runs per rule: the smallest p is 0.1, above Holm's 0.05 / 4
+    section = md.split("## Reset rules")[1].split("## ")[0]
+    assert "two-tailed Mann–Whitney U between every pair of reset rules of the same condition and size, " \
+           "Holm–Bonferroni across the figure's 4 pairs, α = 0.05" in section
+    assert "**No two reset rules differ significantly**" in section
+    assert "the smallest p this test can give is 0.1, above Holm's first threshold 0.05/4 = 0.0125" in section
+    assert "this study cannot tell whether the rules differ" in section
 
 
 def test_report_cli_and_missing_store(study_folder, tmp_path, capsys) -> None:
@@ -325,17 +332,6 @@ def test_report_of_a_study_with_odd_condition_names(tmp_path, monkeypatch) -> No
 
 
 # -- figures and their captions (issue 12) --------------------------------------------------------------
-def test_reset_rules_section_says_whether_the_rules_differ(study_folder) -> None:
-    md = build_report(study_folder)[1].read_text()
-    section = md.split("## Reset rules")[1].split("## ")[0]
-    assert "two-tailed Mann–Whitney U between every pair of reset rules of the same condition and size, " \
-           "Holm–Bonferroni across the figure's 4 pairs, α = 0.05" in section
-    # 3 runs per rule: the smallest p is 0.1, above Holm's first threshold 0.05 / 4
-    assert "**No two reset rules differ significantly**" in section
-    assert "the smallest p this test can give is 0.1, above Holm's first threshold 0.05/4 = 0.0125" in section
-    assert "this study cannot tell whether the rules differ" in section
-
-
 def test_reset_rule_tests_holm_across_the_pairs_of_a_figure() -> None:
     from polarnet.analysis.report import reset_rule_finding, reset_rule_tests
 
