@@ -294,7 +294,7 @@ def test_three_units_for_sufficient_nets(k, expected) -> None:
     assert _measure("wang_learnability_sufficient_three", per_run).verdict == expected
 
 
-# -- Igoe: SPIN against Fluid IN, and Table 1 ---------------------------------------------------------------------------
+# -- Igoe: SPIN against Fluid IN, and Table 1 ------------------------------------------------------------------
 def test_spin_as_good_as_fluid_in_reads_the_final_accuracy() -> None:
     same = _frame(_rows("freeze_spin", 10000, _spread(0.5, 5), "final_accuracy"),
                   _rows("fluid_in", 10000, _spread(0.5, 5), "final_accuracy"))

@@ -48,8 +48,8 @@ from .stats import (bootstrap_ci, brown_forsythe, fisher_exact, fisher_floor, ho
                     median_difference_ci, median_ratio_ci)
 
 __all__ = ["PaperClaim", "Need", "Result", "StudyData", "Metric", "CLAIMS", "claims", "AGREES", "WEAKER", "DISAGREES",
-           "INCONCLUSIVE", "NOT_RUN", "VERDICTS", "ALPHA", "TOLERANCE", "MIN_RUNS", "value_verdict", "compare", "Verdict",
-           "check_claims", "ERROR", "EPOCHS", "SUCCESS", "FINAL_ACCURACY", "SPREAD", "comparison_claim"]
+           "INCONCLUSIVE", "NOT_RUN", "VERDICTS", "ALPHA", "TOLERANCE", "MIN_RUNS", "value_verdict", "compare",
+           "Verdict", "check_claims", "ERROR", "EPOCHS", "SUCCESS", "FINAL_ACCURACY", "SPREAD", "comparison_claim"]
 
 AGREES = "agrees"
 WEAKER = "same direction, different size"
@@ -718,9 +718,9 @@ def ratio_claim(a: str, b: str, n: int, paper: float) -> Measure:
         rows = rows[rows["n_train"] == n]
         threshold = f"{study.threshold:.0%}"
         test = (f"ratio of the median epochs to {threshold} of {a} and {b} at n = {n}, among the runs that reached it; "
-                f"percentile bootstrap 95% CI ({_resamples()} resamples, seeded; at least {MIN_RUNS} runs each); agrees: "
-                f"the paper's number in the CI or within ±{TOLERANCE:.0%} of its effect (1 − ratio), and the CI "
-                "excludes 1")
+                f"percentile bootstrap 95% CI ({_resamples()} resamples, seeded; at least {MIN_RUNS} runs each); "
+                f"agrees: the paper's number in the CI or within ±{TOLERANCE:.0%} of its effect (1 − ratio), and the "
+                "CI excludes 1")
         ea = rows.loc[rows["role"] == a, "epochs_to_threshold"]
         eb = rows.loc[rows["role"] == b, "epochs_to_threshold"]
         if not len(ea) or not len(eb):

@@ -20,7 +20,7 @@ from .claims import (AGREES, ALPHA, CLAIMS, DISAGREES, EPOCHS, ERROR, FINAL_ACCU
                      SPREAD_AUC_MORE, SUCCESS, TOLERANCE, WEAKER, Need, PaperClaim, Result, StudyData,
                      comparison_claim, difference_claim, fmt, interval, ratio_claim, sign_change_series,
                      value_verdict)
-from .stats import holm, mann_whitney, mann_whitney_floor, median_ci, proportion_ci, wilcoxon_paired
+from .stats import holm, mann_whitney, mann_whitney_floor, median_ci, wilcoxon_paired
 
 __all__: list[str] = []
 

@@ -233,7 +233,8 @@ def _fig4a(out: Path, studies: Mapping[str, StudyStatus], loaded: dict, rows: li
         simulated = (f"{r.simulated:.0%} of {r.sim_runs} ({r.sim_low:.0%}–{r.sim_high:.0%})" if r.sim_runs else "—")
         lines.append(f"| {r.units} | {r.published:.4f} | {r.per_class:.4f} | {r.mc_published:.3f} / "
                      f"{r.mc_per_class:.3f} | {simulated} |")
-    text = (f"The probability that a randomly signed Frozen-Net with a given number of hidden units can learn XOR-{dims}D: "
+    text = (f"The probability that a randomly signed Frozen-Net with a given number of hidden units can learn "
+            f"XOR-{dims}D: "
             f"the published bound (Thm D.1, as printed), the count over the 4 compatible classes (the signs of the "
             f"irrelevant inputs do not change what a unit does for XOR), their Monte Carlo estimates ({trials:,} draws "
             f"per width), and the simulated fraction of nets that learned ({source}). **Finding:** {finding}")
@@ -392,7 +393,8 @@ def _inline(text: str) -> str:
 
 
 def _html(out: Path, rows: list[Row], studies, loaded, budget: str, fig_md: str, figure: list[Path]) -> str:
-    parts = [f"<p>{len(rows)} claims of the two papers{f', budget <code>{htmllib.escape(budget)}</code>' if budget else ''}"
+    shown = f", budget <code>{htmllib.escape(budget)}</code>" if budget else ""
+    parts = [f"<p>{len(rows)} claims of the two papers{shown}"
              f": {htmllib.escape(_counts(rows))}.</p>", f"<p>{_inline(_how())}</p>"]
     for paper, title in _PAPERS.items():
         mine = [r for r in rows if r.claim.paper == paper]
@@ -409,7 +411,8 @@ def _html(out: Path, rows: list[Row], studies, loaded, budget: str, fig_md: str,
                 f"<td>{htmllib.escape(r.claim.claim)}</td><td>{htmllib.escape(r.claim.number or '—')}</td>"
                 f"<td>{htmllib.escape(r.result.number)}</td>"
                 f'<td style="background:{colour}"><b>{htmllib.escape(r.result.verdict)}</b>{quick}</td>'
-                f"<td>{_inline(r.result.finding)}{test}{notes}</td><td>{_links(out, r, studies, markdown=False)}</td></tr>")
+                f"<td>{_inline(r.result.finding)}{test}{notes}</td>"
+                f"<td>{_links(out, r, studies, markdown=False)}</td></tr>")
         parts.append("</table>")
     parts.append("<h2>Wang et al. Fig. 4A: learnability against hidden units</h2>")
     png = next((p for p in figure if p.suffix == ".png"), None)

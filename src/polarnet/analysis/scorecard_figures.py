@@ -49,7 +49,8 @@ def fig4a_figure(table: pd.DataFrame, stem: str | os.PathLike[str], finding: str
     sim = table[table.get("sim_runs", pd.Series(0, index=table.index)) > 0] if "sim_runs" in table else table.iloc[0:0]
     if len(sim):
         runs = sorted(set(int(r) for r in sim["sim_runs"]))
-        label = f"simulated Frozen RAND, 95% CI ({runs[0] if len(runs) == 1 else f'{runs[0]}–{runs[-1]}'} nets per width)"
+        count = f"{runs[0]}" if len(runs) == 1 else f"{runs[0]}–{runs[-1]}"
+        label = f"simulated Frozen RAND, 95% CI ({count} nets per width)"
         ax.errorbar(sim["units"], sim["simulated"], yerr=[sim["simulated"] - sim["sim_low"],
                                                           sim["sim_high"] - sim["simulated"]],
                     fmt="o", color="k", markersize=4, capsize=2, linewidth=0.8, label=label)
