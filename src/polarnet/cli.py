@@ -187,6 +187,25 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce
+
+    result = reproduce(args.out, args.budget, executor=args.executor, workers=args.workers, device=args.device,
+                       address=args.address, data_root=args.data_root, only=args.only or (),
+                       progress=not args.no_progress, retry_failed=args.retry_failed, dry_run=args.dry_run)
+    if args.dry_run:
+        return 0
+    ran = [o for o in result.outcomes if o.folder is not None and not o.failed]
+    failed = [o for o in result.outcomes if o.failed]
+    print(f"\n{len(ran)} studies ran, {len(failed)} failed, {len(result.outcomes) - len(ran) - len(failed)} not run "
+          f"(reasons above), {result.seconds:.0f} s")
+    if result.scorecard is not None:
+        print("wrote " + "\nwrote ".join(map(str, result.scorecard)))
+    for outcome in failed:
+        print(f"polarnet: {outcome.key}: {outcome.reason}", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     from .experiments.pretrain import PretrainFailed, pretrain
 
@@ -367,6 +386,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true", help="train failed runs again (they are skipped otherwise)")
     run.set_defaults(func=_run)
 
+    rep = commands.add_parser(
+        "reproduce", help="run every study the papers' claims need that this machine can, and write one scorecard",
+        description="Plan every study the papers' claims need, print the plan (settings, estimated cost on this "
+                    "machine, and why a study can't run here), run what fits the budget into OUT/studies/<study>/ "
+                    "(resumable: finished studies are reused), write each study's report and OUT/scorecard.html "
+                    "and .md. Exit status 0 when every planned study ran, 1 when one failed.")
+    rep.add_argument("--out", default="out/reproduce", help="folder for everything (default: out/reproduce)")
+    rep.add_argument("--budget", default="quick", choices=["quick", "cpu", "gpu"],
+                     help="quick: reduced settings, minutes on 2 cores; cpu: the paper's settings where a CPU "
+                          "manages them, reduced elsewhere; gpu: the paper's settings (default: quick)")
+    rep.add_argument("--only", action="append", metavar="STUDY", help="run only this study; repeatable")
+    rep.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    rep.add_argument("--executor", default="local", choices=["local", "ray"])
+    rep.add_argument("--address", help="Ray cluster address (with --executor ray)")
+    rep.add_argument("--workers", type=_at_least(1), help="processes (local) or CPUs (local Ray); default: all cores")
+    rep.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    rep.add_argument("--data-root", help="where image datasets are looked for first (default: OUT/data)")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    rep.add_argument("--retry-failed", action="store_true", help="train failed runs again (they are skipped otherwise)")
+    rep.set_defaults(func=_reproduce)
+
     pre = commands.add_parser("pretrain", help="train a source model to transfer polarities from (offline studies)")
     pre.add_argument("--dataset", required=True, help="fashion_mnist | mnist | cifar10")
     pre.add_argument("--classes", type=_classes, help="comma-separated class indices, e.g. 0,1,2,3,4 (default: all)")
@@ -474,6 +514,8 @@ def _interrupted(args: argparse.Namespace | None, signum: int) -> int:
     line = f"polarnet: interrupted by {name}"
     if getattr(args, "func", None) is _run:
         line += f"; finished runs are kept. Run the same command again to resume{_kept(args)}"
+    elif getattr(args, "func", None) is _reproduce:
+        line += "; finished studies and runs are kept. Run the same command again to resume"
     print(line, file=sys.stderr)
     return 128 + int(signum)
 

@@ -204,6 +204,12 @@ _IMAGE_MS = {"alexnet": (4.4, 1.2, 64), "zfnet": (6.3, 2.2, 64), "lenet": (0.08,
 # the same, per member-image, for the vectorised image ensembles where they were measured (the
 # full fmnist-split-transfer preset: 834 s on 2 cores, benchmarks/bench_split_transfer.py)
 _IMAGE_MS_VECTORISED = {"lenet": (0.049, 0.0085, 28)}
+# seconds on 2 cores that a run of a large model costs whatever its images: once per run (building,
+# initialising and aligning 61 M weights, their magnitude quantiles), per training step (Adam and
+# Freeze-SGD over every weight) and per epoch (sign changes, bookkeeping). Measured with one thread per
+# run (process time, halved for 2 cores): AlexNet 6.2 s, 1.1 s and 0.8 s; ZFNet about the same. They
+# dominate small studies (a --quick AlexNet run is mostly these); small models have none worth counting.
+_IMAGE_RUN_S = {"alexnet": (3.1, 0.55, 0.4), "zfnet": (3.0, 0.55, 0.45), "lenet": (0.0, 0.0, 0.0)}
 
 
 def estimate_cost(study: Study) -> dict[str, float]:
@@ -213,8 +219,9 @@ def estimate_cost(study: Study) -> dict[str, float]:
     any study, however absurd. XOR studies use the vectorised engine's measured throughput
     (about 30,000 run-steps and 20 M validation samples per second); image studies the
     measured milliseconds per image of their model (unknown models count as AlexNet; LeNet's
-    vectorised ensembles have their own measured rate), scaled with the input area. Treat it
-    as an order of magnitude.
+    vectorised ensembles have their own measured rate), scaled with the input area, plus what
+    a run of a large model costs whatever its images (per run, training step and epoch). Treat
+    it as an order of magnitude.
 
     Example:
         >>> from .config import load_study
@@ -234,5 +241,7 @@ def estimate_cost(study: Study) -> dict[str, float]:
         scale = ((study.input_size or native) / size) ** 2
         images = per_size * sum(study.sizes) * study.epochs
         evals = runs * (study.epochs + 2) * study.val_size
-        seconds = (images * train_ms + evals * eval_ms) * scale / 1e3 + 5.0
+        start, step, epoch = _IMAGE_RUN_S.get(study.model, _IMAGE_RUN_S["alexnet"])
+        seconds = (images * train_ms + evals * eval_ms) * scale / 1e3 + runs * (start + epoch * study.epochs) \
+            + steps * step + 5.0
     return {"runs": runs, "steps": steps, "seconds": seconds}
