@@ -17,10 +17,13 @@ $(STAMP): pyproject.toml constraints.txt
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# demo: the XOR-5D study and its report, then the quick reproduction of the papers' claims (every
+# study this machine can run in minutes, each with its report, and out/reproduce/scorecard.html)
 demo: $(STAMP)
-	rm -rf out/demo
+	rm -rf out/demo out/reproduce
 	$(VENV)/bin/polarnet run xor5d --quick --out out/demo
 	$(VENV)/bin/polarnet report out/demo
+	$(VENV)/bin/polarnet reproduce --budget quick --out out/reproduce
 
 # `make bench STRICT=1` fails when any benchmark misses a target; every benchmark still runs
 # first. BENCH_ARGS go to each script (`make bench BENCH_ARGS=--quick` checks that they run).
