@@ -280,8 +280,9 @@ def test_bad_out_is_one_line_and_exit_2(tmp_path, capsys) -> None:
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
         assert main(["reproduce", "--out", str(locked / "sub")]) == 2
-    assert main(["reproduce", "--out", str(tmp_path / "o"), "--only", "nope", "--dry-run"]) == 2
+    assert main(["reproduce", "--out", str(tmp_path / "o"), "--only", "nope"]) == 2
     assert "--only nope: not a study the claims need" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # refused before anything is made
 
 
 def test_reproduce_function_rejects_an_unknown_budget(tmp_path) -> None:
@@ -290,6 +291,33 @@ def test_reproduce_function_rejects_an_unknown_budget(tmp_path) -> None:
 
 
 # --------------------------------------------------------------------------- end to end
+
+@pytest.mark.slow
+def test_a_study_on_a_source_polarnet_pretrains_runs_end_to_end(tmp_path, monkeypatch) -> None:
+    """fmnist-split-transfer on real Fashion-MNIST: its source is pretrained into OUT/sources/
+    once, the study reads it, and a second call pretrains and trains nothing."""
+    from polarnet.data.images import DataError, find_root
+
+    try:
+        find_root("fashion_mnist")
+    except DataError:
+        pytest.skip("no Fashion-MNIST on this machine")
+    _tiny(monkeypatch, keys=("fmnist-split-transfer",))
+    small = ("trials=1", "epochs=1", "sizes=[50]", "val_size=100", "conditions=['frozen_in_polarity', 'fluid_rand']")
+    monkeypatch.setitem(rp.BUDGET_SETTINGS, "fmnist-split-transfer",
+                        {"quick": Settings(overrides=small, pretrain=(("n_train", 200), ("epochs", 1)))})
+    lines: list[str] = []
+    first = reproduce(tmp_path, "quick", workers=1, progress=False, echo=lines.append)
+    source = tmp_path / "sources" / "fmnist-classes-0-4-n_train200-epochs1.pt"
+    assert first.ok and source.is_file() and [o.trained for o in first.outcomes] == [2]
+    assert any(line.startswith("  pretraining its source: lenet on fashion_mnist classes 0,1,2,3,4") for line in lines)
+    assert "+ pretraining its source" in lines[0]
+    made = source.stat().st_mtime_ns
+    lines.clear()
+    second = reproduce(tmp_path, "quick", workers=1, progress=False, echo=lines.append)
+    assert second.ok and [o.trained for o in second.outcomes] == [0] and source.stat().st_mtime_ns == made
+    assert not any("pretraining" in line for line in lines)
+
 
 @pytest.mark.slow
 def test_quick_budget_end_to_end_on_one_study(tmp_path, capsys) -> None:

@@ -555,10 +555,14 @@ def reproduce(out: str | os.PathLike[str], budget: str = "quick", *, executor: s
         raise ValueError(f"unknown budget {budget!r}: choose one of {', '.join(BUDGETS)}")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: is a file; give a folder (made if missing)")
+    keys = list(required_keys())
+    unknown = [k for k in only if k not in keys]
+    if unknown:
+        raise ValueError(f"--only {unknown[0]}: not a study the claims need; choose from {', '.join(keys)}")
     if not dry_run:
         out.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails here, before any planning
     machine = machine or Machine.detect(data_root or out / "data", workers, device)
-    plan = plan_reproduction(out, budget, machine, only=only)
+    plan = plan_reproduction(out, budget, machine, only=only, keys=keys)
     conflicts = [(p, c) for p in plan if p.will_run and (c := folder_conflict(p))]
     echo(format_plan(plan, machine, budget, out))
     if conflicts:
@@ -579,7 +583,7 @@ def reproduce(out: str | os.PathLike[str], budget: str = "quick", *, executor: s
             outcome = Outcome(entry.key, None, reason, None, entry.settings.reduced, failed=True)
         result.outcomes.append(outcome)
     ran = {o.key for o in result.outcomes}
-    left_out = [k for k in required_keys() if only and k not in only]
+    left_out = [k for k in keys if only and k not in only]
     result.outcomes += [Outcome(p.key, None, p.reason, quick=p.settings.reduced, failed=p.broken)
                         for p in plan if p.key not in ran]
     result.outcomes += [Outcome(k, None, "left out of this reproduction (--only)") for k in left_out]
