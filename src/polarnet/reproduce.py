@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -503,7 +504,6 @@ def _pretrain(entry: PlannedStudy, machine: Machine, device: str, echo: Callable
 
 def _run_one(entry: PlannedStudy, machine: Machine, *, executor: str, workers: int | None, device: str,
              address: str | None, progress: bool, retry_failed: bool, echo: Callable[[str], None]) -> Outcome:
-    from .analysis.report import build_report
     from .experiments import load_study, run_study
 
     if entry.pretrain is not None:
@@ -515,11 +515,30 @@ def _run_one(entry: PlannedStudy, machine: Machine, *, executor: str, workers: i
     echo(f"  {summary.trained} runs trained, {kept} already done, {summary.seconds:.0f} s")
     report = entry.folder / "report.html"
     if summary.trained or summary.damaged or not report.is_file():
-        report, _ = build_report(entry.folder)
+        report = _write_report(entry.folder)
     failed = summary.failed + summary.failed_before
     reason = (f"{failed} of {summary.total} runs failed (their reasons: polarnet results {entry.folder}); "
               f"fix the cause, then run the same command with --retry-failed") if failed else None
     return Outcome(entry.key, entry.folder, reason, report, entry.settings.reduced, bool(failed), summary.trained)
+
+
+def _write_report(folder: Path) -> Path:
+    """The study's report, built aside and moved into place with ``report.html`` last: a
+    ``report.html`` in a study folder is a whole report (an interrupted build leaves none, and the
+    next call builds it again)."""
+    from .analysis.report import build_report
+
+    partial = folder / ".report-partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    html, md = build_report(folder, partial)
+    figures = partial / "report-figures"
+    if figures.is_dir():
+        shutil.rmtree(folder / "report-figures", ignore_errors=True)
+        os.replace(figures, folder / "report-figures")
+    os.replace(md, folder / "report.md")
+    os.replace(html, folder / "report.html")
+    shutil.rmtree(partial, ignore_errors=True)
+    return folder / "report.html"
 
 
 def reproduce(out: str | os.PathLike[str], budget: str = "quick", *, executor: str = "local",
