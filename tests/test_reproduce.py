@@ -111,7 +111,8 @@ def test_gpu_budget_without_a_gpu_says_what_it_would_cost(everything) -> None:
 
 
 def test_missing_cifar10_and_weights_are_each_named(monkeypatch) -> None:
-    monkeypatch.setattr(rp, "missing_dataset", lambda name, root=None: "needs CIFAR-10: X" if name == "cifar10" else None)
+    monkeypatch.setattr(rp, "missing_dataset",
+                        lambda name, root=None: "needs CIFAR-10: X" if name == "cifar10" else None)
     monkeypatch.setattr(rp, "missing_weights", lambda source: "needs ImageNet AlexNet weights: Y")
     plan = {p.key: p for p in plan_reproduction("out", "gpu", Machine(cores=2, gpu=True))}
     assert plan["xor5d"].will_run
@@ -211,7 +212,8 @@ def test_run_then_resume_reuses_the_finished_folder(tmp_path, monkeypatch) -> No
 def test_a_folder_holding_other_settings_is_refused_before_anything_runs(tmp_path, monkeypatch) -> None:
     _tiny(monkeypatch)
     assert reproduce(tmp_path, "quick", workers=1, progress=False, echo=lambda line: None).ok
-    monkeypatch.setitem(rp.BUDGET_SETTINGS, "xor5d", {"quick": Settings(overrides=("trials=1", "epochs=3", "sizes=[8]"))})
+    other = Settings(overrides=("trials=1", "epochs=3", "sizes=[8]"))
+    monkeypatch.setitem(rp.BUDGET_SETTINGS, "xor5d", {"quick": other})
     with pytest.raises(ValueError, match=r"studies/xor5d holds another study \(3 runs not in this one: epochs: 2 "
                                          r"there, 3 here\)"):
         reproduce(tmp_path, "quick", workers=1, progress=False, echo=lambda line: None)

@@ -34,9 +34,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUDGETS", "BUDGET_SETTINGS", "CPU_LIMITS", "Limit", "STUDY_OVERHEAD", "PRETRAINED", "PREREQUISITES", "Settings", "Pretrained",
-           "Machine", "PlannedStudy", "Reproduction", "plan_reproduction", "format_plan", "reproduce",
-           "missing_dataset", "missing_weights", "duration"]
+__all__ = ["BUDGETS", "BUDGET_SETTINGS", "CPU_LIMITS", "Limit", "STUDY_OVERHEAD", "PRETRAINED", "PREREQUISITES",
+           "Settings", "Pretrained", "Machine", "PlannedStudy", "Reproduction", "plan_reproduction", "format_plan",
+           "reproduce", "missing_dataset", "missing_weights", "duration", "required_keys", "settings_for",
+           "folder_conflict"]
 
 #: the budgets, smallest first
 BUDGETS = ("quick", "cpu", "gpu")
@@ -544,7 +545,8 @@ def _write_report(folder: Path) -> Path:
 def reproduce(out: str | os.PathLike[str], budget: str = "quick", *, executor: str = "local",
               workers: int | None = None, device: str = "auto", address: str | None = None,
               data_root: str | os.PathLike[str] | None = None, only: Sequence[str] = (), progress: bool = True,
-              retry_failed: bool = False, dry_run: bool = False, echo: Callable[[str], None] = print, machine: Machine | None = None) -> Reproduction:
+              retry_failed: bool = False, dry_run: bool = False, echo: Callable[[str], None] = print,
+              machine: Machine | None = None) -> Reproduction:
     """Plan every study the papers' claims need, print the plan, run what fits ``budget`` into
     ``out/studies/<key>/``, write each study's report and the scorecard ``out/scorecard.html``/``.md``.
 
