@@ -110,6 +110,13 @@ def test_gpu_budget_without_a_gpu_says_what_it_would_cost(everything) -> None:
     assert on_one_core.seconds > alexnet.seconds and "on 1 CPU core " in on_one_core.reason
 
 
+def test_a_gpu_left_out_by_device_cpu_is_named(everything) -> None:
+    machine = Machine(cores=2, gpu=False, idle_gpu=True)
+    alexnet = {p.key: p for p in plan_reproduction("out", "gpu", machine)}["fmnist-alexnet"]
+    assert alexnet.reason.endswith("; this machine has one: leave out --device cpu")
+    assert machine.describe() == "2 CPU cores, a GPU left out by --device cpu"
+
+
 def test_missing_cifar10_and_weights_are_each_named(monkeypatch) -> None:
     monkeypatch.setattr(rp, "missing_dataset",
                         lambda name, root=None: "needs CIFAR-10: X" if name == "cifar10" else None)

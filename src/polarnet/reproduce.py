@@ -177,24 +177,27 @@ def duration(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class Machine:
-    """What this machine offers: CPU cores the studies may use, a GPU, where data is looked for."""
+    """What this machine offers: CPU cores the studies may use, a GPU, where data is looked for;
+    ``idle_gpu``: a GPU that ``--device cpu`` leaves out."""
 
     cores: int
     gpu: bool
     data_root: Path | None = None
+    idle_gpu: bool = False
 
     @classmethod
     def detect(cls, data_root: str | os.PathLike[str] | None = None, workers: int | None = None,
-               device: str = "auto") -> Machine:
-        """This machine: ``workers`` cores (default all this process may use) and a GPU when
-        torch sees one and ``device`` allows it."""
+               device: str = "auto", executor: str = "local") -> Machine:
+        """This machine: ``workers`` cores (default: all this process may use; with Ray, the
+        ``workers`` CPUs asked for) and a GPU when torch sees one and ``device`` allows it."""
         import torch
 
         from .experiments.executors import default_workers
 
-        cores = min(workers or default_workers(), default_workers())
-        gpu = device != "cpu" and torch.cuda.is_available()
-        return cls(cores, gpu, Path(data_root) if data_root else None)
+        cores = workers if executor == "ray" and workers else min(workers or default_workers(), default_workers())
+        found = torch.cuda.is_available()
+        return cls(cores, found and device != "cpu", Path(data_root) if data_root else None,
+                   idle_gpu=found and device == "cpu")
 
     @property
     def cpu(self) -> str:
@@ -203,7 +206,8 @@ class Machine:
 
     def describe(self) -> str:
         """``2 CPU cores, no GPU``."""
-        return f"{self.cpu}, {'a GPU' if self.gpu else 'no GPU'}"
+        gpu = "a GPU" if self.gpu else "a GPU left out by --device cpu" if self.idle_gpu else "no GPU"
+        return f"{self.cpu}, {gpu}"
 
     def cpu_seconds(self, study: Any) -> float:
         """The study's estimated time on this machine's CPU cores: :func:`estimate_cost`'s 2-core
@@ -335,19 +339,21 @@ def _needs_hardware(entry: PlannedStudy, machine: Machine) -> str | None:
     if machine.gpu or entry.seconds <= limit.study:
         return None
     return (f"needs a GPU{limit.instead}: ~{duration(entry.seconds)} on {machine.cpu} "
-            f"(the {entry.budget} budget allows ~{duration(limit.study)} a study on a CPU)")
+            f"(the {entry.budget} budget allows ~{duration(limit.study)} a study on a CPU)"
+            f"{'; this machine has one: leave out --device cpu' if machine.idle_gpu else ''}")
 
 
 def _over_total(planned: Sequence[PlannedStudy], machine: Machine, budget: str) -> None:
     """Give the studies that no longer fit the budget's total on a CPU their reason (in plan order)."""
     limit, spent = CPU_LIMITS[budget], 0.0
+    idle = "; this machine has one: leave out --device cpu" if machine.idle_gpu else ""
     if machine.gpu:
         return
     for entry in planned:
         if entry.will_run and spent + entry.seconds > limit.total:
             entry.reason = (f"needs a GPU{limit.instead}: ~{duration(entry.seconds)} on {machine.cpu} would take "
                             f"the {budget} budget past its ~{duration(limit.total)} (the studies above take "
-                            f"~{duration(spent)})")
+                            f"~{duration(spent)}){idle}")
         elif entry.will_run:
             spent += entry.seconds
 
@@ -582,7 +588,7 @@ def reproduce(out: str | os.PathLike[str], budget: str = "quick", *, executor: s
         raise ValueError(f"--only {unknown[0]}: not a study the claims need; choose from {', '.join(keys)}")
     if not dry_run:
         out.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails here, before any planning
-    machine = machine or Machine.detect(data_root or out / "data", workers, device)
+    machine = machine or Machine.detect(data_root or out / "data", workers, device, executor)
     plan = plan_reproduction(out, budget, machine, only=only, keys=keys)
     conflicts = [(p, c) for p in plan if p.will_run and (c := folder_conflict(p))]
     echo(format_plan(plan, machine, budget, out))
