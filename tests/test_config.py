@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import json
+import re
 import tomllib
 from importlib import resources
 
@@ -479,7 +479,8 @@ def test_the_run_limit_message_names_the_grid_and_the_time():
 
 def test_the_cost_limit():
     message = _message(["epochs=10000"], "cifar10-alexnet")  # the full preset is ~900 days; 100 × that is too long
-    assert "the study would take ~8.7e+04 days on 2 CPU cores (1,080 runs, epochs=10,000" in message
+    # ~100 × the full preset's estimate, whatever the cost model's constants (they are measured)
+    assert re.search(r"the study would take ~[89]\.\de\+04 days on \d+ CPU cores? \(1,080 runs, epochs=10,000", message)
     assert "the study would take ~" in message and "the limit is 10^4 days" in message
     assert "set allow_large=true" in message
 
