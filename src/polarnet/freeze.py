@@ -364,7 +364,7 @@ class Enforcer:
         if self.path in ("sparse", "native") and not (compiling and self.rule in _BUILTIN_RULES):
             # inside torch.compile a built-in rule takes the dense computation below (the same
             # numbers, no host reads: no graph breaks); a rule of its own runs eagerly
-            return self._enforce_eagerly(layers)
+            return _eagerly()(self, layers) if compiling else self._enforce_eagerly(layers)
         ws = [w for _, _, _, w in layers]
         codes = [layer.code for _, layer, _, _ in layers]
         indices = [index for index, _, _, _ in layers]
@@ -465,7 +465,6 @@ class Enforcer:
         with, and keys positions within the tensor it sees: a DTensor's block takes ``sparse``)."""
         return w.device.type == "cpu" and not self.clear_state and layer.box is None and native.available(w.dtype)
 
-    @torch.compiler.disable
     def _enforce_eagerly(self, layers: list[tuple[int, _LayerCache, Tensor, Tensor]]) -> Tensor:
         """The sparse and native paths (they read counts and indices back to the host, so
         ``torch.compile`` runs them outside its graph: one graph break)."""
@@ -539,6 +538,19 @@ class Enforcer:
             coords = tuple(coords[order.index(d)] for d in range(w.dim()))
         for value in self._states(param):
             value.index_put_(coords, value.new_zeros(()))
+
+
+_EAGERLY: Callable[..., Tensor] | None = None
+
+
+def _eagerly() -> Callable[..., Tensor]:
+    """:meth:`Enforcer._enforce_eagerly` behind ``torch.compiler.disable`` (one graph break), made
+    on first use under ``torch.compile``: decorating it at import would import ``torch._dynamo``
+    (1.5 s) into every process that imports polarnet, study workers included."""
+    global _EAGERLY
+    if _EAGERLY is None:
+        _EAGERLY = torch.compiler.disable(Enforcer._enforce_eagerly)
+    return _EAGERLY
 
 
 def _dense_layers(ws: list[Tensor], codes: list[Tensor], states: list[list[Tensor]], indices: list[int], rule: str,
