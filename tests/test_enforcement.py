@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from polarnet import enforcement, native
 from polarnet.enforcement import DENSE_RULES, dense_enforce_, template_code
 from polarnet.keyed import reference_uniform
 
@@ -115,3 +116,49 @@ def test_gathering_the_violations_gives_the_dense_numbers_bit_for_bit(values, si
     b = dense_enforce_(gathered, code, rules if len(rules) > 1 else rules[0], 0.5, gather=True, **keys)
     bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[w.element_size()]
     assert torch.equal(a, b) and torch.equal(dense.contiguous().view(bits), gathered.contiguous().view(bits))
+
+
+@settings(max_examples=60, deadline=None)
+@given(members=st.integers(1, 6), size=st.sampled_from([(5,), (4, 3), (3, 1, 2, 2)]),
+       rules=st.lists(st.sampled_from(DENSE_RULES), min_size=1, max_size=4), zeros=st.booleans(),
+       active=st.booleans(), dtype=st.sampled_from([torch.float32, torch.float64]), data=st.data())
+def test_the_c_kernel_gathers_as_the_torch_code_does(members, size, rules, zeros, active, dtype, data) -> None:
+    """``gather=True`` on a CPU takes the C kernel (one call per layer for all members, in place);
+    its weights and counts equal the torch gathering code's bit for bit, with a rule, seed and
+    layer per member, members left out by ``active``, and templates with zeros."""
+    if not native.available(dtype):
+        pytest.skip("no C compiler here")
+    seed = data.draw(st.integers(0, 2**40))
+    torch.manual_seed(seed)
+    w = torch.randn(members, *size, dtype=dtype)
+    w[torch.rand(w.shape) < 0.1] = 0.0
+    code = torch.randint(-1 if zeros else 0, 2, w.shape, dtype=torch.int8)
+    code = code if zeros else code * 2 - 1
+    one = (members,) + (1,) * len(size)
+    keys = dict(seed=torch.randint(0, 2**40, one), step=data.draw(st.integers(1, 10**6)),
+                layer=torch.randint(0, 9, one), members=1, rule_of=torch.randint(0, len(rules), one),
+                active=(torch.rand(one) < 0.6) if active else None)
+    by_torch, by_c = w.clone(), w.clone()
+    calls = []
+    real = native.enforce_rows_
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(enforcement, "_native_rows", lambda *a: None)
+        a = dense_enforce_(by_torch, code, rules, 1e-2, gather=True, **keys)
+        patch.undo()
+        patch.setattr(native, "enforce_rows_", lambda *a: calls.append(1) or real(*a))
+        b = dense_enforce_(by_c, code, rules, 1e-2, gather=True, **keys)
+    assert calls == [1]
+    assert torch.equal(a, b) and torch.equal(by_torch, by_c)
+
+
+def test_the_c_kernel_is_not_used_where_keys_vary_within_a_member() -> None:
+    """Per-entry keys (or an elementwise ``active``) leave ``gather`` to the torch code, which handles them."""
+    w = torch.tensor([[0.5, -0.5], [-0.5, 0.5]])
+    code = template_code(torch.ones(2, 2))
+    assert enforcement._native_rows(w, code, ["posCon"], 0.1, torch.tensor([[1, 2], [3, 4]]), 1, 0, 1, None,
+                                    None) is None
+    assert enforcement._native_rows(w, code, ["posCon"], 0.1, 0, 1, 0, 1, torch.tensor([[True, False]] * 2),
+                                    None) is None
+    n = dense_enforce_(w, code, "posCon", 0.1, seed=0, members=1, active=torch.tensor([[True, False]] * 2),
+                       gather=True)
+    assert n.tolist() == [0, 1] and w.tolist() == [[0.5, -0.5], [pytest.approx(0.1), 0.5]]

@@ -149,3 +149,33 @@ def test_mlp_logits_keep_nan_and_split_members_across_threads(monkeypatch):
         native.mlp_logits(x.double(), w1, b1, w2, b2)
     with pytest.raises(ValueError, match="shapes don't fit"):
         native.mlp_logits(x, w1, b1[:3], w2, b2)
+
+
+@settings(max_examples=50, deadline=None)
+@given(rows=st.integers(1, 5), length=st.integers(1, 300), dtype=st.sampled_from([torch.float32, torch.float64]),
+       seed=st.integers(0, 2**40), step=st.integers(0, 10**6), data=st.data())
+def test_enforce_rows_equals_enforce_on_each_picked_row(rows, length, dtype, seed, step, data):
+    """One call for picked rows of a stack (rows apart in memory: a slice of a wider stack), each
+    with its own rule and key, equals :func:`native.enforce_` row by row; other rows are untouched."""
+    torch.manual_seed(seed)
+    wide = torch.randn(rows, length + 3, dtype=dtype)
+    w = wide[:, :length]
+    code = torch.randint(-1, 2, (rows, length + 3), dtype=torch.int8)[:, :length]
+    picked = sorted(data.draw(st.sets(st.integers(0, rows - 1), min_size=1)))
+    rules = [data.draw(st.sampled_from(RULES)) for _ in picked]
+    keys = native.layer_keys(seed, step, torch.tensor(picked))
+    expected, counts = wide.clone(), []
+    for r, rule in zip(picked, rules):
+        row = wide[r, :length].clone()
+        counts.append(native.enforce_(row, code[r].contiguous(), rule, 0.25, native.layer_key(seed, step, r)))
+        expected[r, :length] = row
+    got = native.enforce_rows_(w, code, torch.tensor(picked), torch.tensor([native.RULE_CODES[r] for r in rules]),
+                               0.25, keys)
+    assert got.tolist() == counts
+    assert torch.equal(wide, expected)
+
+
+def test_layer_keys_are_layer_key_for_each_member():
+    keys = native.layer_keys(torch.tensor([5, 2**40 + 7]), torch.tensor([1, 99]), 3)
+    assert [k & ((1 << 64) - 1) for k in keys.tolist()] == [native.layer_key(5, 1, 3), native.layer_key(2**40 + 7, 99, 3)]
+    assert int(native.layer_keys(5, 1, 3)) & ((1 << 64) - 1) == native.layer_key(5, 1, 3)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from . import native
 from .keyed import keyed_uniform
 
 __all__ = ["DENSE_RULES", "dense_enforce_", "project_", "template_code", "FIRST_MOMENTS"]
@@ -118,7 +119,6 @@ def dense_enforce_(w: Tensor, signs: Tensor, rule: str | Sequence[str] = "posRan
         (2, [[0.5, 0.009999999776482582], [-0.009999999776482582, 0.0]])
     """
     with torch.no_grad():
-        bad, stray = _violations(w, signs, active)
         rules = [rule] if isinstance(rule, str) else list(rule)
         if len(rules) > 1 and rule_of is None:
             raise ValueError("several reset rules need rule_of: each member's rule, as an index into them")
@@ -126,10 +126,16 @@ def dense_enforce_(w: Tensor, signs: Tensor, rule: str | Sequence[str] = "posRan
         if unknown:
             raise ValueError(f"the dense path knows the reset rules {', '.join(DENSE_RULES)}; got {unknown[0]!r} "
                              f"(a rule of your own runs on the sparse path: Enforcer(..., path='sparse'))")
+        if gather and not states and positions is None:
+            counts = _native_rows(w, signs, rules, eps, seed, step, layer, members, active, rule_of)
+            if counts is not None:
+                return counts
         if gather:
+            bad, stray = _violations(w, signs, active)
             _gather_resets(w, bad, rules, eps, seed, step, layer, members, rule_of, positions)
             w.masked_fill_(stray, 0.0)
         else:
+            bad, stray = _violations(w, signs, active)
             # a violating weight has the sign opposite to T; the sparse path takes the sign from
             # the value in the same way (it also decides a NaN's fate), so the dense one does too
             signs_w = w.sign().neg_()
@@ -148,6 +154,39 @@ def dense_enforce_(w: Tensor, signs: Tensor, rule: str | Sequence[str] = "posRan
             state.masked_fill_(hit, 0)
         dims = tuple(range(members, w.dim()))
         return hit.sum(dims) if dims else hit.to(torch.int64)
+
+
+def _per_member(key: Tensor | int, m: int) -> Tensor | int | None:
+    """A key as one value per member (shape ``(m,)``) or one int; ``None`` when it varies within a member."""
+    if not isinstance(key, Tensor):
+        return key
+    if key.numel() == 1:
+        return int(key)
+    return key.reshape(-1).to(torch.int64) if key.numel() == m and key.dim() >= 1 and key.shape[0] == m else None
+
+
+def _native_rows(w: Tensor, signs: Tensor, rules: list[str], eps: float, seed: Tensor | int, step: Tensor | int,
+                 layer: Tensor | int, members: int, active: Tensor | None, rule_of: Tensor | None) -> Tensor | None:
+    """:func:`dense_enforce_`'s ``gather`` on a CPU by the C kernel (:func:`polarnet.native.enforce_rows_`), one
+    pass over each member's weight; ``None`` where it doesn't apply (the torch code then runs): other than one
+    member axis of float32/float64 rows, int8 signs of ``w``'s shape, keys and rules and ``active`` per member."""
+    if members != 1 or w.device.type != "cpu" or w.dim() < 2 or signs.dtype != torch.int8 \
+            or signs.shape != w.shape or not native.available(w.dtype) \
+            or not (w[0].is_contiguous() and signs[0].is_contiguous()):
+        return None
+    m = w.shape[0]
+    keys = [_per_member(k, m) for k in (seed, step, layer)]
+    chosen = _per_member(rule_of, m) if rule_of is not None else 0
+    on = None if active is None else _per_member(active.to(torch.int64), m)
+    if any(k is None for k in keys) or chosen is None or (active is not None and on is None):
+        return None
+    codes = torch.tensor([native.RULE_CODES[name] for name in rules], dtype=torch.int32)
+    rule_codes = codes[chosen].expand(m)
+    rows = torch.arange(m) if on is None else torch.nonzero(torch.as_tensor(on).expand(m)).view(-1)
+    every = native.layer_keys(*keys).expand(m)  # type: ignore[arg-type]
+    counts = torch.zeros(m, dtype=torch.int64)
+    counts[rows] = native.enforce_rows_(w, signs, rows, rule_codes[rows], eps, every[rows])
+    return counts
 
 
 def _violations(w: Tensor, signs: Tensor, active: Tensor | None) -> tuple[Tensor, Tensor]:

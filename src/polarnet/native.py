@@ -34,7 +34,7 @@ from torch import Tensor
 
 from .keyed import _K, _MASK64, _key, _mix
 
-__all__ = ["library", "available", "enforce_", "mlp_logits", "RULE_CODES"]
+__all__ = ["library", "available", "enforce_", "enforce_rows_", "layer_keys", "mlp_logits", "RULE_CODES"]
 
 #: the built-in reset rules' numbers in the kernel
 RULE_CODES = {"posRand": 0, "posCon": 1, "zero": 2, "flip": 3}
@@ -106,6 +106,19 @@ int64_t NAME(T *w, const int8_t *code, int64_t start, int64_t stop, int rule, T 
 
 ENFORCE(polarnet_enforce_f32, float)
 ENFORCE(polarnet_enforce_f64, double)
+
+/* rows[i] of stacked weights (an ensemble's members), each its own rule and key: counts[i] */
+#define ENFORCE_ROWS(NAME, ONE, T)                                                                \
+void NAME(T *w, int64_t w_stride, const int8_t *code, int64_t code_stride, int64_t len,           \
+          int64_t n, const int64_t *rows, const int32_t *rule, T eps, const int64_t *keys,         \
+          int64_t *counts) {                                                                      \
+    for (int64_t i = 0; i < n; ++i)                                                               \
+        counts[i] = ONE(w + rows[i] * w_stride, code + rows[i] * code_stride, 0, len, rule[i], eps, \
+                        (uint64_t)keys[i], 0, 0, 0);                                              \
+}
+
+ENFORCE_ROWS(polarnet_enforce_rows_f32, polarnet_enforce_f32, float)
+ENFORCE_ROWS(polarnet_enforce_rows_f64, polarnet_enforce_f64, double)
 
 /* z[m, i] = b2[m] + sum_h w2[m, h] relu(b1[m, h] + sum_d w1[m, h, d] x[i, d]) for members
    m0 <= m < m1: a one-hidden-layer MLP's logits per member and sample, 16 hidden units at a
@@ -221,6 +234,11 @@ def library() -> ctypes.CDLL | None:
             fn.restype = ctypes.c_int64
             fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, real,
                            ctypes.c_uint64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        for name, real in (("polarnet_enforce_rows_f32", ctypes.c_float), ("polarnet_enforce_rows_f64", ctypes.c_double)):
+            fn = getattr(lib, name)
+            fn.restype = None
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                           ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, real, ctypes.c_void_p, ctypes.c_void_p]
         logits = lib.polarnet_mlp_logits_f32
         logits.restype = None
         logits.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
@@ -306,6 +324,70 @@ def enforce_(flat: Tensor, code: Tensor, rule: str, eps: float, key: int,
     size = -(-n // threads // 64) * 64  # whole 64-entry blocks per thread
     bounds = [(s, min(s + size, n)) for s in range(0, n, size)]
     return sum(_pool(threads).map(lambda b: run(*b), bounds))
+
+
+def enforce_rows_(w: Tensor, code: Tensor, rows: Tensor, rules: Tensor, eps: float, keys: Tensor) -> Tensor:
+    """Enforce the members ``rows`` of stacked weights in place with the kernel, each with its
+    own rule and key, in one call; returns each one's resets.
+
+    ``w`` and ``code`` (its int8 template signs, the same shape) hold one member per row of
+    their first axis, each row contiguous (rows may be apart, as in a slice of a stack).
+    ``rows`` (int64) picks the members to enforce, ``rules`` (int32, :data:`RULE_CODES`) and
+    ``keys`` (int64: :func:`layer_key`'s bits, as :func:`layer_keys` computes them for many
+    members) are one per picked member. The same numbers as :func:`enforce_` on each row.
+
+    Example:
+        >>> w = torch.tensor([[0.5, -0.2], [0.3, -0.1], [-0.4, 0.2]])
+        >>> code = torch.tensor([[1, 1], [1, 1], [-1, 1]], dtype=torch.int8)
+        >>> rows, rules = torch.tensor([0, 2]), torch.tensor([RULE_CODES["posCon"]] * 2, dtype=torch.int32)
+        >>> n = enforce_rows_(w, code, rows, rules, 0.01, layer_keys(0, 1, torch.tensor([0, 0]))) if available() else None
+        >>> n.tolist() if n is not None else [1, 0], w[1].tolist() if n is not None else [0.3, -0.1]
+        ([1, 0], [0.30000001192092896, -0.10000000149011612])
+    """
+    lib = library()
+    if lib is None or not available(w.dtype):
+        raise RuntimeError("the native kernel is not available here (see polarnet.native.library)")
+    length = w[0].numel() if w.shape[0] else 0
+    if not (w.device.type == "cpu" and code.dtype == torch.int8 and code.shape == w.shape and w.dim() >= 1
+            and (w.shape[0] == 0 or (w[0].is_contiguous() and code[0].is_contiguous()))):
+        raise ValueError("enforce_rows_ needs CPU weights stacked along the first axis, each row contiguous, and "
+                         "int8 signs of the same shape")
+    rows, rules, keys = (t.to(torch.int64).contiguous() for t in (rows, rules, keys))
+    rules = rules.to(torch.int32)
+    counts = torch.zeros(len(rows), dtype=torch.int64)
+    if len(rows) == 0:
+        return counts
+    fn = lib.polarnet_enforce_rows_f32 if w.dtype == torch.float32 else lib.polarnet_enforce_rows_f64
+    w_stride, code_stride = w.stride(0), code.stride(0)
+
+    def run(start: int, stop: int) -> None:
+        fn(w.data_ptr(), w_stride, code.data_ptr(), code_stride, length, stop - start,
+           rows.data_ptr() + 8 * start, rules.data_ptr() + 4 * start, eps, keys.data_ptr() + 8 * start,
+           counts.data_ptr() + 8 * start)
+
+    threads = max(1, torch.get_num_threads())
+    if threads == 1 or len(rows) < 2 or len(rows) * length < 2 * _SPLIT:
+        run(0, len(rows))
+    else:
+        per = -(-len(rows) // threads)
+        list(_pool(threads).map(lambda s: run(s, min(s + per, len(rows))), range(0, len(rows), per)))
+    return counts
+
+
+def layer_keys(seed: Tensor | int, step: Tensor | int, layer: Tensor | int) -> Tensor:
+    """:func:`layer_key` of many members at once: int64 tensors (or ints) that broadcast; the
+    keys' 64 bits as int64.
+
+    Example:
+        >>> keys = layer_keys(torch.tensor([7, 8]), 3, torch.tensor([0, 2]))
+        >>> [k & _MASK64 for k in keys.tolist()] == [layer_key(7, 3, 0), layer_key(8, 3, 2)]
+        True
+    """
+    cpu = torch.device("cpu")
+    x = _mix(_key(seed, _K[0], _K[1], cpu))
+    x = _mix(x ^ _key(step, _K[2], 0, cpu))
+    x = _mix(x ^ _key(layer, _K[3], 1, cpu))
+    return torch.as_tensor(x, dtype=torch.int64)
 
 
 def mlp_logits(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:

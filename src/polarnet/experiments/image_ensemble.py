@@ -216,12 +216,12 @@ class _Layer(NamedTuple):
 
     name: str
     rule: str
-    rows: Tensor | slice  # the members (a slice when they are consecutive)
-    members: list[int]
-    signs: Tensor  # int8 (members, *shape)
-    index: Tensor  # (members, 1, …) the weight's position in each member's template
-    seed: Tensor  # (members, 1, …) each member's reset seed
-    active: Tensor | None  # bool (members, 1, …): members whose template holds this weight
+    rows: Tensor | slice  # the stack's rows: a span (``active`` marks the rule's members), or the members
+    members: list[int]  # the rule's members
+    signs: Tensor  # int8 (rows, *shape)
+    index: Tensor  # (rows, 1, …) the weight's position in each member's template
+    seed: Tensor  # (rows, 1, …) each member's reset seed
+    active: Tensor | None  # bool (rows, 1, …): the rule's members whose template holds this weight
 
 
 class _Ensemble:
@@ -390,24 +390,28 @@ class _Ensemble:
             if after is not None:  # reset with the run's rule, or project
                 rules.setdefault(self.specs[m].reset if after == "reset" else "project", []).append(m)
         for rule, members in rules.items():
+            # the rule's members as a span of the stack (members of other rules in it inactive) where
+            # that is cheap: on a CPU, where the C kernel enforces them in place; elsewhere, the members
+            # gathered (a template byte per constrained weight, no more)
+            span = list(range(members[0], members[-1] + 1))
             rows: Tensor | slice = slice(members[0], members[-1] + 1)
-            if members != list(range(members[0], members[-1] + 1)):
-                rows = torch.tensor(members, device=self.device)
+            if members != span and self.device.type != "cpu":
+                rows, span = torch.tensor(members, device=self.device), members
             for name in names:
                 w = self.params[name]
-                ones = (len(members),) + (1,) * (w.dim() - 1)
-                signs = torch.zeros((len(members), *w.shape[1:]), dtype=torch.int8, device=self.device)
-                index = torch.zeros(len(members), dtype=torch.int64)
-                has = torch.zeros(len(members), dtype=torch.bool)
-                for i, m in enumerate(members):
+                ones = (len(span),) + (1,) * (w.dim() - 1)
+                signs = torch.zeros((len(span), *w.shape[1:]), dtype=torch.int8, device=self.device)
+                index = torch.zeros(len(span), dtype=torch.int64)
+                has = torch.zeros(len(span), dtype=torch.bool)
+                for i, m in enumerate(span):
                     template = self.templates[m]
-                    if template is not None and name in template:
+                    if m in members and template is not None and name in template:
                         signs[i] = template_code(template[name]).to(self.device)
                         index[i] = list(template).index(name)
                         has[i] = True
                 if not bool(has.any()):
                     continue
-                seed = torch.tensor([self.specs[m].reset_seed for m in members], dtype=torch.int64)
+                seed = torch.tensor([self.specs[m].reset_seed for m in span], dtype=torch.int64)
                 layers.append(_Layer(name, rule, rows, members, signs, index.view(ones).to(self.device),
                                      seed.view(ones).to(self.device),
                                      None if bool(has.all()) else has.view(ones).to(self.device)))
@@ -532,7 +536,8 @@ class _Ensemble:
         template = self.templates[m]
         for layer in self.layers:
             if m in layer.members and template is not None and layer.name in template:
-                layer.signs[layer.members.index(m)] = template_code(template[layer.name]).to(self.device)
+                row = m - layer.rows.start if isinstance(layer.rows, slice) else layer.members.index(m)
+                layer.signs[row] = template_code(template[layer.name]).to(self.device)
 
     def sign_changes(self) -> list[dict[str, float]]:
         """Per member, the fraction of each weight's signs changed since the last call."""
