@@ -118,3 +118,31 @@ def test_eg_groups_split_template_weights_from_the_rest():
 def test_bad_settings_are_refused(make, match):
     with pytest.raises(ValueError, match=match):
         make(nn.Parameter(torch.ones(2)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(members=st.integers(1, 9), shape=st.sampled_from([(7,), (30, 41), (6, 1, 5, 5)]),
+       per_member_lr=st.booleans(), per_member_step=st.booleans(), update=st.sampled_from(["gd", "eg", "mixed"]),
+       seed=st.integers(0, 2**31))
+def test_a_large_tensor_updated_a_slice_of_rows_at_a_time_gives_the_same_bits(members, shape, per_member_lr,
+                                                                              per_member_step, update, seed):
+    """On a CPU, tensors above ``_CPU_SLICE`` entries are updated rows at a time (to stay in
+    cache); with the slice forced small, every number equals the whole-tensor update's."""
+    from polarnet import optim
+    torch.manual_seed(seed)
+    p, g = torch.randn(members, *shape), torch.randn(members, *shape)
+    avg, square = torch.randn(members, *shape) * 0.1, torch.rand(members, *shape) * 0.01
+    lr = torch.rand(members, dtype=torch.float64) if per_member_lr else 1e-3
+    step = torch.randint(1, 50, (members,)) if per_member_step else 7
+    kind = {"gd": False, "eg": True, "mixed": torch.rand(members) < 0.5}[update]
+    out = []
+    for slice_size in (10**12, 16):
+        state = [p.clone(), avg.clone(), square.clone()]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(optim, "_CPU_SLICE", slice_size)
+            for _ in range(3):
+                adam_([state[0]], [g], [state[1]], [state[2]], step, lr, 1e-8, multiplicative=[kind])
+        out.append(state)
+    for whole, sliced in zip(*out):
+        assert torch.equal(whole, sliced)
+    assert len(optim._slices(torch.zeros(members * 1000, 100))) > 1 and optim._slices(torch.zeros(3, 4)) == [slice(None)]

@@ -80,31 +80,60 @@ def adam_(params: Sequence[Tensor], grads: Sequence[Tensor], avgs: Sequence[Tens
         bias1 = 1 - _BETA1 ** float(step)
         bias2_sqrt = (1 - _BETA2 ** float(step)) ** 0.5
     kinds = multiplicative if multiplicative is not None else [False] * len(params)
+    per_member = isinstance(lr, Tensor) or isinstance(bias1, Tensor)
     for p, g, avg, square, kind in zip(params, grads, avgs, squares, kinds):
-        avg.lerp_(g, 1 - _BETA1)
-        square.mul_(_BETA2).addcmul_(g, g, value=1 - _BETA2)
         shape = (-1,) + (1,) * (p.dim() - 1)
         scale = bias2_sqrt.to(p.dtype).view(shape) if isinstance(bias2_sqrt, Tensor) else bias2_sqrt
-        denom = (square.sqrt() / scale).add_(eps)
-        per_member = isinstance(lr, Tensor) or isinstance(bias1, Tensor)
         if per_member:
             size: float | Tensor = torch.as_tensor(-(lr / bias1), dtype=torch.float64, device=p.device).to(p.dtype)
             size = size.view(shape) if size.dim() else size
         else:
             size = -(lr / bias1)
-        if kind is False:
-            if per_member:
-                p.add_(size * avg / denom)
-            else:
-                p.addcdiv_(avg, denom, value=size)
-            continue
-        if kind is True:
-            eg_([p], [torch.div(avg, denom, out=denom)], size)  # the direction, in denom's memory
-            continue
-        direction = avg / denom
-        # some members multiplicative, the others additive
-        grown = p * torch.exp(torch.sign(p).mul_(direction).mul_(size))
-        p.copy_(torch.where(kind.view(shape), grown, p + size * avg / denom))  # the additive path's ops, so its rounding
+        kind = kind.view(shape) if isinstance(kind, Tensor) else kind
+        for rows in _slices(p):
+            _adam_rows(p[rows], g[rows], avg[rows], square[rows], _part(scale, rows, p), _part(size, rows, p),
+                       _part(kind, rows, p), eps, per_member)
+
+
+#: on a CPU, a tensor of more entries than this is updated a slice of rows (its first axis: an
+#: ensemble's members) at a time, so that Adam's seven passes stay in the core's cache instead
+#: of streaming the whole tensor from memory each time; the same ops on every entry, so the
+#: same numbers, in about half the time for an ensemble's weights
+_CPU_SLICE = 1 << 16
+
+
+def _slices(p: Tensor) -> list[slice]:
+    """Rows of ``p`` to update one after another (all of it on a GPU, or when small)."""
+    if p.device.type != "cpu" or p.dim() == 0 or p.numel() <= _CPU_SLICE or p.shape[0] < 2:
+        return [slice(None)]
+    per = max(1, _CPU_SLICE // max(1, p.numel() // p.shape[0]))
+    return [slice(start, start + per) for start in range(0, p.shape[0], per)]
+
+
+def _part(t: Any, rows: slice, p: Tensor) -> Any:
+    """A per-member number (shaped ``(M, 1, …)``) for the rows ``rows`` of ``p``; a scalar as it is."""
+    return t[rows] if isinstance(t, Tensor) and t.dim() and t.shape[0] == p.shape[0] else t
+
+
+def _adam_rows(p: Tensor, g: Tensor, avg: Tensor, square: Tensor, scale: float | Tensor, size: float | Tensor,
+               kind: bool | Tensor, eps: float, per_member: bool) -> None:
+    """:func:`adam_`'s update of one tensor (or rows of it)."""
+    avg.lerp_(g, 1 - _BETA1)
+    square.mul_(_BETA2).addcmul_(g, g, value=1 - _BETA2)
+    denom = (square.sqrt() / scale).add_(eps)
+    if kind is False:
+        if per_member:
+            p.add_(size * avg / denom)
+        else:
+            p.addcdiv_(avg, denom, value=size)  # type: ignore[arg-type]
+        return
+    if kind is True:
+        eg_([p], [torch.div(avg, denom, out=denom)], size)  # the direction, in denom's memory
+        return
+    direction = avg / denom
+    # some members multiplicative, the others additive
+    grown = p * torch.exp(torch.sign(p).mul_(direction).mul_(size))
+    p.copy_(torch.where(kind, grown, p + size * avg / denom))  # the additive path's ops, so its rounding
 
 
 def eg_groups(model: nn.Module, template: Any, **options: Any) -> list[dict[str, Any]]:
