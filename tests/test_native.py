@@ -177,5 +177,41 @@ def test_enforce_rows_equals_enforce_on_each_picked_row(rows, length, dtype, see
 
 def test_layer_keys_are_layer_key_for_each_member():
     keys = native.layer_keys(torch.tensor([5, 2**40 + 7]), torch.tensor([1, 99]), 3)
-    assert [k & ((1 << 64) - 1) for k in keys.tolist()] == [native.layer_key(5, 1, 3), native.layer_key(2**40 + 7, 99, 3)]
+    expected = [native.layer_key(5, 1, 3), native.layer_key(2**40 + 7, 99, 3)]
+    assert [k & ((1 << 64) - 1) for k in keys.tolist()] == expected
     assert int(native.layer_keys(5, 1, 3)) & ((1 << 64) - 1) == native.layer_key(5, 1, 3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 3), cin=st.integers(1, 4), cout=st.integers(1, 70), groups=st.sampled_from([1, 2, 3]),
+       k=st.integers(1, 5), pad=st.integers(0, 2), size=st.integers(2, 13), relu=st.booleans(),
+       seed=st.integers(0, 2**31))
+def test_conv_pool_is_conv_then_pool_then_relu_to_rounding(n, cin, cout, groups, k, pad, size, relu, seed):
+    """Every channel count (blocks of 16 and their tails), group count, kernel, padding and odd
+    sizes (the pool's floor), against ``conv2d`` → ``max_pool2d`` → ``relu``."""
+    torch.manual_seed(seed)
+    functional = torch.nn.functional
+    if size + 2 * pad - k + 1 < 2:
+        return
+    x = torch.randn(n, cin * groups, size, size)
+    w, b = torch.randn(cout * groups, cin, k, k), torch.randn(cout * groups)
+    expected = functional.max_pool2d(functional.conv2d(x, w, b, padding=pad, groups=groups), 2)
+    expected = expected.relu() if relu else expected
+    got = native.conv_pool(x.contiguous(memory_format=torch.channels_last), w, b, (pad, pad), relu, groups)
+    assert got.shape == expected.shape and got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert torch.equal(native.conv_pool(x, w, None, (pad, pad), relu, groups),
+                       native.conv_pool(x, w, torch.zeros_like(b), (pad, pad), relu, groups))
+
+
+def test_conv_pool_keeps_nan_and_refuses_what_it_cannot_compute():
+    x, w = torch.randn(1, 1, 6, 6), torch.randn(17, 1, 3, 3)
+    x[0, 0, 0, 0] = float("nan")
+    out = native.conv_pool(x, w, None, (0, 0), relu=True)
+    assert torch.isnan(out[0, :, 0, 0]).all() and not torch.isnan(out[0, :, 1:, 1:]).any()
+    with pytest.raises(ValueError, match="float32 CPU"):
+        native.conv_pool(x.double(), w.double(), None, (0, 0), relu=True)
+    with pytest.raises(ValueError, match="groups=2"):
+        native.conv_pool(x, w, None, (0, 0), relu=True, groups=2)
+    with pytest.raises(ValueError, match="nothing to pool"):
+        native.conv_pool(x, torch.randn(2, 1, 6, 6), None, (0, 0), relu=True)

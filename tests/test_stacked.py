@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from polarnet import native
 from polarnet.experiments.stacked import MEMBERS, SHARED, Act, StackedProgram, adam_
 from polarnet.models import get_model
 
@@ -98,3 +99,54 @@ def test_adam_is_torch_adam_bit_for_bit() -> None:
         assert torch.equal(stacked[m], p.detach())
         if lr == lrs[1]:
             assert torch.equal(uniform[m], p.detach())
+
+
+def _lenet_stack(members: int) -> tuple[dict[str, torch.Tensor], list[nn.Module]]:
+    models = [get_model("lenet").eval() for _ in range(members)]
+    return {n: torch.stack([m.get_parameter(n).detach() for m in models]) for n, _ in models[0].named_parameters()}, \
+        models
+
+
+@pytest.mark.skipif(not native.available(), reason="no C compiler here")
+def test_a_shared_batch_takes_the_fused_convolution_and_pool_in_evaluation_only(monkeypatch) -> None:
+    """LeNet's first convolution, its ReLU and 2×2 pool run as one C pass
+    (:func:`polarnet.native.conv_pool`) on a shared batch in evaluation, with the outputs of the
+    unfused program to rounding, a NaN kept; training, autograd and per-member batches don't
+    take it."""
+    torch.manual_seed(2)
+    params, models = _lenet_stack(3)
+    program = StackedProgram(get_model("lenet"))
+    calls = []
+    real = native.conv_pool
+    monkeypatch.setattr(native, "conv_pool", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = torch.randn(6, 1, 28, 28)
+    x[0, 0, 10, 10] = float("nan")
+    with torch.no_grad():
+        fused = program(params, {}, Act(x, SHARED), False)
+        assert len(calls) == 1
+        monkeypatch.setattr(StackedProgram, "_fusable", lambda self, t: False)
+        plain = program(params, {}, Act(x, SHARED), False)
+    assert torch.isnan(fused[:, 0]).all() and torch.isnan(plain[:, 0]).all()
+    torch.testing.assert_close(fused[:, 1:], plain[:, 1:], atol=1e-5, rtol=1e-5)
+    for m, model in enumerate(models):
+        torch.testing.assert_close(fused[m, 1:], model(x[1:]), atol=1e-5, rtol=1e-5)
+    monkeypatch.undo()
+    monkeypatch.setattr(native, "conv_pool", lambda *a, **k: calls.append(1) or real(*a, **k))
+    program(params, {}, Act(x, SHARED), False)  # autograd on
+    with torch.no_grad():
+        program(params, {}, Act(x.expand(3, *x.shape), MEMBERS), False)
+        program(params, {}, Act(x, SHARED), True)
+    assert len(calls) == 1
+
+
+def test_a_grouped_first_convolution_on_a_shared_batch_keeps_members_apart() -> None:
+    """groups > 1 over a shared input: each member's groups read the input's channels, as its
+    own model does (the dense side-by-side convolution only holds for one group)."""
+    torch.manual_seed(0)
+    models = [nn.Sequential(nn.Conv2d(4, 6, 3, groups=2), nn.Flatten()) for _ in range(3)]
+    params = {n: torch.stack([m.get_parameter(n).detach() for m in models]) for n, _ in models[0].named_parameters()}
+    x = torch.randn(2, 4, 5, 5)
+    with torch.no_grad():
+        out = StackedProgram(models[0])(params, {}, Act(x, SHARED), training=False)
+    for m, model in enumerate(models):
+        torch.testing.assert_close(out[m], model(x), atol=1e-5, rtol=1e-5)

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from .keyed import _K, _MASK64, _key, _mix
 
-__all__ = ["library", "available", "enforce_", "enforce_rows_", "layer_keys", "mlp_logits", "RULE_CODES"]
+__all__ = ["library", "available", "enforce_", "enforce_rows_", "layer_keys", "mlp_logits", "conv_pool", "RULE_CODES"]
 
 #: the built-in reset rules' numbers in the kernel
 RULE_CODES = {"posRand": 0, "posCon": 1, "zero": 2, "flip": 3}
@@ -161,6 +161,97 @@ void polarnet_mlp_logits_f32(const float *x, int64_t n, int64_t d, const float *
     }
     free(wt);
 }
+
+/* relu(max_pool2d(conv2d(x, w, bias, groups=groups), 2)) in one pass, float32, stride 1: the four
+   outputs of each 2x2 window (of P windows side by side) for NB blocks of 16 channels of one
+   group are summed in registers, pooled and stored; the full-size convolution output is never
+   written. x: (n, hp, wp, groups * cin), already padded; w: (groups, kh, kw, cin, cp), cp = 16 *
+   blocks per group, zero-padded channels; bias: (groups, cp); out: (n, ho, wo, groups * cout),
+   ho = (hp - kh + 1) / 2. Sums are fused multiply-adds (as oneDNN's are): a scoped fp-contract
+   keeps the rest of this file's arithmetic exactly as written. */
+static inline v16f vmax16(v16f a, v16f b) { /* torch.maximum: a NaN on either side wins */
+    v16i take_a = ((a > b) | (a != a)) & ~(b != b);
+    return (v16f)(((v16i)a & take_a) | ((v16i)b & ~take_a));
+}
+
+typedef struct {
+    const float *x, *w, *bias;
+    float *out;
+    int64_t hp, wp, cx, cin, kh, kw, cp, cout, groups, ho, wo;
+    int relu;
+} conv_pool_args;
+
+#pragma GCC push_options
+#pragma GCC optimize ("fp-contract=fast")
+#define CONV_POOL_TILE(NB, P)                                                                      \
+static void conv_pool_tile_##NB##_##P(const conv_pool_args *a, int64_t k, int64_t g, int64_t b0,     \
+                                      int64_t i, int64_t j) {                                       \
+    v16f acc[P][4][NB];                                                                            \
+    const float *bias = a->bias + g * a->cp + b0 * 16;                                             \
+    for (int p = 0; p < P; ++p)                                                                    \
+        for (int q = 0; q < 4; ++q)                                                                \
+            for (int b = 0; b < NB; ++b) acc[p][q][b] = load16(bias + b * 16);                     \
+    const float *xg = a->x + k * a->hp * a->wp * a->cx + g * a->cin;                               \
+    const float *wg = a->w + g * a->kh * a->kw * a->cin * a->cp + b0 * 16;                         \
+    for (int64_t r = 0; r < a->kh; ++r)                                                            \
+        for (int64_t s = 0; s < a->kw; ++s) {                                                      \
+            const float *x0 = xg + ((2 * i + r) * a->wp + 2 * j + s) * a->cx;                      \
+            const float *wr = wg + (r * a->kw + s) * a->cin * a->cp;                               \
+            for (int64_t c = 0; c < a->cin; ++c) {                                                 \
+                v16f wv[NB];                                                                       \
+                for (int b = 0; b < NB; ++b) wv[b] = load16(wr + c * a->cp + b * 16);             \
+                for (int p = 0; p < P; ++p) {                                                      \
+                    const float *xp = x0 + 2 * p * a->cx + c;                                      \
+                    float v0 = xp[0], v1 = xp[a->cx], v2 = xp[a->wp * a->cx],                      \
+                          v3 = xp[(a->wp + 1) * a->cx];                                            \
+                    for (int b = 0; b < NB; ++b) {                                                 \
+                        acc[p][0][b] += wv[b] * v0;                                                \
+                        acc[p][1][b] += wv[b] * v1;                                                \
+                        acc[p][2][b] += wv[b] * v2;                                                \
+                        acc[p][3][b] += wv[b] * v3;                                                \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    for (int p = 0; p < P; ++p) {                                                                  \
+        float *o = a->out + ((k * a->ho + i) * a->wo + j + p) * a->groups * a->cout + g * a->cout;  \
+        for (int b = 0; b < NB; ++b) {                                                             \
+            v16f m = vmax16(vmax16(acc[p][0][b], acc[p][1][b]), vmax16(acc[p][2][b], acc[p][3][b])); \
+            if (a->relu) m = (v16f)((v16i)m & ~(m <= (v16f){0})); /* keeps NaN, as torch.relu */   \
+            int64_t c0 = (b0 + b) * 16, len = a->cout - c0 < 16 ? a->cout - c0 : 16;                \
+            memcpy(o + c0, &m, sizeof(float) * (size_t)len);                                       \
+        }                                                                                          \
+    }                                                                                              \
+}
+CONV_POOL_TILE(4, 1)
+CONV_POOL_TILE(3, 1)
+CONV_POOL_TILE(2, 2)
+CONV_POOL_TILE(1, 2)
+CONV_POOL_TILE(2, 1)
+CONV_POOL_TILE(1, 1)
+#pragma GCC pop_options
+
+void polarnet_conv_pool_f32(const float *x, int64_t hp, int64_t wp, int64_t groups, int64_t cin, const float *w,
+                            int64_t kh, int64_t kw, int64_t cp, const float *bias, float *out, int64_t cout,
+                            int relu, int64_t k0, int64_t k1) {
+    conv_pool_args a = {x, w, bias, out, hp, wp, groups * cin, cin, kh, kw, cp, cout, groups,
+                        (hp - kh + 1) / 2, (wp - kw + 1) / 2, relu};
+    int64_t blocks = cp / 16;
+    for (int64_t k = k0; k < k1; ++k)
+        for (int64_t i = 0; i < a.ho; ++i)
+            for (int64_t g = 0; g < groups; ++g) {
+                int64_t b0 = 0;
+                for (; b0 + 4 <= blocks; b0 += 4)
+                    for (int64_t j = 0; j < a.wo; ++j) conv_pool_tile_4_1(&a, k, g, b0, i, j);
+                int64_t rest = blocks - b0, j = 0;
+                if (rest == 3)
+                    for (; j < a.wo; ++j) conv_pool_tile_3_1(&a, k, g, b0, i, j);
+                for (; rest && rest < 3 && j + 2 <= a.wo; j += 2) /* two windows: enough sums in flight */
+                    if (rest == 2) conv_pool_tile_2_2(&a, k, g, b0, i, j); else conv_pool_tile_1_2(&a, k, g, b0, i, j);
+                for (; rest && rest < 3 && j < a.wo; ++j)
+                    if (rest == 2) conv_pool_tile_2_1(&a, k, g, b0, i, j); else conv_pool_tile_1_1(&a, k, g, b0, i, j);
+            }
+}
 """
 
 _FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-std=c11", "-fno-fast-math"]
@@ -234,11 +325,17 @@ def library() -> ctypes.CDLL | None:
             fn.restype = ctypes.c_int64
             fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, real,
                            ctypes.c_uint64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
-        for name, real in (("polarnet_enforce_rows_f32", ctypes.c_float), ("polarnet_enforce_rows_f64", ctypes.c_double)):
+        for name, real in (("polarnet_enforce_rows_f32", ctypes.c_float),
+                           ("polarnet_enforce_rows_f64", ctypes.c_double)):
             fn = getattr(lib, name)
             fn.restype = None
             fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                            ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, real, ctypes.c_void_p, ctypes.c_void_p]
+        fused = lib.polarnet_conv_pool_f32
+        fused.restype = None
+        fused.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                          ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                          ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
         logits = lib.polarnet_mlp_logits_f32
         logits.restype = None
         logits.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
@@ -340,7 +437,8 @@ def enforce_rows_(w: Tensor, code: Tensor, rows: Tensor, rules: Tensor, eps: flo
         >>> w = torch.tensor([[0.5, -0.2], [0.3, -0.1], [-0.4, 0.2]])
         >>> code = torch.tensor([[1, 1], [1, 1], [-1, 1]], dtype=torch.int8)
         >>> rows, rules = torch.tensor([0, 2]), torch.tensor([RULE_CODES["posCon"]] * 2, dtype=torch.int32)
-        >>> n = enforce_rows_(w, code, rows, rules, 0.01, layer_keys(0, 1, torch.tensor([0, 0]))) if available() else None
+        >>> keys = layer_keys(0, 1, torch.tensor([0, 0]))
+        >>> n = enforce_rows_(w, code, rows, rules, 0.01, keys) if available() else None
         >>> n.tolist() if n is not None else [1, 0], w[1].tolist() if n is not None else [0.3, -0.1]
         ([1, 0], [0.30000001192092896, -0.10000000149011612])
     """
@@ -433,3 +531,62 @@ def mlp_logits(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Ten
     per = -(-m // threads)
     list(_pool(threads).map(lambda s: lib.polarnet_mlp_logits_f32(*args, s, min(s + per, m)), range(0, m, per)))
     return z
+
+
+def conv_pool(x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int, int], relu: bool,
+              groups: int = 1) -> Tensor:
+    """``max_pool2d(conv2d(x, weight, bias, padding=padding, groups=groups), 2)``, then ``relu``
+    if asked, in one pass: float32 on the CPU, stride 1 (an image ensemble's convolutions in
+    evaluation: the first over a shared batch, its members' filters side by side, and the
+    later ones grouped, a group per member).
+
+    Each 2×2 window's four outputs are summed in registers, pooled and stored, so the
+    full-size convolution output, larger than a core's cache for a batch of an ensemble's
+    members, is never written and read back. Sums run in another order than oneDNN's (about
+    1e-7 relative apart); the pool and relu keep NaN as torch's do. Images are split across
+    ``torch.get_num_threads()`` threads.
+
+    Returns:
+        ``(N, C, H', W')`` in channels-last memory.
+
+    Example:
+        >>> x, w, b = torch.randn(2, 1, 8, 8), torch.randn(6, 1, 5, 5), torch.randn(6)
+        >>> ref = torch.nn.functional.max_pool2d(torch.nn.functional.conv2d(x, w, b, padding=2), 2).relu()
+        >>> out = conv_pool(x, w, b, (2, 2), relu=True) if available() else ref
+        >>> out.shape, torch.allclose(out, ref, atol=1e-5)
+        (torch.Size([2, 6, 4, 4]), True)
+    """
+    lib = library()
+    if lib is None:
+        raise RuntimeError("the native kernel is not available here (see polarnet.native.library)")
+    if x.dtype != torch.float32 or weight.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 4 \
+            or weight.dim() != 4 or groups < 1 or weight.shape[0] % groups or weight.shape[1] * groups != x.shape[1]:
+        raise ValueError(f"conv_pool takes float32 CPU inputs (N, C, H, W) and weights (C', C / groups, KH, KW); got "
+                         f"{x.dtype} {tuple(x.shape)} and {weight.dtype} {tuple(weight.shape)}, groups={groups}")
+    n, channels, h, w = x.shape
+    total, cin, kh, kw = weight.shape
+    cout = total // groups
+    hp, wp = h + 2 * padding[0], w + 2 * padding[1]
+    ho, wo = (hp - kh + 1) // 2, (wp - kw + 1) // 2
+    if ho < 1 or wo < 1:
+        raise ValueError(f"a {kh}x{kw} kernel on {h}x{w} inputs padded by {padding} leaves nothing to pool")
+    cp = -(-cout // 16) * 16
+    with torch.no_grad():
+        if padding != (0, 0):
+            x = torch.nn.functional.pad(x, (padding[1], padding[1], padding[0], padding[0]))
+        padded = x.permute(0, 2, 3, 1).contiguous()  # (N, H, W, C): no copy for channels-last x
+        packed = weight.new_zeros(groups, kh, kw, cin, cp)
+        packed[..., :cout] = weight.detach().view(groups, cout, cin, kh, kw).permute(0, 3, 4, 2, 1)
+        shift = weight.new_zeros(groups, cp)
+        if bias is not None:
+            shift[:, :cout] = bias.detach().view(groups, cout)
+    out = torch.empty(n, ho, wo, total)
+    args = (padded.data_ptr(), hp, wp, groups, cin, packed.data_ptr(), kh, kw, cp, shift.data_ptr(), out.data_ptr(),
+            cout, int(relu))
+    threads = max(1, min(torch.get_num_threads(), n))
+    if threads == 1 or n * ho * wo * total * kh * kw * cin < (1 << 24):
+        lib.polarnet_conv_pool_f32(*args, 0, n)
+    else:
+        per = -(-n // threads)
+        list(_pool(threads).map(lambda s: lib.polarnet_conv_pool_f32(*args, s, min(s + per, n)), range(0, n, per)))
+    return out.permute(0, 3, 1, 2)
