@@ -174,83 +174,82 @@ static inline v16f vmax16(v16f a, v16f b) { /* torch.maximum: a NaN on either si
     return (v16f)(((v16i)a & take_a) | ((v16i)b & ~take_a));
 }
 
-typedef struct {
-    const float *x, *w, *bias;
-    float *out;
-    int64_t hp, wp, cx, cin, kh, kw, cp, cout, groups, ho, wo;
-    int relu;
-} conv_pool_args;
-
 #pragma GCC push_options
 #pragma GCC optimize ("fp-contract=fast")
+/* NB blocks of 16 channels of one group, P pooled windows side by side: one loop over the taps
+   (row, column, input channel; xoff[t] is tap t's offset in x) keeps the sums in registers */
 #define CONV_POOL_TILE(NB, P)                                                                      \
-static void conv_pool_tile_##NB##_##P(const conv_pool_args *a, int64_t k, int64_t g, int64_t b0,     \
-                                      int64_t i, int64_t j) {                                       \
+static void conv_pool_tile_##NB##_##P(const float *restrict xg, const float *restrict wg,             \
+                                      const float *restrict bias, float *restrict o,                 \
+                                      const int64_t *restrict xoff, int64_t taps, int64_t cx,        \
+                                      int64_t down, int64_t cp, int64_t ostride, int64_t cout,       \
+                                      int relu) {                                                    \
     v16f acc[P][4][NB];                                                                            \
-    const float *bias = a->bias + g * a->cp + b0 * 16;                                             \
     for (int p = 0; p < P; ++p)                                                                    \
         for (int q = 0; q < 4; ++q)                                                                \
             for (int b = 0; b < NB; ++b) acc[p][q][b] = load16(bias + b * 16);                     \
-    const float *xg = a->x + k * a->hp * a->wp * a->cx + g * a->cin;                               \
-    const float *wg = a->w + g * a->kh * a->kw * a->cin * a->cp + b0 * 16;                         \
-    for (int64_t r = 0; r < a->kh; ++r)                                                            \
-        for (int64_t s = 0; s < a->kw; ++s) {                                                      \
-            const float *x0 = xg + ((2 * i + r) * a->wp + 2 * j + s) * a->cx;                      \
-            const float *wr = wg + (r * a->kw + s) * a->cin * a->cp;                               \
-            for (int64_t c = 0; c < a->cin; ++c) {                                                 \
-                v16f wv[NB];                                                                       \
-                for (int b = 0; b < NB; ++b) wv[b] = load16(wr + c * a->cp + b * 16);             \
-                for (int p = 0; p < P; ++p) {                                                      \
-                    const float *xp = x0 + 2 * p * a->cx + c;                                      \
-                    float v0 = xp[0], v1 = xp[a->cx], v2 = xp[a->wp * a->cx],                      \
-                          v3 = xp[(a->wp + 1) * a->cx];                                            \
-                    for (int b = 0; b < NB; ++b) {                                                 \
-                        acc[p][0][b] += wv[b] * v0;                                                \
-                        acc[p][1][b] += wv[b] * v1;                                                \
-                        acc[p][2][b] += wv[b] * v2;                                                \
-                        acc[p][3][b] += wv[b] * v3;                                                \
-                    }                                                                              \
-                }                                                                                  \
+    for (int64_t t = 0; t < taps; ++t) {                                                           \
+        const float *x0 = xg + xoff[t];                                                            \
+        v16f wv[NB];                                                                               \
+        for (int b = 0; b < NB; ++b) wv[b] = load16(wg + t * cp + b * 16);                         \
+        for (int p = 0; p < P; ++p) {                                                              \
+            const float *xp = x0 + 2 * p * cx;                                                     \
+            float v0 = xp[0], v1 = xp[cx], v2 = xp[down], v3 = xp[down + cx];                      \
+            for (int b = 0; b < NB; ++b) {                                                         \
+                acc[p][0][b] += wv[b] * v0;                                                        \
+                acc[p][1][b] += wv[b] * v1;                                                        \
+                acc[p][2][b] += wv[b] * v2;                                                        \
+                acc[p][3][b] += wv[b] * v3;                                                        \
             }                                                                                      \
         }                                                                                          \
-    for (int p = 0; p < P; ++p) {                                                                  \
-        float *o = a->out + ((k * a->ho + i) * a->wo + j + p) * a->groups * a->cout + g * a->cout;  \
+    }                                                                                              \
+    for (int p = 0; p < P; ++p)                                                                    \
         for (int b = 0; b < NB; ++b) {                                                             \
             v16f m = vmax16(vmax16(acc[p][0][b], acc[p][1][b]), vmax16(acc[p][2][b], acc[p][3][b])); \
-            if (a->relu) m = (v16f)((v16i)m & ~(m <= (v16f){0})); /* keeps NaN, as torch.relu */   \
-            int64_t c0 = (b0 + b) * 16, len = a->cout - c0 < 16 ? a->cout - c0 : 16;                \
-            memcpy(o + c0, &m, sizeof(float) * (size_t)len);                                       \
+            if (relu) m = (v16f)((v16i)m & ~(m <= (v16f){0})); /* keeps NaN, as torch.relu */      \
+            int64_t c0 = b * 16, len = cout - c0 < 16 ? cout - c0 : 16;                             \
+            memcpy(o + p * ostride + c0, &m, sizeof(float) * (size_t)len);                          \
         }                                                                                          \
-    }                                                                                              \
 }
 CONV_POOL_TILE(4, 1)
 CONV_POOL_TILE(3, 1)
 CONV_POOL_TILE(2, 2)
-CONV_POOL_TILE(1, 2)
 CONV_POOL_TILE(2, 1)
+CONV_POOL_TILE(1, 4)
 CONV_POOL_TILE(1, 1)
 #pragma GCC pop_options
 
-void polarnet_conv_pool_f32(const float *x, int64_t hp, int64_t wp, int64_t groups, int64_t cin, const float *w,
+int polarnet_conv_pool_f32(const float *x, int64_t hp, int64_t wp, int64_t groups, int64_t cin, const float *w,
                             int64_t kh, int64_t kw, int64_t cp, const float *bias, float *out, int64_t cout,
                             int relu, int64_t k0, int64_t k1) {
-    conv_pool_args a = {x, w, bias, out, hp, wp, groups * cin, cin, kh, kw, cp, cout, groups,
-                        (hp - kh + 1) / 2, (wp - kw + 1) / 2, relu};
-    int64_t blocks = cp / 16;
+    const int64_t cx = groups * cin, ho = (hp - kh + 1) / 2, wo = (wp - kw + 1) / 2, blocks = cp / 16;
+    const int64_t ostride = groups * cout, down = wp * cx, taps = kh * kw * cin;
+    int64_t *xoff = malloc(sizeof(int64_t) * (size_t)taps);
+    if (!xoff) return -1;
+    for (int64_t r = 0, t = 0; r < kh; ++r)
+        for (int64_t s = 0; s < kw; ++s)
+            for (int64_t c = 0; c < cin; ++c, ++t) xoff[t] = (r * wp + s) * cx + c;
     for (int64_t k = k0; k < k1; ++k)
-        for (int64_t i = 0; i < a.ho; ++i)
-            for (int64_t g = 0; g < groups; ++g) {
-                int64_t b0 = 0;
-                for (; b0 + 4 <= blocks; b0 += 4)
-                    for (int64_t j = 0; j < a.wo; ++j) conv_pool_tile_4_1(&a, k, g, b0, i, j);
-                int64_t rest = blocks - b0, j = 0;
-                if (rest == 3)
-                    for (; j < a.wo; ++j) conv_pool_tile_3_1(&a, k, g, b0, i, j);
-                for (; rest && rest < 3 && j + 2 <= a.wo; j += 2) /* two windows: enough sums in flight */
-                    if (rest == 2) conv_pool_tile_2_2(&a, k, g, b0, i, j); else conv_pool_tile_1_2(&a, k, g, b0, i, j);
-                for (; rest && rest < 3 && j < a.wo; ++j)
-                    if (rest == 2) conv_pool_tile_2_1(&a, k, g, b0, i, j); else conv_pool_tile_1_1(&a, k, g, b0, i, j);
-            }
+        for (int64_t i = 0; i < ho; ++i)
+            for (int64_t g = 0; g < groups; ++g)
+                for (int64_t b0 = 0; b0 < blocks; b0 += 4) {
+                    int64_t nb = blocks - b0 < 4 ? blocks - b0 : 4, cg = cout - b0 * 16;
+                    const float *wg = w + g * taps * cp + b0 * 16, *bg = bias + g * cp + b0 * 16;
+                    for (int64_t j = 0; j < wo;) {
+                        const float *xg = x + ((k * hp + 2 * i) * wp + 2 * j) * cx + g * cin;
+                        float *o = out + ((k * ho + i) * wo + j) * ostride + g * cout + b0 * 16;
+#define ARGS xg, wg, bg, o, xoff, taps, cx, down, cp, ostride, cg, relu
+                        if (nb == 4) { conv_pool_tile_4_1(ARGS); j += 1; }
+                        else if (nb == 3) { conv_pool_tile_3_1(ARGS); j += 1; }
+                        else if (nb == 2 && j + 2 <= wo) { conv_pool_tile_2_2(ARGS); j += 2; }
+                        else if (nb == 2) { conv_pool_tile_2_1(ARGS); j += 1; }
+                        else if (j + 4 <= wo) { conv_pool_tile_1_4(ARGS); j += 4; }
+                        else { conv_pool_tile_1_1(ARGS); j += 1; }
+#undef ARGS
+                    }
+                }
+    free(xoff);
+    return 0;
 }
 """
 
@@ -332,7 +331,7 @@ def library() -> ctypes.CDLL | None:
             fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                            ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, real, ctypes.c_void_p, ctypes.c_void_p]
         fused = lib.polarnet_conv_pool_f32
-        fused.restype = None
+        fused.restype = ctypes.c_int
         fused.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
                           ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
                           ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
@@ -585,8 +584,11 @@ def conv_pool(x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int
             cout, int(relu))
     threads = max(1, min(torch.get_num_threads(), n))
     if threads == 1 or n * ho * wo * total * kh * kw * cin < (1 << 24):
-        lib.polarnet_conv_pool_f32(*args, 0, n)
+        failed = lib.polarnet_conv_pool_f32(*args, 0, n) != 0
     else:
         per = -(-n // threads)
-        list(_pool(threads).map(lambda s: lib.polarnet_conv_pool_f32(*args, s, min(s + per, n)), range(0, n, per)))
+        failed = any(_pool(threads).map(lambda s: lib.polarnet_conv_pool_f32(*args, s, min(s + per, n)),
+                                        range(0, n, per)))
+    if failed:
+        raise MemoryError("conv_pool could not allocate its table of kernel offsets")
     return out.permute(0, 3, 1, 2)
