@@ -215,3 +215,30 @@ def test_conv_pool_keeps_nan_and_refuses_what_it_cannot_compute():
         native.conv_pool(x, w, None, (0, 0), relu=True, groups=2)
     with pytest.raises(ValueError, match="nothing to pool"):
         native.conv_pool(x, torch.randn(2, 1, 6, 6), None, (0, 0), relu=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3), cin=st.integers(1, 3), cout=st.integers(1, 40), k=st.integers(1, 4),
+       pad=st.integers(0, 2), size=st.integers(2, 11), relu=st.booleans(), flat=st.booleans(),
+       seed=st.integers(0, 2**31))
+def test_codes_and_scatter_give_max_pools_and_relus_gradient(n, cin, cout, k, pad, size, relu, flat, seed):
+    """The recorded window positions routed through :func:`native.pool_scatter` are the gradient
+    that autograd gives ``relu(max_pool2d(y, 2))`` at ``y`` (the convolution's output), bit for
+    bit, also with ties (small integers: many equal values; a flat input: every window equal)
+    and odd sizes (a last row outside every window). Integers keep every sum exact, so the
+    kernel's order of summing can't move a maximum."""
+    torch.manual_seed(seed)
+    functional = torch.nn.functional
+    if size + 2 * pad - k + 1 < 2:
+        return
+    x = torch.zeros(n, cin, size, size) if flat else torch.randint(-3, 4, (n, cin, size, size)).float()
+    w, b = torch.randint(-2, 3, (cout, cin, k, k)).float(), torch.randint(-2, 3, (cout,)).float()
+    out, codes = native.conv_pool_with_codes(x, w, b, (pad, pad), relu)
+    y = functional.conv2d(x, w, b, padding=pad).requires_grad_()
+    pooled = functional.max_pool2d(y, 2)
+    pooled = pooled.relu() if relu else pooled
+    torch.testing.assert_close(out, pooled.detach(), atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(pooled)
+    (expected,) = torch.autograd.grad(pooled, y, g)
+    got = native.pool_scatter(g, codes, tuple(y.shape[2:]))
+    assert got.is_contiguous(memory_format=torch.channels_last) and torch.equal(got, expected)

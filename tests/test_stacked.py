@@ -108,35 +108,55 @@ def _lenet_stack(members: int) -> tuple[dict[str, torch.Tensor], list[nn.Module]
 
 
 @pytest.mark.skipif(not native.available(), reason="no C compiler here")
-def test_a_shared_batch_takes_the_fused_convolution_and_pool_in_evaluation_only(monkeypatch) -> None:
+def test_a_shared_batch_takes_the_fused_convolution_and_pool(monkeypatch) -> None:
     """LeNet's first convolution, its ReLU and 2×2 pool run as one C pass
-    (:func:`polarnet.native.conv_pool`) on a shared batch in evaluation, with the outputs of the
-    unfused program to rounding, a NaN kept; training, autograd and per-member batches don't
-    take it."""
+    (:func:`polarnet.native.conv_pool`) on a shared batch, in evaluation and in training: the
+    outputs and every gradient are the unfused program's to rounding, a NaN kept, with ties in
+    the pool windows (a flat background). A per-member batch or one that needs a gradient
+    doesn't take it."""
     torch.manual_seed(2)
     params, models = _lenet_stack(3)
+    # first-layer weights in eighths and an image of small integers: its sums are exact, so no
+    # order of summing can move a pool window's maximum (and the gradient with it)
+    params["features.0.weight"] = (params["features.0.weight"] * 8).round() / 8
+    params["features.0.bias"] = (params["features.0.bias"] * 8).round() / 8
+    for m, model in enumerate(models):
+        model.load_state_dict({**model.state_dict(), "features.0.weight": params["features.0.weight"][m],
+                               "features.0.bias": params["features.0.bias"][m]})
     program = StackedProgram(get_model("lenet"))
     calls = []
-    real = native.conv_pool
-    monkeypatch.setattr(native, "conv_pool", lambda *a, **k: calls.append(1) or real(*a, **k))
-    x = torch.randn(6, 1, 28, 28)
+    for name in ("conv_pool", "conv_pool_with_codes"):
+        real = getattr(native, name)
+        monkeypatch.setattr(native, name, lambda *a, real=real, **k: calls.append(1) or real(*a, **k))
+    x = torch.randint(-3, 4, (6, 1, 28, 28)).float()
+    x[:, :, :6] = 0.0  # equal values in whole pool windows: the gradient goes to each one's first
     x[0, 0, 10, 10] = float("nan")
-    with torch.no_grad():
-        fused = program(params, {}, Act(x, SHARED), False)
-        assert len(calls) == 1
-        monkeypatch.setattr(StackedProgram, "_fusable", lambda self, t: False)
-        plain = program(params, {}, Act(x, SHARED), False)
-    assert torch.isnan(fused[:, 0]).all() and torch.isnan(plain[:, 0]).all()
-    torch.testing.assert_close(fused[:, 1:], plain[:, 1:], atol=1e-5, rtol=1e-5)
+    results = {}
+    for fused in (True, False):
+        if not fused:
+            monkeypatch.setattr(StackedProgram, "_fusable", lambda self, t, w: False)
+        with torch.no_grad():
+            evaluated = program(params, {}, Act(x, SHARED), False)
+        leaves = {n: p.clone().requires_grad_() for n, p in params.items()}
+        trained = program(leaves, {}, Act(x[1:], SHARED), True)
+        grads = torch.autograd.grad(trained.square().sum(), list(leaves.values()))
+        results[fused] = evaluated, trained.detach(), grads
+    assert len(calls) == 2
+    (fused_eval, fused_train, fused_grads), (plain_eval, plain_train, plain_grads) = results[True], results[False]
+    assert torch.isnan(fused_eval[:, 0]).all() and torch.isnan(plain_eval[:, 0]).all()
+    torch.testing.assert_close(fused_eval[:, 1:], plain_eval[:, 1:], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fused_train, plain_train, atol=1e-5, rtol=1e-5)
+    for a, b in zip(fused_grads, plain_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
     for m, model in enumerate(models):
-        torch.testing.assert_close(fused[m, 1:], model(x[1:]), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fused_eval[m, 1:], model(x[1:]), atol=1e-5, rtol=1e-5)
     monkeypatch.undo()
-    monkeypatch.setattr(native, "conv_pool", lambda *a, **k: calls.append(1) or real(*a, **k))
-    program(params, {}, Act(x, SHARED), False)  # autograd on
+    monkeypatch.setattr(native, "conv_pool", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(native, "conv_pool_with_codes", lambda *a, **k: calls.append(1))
+    program(params, {}, Act(x.clone().requires_grad_(), SHARED), True)
     with torch.no_grad():
         program(params, {}, Act(x.expand(3, *x.shape), MEMBERS), False)
-        program(params, {}, Act(x, SHARED), True)
-    assert len(calls) == 1
+    assert len(calls) == 2
 
 
 def test_a_grouped_first_convolution_on_a_shared_batch_keeps_members_apart() -> None:

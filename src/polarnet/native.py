@@ -34,7 +34,8 @@ from torch import Tensor
 
 from .keyed import _K, _MASK64, _key, _mix
 
-__all__ = ["library", "available", "enforce_", "enforce_rows_", "layer_keys", "mlp_logits", "conv_pool", "RULE_CODES"]
+__all__ = ["library", "available", "enforce_", "enforce_rows_", "layer_keys", "mlp_logits", "conv_pool", "conv_pool_with_codes",
+           "pool_scatter", "RULE_CODES"]
 
 #: the built-in reset rules' numbers in the kernel
 RULE_CODES = {"posRand": 0, "posCon": 1, "zero": 2, "flip": 3}
@@ -169,11 +170,6 @@ void polarnet_mlp_logits_f32(const float *x, int64_t n, int64_t d, const float *
    blocks per group, zero-padded channels; bias: (groups, cp); out: (n, ho, wo, groups * cout),
    ho = (hp - kh + 1) / 2. Sums are fused multiply-adds (as oneDNN's are): a scoped fp-contract
    keeps the rest of this file's arithmetic exactly as written. */
-static inline v16f vmax16(v16f a, v16f b) { /* torch.maximum: a NaN on either side wins */
-    v16i take_a = ((a > b) | (a != a)) & ~(b != b);
-    return (v16f)(((v16i)a & take_a) | ((v16i)b & ~take_a));
-}
-
 #pragma GCC push_options
 #pragma GCC optimize ("fp-contract=fast")
 /* NB blocks of 16 channels of one group, P pooled windows side by side: one loop over the taps
@@ -183,7 +179,7 @@ static void conv_pool_tile_##NB##_##P(const float *restrict xg, const float *res
                                       const float *restrict bias, float *restrict o,                 \
                                       const int64_t *restrict xoff, int64_t taps, int64_t cx,        \
                                       int64_t down, int64_t cp, int64_t ostride, int64_t cout,       \
-                                      int relu) {                                                    \
+                                      int relu, uint8_t *restrict codes) {                           \
     v16f acc[P][4][NB];                                                                            \
     for (int p = 0; p < P; ++p)                                                                    \
         for (int q = 0; q < 4; ++q)                                                                \
@@ -205,10 +201,24 @@ static void conv_pool_tile_##NB##_##P(const float *restrict xg, const float *res
     }                                                                                              \
     for (int p = 0; p < P; ++p)                                                                    \
         for (int b = 0; b < NB; ++b) {                                                             \
-            v16f m = vmax16(vmax16(acc[p][0][b], acc[p][1][b]), vmax16(acc[p][2][b], acc[p][3][b])); \
-            if (relu) m = (v16f)((v16i)m & ~(m <= (v16f){0})); /* keeps NaN, as torch.relu */      \
+            /* max_pool2d's scan: a larger value or a NaN takes over, a tie keeps the first */     \
+            v16f m = acc[p][0][b];                                                                 \
+            v16i at = {0};                                                                         \
+            for (int q = 1; q < 4; ++q) {                                                          \
+                v16f v = acc[p][q][b];                                                             \
+                v16i take = (v > m) | (v != v);                                                    \
+                m = (v16f)(((v16i)v & take) | ((v16i)m & ~take));                                  \
+                at = (at & ~take) | (take & q);                                                    \
+            }                                                                                      \
+            if (relu) {                                                                            \
+                v16i live = m > (v16f){0}; /* relu's gradient: 0 where its output isn't > 0 */      \
+                m = (v16f)((v16i)m & ~(m <= (v16f){0})); /* keeps NaN, as torch.relu */            \
+                at = (at & live) | (~live & 255);                                                  \
+            }                                                                                      \
             int64_t c0 = b * 16, len = cout - c0 < 16 ? cout - c0 : 16;                             \
             memcpy(o + p * ostride + c0, &m, sizeof(float) * (size_t)len);                          \
+            if (codes)                                                                             \
+                for (int64_t l = 0; l < len; ++l) codes[p * ostride + c0 + l] = (uint8_t)at[l];     \
         }                                                                                          \
 }
 CONV_POOL_TILE(4, 1)
@@ -220,8 +230,8 @@ CONV_POOL_TILE(1, 1)
 #pragma GCC pop_options
 
 int polarnet_conv_pool_f32(const float *x, int64_t hp, int64_t wp, int64_t groups, int64_t cin, const float *w,
-                            int64_t kh, int64_t kw, int64_t cp, const float *bias, float *out, int64_t cout,
-                            int relu, int64_t k0, int64_t k1) {
+                            int64_t kh, int64_t kw, int64_t cp, const float *bias, float *out, uint8_t *codes,
+                            int64_t cout, int relu, int64_t k0, int64_t k1) {
     const int64_t cx = groups * cin, ho = (hp - kh + 1) / 2, wo = (wp - kw + 1) / 2, blocks = cp / 16;
     const int64_t ostride = groups * cout, down = wp * cx, taps = kh * kw * cin;
     int64_t *xoff = malloc(sizeof(int64_t) * (size_t)taps);
@@ -237,8 +247,10 @@ int polarnet_conv_pool_f32(const float *x, int64_t hp, int64_t wp, int64_t group
                     const float *wg = w + g * taps * cp + b0 * 16, *bg = bias + g * cp + b0 * 16;
                     for (int64_t j = 0; j < wo;) {
                         const float *xg = x + ((k * hp + 2 * i) * wp + 2 * j) * cx + g * cin;
-                        float *o = out + ((k * ho + i) * wo + j) * ostride + g * cout + b0 * 16;
-#define ARGS xg, wg, bg, o, xoff, taps, cx, down, cp, ostride, cg, relu
+                        int64_t at = ((k * ho + i) * wo + j) * ostride + g * cout + b0 * 16;
+                        float *o = out + at;
+                        uint8_t *cd = codes ? codes + at : 0;
+#define ARGS xg, wg, bg, o, xoff, taps, cx, down, cp, ostride, cg, relu, cd
                         if (nb == 4) { conv_pool_tile_4_1(ARGS); j += 1; }
                         else if (nb == 3) { conv_pool_tile_3_1(ARGS); j += 1; }
                         else if (nb == 2 && j + 2 <= wo) { conv_pool_tile_2_2(ARGS); j += 2; }
@@ -250,6 +262,28 @@ int polarnet_conv_pool_f32(const float *x, int64_t hp, int64_t wp, int64_t group
                 }
     free(xoff);
     return 0;
+}
+
+/* max_pool2d's (and a relu's) gradient after polarnet_conv_pool_f32 with codes: gin (n, hc, wc, c)
+   holds g at each window's recorded position and 0 elsewhere (code 255: the relu's zero; a last
+   odd row or column is outside every window) */
+void polarnet_pool_scatter_f32(const float *g, const uint8_t *codes, float *gin, int64_t hc, int64_t wc,
+                               int64_t c, int64_t k0, int64_t k1) {
+    int64_t ho = hc / 2, wo = wc / 2;
+    for (int64_t k = k0; k < k1; ++k)
+        for (int64_t y = 0; y < hc; ++y)
+            for (int64_t x = 0; x < wc; ++x) {
+                float *dst = gin + ((k * hc + y) * wc + x) * c;
+                if (y >= 2 * ho || x >= 2 * wo) {
+                    memset(dst, 0, sizeof(float) * (size_t)c);
+                    continue;
+                }
+                uint8_t q = (uint8_t)((y & 1) * 2 + (x & 1));
+                int64_t at = ((k * ho + y / 2) * wo + x / 2) * c;
+                const float *src = g + at;
+                const uint8_t *cd = codes + at;
+                for (int64_t l = 0; l < c; ++l) dst[l] = cd[l] == q ? src[l] : 0.0f;
+            }
 }
 """
 
@@ -334,7 +368,12 @@ def library() -> ctypes.CDLL | None:
         fused.restype = ctypes.c_int
         fused.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
                           ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
-                          ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+                          ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_int64,
+                          ctypes.c_int64]
+        scatter = lib.polarnet_pool_scatter_f32
+        scatter.restype = None
+        scatter.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                            ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
         logits = lib.polarnet_mlp_logits_f32
         logits.restype = None
         logits.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
@@ -555,6 +594,68 @@ def conv_pool(x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int
         >>> out.shape, torch.allclose(out, ref, atol=1e-5)
         (torch.Size([2, 6, 4, 4]), True)
     """
+    return _conv_pool(x, weight, bias, padding, relu, groups, codes=False)[0]
+
+
+def conv_pool_with_codes(x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int, int],
+                         relu: bool) -> tuple[Tensor, Tensor]:
+    """:func:`conv_pool` (one group) that also records, per output, where its gradient goes:
+    the window position ``0..3`` (row-major) that ``max_pool2d`` picks (a larger value or a NaN
+    takes over, a tie keeps the first), or 255 where ``relu`` passes no gradient (its output
+    isn't > 0). :func:`pool_scatter` turns an output gradient into the convolution output's.
+
+    Returns:
+        The output, ``(N, C, H', W')`` in channels-last memory, and the codes, uint8
+        ``(N, H', W', C)``.
+
+    Example:
+        >>> x = torch.tensor([[[[1.0, 3.0], [3.0, -1.0]]]])
+        >>> out, codes = conv_pool_with_codes(x, torch.ones(1, 1, 1, 1), None, (0, 0), True) if available() \\
+        ...     else (torch.tensor([[[[3.0]]]]), torch.tensor([[[[1]]]], dtype=torch.uint8))
+        >>> out.item(), codes.item()  # the first of the two 3s
+        (3.0, 1)
+    """
+    out, codes = _conv_pool(x, weight, bias, padding, relu, 1, codes=True)
+    assert codes is not None
+    return out, codes
+
+
+def pool_scatter(grad: Tensor, codes: Tensor, size: tuple[int, int]) -> Tensor:
+    """The gradient of :func:`conv_pool_with_codes`'s convolution output (``size``: its height
+    and width, before pooling) from its output's gradient: each window's gradient at its
+    recorded position, 0 elsewhere; what ``max_pool2d``'s and ``relu``'s backward passes give.
+
+    Returns:
+        ``(N, C, H, W)`` in channels-last memory.
+
+    Example:
+        >>> codes = torch.tensor([[[[1]]]], dtype=torch.uint8)
+        >>> g = pool_scatter(torch.tensor([[[[5.0]]]]), codes, (2, 2)) if available() else torch.tensor([[[[0.0, 5.0], [0.0, 0.0]]]])
+        >>> g[0, 0].tolist()
+        [[0.0, 5.0], [0.0, 0.0]]
+    """
+    lib = library()
+    if lib is None:
+        raise RuntimeError("the native kernel is not available here (see polarnet.native.library)")
+    n, c, ho, wo = grad.shape
+    if codes.shape != (n, ho, wo, c) or codes.dtype != torch.uint8 or grad.dtype != torch.float32 \
+            or size[0] // 2 != ho or size[1] // 2 != wo:
+        raise ValueError(f"pool_scatter takes float32 gradients (N, C, H', W'), uint8 codes (N, H', W', C) and the "
+                         f"size before pooling; got {tuple(grad.shape)}, {codes.dtype} {tuple(codes.shape)}, {size}")
+    g = grad.detach().permute(0, 2, 3, 1).contiguous()
+    out = torch.empty(n, size[0], size[1], c)
+    threads = max(1, min(torch.get_num_threads(), n))
+    args = (g.data_ptr(), codes.data_ptr(), out.data_ptr(), size[0], size[1], c)
+    if threads == 1 or out.numel() < (1 << 22):
+        lib.polarnet_pool_scatter_f32(*args, 0, n)
+    else:
+        per = -(-n // threads)
+        list(_pool(threads).map(lambda s: lib.polarnet_pool_scatter_f32(*args, s, min(s + per, n)), range(0, n, per)))
+    return out.permute(0, 3, 1, 2)
+
+
+def _conv_pool(x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int, int], relu: bool, groups: int,
+               *, codes: bool) -> tuple[Tensor, Tensor | None]:
     lib = library()
     if lib is None:
         raise RuntimeError("the native kernel is not available here (see polarnet.native.library)")
@@ -580,8 +681,9 @@ def conv_pool(x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int
         if bias is not None:
             shift[:, :cout] = bias.detach().view(groups, cout)
     out = torch.empty(n, ho, wo, total)
+    recorded = torch.empty(n, ho, wo, total, dtype=torch.uint8) if codes else None
     args = (padded.data_ptr(), hp, wp, groups, cin, packed.data_ptr(), kh, kw, cp, shift.data_ptr(), out.data_ptr(),
-            cout, int(relu))
+            recorded.data_ptr() if recorded is not None else None, cout, int(relu))
     threads = max(1, min(torch.get_num_threads(), n))
     if threads == 1 or n * ho * wo * total * kh * kw * cin < (1 << 24):
         failed = lib.polarnet_conv_pool_f32(*args, 0, n) != 0
@@ -591,4 +693,4 @@ def conv_pool(x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int
                                         range(0, n, per)))
     if failed:
         raise MemoryError("conv_pool could not allocate its table of kernel offsets")
-    return out.permute(0, 3, 1, 2)
+    return out.permute(0, 3, 1, 2), recorded

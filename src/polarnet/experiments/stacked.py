@@ -15,11 +15,13 @@ one-model trainer uses: torch's channels-last and contiguous kernels sum the sta
 other orders); a ReLU that feeds a 2×2 max-pool is applied after it (the same values and
 gradients, a quarter of the work). An input the members share (a validation batch, or the
 training batch of a trial's conditions) goes in once: the first convolution is then one
-dense convolution with the members' filters side by side; in evaluation on a CPU, when it
-feeds a 2×2 max-pool (through a ReLU or not), one pass of a C kernel
-(:func:`polarnet.native.conv_pool`) computes all three without writing the full-size
-output, which is larger than a core's cache (LeNet's validation pass: ~20% faster; sums in
-another order, ~1e-7 relative). Any other layer, function or
+dense convolution with the members' filters side by side; on a CPU, when it feeds a 2×2
+max-pool (through a ReLU or not), one pass of a C kernel (:func:`polarnet.native.conv_pool`)
+computes all three without writing the full-size output, which is larger than a core's
+cache; in training it records where each window's maximum was, and the backward pass routes
+the gradient there (:func:`polarnet.native.pool_scatter`, ``max_pool2d``'s rule: a tie goes
+to the first) before oneDNN's convolution backward (LeNet: validation ~20% and training ~8%
+faster; sums in another order, ~1e-7 relative). Any other layer, function or
 untraceable model runs through ``torch.func.vmap`` of ``functional_call``
 (``randomness="different"``, so dropout masks differ per member).
 """
@@ -101,6 +103,32 @@ _ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Ta
 _PER_CHANNEL = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout2d)
 
 
+class _ConvPool(torch.autograd.Function):
+    """:func:`polarnet.native.conv_pool_with_codes` with its gradient: the window positions
+    recorded in the forward pass route the output's gradient back
+    (:func:`polarnet.native.pool_scatter`, what ``max_pool2d``'s and ``relu``'s backward passes
+    give), and oneDNN's convolution backward takes it to the weights and the bias, as for the
+    unfused layers (the input, a data batch, takes none)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int, int],
+                relu: bool) -> Tensor:
+        out, codes = native.conv_pool_with_codes(x, weight, bias, padding, relu)
+        ctx.save_for_backward(x, weight, codes)
+        ctx.padding, ctx.has_bias = padding, bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, Tensor | None, None, None]:  # type: ignore[override]
+        x, weight, codes = ctx.saved_tensors
+        pad, (kh, kw) = ctx.padding, weight.shape[2:]
+        routed = native.pool_scatter(grad, codes, (x.shape[2] + 2 * pad[0] - kh + 1, x.shape[3] + 2 * pad[1] - kw + 1))
+        _, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+            routed, x, _channels_last(weight), [weight.shape[0]] if ctx.has_bias else None, [1, 1], list(pad),
+            [1, 1], False, [0, 0], 1, [False, True, ctx.has_bias])
+        return None, grad_weight, grad_bias if ctx.has_bias else None, None, None
+
+
 class StackedProgram:
     """A model's forward pass over stacked members (see the module docstring).
 
@@ -166,15 +194,19 @@ class StackedProgram:
         for node, module, pnames, bnames in self.steps:
             if node in fused:
                 env[node] = fused.pop(node)
-            elif node in self.pooled_conv and not training and env[node.args[0]].layout == SHARED \
-                    and self._fusable(env[node.args[0]].t):  # type: ignore[index]
+            elif node in self.pooled_conv and env[node.args[0]].layout == SHARED \
+                    and self._fusable(env[node.args[0]].t, params[pnames[0]]):  # type: ignore[index]
                 # (a grouped convolution over the members' own activations stays with oneDNN: its
                 # sums of few channels per group keep a core's loads, not its multipliers, busy)
                 relu, chain = self.pooled_conv[node]
                 p = {n.rsplit(".", 1)[-1]: params[n] for n in pnames}
                 padding = _pair(module.padding)  # type: ignore[union-attr]
-                out = native.conv_pool(env[node.args[0]].t, p["weight"].flatten(0, 1),  # type: ignore[index]
-                                       p["bias"].flatten() if "bias" in p else None, padding, relu)
+                weight, bias = p["weight"].flatten(0, 1), p["bias"].flatten() if "bias" in p else None
+                x_in = env[node.args[0]].t  # type: ignore[index]
+                if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (weight, bias)):
+                    out = _ConvPool.apply(x_in, weight, bias, padding, relu)
+                else:
+                    out = native.conv_pool(x_in, weight, bias, padding, relu)
                 fused.update({c: Act(out, GROUPED) for c in chain})
             elif node.op == "placeholder":
                 env[node] = x
@@ -219,11 +251,12 @@ class StackedProgram:
             return None
         return len(chain) == 2, chain
 
-    def _fusable(self, x: Tensor) -> bool:
-        """Whether a fused convolution can take this shared batch: evaluation without autograd,
-        float32 on a CPU, channels-last activations, and the C kernel built."""
-        return (not torch.is_grad_enabled() and x.dtype == torch.float32 and x.device.type == "cpu"
-                and self.memory is torch.channels_last and native.available())
+    def _fusable(self, x: Tensor, weight: Tensor) -> bool:
+        """Whether a fused convolution can take this shared batch: float32 on a CPU without
+        autocast, a batch that needs no gradient, channels-last activations, the C kernel built."""
+        return (x.dtype == weight.dtype == torch.float32 and x.device.type == "cpu" and not x.requires_grad
+                and not torch.is_autocast_enabled("cpu") and self.memory is torch.channels_last
+                and native.available())
 
     # layouts
     def _members(self, a: Act, m: int) -> Tensor:
