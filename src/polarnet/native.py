@@ -34,8 +34,8 @@ from torch import Tensor
 
 from .keyed import _K, _MASK64, _key, _mix
 
-__all__ = ["library", "available", "enforce_", "enforce_rows_", "layer_keys", "mlp_logits", "conv_pool", "conv_pool_with_codes",
-           "pool_scatter", "RULE_CODES"]
+__all__ = ["library", "available", "enforce_", "enforce_rows_", "layer_keys", "mlp_logits", "conv_pool",
+           "conv_pool_with_codes", "pool_scatter", "RULE_CODES"]
 
 #: the built-in reset rules' numbers in the kernel
 RULE_CODES = {"posRand": 0, "posCon": 1, "zero": 2, "flip": 3}
@@ -267,23 +267,29 @@ int polarnet_conv_pool_f32(const float *x, int64_t hp, int64_t wp, int64_t group
 /* max_pool2d's (and a relu's) gradient after polarnet_conv_pool_f32 with codes: gin (n, hc, wc, c)
    holds g at each window's recorded position and 0 elsewhere (code 255: the relu's zero; a last
    odd row or column is outside every window) */
+static void scatter_window(const float *restrict src, const uint8_t *restrict cd, float *restrict dst, uint8_t q,
+                           int64_t c) {
+    for (int64_t l = 0; l < c; ++l) dst[l] = cd[l] == q ? src[l] : 0.0f; /* vectorised */
+}
+
 void polarnet_pool_scatter_f32(const float *g, const uint8_t *codes, float *gin, int64_t hc, int64_t wc,
                                int64_t c, int64_t k0, int64_t k1) {
     int64_t ho = hc / 2, wo = wc / 2;
-    for (int64_t k = k0; k < k1; ++k)
-        for (int64_t y = 0; y < hc; ++y)
-            for (int64_t x = 0; x < wc; ++x) {
-                float *dst = gin + ((k * hc + y) * wc + x) * c;
-                if (y >= 2 * ho || x >= 2 * wo) {
-                    memset(dst, 0, sizeof(float) * (size_t)c);
-                    continue;
-                }
-                uint8_t q = (uint8_t)((y & 1) * 2 + (x & 1));
-                int64_t at = ((k * ho + y / 2) * wo + x / 2) * c;
-                const float *src = g + at;
-                const uint8_t *cd = codes + at;
-                for (int64_t l = 0; l < c; ++l) dst[l] = cd[l] == q ? src[l] : 0.0f;
+    for (int64_t k = k0; k < k1; ++k) {
+        float *image = gin + k * hc * wc * c;
+        for (int64_t i = 0; i < ho; ++i) {
+            for (int64_t j = 0; j < wo; ++j) {
+                int64_t at = ((k * ho + i) * wo + j) * c;
+                for (uint8_t q = 0; q < 4; ++q)
+                    scatter_window(g + at, codes + at, image + ((2 * i + q / 2) * wc + 2 * j + q % 2) * c, q, c);
             }
+            if (wc % 2) /* a last odd column: outside every window */
+                for (int64_t y = 2 * i; y < 2 * i + 2; ++y)
+                    memset(image + (y * wc + wc - 1) * c, 0, sizeof(float) * (size_t)c);
+        }
+        if (hc % 2)
+            memset(image + (hc - 1) * wc * c, 0, sizeof(float) * (size_t)(wc * c));
+    }
 }
 """
 
@@ -630,7 +636,8 @@ def pool_scatter(grad: Tensor, codes: Tensor, size: tuple[int, int]) -> Tensor:
 
     Example:
         >>> codes = torch.tensor([[[[1]]]], dtype=torch.uint8)
-        >>> g = pool_scatter(torch.tensor([[[[5.0]]]]), codes, (2, 2)) if available() else torch.tensor([[[[0.0, 5.0], [0.0, 0.0]]]])
+        >>> g = torch.tensor([[[[0.0, 5.0], [0.0, 0.0]]]])
+        >>> g = pool_scatter(torch.tensor([[[[5.0]]]]), codes, (2, 2)) if available() else g
         >>> g[0, 0].tolist()
         [[0.0, 5.0], [0.0, 0.0]]
     """
