@@ -432,3 +432,12 @@ def test_the_default_learner_leaves_existing_run_keys_unchanged():
                                          "define_condition={mine={polarity='random', frozen=true}}"]))
     assert "learner" not in explicit[0].settings()["condition"]  # defaults stay out of keys (open_lth's rule)
     assert [r.key for r in explicit] == [r.key for r in implicit]
+
+
+@pytest.mark.parametrize("seconds, said", [(0, "0 s"), (119, "119 s"), (120, "2.0 min"), (599, "10.0 min"),
+                                           (600, "10 min"), (3599, "60 min"), (3600, "1.0 h"), (2 * 86400, "2.0 days")])
+def test_duration_reads_as_people_say_it(seconds, said):
+    """One formatter for every estimate polarnet prints (``polarnet presets``, ``polarnet reproduce``)."""
+    from polarnet import cli, reproduce
+    from polarnet.experiments.plan import duration
+    assert duration(seconds) == said and reproduce.duration is duration and not hasattr(cli, "_duration")

@@ -161,30 +161,15 @@ def _sweep_line(name: str, folder: Path, summary) -> str:
 
 def _presets(args: argparse.Namespace) -> int:
     from .experiments import estimate_cost, list_presets, load_study
+    from .experiments.plan import duration
 
     for name, description in list_presets().items():
         full = estimate_cost(load_study(name, validate=False))
         quick = estimate_cost(load_study(name, quick=True, validate=False))
         print(f"{name:<24} {description}")
-        print(f"{'':<24} {full['runs']:,} runs, ~{_duration(full['seconds'])} on 2 CPU cores; "
-              f"--quick: {quick['runs']:,} runs, ~{_duration(quick['seconds'])}")
+        print(f"{'':<24} {full['runs']:,} runs, ~{duration(full['seconds'])} on 2 CPU cores; "
+              f"--quick: {quick['runs']:,} runs, ~{duration(quick['seconds'])}")
     return 0
-
-
-def _duration(seconds: float) -> str:
-    """``42 s``, ``12 min``, ``3.5 h``, ``4.2 days``.
-
-    Example:
-        >>> _duration(90), _duration(7200), _duration(3 * 86400)
-        ('90 s', '2.0 h', '3.0 days')
-    """
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 86400 * 2:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
 
 
 def _reproduce(args: argparse.Namespace) -> int:

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .experiments.plan import duration  # re-exported: plans print their costs with it
+
 __all__ = ["BUDGETS", "BUDGET_SETTINGS", "CPU_LIMITS", "Limit", "STUDY_OVERHEAD", "PRETRAINED", "PREREQUISITES",
            "Settings", "Pretrained", "Machine", "PlannedStudy", "Reproduction", "plan_reproduction", "format_plan",
            "reproduce", "missing_dataset", "missing_weights", "duration", "required_keys", "settings_for",
@@ -155,24 +157,6 @@ PRETRAINED: dict[str, Pretrained] = {
 }
 
 _DATASET_LABELS = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10"}
-
-
-def duration(seconds: float) -> str:
-    """``42 s``, ``4.5 min``, ``12 min``, ``3.5 h``, ``4.2 days``.
-
-    Example:
-        >>> duration(90), duration(150), duration(7200), duration(3 * 86400)
-        ('90 s', '2.5 min', '2.0 h', '3.0 days')
-    """
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 600:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 86400 * 2:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from ..fileformat import is_file as _is_file
 from .conditions import Condition
 from .config import Study
 
-__all__ = ["RunSpec", "plan", "derive_seed", "estimate_cost", "count_runs", "file_sha256"]
+__all__ = ["RunSpec", "plan", "derive_seed", "estimate_cost", "duration", "count_runs", "file_sha256"]
 
 # settings that choose which runs exist or how they are computed, not what a run computes
 _NOT_IN_KEY = {"name", "description", "conditions", "sizes", "hidden", "resets", "trials", "vectorize", "ensemble_members",
@@ -211,6 +211,26 @@ _IMAGE_MS_VECTORISED = {"lenet": (0.0453, 0.0068, 28)}
 # run (process time, halved for 2 cores): AlexNet 6.2 s, 1.1 s and 0.8 s; ZFNet about the same. They
 # dominate small studies (a --quick AlexNet run is mostly these); small models have none worth counting.
 _IMAGE_RUN_S = {"alexnet": (3.1, 0.55, 0.4), "zfnet": (3.0, 0.55, 0.45), "lenet": (0.0, 0.0, 0.0)}
+
+
+def duration(seconds: float) -> str:
+    """An estimated time as people say it: ``42 s``, ``4.5 min``, ``12 min``, ``3.5 h``,
+    ``4.2 days`` (``polarnet presets`` and ``polarnet reproduce`` print :func:`estimate_cost`'s
+    seconds with it).
+
+    Example:
+        >>> duration(90), duration(150), duration(7200), duration(3 * 86400)
+        ('90 s', '2.5 min', '2.0 h', '3.0 days')
+    """
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400 * 2:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def estimate_cost(study: Study) -> dict[str, float]:
