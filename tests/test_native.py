@@ -242,3 +242,12 @@ def test_codes_and_scatter_give_max_pools_and_relus_gradient(n, cin, cout, k, pa
     (expected,) = torch.autograd.grad(pooled, y, g)
     got = native.pool_scatter(g, codes, tuple(y.shape[2:]))
     assert got.is_contiguous(memory_format=torch.channels_last) and torch.equal(got, expected)
+
+
+def test_enforce_rows_refuses_rows_outside_the_stack():
+    w, code = torch.randn(2, 4), torch.ones(2, 4, dtype=torch.int8)
+    keys = native.layer_keys(0, 1, torch.tensor([0]))
+    with pytest.raises(ValueError, match="within the stack's 2"):
+        native.enforce_rows_(w, code, torch.tensor([2]), torch.tensor([0]), 0.1, keys)
+    with pytest.raises(ValueError, match="a rule code and a key per picked row"):
+        native.enforce_rows_(w, code, torch.tensor([0, 1]), torch.tensor([0]), 0.1, keys)

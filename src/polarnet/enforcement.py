@@ -101,7 +101,11 @@ def dense_enforce_(w: Tensor, signs: Tensor, rule: str | Sequence[str] = "posRan
         gather: find the violations (a host read of their indices) and compute resets for
             them only. Same numbers; faster on a CPU, where the read is free and the keyed
             hash of every entry is not (3-4x for an ensemble's step), but it synchronises:
-            keep it off on a GPU. Keys must then vary along the member axes only.
+            keep it off on a GPU. Keys must then vary along the member axes only. With one
+            member axis of float32/float64 rows, int8 ``signs``, and keys, rules and ``active``
+            per member (an ensemble's layer), the C kernel
+            (:func:`polarnet.native.enforce_rows_`) does it in one pass over each member's
+            weight, in place, with the same bits.
         positions: each entry's position key (int64, shaped like one member's weight);
             default its row-major index. A shard of a larger weight passes its entries'
             indices in the whole weight (:meth:`polarnet.distributed.ShardBox.positions`), so

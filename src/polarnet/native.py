@@ -494,11 +494,16 @@ def enforce_rows_(w: Tensor, code: Tensor, rows: Tensor, rules: Tensor, eps: flo
             and (w.shape[0] == 0 or (w[0].is_contiguous() and code[0].is_contiguous()))):
         raise ValueError("enforce_rows_ needs CPU weights stacked along the first axis, each row contiguous, and "
                          "int8 signs of the same shape")
-    rows, rules, keys = (t.to(torch.int64).contiguous() for t in (rows, rules, keys))
+    rows, rules, keys = (t.to(torch.int64).contiguous().view(-1) for t in (rows, rules, keys))
     rules = rules.to(torch.int32)
     counts = torch.zeros(len(rows), dtype=torch.int64)
     if len(rows) == 0:
         return counts
+    if len(rules) != len(rows) or len(keys) != len(rows) or int(rows.min()) < 0 or int(rows.max()) >= w.shape[0] \
+            or int(rules.min()) < 0 or int(rules.max()) >= len(RULE_CODES):
+        raise ValueError(f"enforce_rows_ takes a rule code and a key per picked row, rows within the stack's "
+                         f"{w.shape[0]}; got {len(rows)} rows from {int(rows.min())} to {int(rows.max())}, "
+                         f"{len(rules)} rules, {len(keys)} keys")
     fn = lib.polarnet_enforce_rows_f32 if w.dtype == torch.float32 else lib.polarnet_enforce_rows_f64
     w_stride, code_stride = w.stride(0), code.stride(0)
 
@@ -666,7 +671,8 @@ def _conv_pool(x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[in
     lib = library()
     if lib is None:
         raise RuntimeError("the native kernel is not available here (see polarnet.native.library)")
-    if x.dtype != torch.float32 or weight.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 4 \
+    if x.dtype != torch.float32 or weight.dtype != torch.float32 or x.device.type != "cpu" \
+            or weight.device.type != "cpu" or x.dim() != 4 \
             or weight.dim() != 4 or groups < 1 or weight.shape[0] % groups or weight.shape[1] * groups != x.shape[1]:
         raise ValueError(f"conv_pool takes float32 CPU inputs (N, C, H, W) and weights (C', C / groups, KH, KW); got "
                          f"{x.dtype} {tuple(x.shape)} and {weight.dtype} {tuple(weight.shape)}, groups={groups}")
@@ -683,10 +689,10 @@ def _conv_pool(x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[in
             x = torch.nn.functional.pad(x, (padding[1], padding[1], padding[0], padding[0]))
         padded = x.permute(0, 2, 3, 1).contiguous()  # (N, H, W, C): no copy for channels-last x
         packed = weight.new_zeros(groups, kh, kw, cin, cp)
-        packed[..., :cout] = weight.detach().view(groups, cout, cin, kh, kw).permute(0, 3, 4, 2, 1)
+        packed[..., :cout] = weight.detach().reshape(groups, cout, cin, kh, kw).permute(0, 3, 4, 2, 1)
         shift = weight.new_zeros(groups, cp)
         if bias is not None:
-            shift[:, :cout] = bias.detach().view(groups, cout)
+            shift[:, :cout] = bias.detach().reshape(groups, cout)
     out = torch.empty(n, ho, wo, total)
     recorded = torch.empty(n, ho, wo, total, dtype=torch.uint8) if codes else None
     args = (padded.data_ptr(), hp, wp, groups, cin, packed.data_ptr(), kh, kw, cp, shift.data_ptr(), out.data_ptr(),

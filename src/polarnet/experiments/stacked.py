@@ -161,7 +161,7 @@ class StackedProgram:
         self.deferred: set[torch.fx.Node] = set()
         self.relu_after: set[torch.fx.Node] = set()
         # a convolution that only feeds a 2×2 max-pool (through a ReLU or not): over a shared batch
-        # in evaluation, one pass of the C kernel (polarnet.native.conv_pool) does all three
+        # on a CPU, one pass of the C kernel (polarnet.native.conv_pool) does all three
         self.pooled_conv: dict[torch.fx.Node, tuple[bool, list[torch.fx.Node]]] = {}
         if graph is not None:
             for node in graph.nodes:
