@@ -247,6 +247,18 @@ def _at_least(low: int):
     return parse
 
 
+def _add_execution_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where and how studies train, the same for ``run`` and ``reproduce``: executor, Ray address,
+    workers, device, progress and failed runs."""
+    parser.add_argument("--executor", default="local", choices=["local", "ray"])
+    parser.add_argument("--address", help="Ray cluster address (with --executor ray)")
+    parser.add_argument("--workers", type=_at_least(1), help="processes (local) or CPUs (local Ray); default: all cores")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="train failed runs again (they are skipped otherwise)")
+
+
 def _accuracy(text: str) -> float:
     """An argparse type: an accuracy in (0, 1]."""
     try:
@@ -361,14 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="study folder (default: out/<name>[-quick])")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting; repeatable")
     run.add_argument("--quick", action="store_true", help="the preset's small version (about a minute on 2 cores)")
-    run.add_argument("--executor", default="local", choices=["local", "ray"])
-    run.add_argument("--address", help="Ray cluster address (with --executor ray)")
-    run.add_argument("--workers", type=_at_least(1), help="processes (local) or CPUs (local Ray); default: all cores")
-    run.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    _add_execution_arguments(run)
     run.add_argument("--data-root", help="where image datasets are (same as --set data_root=DIR)")
     run.add_argument("--download", action="store_true", help="let torchvision download missing image data")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
-    run.add_argument("--retry-failed", action="store_true", help="train failed runs again (they are skipped otherwise)")
     run.set_defaults(func=_run)
 
     rep = commands.add_parser(
@@ -383,13 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "manages them, reduced elsewhere; gpu: the paper's settings (default: quick)")
     rep.add_argument("--only", action="append", metavar="STUDY", help="run only this study; repeatable")
     rep.add_argument("--dry-run", action="store_true", help="print the plan and stop")
-    rep.add_argument("--executor", default="local", choices=["local", "ray"])
-    rep.add_argument("--address", help="Ray cluster address (with --executor ray)")
-    rep.add_argument("--workers", type=_at_least(1), help="processes (local) or CPUs (local Ray); default: all cores")
-    rep.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    _add_execution_arguments(rep)
     rep.add_argument("--data-root", help="where image datasets are looked for first (default: OUT/data)")
-    rep.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
-    rep.add_argument("--retry-failed", action="store_true", help="train failed runs again (they are skipped otherwise)")
     rep.set_defaults(func=_reproduce)
 
     pre = commands.add_parser("pretrain", help="train a source model to transfer polarities from (offline studies)")
