@@ -483,3 +483,34 @@ def test_a_signal_that_a_library_turns_into_its_own_error_still_stops_cleanly(tm
     with pytest.raises(Interrupted) as info:
         run_study(study, tmp_path, workers=1, progress=False)
     assert info.value.signum == signal.SIGTERM
+
+
+def test_a_run_recorded_as_a_signal_lands_leaves_no_checkpoint_behind(tmp_path, monkeypatch) -> None:
+    """The checkpoint of a run goes with its recording, before a deferred signal stops the sweep
+    (a run in the store is never resumed, so its file would stay for good); a completed sweep
+    removes any checkpoint still there (a kill -9 between the two)."""
+    from polarnet.experiments.trainer import checkpoint_file
+    study = load_study("xor5d", TINY + ["vectorize=false"])
+    folder = tmp_path / "study"
+    checkpoints = folder / "checkpoints"
+    real = Store.record
+    recorded = []
+
+    def record_then_signal(self, results):
+        for result in results:  # as a run trained one at a time leaves it after its last epoch
+            checkpoints.mkdir(parents=True, exist_ok=True)
+            checkpoint_file(checkpoints, result.key).write_bytes(b"state")
+        real(self, results)
+        recorded.extend(r.key for r in results)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Store, "record", record_then_signal)
+    with pytest.raises(Interrupted):
+        run_study(study, folder, workers=1, progress=False)
+    monkeypatch.undo()
+    assert recorded and not any(checkpoint_file(checkpoints, key).exists() for key in recorded)
+    checkpoints.mkdir(exist_ok=True)
+    checkpoint_file(checkpoints, recorded[0]).write_bytes(b"left by a kill -9")
+    summary = run_study(study, folder, workers=1, progress=False)
+    assert summary.trained == len(plan(study)) - len(recorded)
+    assert not checkpoints.exists()

@@ -267,17 +267,20 @@ def _compute(todo: list[RunSpec], store: Store, bar: Progress, signals: _Signals
     try:
         store.mark_running(todo)
         for index, results in stream:
-            with signals.deferred():  # a signal now waits until the chunk is recorded
+            # a signal now waits until the chunk is recorded and its checkpoints are gone: a run in
+            # the store is never resumed, so a checkpoint left behind would stay for good
+            with signals.deferred():
                 store.record(results)
-            for result in results:
-                checkpoint_file(checkpoints, result.key).unlink(missing_ok=True)
-            ensemble_checkpoint_file(checkpoints, chunks[index]).unlink(missing_ok=True)
+                for result in results:
+                    checkpoint_file(checkpoints, result.key).unlink(missing_ok=True)
+                ensemble_checkpoint_file(checkpoints, chunks[index]).unlink(missing_ok=True)
             n_failed = sum(r.status == "failed" for r in results)
             failed += n_failed
             bar.advance(len(results) - partial_work.pop(index, 0.0), finished=len(results), failed=n_failed)
         # every run is recorded now: an ensemble's file left by an earlier call that chunked the
-        # runs otherwise (another number of workers) can't be resumed by anyone
-        for stale in checkpoints.glob("ensemble-*.pt") if checkpoints.is_dir() else ():
+        # runs otherwise (another number of workers), or a run's left by a kill -9 between
+        # recording it and deleting its file, can't be resumed by anyone
+        for stale in checkpoints.glob("*.pt") if checkpoints.is_dir() else ():
             stale.unlink(missing_ok=True)
     finally:
         close = getattr(stream, "close", None)
