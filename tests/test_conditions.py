@@ -478,3 +478,58 @@ def test_learner_problems_are_named():
     swap = condition_problems(Condition("s", "source_proportions", True, swap=0.5, learner="reparam-abs"))
     assert swap and "builds it into the model" in swap[0]
     assert condition_problems(Condition("s", "source_proportions", True, swap=0.5, learner="eg")) == []
+
+
+def _alexnet_shaped_source(tmp_path):
+    """torchvision AlexNet's layer names with small tensors: conv layer i holds i+1 negatives in
+    ten entries (the rest positive), so each layer's proportions say where they came from."""
+    names = ["features.0.weight", "features.3.weight", "features.6.weight", "features.8.weight", "features.10.weight"]
+    state = {}
+    for i, name in enumerate(names):
+        w = torch.ones(10, 1, 1, 1)
+        w[: i + 1] = -1
+        state[name] = w
+    state.update({"classifier.1.weight": torch.randn(4096, 9216), "classifier.4.weight": torch.randn(4096, 4096),
+                  "classifier.6.weight": torch.randn(1000, 4096)})
+    path = tmp_path / "alexnet-shaped.pt"
+    torch.save(state, path)
+    return state, path
+
+
+def test_spin_gives_zfnet_the_proportions_of_alexnets_convolutions_in_order(tmp_path):
+    """Igoe et al.'s ZFNet takes AlexNet's per-layer proportions: conv k from conv k, though the
+    shapes differ and ZFNet's normalisation layers shift its names (its conv3 is features.8,
+    AlexNet's conv4's name)."""
+    _, path = _alexnet_shaped_source(tmp_path)
+    study = load_study("spin-zfnet-fmnist", ["trials=1", f"source='{path}'"], validate=False)
+    model = polarnet.models.get_model("zfnet", num_classes=10, in_channels=3)
+    zf_convs = ["features.0.weight", "features.4.weight", "features.8.weight", "features.10.weight",
+                "features.12.weight"]
+    for name in ("freeze_spin", "fluid_spin"):
+        template = POLARITIES.get("source_proportions")(get_condition(name), model, study, 3)
+        assert list(template) == zf_convs  # conv layers only; the linear layers stay free
+        for k, layer in enumerate(zf_convs):
+            p0, neg, pos = template.proportions()[layer]
+            rounding = 0.5 / template[layer].numel()  # round(p·N) entries of each sign
+            assert p0 == 0 and neg == pytest.approx((k + 1) / 10, abs=rounding) and pos == pytest.approx(
+                1 - (k + 1) / 10, abs=rounding)
+
+
+def test_source_report_lists_what_spin_and_fine_tuning_take_from_another_architecture(tmp_path):
+    from polarnet.experiments.conditions import source_report
+    _, path = _alexnet_shaped_source(tmp_path)
+    study = load_study("spin-zfnet-fmnist", ["trials=1", f"source='{path}'"], validate=False)
+    report = source_report(study, polarnet.models.get_model("zfnet"))
+    assert [(t, s) for t, s, _ in report.adapted] == [
+        ("features.0.weight", "features.0.weight"), ("features.4.weight", "features.3.weight"),
+        ("features.8.weight", "features.6.weight"), ("features.10.weight", "features.8.weight"),
+        ("features.12.weight", "features.10.weight")]
+    assert all("sign proportions only" in how for _, _, how in report.adapted)
+    # fluid_in copies the weights whose shapes fit: fc6 and fc7; the 10-way head is fresh
+    assert report.matched == [("classifier.1.weight", "classifier.1.weight"),
+                              ("classifier.4.weight", "classifier.4.weight")]
+    assert report.unmatched == ["classifier.6.weight"] and report.unused == ["classifier.6.weight"]
+    # a condition that transfers the signs themselves cannot take a layer of another shape
+    signs = dataclasses.replace(study, conditions=["frozen_in_polarity"])
+    with pytest.raises(ValueError, match="features.0.weight.*≠ target shape"):
+        source_report(signs, polarnet.models.get_model("zfnet"))

@@ -167,8 +167,10 @@ def alexnet(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.5, h
 def zfnet(num_classes: int = 10, in_channels: int = 3, dropout: float = 0.5, head: str = "replace") -> nn.Module:
     """ZFNet (Zeiler & Fergus, 2014): AlexNet's plan with a 7×7/2 first layer and a 5×5/2 second
     one, 96-256-384-384-256 filters, local response normalisation after the first two layers.
-    Laid out like torchvision's AlexNet (``features``, ``avgpool``, ``classifier``), so templates
-    and SPIN proportions line up layer by layer. Inputs from 64×64 up.
+    Laid out like torchvision's AlexNet (``features``, ``avgpool``, ``classifier``; fc6 and fc7
+    of AlexNet's shapes). Its five convolutions take AlexNet's SPIN proportions in order
+    (:func:`polarnet.experiments.conditions.proportion_pairs`), not by name: the normalisation
+    layers shift its ``features.N``. Inputs from 64×64 up.
 
     Args:
         num_classes, in_channels, dropout: as for :func:`alexnet`.

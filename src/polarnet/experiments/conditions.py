@@ -13,19 +13,21 @@ from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
+from ..builders import checked_weight
 from ..init import init_magnitudes
-from ..layers import select
+from ..layers import named_tensors, select
 from ..learners import LEARNERS
 from ..proportions import load_proportions
 from ..registry import Registry
 from ..sources import load_state_dict
 from ..template import PolarityTemplate
-from ..transfer import TransferReport, transfer
+from ..transfer import TransferReport, head_layers, match_layers, transfer
 
 __all__ = ["Condition", "CONDITIONS", "POLARITIES", "MAGNITUDES", "POLARITY_READS", "register_condition",
-           "get_condition", "condition_from_dict", "condition_problems", "source_state", "source_pairs", "needs_source",
+           "get_condition", "condition_from_dict", "condition_problems", "source_state", "source_report", "source_pairs", "proportion_pairs", "needs_source",
            "gives_template", "UNMATCHED", "unmatched_mode"]
 
 
@@ -331,6 +333,57 @@ def needs_source(condition: Condition) -> bool:
     return condition.polarity in ("source", "source_proportions") or condition.magnitudes == "source"
 
 
+def source_report(study: Any, model: nn.Module) -> TransferReport:
+    """What the study's conditions take from its source, layer by layer (stored with the study).
+
+    The report of :func:`polarnet.transfer` (signs) when the source's signs fit the model.
+    When they don't — a source of another architecture, e.g. AlexNet's weights for a ZFNet
+    study, whose conditions take only per-layer sign proportions (SPIN) and same-shaped weights
+    — what those conditions take: each layer given proportions (:func:`proportion_pairs`)
+    is listed as adapted, each given weights (:func:`source_pairs`) as matched, the rest free.
+
+    Raises:
+        ValueError: a condition transfers the source's signs and a layer's shape can't be adapted.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> import tempfile, torch
+        >>> src = tempfile.mktemp(suffix=".pt")
+        >>> torch.save({"0.weight": torch.randn(6, 3, 5, 5), "1.weight": torch.randn(2, 6, 1, 1)}, src)
+        >>> study = SimpleNamespace(source=src, conditions=["freeze_spin"], condition=get_condition)
+        >>> print(source_report(study, nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 2, 1))))
+        adapted  0.weight ← 0.weight  (shape (6, 3, 5, 5) → (4, 3, 3, 3): sign proportions only)
+        free     1.weight
+        unused   1.weight (source)
+    """
+    state = source_state(study.source)
+    try:
+        return transfer(state, model)[1]
+    except ValueError:
+        if any(study.condition(c).polarity == "source" for c in study.conditions):
+            raise
+    conditions = [study.condition(c) for c in study.conditions]
+    spin = {name: theirs for c in conditions if c.polarity == "source_proportions"
+            for name, theirs in proportion_pairs(state, model, c.layers).items()}
+    copied = source_pairs(state, model) if any(c.magnitudes == "source" for c in conditions) else {}
+    tensors, ours = named_tensors(state), named_tensors(model)
+    report = TransferReport()
+    for name in select(model, "all"):
+        if name in spin:
+            got, want = tuple(tensors[spin[name]].shape), tuple(ours[name].shape)
+            shape = f"shape {got} → {want}: " if got != want else ""
+            report.adapted.append((name, spin[name], shape + "sign proportions only"
+                                   + (f"; weights copied from {copied[name]}" if name in copied else "")))
+        elif name in copied:
+            report.matched.append((name, copied[name]))
+        else:
+            report.unmatched.append(name)
+    used = set(spin.values()) | set(copied.values())
+    report.unused = [n for n in (list(state) if isinstance(state, PolarityTemplate) else select(state, "all"))
+                     if n not in used]
+    return report
+
+
 @POLARITIES.register("none")
 def _no_template(condition: Condition, model: nn.Module, study: Any, seed: int) -> None:
     return None
@@ -395,10 +448,45 @@ def _source(condition: Condition, model: nn.Module, study: Any, seed: int) -> Po
     return PolarityTemplate(signs, meta=dict(template.meta, own_signs=list(report.unmatched)))
 
 
+def _in_order(name: str) -> str:
+    return "source:" + name  # no source name equals a model's, so match_layers pairs by order alone
+
+
+def proportion_pairs(source: Mapping[str, Tensor] | PolarityTemplate, model: nn.Module,
+                     layers: Any = "all") -> dict[str, str]:
+    """Which source layer gives each of ``model``'s layers its sign proportions (SPIN):
+    ``{model name: source name}``, the layers of each kind paired in order (first conv with
+    first conv, …), whatever their shapes or names, as Igoe et al. give ZFNet the proportions of
+    AlexNet's five convolutions. Names are not used: another architecture's indices mislead
+    (ZFNet's normalisation layers shift its ``features.N``). A head whose shape differs (the
+    source's task had other classes) is left out, as :func:`polarnet.transfer` leaves it free.
+
+    Example:
+        >>> from polarnet.models import get_model
+        >>> pairs = proportion_pairs(get_model("alexnet").state_dict(), get_model("zfnet"), "conv")
+        >>> pairs["features.8.weight"], pairs["features.12.weight"]
+        ('features.6.weight', 'features.10.weight')
+    """
+    pairs = match_layers(source, model, layers=layers, rename=_in_order)
+    theirs, ours, heads = named_tensors(source), named_tensors(model), set(head_layers(model))
+    return {name: other for name, other in pairs.items()
+            if name not in heads or theirs[other].shape == ours[name].shape}
+
+
 @POLARITIES.register("source_proportions")
 def _source_proportions(condition: Condition, model: nn.Module, study: Any, seed: int) -> PolarityTemplate:
-    """SPIN from the source itself: its transferred template's per-layer proportions, a fresh pattern."""
-    signs, _ = _transferred(condition, model, study, seed)
+    """SPIN from the source itself: each paired source layer's sign proportions
+    (:func:`proportion_pairs`), a fresh pattern."""
+    if not getattr(study, "source", None):
+        raise ValueError(f"condition {condition.name!r} needs the study's source (--set source=FILE)")
+    source = source_state(study.source)
+    pairs = proportion_pairs(source, model, condition.layers)
+    if not pairs:
+        raise ValueError(f"condition {condition.name!r}: no {condition.layers} layer of {study.source} pairs with one "
+                         f"of the model {getattr(study, 'model', '')!r}, so there are no proportions to transfer")
+    tensors = named_tensors(source)
+    signs = PolarityTemplate({name: checked_weight(theirs, tensors[theirs]).sign().to(torch.int8)
+                              for name, theirs in pairs.items()})
     return PolarityTemplate.from_proportions(model, signs.proportions(), seed=seed)
 
 

@@ -29,9 +29,8 @@ from .config import Study
 from .ensemble import supports
 from .image_ensemble import ensemble_checkpoint_file, image_cell, supports_images
 from .executors import EXECUTORS, default_workers, resolve_device
-from .conditions import needs_source, source_state
+from .conditions import needs_source, source_report
 from .plan import RunSpec, plan
-from ..transfer import transfer
 from .trainer import checkpoint_file, prepare_model, run_data
 from .progress import Progress
 from .store import Store
@@ -177,7 +176,7 @@ def preflight(study: Study, runs: list[RunSpec]) -> dict:
     run_data(runs[0])
     if study.source and any(needs_source(study.condition(c)) for c in study.conditions):
         model, _ = prepare_model(runs[0])  # every run has the study's architecture
-        _, report = transfer(source_state(study.source), model)
+        report = source_report(study, model)
         facts["transfer_report"] = report.to_dict()
         facts["transfer_report_text"] = str(report)
         first = {}
