@@ -28,13 +28,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pandas as pd
+
 from polarnet.data.images import DataError
 from polarnet.experiments import load_study
 from polarnet.experiments.executors import default_workers
 from polarnet.experiments.pretrain import pretrain
 
 from _report import Report, Spread, add_arguments, alternate, per_round
-from _studies import timed_study
+from _studies import agreement, timed_study
 
 PRESET = "fmnist-split-transfer"
 QUICK = ["trials=2", "sizes=[50,500]", "epochs=2", "val_size=1000"]
@@ -63,10 +65,11 @@ def main() -> int:
         for extra in ([], ["vectorize=false"]):  # warm-up: imports, worker start, data caches
             timed_study(PRESET, base + ["trials=1", "sizes=[50]", "epochs=1", "val_size=500", *extra], args.workers,
                         runs, "warm-up")
+        curves: dict[str, pd.DataFrame] = {}
         took = alternate({
             "full": lambda: timed_study(PRESET, base, args.workers, runs, "full"),
-            "off": lambda: timed_study(PRESET, sliced + ["vectorize=false"], args.workers, runs, "slice"),
-            "vec": lambda: timed_study(PRESET, sliced, args.workers, runs, "slice"),
+            "off": lambda: timed_study(PRESET, sliced + ["vectorize=false"], args.workers, runs, "slice", curves, "off"),
+            "vec": lambda: timed_study(PRESET, sliced, args.workers, runs, "slice", curves, "vec"),
         }, args.repeats, warmup=0)
     full_runs, off_runs = runs["full"], runs["slice"]
     off_full = per_round(lambda s: s / off_runs * full_runs, took["off"])
@@ -83,6 +86,7 @@ def main() -> int:
           f"slice speed-up {Spread.of(per_round(lambda o, v: o / v, took['off'], took['vec'])).format('.1f', 'x')}")
     print(f"{what}, one run at a time (from the slice): {Spread.of(off_full).format('.1f', ' s')} "
           f"({Spread.of(off_full).median / 60:.1f} min)")
+    print(f"slice, vectorised vs one run at a time (same runs and seeds): {agreement(curves['off'], curves['vec'])}")
     report.target(f"{what} wall time (vectorised)", full, "<=", 12 * 60, spec=".0f", unit=" s")
     report.target(f"speed-up of vectorised trials on the {what}",
                   Spread.of(per_round(lambda o, f: o / f, off_full, took["full"])), ">=", 5, spec=".1f", unit="x")

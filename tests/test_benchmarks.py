@@ -168,3 +168,24 @@ def test_bench_zoo_quick_runs_and_prints_an_overhead_line_per_model():
     bad = subprocess.run([sys.executable, str(script), "--models", "lenet9"], capture_output=True, text=True,
                          timeout=120, cwd=_PATH.parents[1])
     assert bad.returncode == 2 and "unknown model(s) ['lenet9']" in bad.stderr
+
+
+def test_agreement_of_two_stores_of_the_same_runs():
+    """``_studies.agreement`` (bench_split_transfer's vectorised-vs-one-at-a-time line), on
+    made-up curves whose differences are known: 0.01 and 0.03 at the last epochs."""
+    import pandas as pd
+    sys.path.insert(0, str(_PATH.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_studies", _PATH.parent / "_studies.py")
+        studies = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(studies)
+    finally:
+        sys.path.remove(str(_PATH.parent))
+    rows = [("a", 50, t, e) for t in (0, 1) for e in (1, 2)]
+    a = pd.DataFrame(rows, columns=["condition", "n_train", "trial", "epoch"]).assign(val_acc=[0.5, 0.6, 0.5, 0.7])
+    b = a.assign(val_acc=[0.5, 0.61, 0.52, 0.73])
+    line = studies.agreement(a, b)
+    # per epoch |Δ| = 0, 0.01, 0.02, 0.03: median 0.015; last epochs 0.01, 0.03: mean 0.02, sd 0.01414
+    assert "per epoch: median 0.0150, max 0.0300 (4 epochs)" in line
+    assert "at the last epoch: max 0.0300, mean +0.0200 ± 0.0196 (95%, 2 runs)" in line
+    assert "different runs" in studies.agreement(a, b.iloc[:3])
