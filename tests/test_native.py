@@ -221,12 +221,11 @@ def test_conv_pool_keeps_nan_and_refuses_what_it_cannot_compute():
 @given(n=st.integers(1, 3), cin=st.integers(1, 3), cout=st.integers(1, 40), k=st.integers(1, 4),
        pad=st.integers(0, 2), size=st.integers(2, 11), relu=st.booleans(), flat=st.booleans(),
        seed=st.integers(0, 2**31))
-def test_codes_and_scatter_give_max_pools_and_relus_gradient(n, cin, cout, k, pad, size, relu, flat, seed):
-    """The recorded window positions routed through :func:`native.pool_scatter` are the gradient
-    that autograd gives ``relu(max_pool2d(y, 2))`` at ``y`` (the convolution's output), bit for
-    bit, also with ties (small integers: many equal values; a flat input: every window equal)
-    and odd sizes (a last row outside every window). Integers keep every sum exact, so the
-    kernel's order of summing can't move a maximum."""
+def test_codes_are_max_pools_indices_and_relus_zeros(n, cin, cout, k, pad, size, relu, flat, seed):
+    """The recorded window positions are those ``max_pool2d(return_indices=True)`` picks, also
+    with ties (small integers: many equal values; a flat input: every window equal, the first
+    position wins), and 255 where ``relu`` passes no gradient (its output isn't > 0).
+    Integers keep every sum exact, so the kernel's order of summing can't move a maximum."""
     torch.manual_seed(seed)
     functional = torch.nn.functional
     if size + 2 * pad - k + 1 < 2:
@@ -234,14 +233,55 @@ def test_codes_and_scatter_give_max_pools_and_relus_gradient(n, cin, cout, k, pa
     x = torch.zeros(n, cin, size, size) if flat else torch.randint(-3, 4, (n, cin, size, size)).float()
     w, b = torch.randint(-2, 3, (cout, cin, k, k)).float(), torch.randint(-2, 3, (cout,)).float()
     out, codes = native.conv_pool_with_codes(x, w, b, (pad, pad), relu)
-    y = functional.conv2d(x, w, b, padding=pad).requires_grad_()
-    pooled = functional.max_pool2d(y, 2)
+    y = functional.conv2d(x, w, b, padding=pad)
+    pooled, index = functional.max_pool2d(y, 2, return_indices=True)
+    torch.testing.assert_close(out, pooled.relu() if relu else pooled, atol=1e-5, rtol=1e-5)
+    rows, cols = index // y.shape[3], index % y.shape[3]
+    i = torch.arange(pooled.shape[2]).view(1, 1, -1, 1)
+    j = torch.arange(pooled.shape[3]).view(1, 1, 1, -1)
+    expected = (rows - 2 * i) * 2 + (cols - 2 * j)
+    if relu:
+        expected = torch.where(pooled > 0, expected, 255)
+    assert torch.equal(codes.permute(0, 3, 1, 2).long(), expected)
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(1, 3), cin=st.integers(1, 5), cout=st.integers(1, 11), k=st.integers(1, 7),
+       pad=st.integers(0, 3), size=st.integers(2, 12), relu=st.booleans(), layout=st.booleans(),
+       seed=st.integers(0, 2**31))
+def test_pool_weight_grad_is_autograds_weight_and_bias_gradient(n, cin, cout, k, pad, size, relu, layout, seed):
+    """:func:`native.pool_weight_grad` equals autograd's weight and bias gradients of
+    ``relu(max_pool2d(conv2d(x, w, b), 2))``, bit for bit on integers (exact sums in any order),
+    for every tile of channels (1–11) and of taps (``cin·k²`` from 1 to 245: 1 to 16 vectors of
+    16), odd sizes, padding, and either memory layout of the input and the gradient."""
+    torch.manual_seed(seed)
+    functional = torch.nn.functional
+    if size + 2 * pad - k + 1 < 2:
+        return
+    x = torch.randint(-3, 4, (n, cin, size, size)).float()
+    w = torch.randint(-2, 3, (cout, cin, k, k)).float().requires_grad_()
+    b = torch.randint(-2, 3, (cout,)).float().requires_grad_()
+    pooled = functional.max_pool2d(functional.conv2d(x, w, b, padding=pad), 2)
     pooled = pooled.relu() if relu else pooled
-    torch.testing.assert_close(out, pooled.detach(), atol=1e-5, rtol=1e-5)
-    g = torch.randn_like(pooled)
-    (expected,) = torch.autograd.grad(pooled, y, g)
-    got = native.pool_scatter(g, codes, tuple(y.shape[2:]))
-    assert got.is_contiguous(memory_format=torch.channels_last) and torch.equal(got, expected)
+    g = torch.randint(-3, 4, pooled.shape).float()
+    expected = torch.autograd.grad(pooled, (w, b), g)
+    _, codes = native.conv_pool_with_codes(x, w.detach(), b.detach(), (pad, pad), relu)
+    if layout:
+        x, g = x.contiguous(memory_format=torch.channels_last), g.contiguous(memory_format=torch.channels_last)
+    got = native.pool_weight_grad(x, g, codes, (k, k), (pad, pad))
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+
+
+def test_pool_weight_grad_passes_no_gradient_where_relu_killed_it():
+    """A relu's zero passes nothing back, not even an inf or NaN gradient (0·inf would be NaN)."""
+    x = torch.tensor([[[[1.0, -2.0], [-3.0, -4.0]], [[-1.0, -2.0], [-3.0, -4.0]]]]).reshape(2, 1, 2, 2)
+    w = torch.ones(1, 1, 1, 1)
+    _, codes = native.conv_pool_with_codes(x, w, None, (0, 0), relu=True)
+    assert codes.flatten().tolist() == [0, 255]
+    gw, gb = native.pool_weight_grad(x, torch.tensor([2.0, float("nan")]).reshape(2, 1, 1, 1), codes, (1, 1), (0, 0))
+    assert gw.flatten().tolist() == [2.0] and gb.tolist() == [2.0]
+    with pytest.raises(ValueError, match="fit a 3x3 kernel"):
+        native.pool_weight_grad(x, torch.ones(2, 1, 1, 1), codes, (3, 3), (0, 0))
 
 
 def test_enforce_rows_refuses_rows_outside_the_stack():

@@ -35,7 +35,7 @@ from torch import Tensor
 from .keyed import _K, _MASK64, _key, _mix
 
 __all__ = ["library", "available", "enforce_", "enforce_rows_", "layer_keys", "mlp_logits", "conv_pool",
-           "conv_pool_with_codes", "pool_scatter", "RULE_CODES"]
+           "conv_pool_with_codes", "pool_weight_grad", "RULE_CODES"]
 
 #: the built-in reset rules' numbers in the kernel
 RULE_CODES = {"posRand": 0, "posCon": 1, "zero": 2, "flip": 3}
@@ -227,7 +227,107 @@ CONV_POOL_TILE(2, 2)
 CONV_POOL_TILE(2, 1)
 CONV_POOL_TILE(1, 4)
 CONV_POOL_TILE(1, 1)
+
+/* NV vectors of 16 taps of CB output channels' weight gradients: each window of a pooled row adds its
+   gradient times the patch at its recorded position (slot 4 of a window holds zeros, for code
+   255); CB * NV independent sums keep the multiply-adds' latency hidden */
+#define POOL_WGRAD_TILE(CB, NV)                                                                    \
+static void pool_wgrad_tile_##CB##_##NV(const float *restrict patch, const float *restrict g,        \
+                                        const uint8_t *restrict cd, int64_t wo, int64_t c,           \
+                                        int64_t tp, float *restrict gw, float *restrict gb) {        \
+    v16f acc[CB][NV];                                                                              \
+    float live[CB];                                                                                \
+    for (int a = 0; a < CB; ++a) {                                                                 \
+        live[a] = 0.0f;                                                                            \
+        for (int b = 0; b < NV; ++b) acc[a][b] = (v16f){0};                                        \
+    }                                                                                              \
+    for (int64_t j = 0; j < wo; ++j)                                                               \
+        for (int a = 0; a < CB; ++a) {                                                             \
+            uint8_t q = cd[j * c + a];                                                             \
+            uint32_t bits; /* the gradient, or +0 where code 255 passes none (even inf or NaN) */ \
+            memcpy(&bits, g + j * c + a, sizeof bits);                                             \
+            bits &= -(uint32_t)(q < 4);                                                            \
+            float v;                                                                               \
+            memcpy(&v, &bits, sizeof v);                                                           \
+            const float *p = patch + (j * 5 + (q < 4 ? q : 4)) * tp;                               \
+            for (int b = 0; b < NV; ++b) acc[a][b] += load16(p + b * 16) * v;                      \
+            live[a] += v;                                                                          \
+        }                                                                                          \
+    for (int a = 0; a < CB; ++a) {                                                                 \
+        for (int b = 0; b < NV; ++b) {                                                             \
+            v16f sum = load16(gw + a * tp + b * 16) + acc[a][b];                                   \
+            memcpy(gw + a * tp + b * 16, &sum, sizeof sum);                                        \
+        }                                                                                          \
+        if (gb) gb[a] += live[a];                                                                  \
+    }                                                                                              \
+}
+POOL_WGRAD_TILE(4, 1)
+POOL_WGRAD_TILE(1, 1)
+POOL_WGRAD_TILE(4, 2)
+POOL_WGRAD_TILE(1, 2)
+POOL_WGRAD_TILE(2, 3)
+POOL_WGRAD_TILE(1, 3)
+POOL_WGRAD_TILE(2, 4)
+POOL_WGRAD_TILE(1, 4)
 #pragma GCC pop_options
+
+/* The weight and bias gradients of polarnet_conv_pool_f32 (one group) from its output's gradient
+   and codes: the convolution's weight gradient without the zeros that max-pooling puts at three
+   positions of every window. x: (n, hp, wp, cin), padded; g and codes: (n, ho, wo, c); adds to gw,
+   (c, tp) with taps in (row, column, input channel) order and tp >= kh * kw * cin a multiple of
+   16, and to gb, (c). */
+int polarnet_pool_wgrad_f32(const float *x, int64_t hp, int64_t wp, int64_t cin, const float *g,
+                            const uint8_t *codes, int64_t ho, int64_t wo, int64_t c, int64_t kh, int64_t kw,
+                            int64_t tp, float *gw, float *gb, int64_t k0, int64_t k1) {
+    /* per window of a pooled row: its 4 positions' patches, then a zero slot (for code 255), and
+       room for the last copy's overrun */
+    const size_t bytes = sizeof(float) * (size_t)(wo * 5 * tp + 16); /* a multiple of 64 */
+    float *patch = aligned_alloc(64, bytes); /* slots on cache lines: the tiles' loads never split */
+    if (!patch) return -1;
+    memset(patch, 0, bytes);
+    const int64_t run = kw * cin, chunks = (run + 15) / 16; /* a patch row: contiguous in x */
+    const float *end = x + k1 * hp * wp * cin; /* reads stay below: x's last image may end there */
+    for (int64_t k = k0; k < k1; ++k)
+        for (int64_t i = 0; i < ho; ++i) {
+            for (int64_t j = 0; j < wo; ++j)
+                for (int q = 0; q < 4; ++q) {
+                    const float *base = x + ((k * hp + 2 * i + q / 2) * wp + 2 * j + q % 2) * cin;
+                    float *p = patch + (j * 5 + q) * tp;
+                    /* rows in order, 16 at a time: a row's overrun is overwritten by the next row's
+                       copy; the last row's lands in the taps' padding and the next slot, which is
+                       copied after (a zero slot is never overrun: the one before it is copied
+                       by the scalar loop) */
+                    for (int64_t r = 0; r < kh; ++r) {
+                        const float *src = base + r * wp * cin;
+                        if (q < 3 && src + chunks * 16 <= end)
+                            for (int64_t u = 0; u < chunks; ++u) memcpy(p + r * run + 16 * u, src + 16 * u, 64);
+                        else
+                            for (int64_t u = 0; u < run; ++u) p[r * run + u] = src[u];
+                    }
+                }
+            const float *gr = g + (k * ho + i) * wo * c;
+            const uint8_t *cr = codes + (k * ho + i) * wo * c;
+            for (int64_t v0 = 0; v0 < tp / 16; v0 += 4) {
+                const int64_t nv = tp / 16 - v0 < 4 ? tp / 16 - v0 : 4;
+                const float *pv = patch + v0 * 16;
+                float *bias = v0 ? 0 : gb; /* the bias's sum once, with the first taps */
+                for (int64_t ch = 0; ch < c;) {
+                    float *out = gw + ch * tp + v0 * 16, *ob = bias ? bias + ch : 0;
+#define ARGS pv, gr + ch, cr + ch, wo, c, tp, out, ob
+#define TILE(CB, NV) if (ch + CB <= c) { pool_wgrad_tile_##CB##_##NV(ARGS); ch += CB; } \
+                     else { pool_wgrad_tile_1_##NV(ARGS); ++ch; }
+                    if (nv == 1) TILE(4, 1) /* 4-8 independent sums per tile */
+                    else if (nv == 2) TILE(4, 2)
+                    else if (nv == 3) TILE(2, 3)
+                    else TILE(2, 4)
+#undef TILE
+#undef ARGS
+                }
+            }
+        }
+    free(patch);
+    return 0;
+}
 
 int polarnet_conv_pool_f32(const float *x, int64_t hp, int64_t wp, int64_t groups, int64_t cin, const float *w,
                             int64_t kh, int64_t kw, int64_t cp, const float *bias, float *out, uint8_t *codes,
@@ -262,34 +362,6 @@ int polarnet_conv_pool_f32(const float *x, int64_t hp, int64_t wp, int64_t group
                 }
     free(xoff);
     return 0;
-}
-
-/* max_pool2d's (and a relu's) gradient after polarnet_conv_pool_f32 with codes: gin (n, hc, wc, c)
-   holds g at each window's recorded position and 0 elsewhere (code 255: the relu's zero; a last
-   odd row or column is outside every window) */
-static void scatter_window(const float *restrict src, const uint8_t *restrict cd, float *restrict dst, uint8_t q,
-                           int64_t c) {
-    for (int64_t l = 0; l < c; ++l) dst[l] = cd[l] == q ? src[l] : 0.0f; /* vectorised */
-}
-
-void polarnet_pool_scatter_f32(const float *g, const uint8_t *codes, float *gin, int64_t hc, int64_t wc,
-                               int64_t c, int64_t k0, int64_t k1) {
-    int64_t ho = hc / 2, wo = wc / 2;
-    for (int64_t k = k0; k < k1; ++k) {
-        float *image = gin + k * hc * wc * c;
-        for (int64_t i = 0; i < ho; ++i) {
-            for (int64_t j = 0; j < wo; ++j) {
-                int64_t at = ((k * ho + i) * wo + j) * c;
-                for (uint8_t q = 0; q < 4; ++q)
-                    scatter_window(g + at, codes + at, image + ((2 * i + q / 2) * wc + 2 * j + q % 2) * c, q, c);
-            }
-            if (wc % 2) /* a last odd column: outside every window */
-                for (int64_t y = 2 * i; y < 2 * i + 2; ++y)
-                    memset(image + (y * wc + wc - 1) * c, 0, sizeof(float) * (size_t)c);
-        }
-        if (hc % 2)
-            memset(image + (hc - 1) * wc * c, 0, sizeof(float) * (size_t)(wc * c));
-    }
 }
 """
 
@@ -376,10 +448,12 @@ def library() -> ctypes.CDLL | None:
                           ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
                           ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_int64,
                           ctypes.c_int64]
-        scatter = lib.polarnet_pool_scatter_f32
-        scatter.restype = None
-        scatter.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                            ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
+        wgrad = lib.polarnet_pool_wgrad_f32
+        wgrad.restype = ctypes.c_int
+        wgrad.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                          ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                          ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                          ctypes.c_int64]
         logits = lib.polarnet_mlp_logits_f32
         logits.restype = None
         logits.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
@@ -613,7 +687,7 @@ def conv_pool_with_codes(x: Tensor, weight: Tensor, bias: Tensor | None, padding
     """:func:`conv_pool` (one group) that also records, per output, where its gradient goes:
     the window position ``0..3`` (row-major) that ``max_pool2d`` picks (a larger value or a NaN
     takes over, a tie keeps the first), or 255 where ``relu`` passes no gradient (its output
-    isn't > 0). :func:`pool_scatter` turns an output gradient into the convolution output's.
+    isn't > 0). :func:`pool_weight_grad` takes an output gradient from there to the weights.
 
     Returns:
         The output, ``(N, C, H', W')`` in channels-last memory, and the codes, uint8
@@ -631,39 +705,74 @@ def conv_pool_with_codes(x: Tensor, weight: Tensor, bias: Tensor | None, padding
     return out, codes
 
 
-def pool_scatter(grad: Tensor, codes: Tensor, size: tuple[int, int]) -> Tensor:
-    """The gradient of :func:`conv_pool_with_codes`'s convolution output (``size``: its height
-    and width, before pooling) from its output's gradient: each window's gradient at its
-    recorded position, 0 elsewhere; what ``max_pool2d``'s and ``relu``'s backward passes give.
+def pool_weight_grad(x: Tensor, grad: Tensor, codes: Tensor, kernel: tuple[int, int],
+                     padding: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """The weight and bias gradients of :func:`conv_pool_with_codes`'s convolution (one group,
+    stride 1) from its output's gradient ``grad`` and ``codes``: each window's gradient times
+    the input patch at its recorded position: the convolution's weight gradient from what
+    ``max_pool2d``'s and ``relu``'s backward passes give, without the zeros they put at the
+    other three positions of every window, in one pass; sums
+    run in another order than oneDNN's (about 1e-7 relative apart). Images are split across
+    ``torch.get_num_threads()`` threads.
+
+    Args:
+        x: the convolution's input, float32 ``(N, C_in, H, W)``.
+        grad: the gradient of the pooled output, ``(N, C, H', W')``.
+        codes: uint8 ``(N, H', W', C)``, from :func:`conv_pool_with_codes`.
+        kernel: the kernel's height and width.
+        padding: the convolution's padding.
 
     Returns:
-        ``(N, C, H, W)`` in channels-last memory.
+        ``(C, C_in, KH, KW)`` and ``(C,)``.
 
     Example:
-        >>> codes = torch.tensor([[[[1]]]], dtype=torch.uint8)
-        >>> g = torch.tensor([[[[0.0, 5.0], [0.0, 0.0]]]])
-        >>> g = pool_scatter(torch.tensor([[[[5.0]]]]), codes, (2, 2)) if available() else g
-        >>> g[0, 0].tolist()
-        [[0.0, 5.0], [0.0, 0.0]]
+        >>> x, w = torch.randn(2, 1, 8, 8), torch.randn(3, 1, 5, 5, requires_grad=True)
+        >>> y = torch.nn.functional.max_pool2d(torch.nn.functional.conv2d(x, w, padding=2), 2).relu()
+        >>> y.sum().backward()
+        >>> _, codes = conv_pool_with_codes(x, w.detach(), None, (2, 2), True) if available() else (None, None)
+        >>> gw, gb = pool_weight_grad(x, torch.ones(2, 3, 4, 4), codes, (5, 5), (2, 2)) if available() else (w.grad, 0)
+        >>> torch.allclose(gw, w.grad, atol=1e-4)
+        True
     """
     lib = library()
     if lib is None:
         raise RuntimeError("the native kernel is not available here (see polarnet.native.library)")
-    n, c, ho, wo = grad.shape
-    if codes.shape != (n, ho, wo, c) or codes.dtype != torch.uint8 or grad.dtype != torch.float32 \
-            or size[0] // 2 != ho or size[1] // 2 != wo:
-        raise ValueError(f"pool_scatter takes float32 gradients (N, C, H', W'), uint8 codes (N, H', W', C) and the "
-                         f"size before pooling; got {tuple(grad.shape)}, {codes.dtype} {tuple(codes.shape)}, {size}")
-    g = grad.detach().permute(0, 2, 3, 1).contiguous()
-    out = torch.empty(n, size[0], size[1], c)
+    n, cin, h, w = x.shape
+    c, ho, wo = grad.shape[1], grad.shape[2], grad.shape[3]
+    kh, kw = kernel
+    if x.dtype != torch.float32 or grad.dtype != torch.float32 or x.device.type != "cpu" \
+            or grad.device.type != "cpu" or grad.shape[0] != n or codes.shape != (n, ho, wo, c) \
+            or codes.dtype != torch.uint8 or (h + 2 * padding[0] - kh + 1) // 2 != ho \
+            or (w + 2 * padding[1] - kw + 1) // 2 != wo:
+        raise ValueError(f"pool_weight_grad takes float32 CPU inputs (N, C_in, H, W), gradients (N, C, H', W') and "
+                         f"uint8 codes (N, H', W', C) that fit a {kh}x{kw} kernel with padding {padding}; got "
+                         f"{x.dtype} {tuple(x.shape)}, {grad.dtype} {tuple(grad.shape)}, {codes.dtype} "
+                         f"{tuple(codes.shape)}")
+    tp = -(-(kh * kw * cin) // 16) * 16
+    with torch.no_grad():
+        if padding != (0, 0):
+            x = torch.nn.functional.pad(x, (padding[1], padding[1], padding[0], padding[0]))
+        padded = x.permute(0, 2, 3, 1).contiguous()
+        g = grad.detach().permute(0, 2, 3, 1).contiguous()
+    codes = codes.contiguous()
     threads = max(1, min(torch.get_num_threads(), n))
-    args = (g.data_ptr(), codes.data_ptr(), out.data_ptr(), size[0], size[1], c)
-    if threads == 1 or out.numel() < (1 << 22):
-        lib.polarnet_pool_scatter_f32(*args, 0, n)
-    else:
-        per = -(-n // threads)
-        list(_pool(threads).map(lambda s: lib.polarnet_pool_scatter_f32(*args, s, min(s + per, n)), range(0, n, per)))
-    return out.permute(0, 3, 1, 2)
+    if n * ho * wo * c * tp < (1 << 22):
+        threads = 1
+    per = -(-n // threads)
+    starts = list(range(0, n, per))
+    gw, gb = torch.zeros(len(starts), c, tp), torch.zeros(len(starts), c)
+    args = (padded.data_ptr(), padded.shape[1], padded.shape[2], cin, g.data_ptr(), codes.data_ptr(), ho, wo, c,
+            kh, kw, tp)
+
+    def part(index: int) -> int:
+        s = starts[index]
+        return lib.polarnet_pool_wgrad_f32(*args, gw[index].data_ptr(), gb[index].data_ptr(), s, min(s + per, n))
+
+    failed = any(map(part, range(len(starts)))) if len(starts) == 1 else any(_pool(threads).map(part, range(len(starts))))
+    if failed:
+        raise MemoryError("pool_weight_grad could not allocate its patch buffer")
+    weight = gw.sum(0)[:, : kh * kw * cin].reshape(c, kh, kw, cin).permute(0, 3, 1, 2).contiguous()
+    return weight, gb.sum(0)
 
 
 def _conv_pool(x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int, int], relu: bool, groups: int,

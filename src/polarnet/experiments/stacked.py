@@ -18,10 +18,10 @@ training batch of a trial's conditions) goes in once: the first convolution is t
 dense convolution with the members' filters side by side; on a CPU, when it feeds a 2×2
 max-pool (through a ReLU or not), one pass of a C kernel (:func:`polarnet.native.conv_pool`)
 computes all three without writing the full-size output, which is larger than a core's
-cache; in training it records where each window's maximum was, and the backward pass routes
-the gradient there (:func:`polarnet.native.pool_scatter`, ``max_pool2d``'s rule: a tie goes
-to the first) before oneDNN's convolution backward (LeNet: validation ~20% and training ~8%
-faster; sums in another order, ~1e-7 relative). Any other layer, function or
+cache; in training it records where each window's maximum was (``max_pool2d``'s rule: a tie
+goes to the first), and the backward pass takes each window's gradient from there to the
+weights (:func:`polarnet.native.pool_weight_grad`), skipping the other three positions
+(LeNet: validation ~20% and training ~13% faster; sums in another order, ~1e-7 relative). Any other layer, function or
 untraceable model runs through ``torch.func.vmap`` of ``functional_call``
 (``randomness="different"``, so dropout masks differ per member).
 """
@@ -105,10 +105,10 @@ _PER_CHANNEL = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMax
 
 class _ConvPool(torch.autograd.Function):
     """:func:`polarnet.native.conv_pool_with_codes` with its gradient: the window positions
-    recorded in the forward pass route the output's gradient back
-    (:func:`polarnet.native.pool_scatter`, what ``max_pool2d``'s and ``relu``'s backward passes
-    give), and oneDNN's convolution backward takes it to the weights and the bias, as for the
-    unfused layers (the input, a data batch, takes none)."""
+    recorded in the forward pass say where ``max_pool2d``'s and ``relu``'s backward passes put
+    each output's gradient, and :func:`polarnet.native.pool_weight_grad` takes it from there to
+    the weights and the bias in one pass, skipping the zeros of the other three positions (the
+    input, a data batch, takes none)."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int, int],
@@ -121,11 +121,7 @@ class _ConvPool(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, Tensor | None, None, None]:  # type: ignore[override]
         x, weight, codes = ctx.saved_tensors
-        pad, (kh, kw) = ctx.padding, weight.shape[2:]
-        routed = native.pool_scatter(grad, codes, (x.shape[2] + 2 * pad[0] - kh + 1, x.shape[3] + 2 * pad[1] - kw + 1))
-        _, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-            routed, x, _channels_last(weight), [weight.shape[0]] if ctx.has_bias else None, [1, 1], list(pad),
-            [1, 1], False, [0, 0], 1, [False, True, ctx.has_bias])
+        grad_weight, grad_bias = native.pool_weight_grad(x, grad, codes, tuple(weight.shape[2:]), ctx.padding)
         return None, grad_weight, grad_bias if ctx.has_bias else None, None, None
 
 
