@@ -768,7 +768,8 @@ def pool_weight_grad(x: Tensor, grad: Tensor, codes: Tensor, kernel: tuple[int, 
         s = starts[index]
         return lib.polarnet_pool_wgrad_f32(*args, gw[index].data_ptr(), gb[index].data_ptr(), s, min(s + per, n))
 
-    failed = any(map(part, range(len(starts)))) if len(starts) == 1 else any(_pool(threads).map(part, range(len(starts))))
+    parts = range(len(starts))
+    failed = any(map(part, parts)) if len(starts) == 1 else any(_pool(threads).map(part, parts))
     if failed:
         raise MemoryError("pool_weight_grad could not allocate its patch buffer")
     weight = gw.sum(0)[:, : kh * kw * cin].reshape(c, kh, kw, cin).permute(0, 3, 1, 2).contiguous()

@@ -27,8 +27,8 @@ from ..template import PolarityTemplate
 from ..transfer import TransferReport, head_layers, match_layers, transfer
 
 __all__ = ["Condition", "CONDITIONS", "POLARITIES", "MAGNITUDES", "POLARITY_READS", "register_condition",
-           "get_condition", "condition_from_dict", "condition_problems", "source_state", "source_report", "source_pairs", "proportion_pairs", "needs_source",
-           "gives_template", "UNMATCHED", "unmatched_mode"]
+           "get_condition", "condition_from_dict", "condition_problems", "source_state", "source_report",
+           "source_pairs", "proportion_pairs", "needs_source", "gives_template", "UNMATCHED", "unmatched_mode"]
 
 
 @dataclass(frozen=True)
