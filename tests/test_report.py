@@ -4,6 +4,7 @@ import base64
 import json
 import math
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -200,6 +201,21 @@ def test_report_of_a_study_whose_runs_all_failed(tmp_path) -> None:
 def test_report_of_one_trial_at_one_size(tmp_path) -> None:
     md = build_report(_tiny(tmp_path, "epochs=1", "trials=1", "sizes=[8]"))[1].read_text()
     assert "size 8 × hidden 64 × reset posRand × 1 trial, 1 epoch each" in md and "## Learning curves" in md
+
+
+def test_a_rebuilt_report_leaves_no_figure_of_an_earlier_one(tmp_path) -> None:
+    """Figures a former report drew (another study's, a panel now gone) are deleted; the
+    report's own and files that are not figures stay."""
+    folder = _tiny(tmp_path, "epochs=1", "trials=1", "sizes=[8]")
+    figures = folder / "report-figures"
+    figures.mkdir()
+    for name in ("efficiency-hidden-99.png", "efficiency-hidden-99.svg", "notes.txt"):
+        (figures / name).write_text("from an earlier report")
+    md = build_report(folder)[1].read_text()
+    left = sorted(p.name for p in figures.iterdir())
+    assert "notes.txt" in left and not any("hidden-99" in name for name in left)
+    linked = re.findall(r"\(report-figures/([^)]+\.png)\)", md)
+    assert linked and {f"{Path(n).stem}.{ext}" for n in linked for ext in ("png", "svg")} == set(left) - {"notes.txt"}
 
 
 def test_report_when_a_condition_has_no_runs_at_some_size(tmp_path) -> None:

@@ -253,7 +253,20 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
     md_path.write_text("\n".join(md))
     html_path.write_text(_HTML.format(title=html.escape(f"polarnet report: {name}"), body="\n".join(body),
                                       width=REPORT_WIDTH_PX))
+    _remove_stale_figures(figures_dir, [path for _, _, paths in sections for path in paths])
     return html_path, md_path
+
+
+def _remove_stale_figures(figures_dir: Path, kept: list[Path]) -> None:
+    """Deletes the figures an earlier report left in ``figures_dir`` that this one did not draw
+    (another study's, or a panel this study no longer has), so the folder shows only this
+    report's; other files stay."""
+    if not figures_dir.is_dir():
+        return
+    drawn = {path.resolve() for path in kept}
+    for path in figures_dir.iterdir():
+        if path.suffix in (".png", ".svg") and path.is_file() and path.resolve() not in drawn:
+            path.unlink()
 
 
 def report_paths(folder: str | os.PathLike[str], output: str | os.PathLike[str] | None = None) -> Path:
