@@ -65,7 +65,7 @@ from .ensemble import _known
 from .plan import RunSpec, derive_seed
 from .results import EpochRecord, RunResult, magnitude_quantiles
 from .stacked import MEMBERS, SHARED, Act, StackedProgram, adam_
-from .trainer import _cudnn_benchmark, prepare_model, run_data
+from .trainer import cudnn_benchmark, prepare_model, run_data
 
 __all__ = ["supports_images", "image_cell", "ensemble_size", "train_image_ensemble", "ensemble_checkpoint_file",
            "CHECKPOINT_FORMAT"]
@@ -708,7 +708,7 @@ def _train_ensemble(specs: list[RunSpec], device: torch.device, on_epoch: Callab
     # model construction and dropout draw from torch's global generator: our own seed, and the
     # caller's generator is left as it was
     amp, channels_last = study.fast_paths(device)
-    with torch.random.fork_rng(devices=cuda), _cudnn_benchmark(device.type == "cuda" and (amp or channels_last)):
+    with torch.random.fork_rng(devices=cuda), cudnn_benchmark(device.type == "cuda" and (amp or channels_last)):
         seed = derive_seed(study.seed, "ensemble dropout", sorted(s.key for s in specs))
         torch.manual_seed(seed)
         ens = _Ensemble(specs, device, memory)

@@ -39,7 +39,7 @@ from ..layers import select
 from ..template import PolarityTemplate
 from .results import EpochRecord, RunResult, magnitude_quantiles
 
-__all__ = ["prepare_model", "train_run", "run_data", "checkpoint_file"]
+__all__ = ["prepare_model", "train_run", "run_data", "checkpoint_file", "cudnn_benchmark"]
 
 #: bumped whenever what a checkpoint holds changes; a file of another version is ignored
 CHECKPOINT_FORMAT = 2  # 2: the freeze state is FreezeHandle.state_dict()
@@ -152,9 +152,19 @@ def _start(spec: RunSpec, data: Data, device: str | torch.device, x_val: Tensor,
 
 
 @contextmanager
-def _cudnn_benchmark(on: bool) -> Iterator[None]:
+def cudnn_benchmark(on: bool) -> Iterator[None]:
     """Let cuDNN time its kernels and keep the fastest (its choice may differ between
-    processes, so such runs repeat to rounding, not bit for bit); restored afterwards."""
+    processes, so such runs repeat to rounding, not bit for bit); restored afterwards. The
+    one-run trainer and the image ensemble both train under it.
+
+    Example:
+        >>> before = torch.backends.cudnn.benchmark
+        >>> with cudnn_benchmark(True):
+        ...     torch.backends.cudnn.benchmark
+        True
+        >>> torch.backends.cudnn.benchmark == before
+        True
+    """
     before = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = before or on
     try:
@@ -318,7 +328,7 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
         saved = _read_checkpoint(path, spec)
     # dropout draws from torch's global generator: seed it per run (leaving the caller's as it was)
     cuda = [_cuda_index(device)] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), _cudnn_benchmark(device.type == "cuda" and (amp or channels_last)):
+    with torch.random.fork_rng(devices=cuda), cudnn_benchmark(device.type == "cuda" and (amp or channels_last)):
         _seed_global(spec, device)
         t = _start(spec, data, device, x_val, y_val, eval_batch, memory, evaluate=saved is None)
         if saved is not None:
