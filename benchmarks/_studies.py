@@ -34,12 +34,12 @@ def agreement(a: pd.DataFrame, b: pd.DataFrame) -> str:
     are apart in validation accuracy: per epoch, at the last epoch, and the mean last-epoch
     difference (b − a) with its 95% interval (normal, over runs), which is near 0 when neither
     engine is biased."""
-    keys = ["condition", "n_train", "trial", "epoch"]
+    keys = ["condition", "n_train", "hidden", "reset", "trial", "epoch"]
     both = a[keys + ["val_acc"]].merge(b[keys + ["val_acc"]], on=keys, suffixes=("_a", "_b"))
     if len(both) != len(a) or len(both) != len(b):
         return f"the two stores hold different runs ({len(a)} and {len(b)} epoch rows, {len(both)} in common)"
     delta = both["val_acc_b"] - both["val_acc_a"]
-    last = both["epoch"] == both.groupby(["condition", "n_train", "trial"])["epoch"].transform("max")
+    last = both["epoch"] == both.groupby(keys[:-1])["epoch"].transform("max")
     final = delta[last]
     half = 1.96 * final.std(ddof=1) / len(final) ** 0.5 if len(final) > 1 else float("nan")
     return (f"validation accuracy |difference| per epoch: median {delta.abs().median():.4f}, max {delta.abs().max():.4f} "

@@ -181,11 +181,15 @@ def test_agreement_of_two_stores_of_the_same_runs():
         spec.loader.exec_module(studies)
     finally:
         sys.path.remove(str(_PATH.parent))
-    rows = [("a", 50, t, e) for t in (0, 1) for e in (1, 2)]
-    a = pd.DataFrame(rows, columns=["condition", "n_train", "trial", "epoch"]).assign(val_acc=[0.5, 0.6, 0.5, 0.7])
+    rows = [("a", 50, 0, "zero", t, e) for t in (0, 1) for e in (1, 2)]
+    columns = ["condition", "n_train", "hidden", "reset", "trial", "epoch"]
+    a = pd.DataFrame(rows, columns=columns).assign(val_acc=[0.5, 0.6, 0.5, 0.7])
     b = a.assign(val_acc=[0.5, 0.61, 0.52, 0.73])
     line = studies.agreement(a, b)
     # per epoch |Δ| = 0, 0.01, 0.02, 0.03: median 0.015; last epochs 0.01, 0.03: mean 0.02, sd 0.01414
     assert "per epoch: median 0.0150, max 0.0300 (4 epochs)" in line
     assert "at the last epoch: max 0.0300, mean +0.0200 ± 0.0196 (95%, 2 runs)" in line
     assert "different runs" in studies.agreement(a, b.iloc[:3])
+    # runs that differ only in their reset rule are other runs, not one run twice
+    two = pd.concat([a, a.assign(reset="posRand")])
+    assert "(8 epochs)" in studies.agreement(two, pd.concat([b, b.assign(reset="posRand")]))

@@ -20,6 +20,7 @@ from polarnet.experiments.conditions import (
 )
 from polarnet.experiments.config import load_study
 from polarnet.init import init_magnitudes
+from polarnet.template import PolarityTemplate
 from polarnet.models import mlp
 
 HIDDEN = 8
@@ -533,3 +534,35 @@ def test_source_report_lists_what_spin_and_fine_tuning_take_from_another_archite
     signs = dataclasses.replace(study, conditions=["frozen_in_polarity"])
     with pytest.raises(ValueError, match="features.0.weight.*≠ target shape"):
         source_report(signs, polarnet.models.get_model("zfnet"))
+
+
+def test_spin_pairs_by_number_when_the_source_names_come_sorted_as_text(tmp_path):
+    """A .safetensors file stores its names sorted as text (features.10 before features.3):
+    the layers still pair in the network's order."""
+    from polarnet.experiments.conditions import proportion_pairs
+    state, _ = _alexnet_shaped_source(tmp_path)
+    as_text = {name: state[name] for name in sorted(state)}
+    assert list(as_text)[:3] == ["classifier.1.weight", "classifier.4.weight", "classifier.6.weight"]
+    pairs = proportion_pairs(as_text, polarnet.models.get_model("zfnet"), "conv")
+    assert pairs == {"features.0.weight": "features.0.weight", "features.4.weight": "features.3.weight",
+                     "features.8.weight": "features.6.weight", "features.10.weight": "features.8.weight",
+                     "features.12.weight": "features.10.weight"}
+
+
+def test_spin_from_a_source_the_signs_fit_takes_the_transferred_signs_proportions(tmp_path):
+    """Where the sign transfer applies (same architecture), SPIN takes its template's
+    proportions, as before sources of other architectures were allowed: a 3-channel source's
+    first layer for a 1-channel model gives the proportions of its summed signs."""
+    torch.manual_seed(0)
+    source = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 5), torch.nn.ReLU(), torch.nn.Conv2d(6, 4, 3))
+    path = tmp_path / "three.pt"
+    torch.save(source.state_dict(), path)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 6, 5), torch.nn.ReLU(), torch.nn.Conv2d(6, 4, 3))
+    study = load_study("spin-zfnet-fmnist", ["trials=1", f"source='{path}'"], validate=False)
+    template = POLARITIES.get("source_proportions")(get_condition("freeze_spin"), model, study, 3)
+    transferred, report = polarnet.transfer(source.state_dict(), model, layers="conv", seed=3)
+    ours, theirs = template.proportions(), transferred.proportions()
+    assert report.adapted and ours.keys() == theirs.keys()
+    assert all(ours[name] == pytest.approx(theirs[name], abs=1e-12) for name in ours)  # the same counts
+    raw = PolarityTemplate({"0.weight": torch.sign(source[0].weight.detach()).to(torch.int8)}).proportions()
+    assert ours["0.weight"] != pytest.approx(raw["0.weight"])  # 450 signs vs 150 summed ones

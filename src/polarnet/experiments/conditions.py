@@ -8,6 +8,7 @@ never a branch in the training loop.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
@@ -339,8 +340,8 @@ def source_report(study: Any, model: nn.Module) -> TransferReport:
     The report of :func:`polarnet.transfer` (signs) when the source's signs fit the model.
     When they don't — a source of another architecture, e.g. AlexNet's weights for a ZFNet
     study, whose conditions take only per-layer sign proportions (SPIN) and same-shaped weights
-    — what those conditions take: each layer given proportions (:func:`proportion_pairs`)
-    is listed as adapted, each given weights (:func:`source_pairs`) as matched, the rest free.
+    — what those conditions take: each layer given proportions is listed as adapted, each
+    given weights (:func:`source_pairs`) as matched, the rest free.
 
     Raises:
         ValueError: a condition transfers the source's signs and a layer's shape can't be adapted.
@@ -364,7 +365,7 @@ def source_report(study: Any, model: nn.Module) -> TransferReport:
             raise
     conditions = [study.condition(c) for c in study.conditions]
     spin = {name: theirs for c in conditions if c.polarity == "source_proportions"
-            for name, theirs in proportion_pairs(state, model, c.layers).items()}
+            for name, theirs in _spin_signs(state, model, c.layers, 0)[1].items()}
     copied = source_pairs(state, model) if any(c.magnitudes == "source" for c in conditions) else {}
     tensors, ours = named_tensors(state), named_tensors(model)
     report = TransferReport()
@@ -452,14 +453,21 @@ def _in_order(name: str) -> str:
     return "source:" + name  # no source name equals a model's, so match_layers pairs by order alone
 
 
+def _natural(name: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def proportion_pairs(source: Mapping[str, Tensor] | PolarityTemplate, model: nn.Module,
                      layers: Any = "all") -> dict[str, str]:
-    """Which source layer gives each of ``model``'s layers its sign proportions (SPIN):
-    ``{model name: source name}``, the layers of each kind paired in order (first conv with
-    first conv, …), whatever their shapes or names, as Igoe et al. give ZFNet the proportions of
-    AlexNet's five convolutions. Names are not used: another architecture's indices mislead
-    (ZFNet's normalisation layers shift its ``features.N``). A head whose shape differs (the
-    source's task had other classes) is left out, as :func:`polarnet.transfer` leaves it free.
+    """Which source layer gives each of ``model``'s layers its sign proportions (SPIN) when the
+    source has another architecture: ``{model name: source name}``, the layers of each kind
+    paired in order (first conv with first conv, …), whatever their shapes or names, as Igoe
+    et al. give ZFNet the proportions of AlexNet's five convolutions. Names are not used:
+    another architecture's indices mislead (ZFNet's normalisation layers shift its
+    ``features.N``). A source whose names come sorted as text (a ``.safetensors`` file puts
+    ``features.10`` before ``features.3``) is taken in numeric order. A head whose shape
+    differs (the source's task had other classes) is left out, as :func:`polarnet.transfer`
+    leaves it free.
 
     Example:
         >>> from polarnet.models import get_model
@@ -467,26 +475,43 @@ def proportion_pairs(source: Mapping[str, Tensor] | PolarityTemplate, model: nn.
         >>> pairs["features.8.weight"], pairs["features.12.weight"]
         ('features.6.weight', 'features.10.weight')
     """
-    pairs = match_layers(source, model, layers=layers, rename=_in_order)
     theirs, ours, heads = named_tensors(source), named_tensors(model), set(head_layers(model))
+    names = list(theirs)
+    if names == sorted(names):
+        theirs = {name: theirs[name] for name in sorted(names, key=_natural)}
+    pairs = match_layers(theirs, model, layers=layers, rename=_in_order)
     return {name: other for name, other in pairs.items()
             if name not in heads or theirs[other].shape == ours[name].shape}
 
 
+def _spin_signs(source: Mapping[str, Tensor] | PolarityTemplate, model: nn.Module, layers: Any,
+                seed: int) -> tuple[PolarityTemplate, dict[str, str]]:
+    """The signs whose per-layer proportions SPIN takes, and ``{model layer: source layer}``:
+    the source's signs transferred onto the model (:func:`polarnet.transfer`: by name, input
+    channels adapted) where they fit it; from a source of another architecture, whose shapes
+    the transfer can't adapt, each layer's own signs, paired by :func:`proportion_pairs`."""
+    try:
+        template, report = transfer(source, model, layers=layers, seed=seed)
+        return template, {**dict(report.matched), **{t: s for t, s, _ in report.adapted}}
+    except ValueError as e:
+        if "≠ target shape" not in str(e):
+            raise
+    pairs = proportion_pairs(source, model, layers)
+    tensors = named_tensors(source)
+    return PolarityTemplate({name: checked_weight(theirs, tensors[theirs]).sign().to(torch.int8)
+                             for name, theirs in pairs.items()}), pairs
+
+
 @POLARITIES.register("source_proportions")
 def _source_proportions(condition: Condition, model: nn.Module, study: Any, seed: int) -> PolarityTemplate:
-    """SPIN from the source itself: each paired source layer's sign proportions
-    (:func:`proportion_pairs`), a fresh pattern."""
+    """SPIN from the source itself: the per-layer proportions of its signs (:func:`_spin_signs`),
+    a fresh pattern."""
     if not getattr(study, "source", None):
         raise ValueError(f"condition {condition.name!r} needs the study's source (--set source=FILE)")
-    source = source_state(study.source)
-    pairs = proportion_pairs(source, model, condition.layers)
-    if not pairs:
+    signs, _ = _spin_signs(source_state(study.source), model, condition.layers, seed)
+    if not len(signs):
         raise ValueError(f"condition {condition.name!r}: no {condition.layers} layer of {study.source} pairs with one "
                          f"of the model {getattr(study, 'model', '')!r}, so there are no proportions to transfer")
-    tensors = named_tensors(source)
-    signs = PolarityTemplate({name: checked_weight(theirs, tensors[theirs]).sign().to(torch.int8)
-                              for name, theirs in pairs.items()})
     return PolarityTemplate.from_proportions(model, signs.proportions(), seed=seed)
 
 
