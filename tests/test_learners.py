@@ -171,6 +171,52 @@ def test_reparam_sees_weights_through_layer_helpers():
     assert all(torch.equal(snap[n], t[n].to(torch.int8)) for n in t)
 
 
+@pytest.mark.parametrize("optimizer", ["SGD", "SparseAdam", "Adagrad"])
+def test_a_sparse_embedding_keeps_its_template_or_is_refused_by_reparam(optimizer):
+    """nn.Embedding(sparse=True) gives sparse gradients: Freeze-SGD and project keep the
+    template through them with the optimizers that take them; reparam, whose backward pass
+    can't take them, is refused up front with the model unchanged."""
+    for learner in ("freeze_sgd", "project", "reparam-softplus"):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Embedding(50, 8, sparse=True), nn.Flatten(), nn.Linear(24, 2))
+        params = net[0].parameters() if optimizer == "SparseAdam" else net.parameters()
+        opt = getattr(torch.optim, optimizer)(params, lr=0.05)
+        t = pn.PolarityTemplate.random(net, seed=1, layers=["0.weight"])
+        if learner.startswith("reparam"):
+            before = snapshot(net)
+            with pytest.raises(ValueError, match="embedding with sparse=True.*learner='freeze_sgd'"):
+                pn.freeze(net, t, opt, learner=learner)
+            assert_unchanged(net, before)
+            continue
+        handle = pn.freeze(net, t, opt, learner=learner)
+        resets = 0
+        for _ in range(20):
+            opt.zero_grad()
+            (net(torch.randint(0, 50, (16, 3))) - 3).pow(2).mean().backward()
+            assert net[0].weight.grad.is_sparse
+            opt.step()
+            resets += sum(handle.last_resets.values()) if learner == "freeze_sgd" else 0
+        assert pn.violations(net, t) == 0 and (learner != "freeze_sgd" or resets > 0)
+
+
+def test_reparam_takes_an_adagrad_that_has_not_stepped():
+    """Adagrad makes its state when it is built (step 0, zero accumulators), as right for V as for W."""
+    torch.manual_seed(0)
+    net = _net()
+    t = pn.PolarityTemplate.random(net, seed=3)
+    opt = torch.optim.Adagrad(net.parameters(), lr=0.1)
+    assert opt.state[net[0].weight]  # made in the constructor
+    pn.freeze(net, t, opt, learner="reparam-softplus")
+    for _ in range(5):
+        _step(net, opt, (5,))
+    assert pn.violations(net, t) == 0
+    stepped = _net()
+    opt = torch.optim.Adagrad(stepped.parameters(), lr=0.1)
+    _step(stepped, opt, (5,))
+    with pytest.raises(ValueError, match="already has state for '0.weight'"):
+        pn.freeze(stepped, pn.PolarityTemplate.random(stepped, seed=3), opt, learner="reparam-softplus")
+
+
 def test_reparam_refuses_a_stepped_optimizer_a_tied_weight_and_a_parametrized_weight_unchanged():
     torch.manual_seed(0)
     net = _net()

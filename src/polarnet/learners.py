@@ -494,6 +494,13 @@ def _attach_project(model: nn.Module, template: PolarityTemplate, optimizer: tor
     return _aligned(_Projector(model, template, optimizer), options)
 
 
+def _stepped(state: dict[str, Any]) -> bool:
+    """Whether an optimizer's state for a weight comes from a step. Adagrad makes its state when
+    it is built (step 0, the accumulator at its initial value), which fits V as well as W."""
+    step = state.get("step")
+    return bool(state) and (step is None or float(step) > 0)
+
+
 def _attach_reparam(fn: str) -> Attach:
     def attach(model: nn.Module, template: PolarityTemplate, optimizer: torch.optim.Optimizer,
                options: dict[str, Any]) -> Keeper:
@@ -509,7 +516,11 @@ def _attach_reparam(fn: str) -> Attach:
                 raise ValueError(f"learner 'reparam-{fn}': layer {name!r} already has a parametrization "
                                  f"({module.parametrizations[leaf]}); reparam needs a plain weight: remove it "
                                  f"(torch.nn.utils.parametrize.remove_parametrizations) or use learner='freeze_sgd'")
-            if optimizer.state.get(module.get_parameter(leaf)):
+            if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and module.sparse:
+                raise ValueError(f"learner 'reparam-{fn}': layer {name!r} is an embedding with sparse=True, whose "
+                                 f"sparse gradient the parametrization's backward pass can't take; use "
+                                 f"learner='freeze_sgd' or 'project' (both keep sparse embeddings), or sparse=False")
+            if _stepped(optimizer.state.get(module.get_parameter(leaf), {})):
                 raise ValueError(f"learner 'reparam-{fn}': the optimizer already has state for {name!r} (it has "
                                  f"stepped): its moments are for W, and reparam trains V; freeze before the first "
                                  f"step, or build a new optimizer")
