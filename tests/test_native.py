@@ -284,6 +284,32 @@ def test_pool_weight_grad_passes_no_gradient_where_relu_killed_it():
         native.pool_weight_grad(x, torch.ones(2, 1, 1, 1), codes, (3, 3), (0, 0))
 
 
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 4), members=st.integers(1, 5), c=st.integers(1, 20), h=st.integers(2, 9),
+       w=st.integers(2, 9), relu=st.booleans(), layout=st.booleans(), seed=st.integers(0, 2**31))
+def test_pool_flat_is_max_pool_relu_and_flatten_bit_for_bit(n, members, c, h, w, relu, layout, seed):
+    """:func:`native.pool_flat` against ``max_pool2d`` → ``relu`` → each member's ``flatten``:
+    every channel count (vectors of 16 and their tails), odd sizes (the pool's floor), NaN,
+    ±inf, ties and -0.0, in either memory layout; the same values, NaN where torch has NaN
+    (a zero's sign may differ: torch's own pooling kernels disagree on it)."""
+    torch.manual_seed(seed)
+    x = torch.randint(-3, 4, (n, members * c, h, w)).float()
+    x[torch.rand(x.shape) < 0.05] = float("nan")
+    x[torch.rand(x.shape) < 0.05] = float("inf")
+    x[torch.rand(x.shape) < 0.05] = -0.0
+    if layout:
+        x = x.contiguous(memory_format=torch.channels_last)
+    pooled = torch.nn.functional.max_pool2d(x, 2)
+    expected = (pooled.relu() if relu else pooled).unflatten(1, (members, c)).transpose(0, 1).flatten(2)
+    got = native.pool_flat(x, members, relu)
+    assert got.shape == expected.shape
+    assert torch.equal(torch.isnan(got), torch.isnan(expected))
+    same = ~torch.isnan(got)
+    assert torch.equal(got[same], expected[same])
+    with pytest.raises(ValueError, match="M = 7 dividing its channels"):
+        native.pool_flat(torch.zeros(1, 5, 4, 4), 7, relu)
+
+
 def test_enforce_rows_refuses_rows_outside_the_stack():
     w, code = torch.randn(2, 4), torch.ones(2, 4, dtype=torch.int8)
     keys = native.layer_keys(0, 1, torch.tensor([0]))

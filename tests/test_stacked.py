@@ -159,6 +159,35 @@ def test_a_shared_batch_takes_the_fused_convolution_and_pool(monkeypatch) -> Non
     assert len(calls) == 2
 
 
+@pytest.mark.skipif(not native.available(), reason="no C compiler here")
+@pytest.mark.parametrize("layout", [SHARED, MEMBERS])
+def test_evaluation_pools_and_flattens_the_last_convolution_in_one_pass(monkeypatch, layout) -> None:
+    """In evaluation, LeNet's second convolution's ReLU, 2×2 pool and the Flatten after it run
+    as one C pass (:func:`polarnet.native.pool_flat`), with the same outputs as the passes it
+    replaces; training, which needs their gradients, doesn't take it."""
+    torch.manual_seed(4)
+    params, models = _lenet_stack(3)
+    program = StackedProgram(get_model("lenet"))
+    calls = []
+    real = native.pool_flat
+    monkeypatch.setattr(native, "pool_flat", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = torch.randn(5, 1, 28, 28)
+    act = Act(x, SHARED) if layout == SHARED else Act(x.expand(3, *x.shape).clone(), MEMBERS)
+    with torch.no_grad():
+        fused = program(params, {}, act, False)
+        assert len(calls) == 1
+        monkeypatch.setattr(StackedProgram, "_flat_fusable", lambda self, t: False)
+        plain = program(params, {}, act, False)
+    assert torch.equal(fused, plain)
+    for m, model in enumerate(models):
+        torch.testing.assert_close(fused[m], model(x), atol=1e-5, rtol=1e-5)
+    monkeypatch.undo()
+    monkeypatch.setattr(native, "pool_flat", lambda *a, **k: calls.append(1))
+    leaves = {n: p.clone().requires_grad_() for n, p in params.items()}
+    program(leaves, {}, act, True)
+    assert len(calls) == 1
+
+
 def test_a_grouped_first_convolution_on_a_shared_batch_keeps_members_apart() -> None:
     """groups > 1 over a shared input: each member's groups read the input's channels, as its
     own model does (the dense side-by-side convolution only holds for one group)."""

@@ -35,7 +35,7 @@ from torch import Tensor
 from .keyed import _K, _MASK64, _key, _mix
 
 __all__ = ["library", "available", "enforce_", "enforce_rows_", "layer_keys", "mlp_logits", "conv_pool",
-           "conv_pool_with_codes", "pool_weight_grad", "RULE_CODES"]
+           "conv_pool_with_codes", "pool_weight_grad", "pool_flat", "RULE_CODES"]
 
 #: the built-in reset rules' numbers in the kernel
 RULE_CODES = {"posRand": 0, "posCon": 1, "zero": 2, "flip": 3}
@@ -329,6 +329,45 @@ int polarnet_pool_wgrad_f32(const float *x, int64_t hp, int64_t wp, int64_t cin,
     return 0;
 }
 
+/* the larger, or a NaN if either is one */
+static inline v16f max16(v16f a, v16f b) {
+    v16i take = (b > a) | (b != b);
+    return (v16f)(((v16i)b & take) | ((v16i)a & ~take));
+}
+static inline float max1(float a, float b) { return b > a || b != b ? b : a; }
+
+/* max_pool2d(x, 2) of the members' grouped channels, then relu if asked, laid out member by
+   member and flattened: x (n, h, w, m * c), out (m, n, c * ho * wo) with ho = h / 2, wo = w / 2.
+   The same values as max_pool2d (a NaN wins) and relu (keeps NaN). buf holds one image's pooled
+   values, (ho * wo, m * c). */
+void polarnet_pool_flat_f32(const float *x, int64_t n, int64_t h, int64_t w, int64_t m, int64_t c, int relu,
+                            float *out, float *buf, int64_t k0, int64_t k1) {
+    const int64_t ho = h / 2, wo = w / 2, k = m * c, plane = ho * wo;
+    for (int64_t img = k0; img < k1; ++img) {
+        const float *xi = x + img * h * w * k;
+        for (int64_t i = 0; i < ho; ++i)
+            for (int64_t j = 0; j < wo; ++j) {
+                const float *a = xi + ((2 * i) * w + 2 * j) * k, *b = a + w * k;
+                float *o = buf + (i * wo + j) * k;
+                int64_t l = 0;
+                for (; l + 16 <= k; l += 16) {
+                    v16f p = max16(load16(a + l), load16(b + l)), q = max16(load16(a + k + l), load16(b + k + l));
+                    v16f v = max16(p, q);
+                    if (relu) v = (v16f)((v16i)v & ~(v < (v16f){0}));
+                    memcpy(o + l, &v, sizeof v);
+                }
+                for (; l < k; ++l) {
+                    float p = max1(a[l], b[l]), v = max1(p, max1(a[k + l], b[k + l]));
+                    o[l] = relu && v < 0.0f ? 0.0f : v;
+                }
+            }
+        for (int64_t l = 0; l < k; ++l) { /* each channel's plane, contiguous in out */
+            float *dst = out + ((l / c) * n + img) * c * plane + (l % c) * plane;
+            for (int64_t at = 0; at < plane; ++at) dst[at] = buf[at * k + l];
+        }
+    }
+}
+
 int polarnet_conv_pool_f32(const float *x, int64_t hp, int64_t wp, int64_t groups, int64_t cin, const float *w,
                             int64_t kh, int64_t kw, int64_t cp, const float *bias, float *out, uint8_t *codes,
                             int64_t cout, int relu, int64_t k0, int64_t k1) {
@@ -448,6 +487,10 @@ def library() -> ctypes.CDLL | None:
                           ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
                           ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_int64,
                           ctypes.c_int64]
+        flat = lib.polarnet_pool_flat_f32
+        flat.restype = None
+        flat.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                         ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
         wgrad = lib.polarnet_pool_wgrad_f32
         wgrad.restype = ctypes.c_int
         wgrad.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
@@ -703,6 +746,51 @@ def conv_pool_with_codes(x: Tensor, weight: Tensor, bias: Tensor | None, padding
     out, codes = _conv_pool(x, weight, bias, padding, relu, 1, codes=True)
     assert codes is not None
     return out, codes
+
+
+def pool_flat(x: Tensor, members: int, relu: bool) -> Tensor:
+    """``max_pool2d(x, 2)``, then ``relu`` if asked, of a grouped activation (an image
+    ensemble's members' channels side by side, ``(N, M·C, H, W)``), returned member by member
+    and flattened as ``nn.Flatten`` would, ``(M, N, C·H/2·W/2)``, in one pass: what the
+    evaluation of a LeNet-like model does before its first linear layer, without writing the
+    pooled activation and copying it into the linear layer's order. The same values as
+    ``max_pool2d`` and ``torch.relu`` give (a NaN wins). Float32 on the CPU; images are split
+    across ``torch.get_num_threads()`` threads.
+
+    Example:
+        >>> x = torch.randn(3, 2 * 4, 6, 6)
+        >>> ref = torch.nn.functional.max_pool2d(x, 2).relu().unflatten(1, (2, 4)).transpose(0, 1).flatten(2)
+        >>> out = pool_flat(x, 2, relu=True) if available() else ref
+        >>> out.shape, torch.equal(out, ref)
+        (torch.Size([2, 3, 36]), True)
+    """
+    lib = library()
+    if lib is None:
+        raise RuntimeError("the native kernel is not available here (see polarnet.native.library)")
+    if x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 4 or members < 1 or x.shape[1] % members \
+            or x.shape[2] < 2 or x.shape[3] < 2:
+        raise ValueError(f"pool_flat takes a float32 CPU activation (N, M·C, H, W) with H, W >= 2 and M = {members} "
+                         f"dividing its channels; got {x.dtype} {tuple(x.shape)} on {x.device}")
+    n, k, h, w = x.shape
+    c, plane = k // members, (h // 2) * (w // 2)
+    rows = x.detach().permute(0, 2, 3, 1).contiguous()  # (N, H, W, M·C): no copy for channels-last x
+    out = torch.empty(members, n, c * plane)
+    threads = max(1, min(torch.get_num_threads(), n))
+    if rows.numel() < (1 << 22):
+        threads = 1
+    per = -(-n // threads)
+    bufs = torch.empty(threads, plane * k)
+
+    def part(index: int) -> None:
+        s = index * per
+        lib.polarnet_pool_flat_f32(rows.data_ptr(), n, h, w, members, c, int(relu), out.data_ptr(),
+                                   bufs[index].data_ptr(), s, min(s + per, n))
+
+    if threads == 1:
+        part(0)
+    else:
+        list(_pool(threads).map(part, range(threads)))
+    return out
 
 
 def pool_weight_grad(x: Tensor, grad: Tensor, codes: Tensor, kernel: tuple[int, int],

@@ -21,7 +21,10 @@ computes all three without writing the full-size output, which is larger than a 
 cache; in training it records where each window's maximum was (``max_pool2d``'s rule: a tie
 goes to the first), and the backward pass takes each window's gradient from there to the
 weights (:func:`polarnet.native.pool_weight_grad`), skipping the other three positions
-(LeNet: validation ~20% and training ~13% faster; sums in another order, ~1e-7 relative). Any other layer, function or
+(LeNet: validation ~20% and training ~13% faster; sums in another order, ~1e-7 relative).
+In evaluation on a CPU, a ReLU and 2×2 max-pool that feed ``nn.Flatten`` (LeNet's last
+convolution's) are one pass too (:func:`polarnet.native.pool_flat`), which writes the
+members' activations straight in the first linear layer's order. Any other layer, function or
 untraceable model runs through ``torch.func.vmap`` of ``functional_call``
 (``randomness="different"``, so dropout masks differ per member).
 """
@@ -159,6 +162,9 @@ class StackedProgram:
         # a convolution that only feeds a 2×2 max-pool (through a ReLU or not): over a shared batch
         # on a CPU, one pass of the C kernel (polarnet.native.conv_pool) does all three
         self.pooled_conv: dict[torch.fx.Node, tuple[bool, list[torch.fx.Node]]] = {}
+        # a 2×2 max-pool after a ReLU that only feeds nn.Flatten: in evaluation on a CPU, one pass
+        # of a C kernel (polarnet.native.pool_flat) pools, rectifies and lays out for the linear layer
+        self.flattened: dict[torch.fx.Node, torch.fx.Node] = {}
         if graph is not None:
             for node in graph.nodes:
                 if node.op == "call_module" and type(model.get_submodule(node.target)) is nn.ReLU \
@@ -168,6 +174,11 @@ class StackedProgram:
                     if type(pool) is nn.MaxPool2d and _is_2x2(pool):
                         self.deferred.add(node)
                         self.relu_after.add(user)
+                        after = next(iter(user.users)) if len(user.users) == 1 else None
+                        flatten = model.get_submodule(after.target) if after is not None \
+                            and after.op == "call_module" else None  # type: ignore[arg-type]
+                        if type(flatten) is nn.Flatten and flatten.start_dim == 1 and flatten.end_dim == -1:
+                            self.flattened[user] = after  # type: ignore[assignment]
             for node in graph.nodes:
                 module = model.get_submodule(node.target) if node.op == "call_module" else None
                 chain = self._pooled_by(model, node, module)
@@ -208,6 +219,9 @@ class StackedProgram:
                 env[node] = x
             elif node in self.deferred:
                 env[node] = env[node.args[0]]  # type: ignore[index]
+            elif node in self.flattened and env[node.args[0]].layout == GROUPED \
+                    and self._flat_fusable(env[node.args[0]].t):  # type: ignore[index]
+                fused[self.flattened[node]] = Act(native.pool_flat(env[node.args[0]].t, m, relu=True), MEMBERS)
             elif node in self.relu_after and env[node.args[0]].layout != MEMBERS:  # type: ignore[index]
                 a = env[node.args[0]]  # type: ignore[index]
                 env[node] = Act(_max_pool_2x2(a.t, relu=True), a.layout)
@@ -252,6 +266,12 @@ class StackedProgram:
         autocast, a batch that needs no gradient, channels-last activations, the C kernel built."""
         return (x.dtype == weight.dtype == torch.float32 and x.device.type == "cpu" and not x.requires_grad
                 and not torch.is_autocast_enabled("cpu") and self.memory is torch.channels_last
+                and native.available())
+
+    def _flat_fusable(self, x: Tensor) -> bool:
+        """Whether :func:`polarnet.native.pool_flat` can take this grouped activation: float32 on
+        a CPU, no gradient to carry, the C kernel built."""
+        return (x.dtype == torch.float32 and x.device.type == "cpu" and not (x.requires_grad and torch.is_grad_enabled())
                 and native.available())
 
     # layouts
