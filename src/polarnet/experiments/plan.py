@@ -202,9 +202,9 @@ def count_runs(study: Study) -> int:
 # for evaluation, at a reference input size (forward + backward + Adam at batch 250-1000)
 _IMAGE_MS = {"alexnet": (4.4, 1.2, 64), "zfnet": (6.3, 2.2, 64), "lenet": (0.08, 0.05, 28)}
 # the same, per member-image, for the vectorised image ensembles where they were measured (the
-# full fmnist-split-transfer preset: 711 s on 2 cores, benchmarks/bench_split_transfer.py; its
-# validation passes got 20% faster than its training steps' 7.5% since the 834 s before)
-_IMAGE_MS_VECTORISED = {"lenet": (0.0453, 0.0068, 28)}
+# full fmnist-split-transfer preset: 654 s on 2 cores, benchmarks/bench_split_transfer.py; both
+# scaled by 654/711 from the rates that gave the 711 s measured before)
+_IMAGE_MS_VECTORISED = {"lenet": (0.0417, 0.00626, 28)}
 # seconds on 2 cores that a run of a large model costs whatever its images: once per run (building,
 # initialising and aligning 61 M weights, their magnitude quantiles), per training step (Adam and
 # Freeze-SGD over every weight) and per epoch (sign changes, bookkeeping). Measured with one thread per
