@@ -412,6 +412,30 @@ _TRIED = False
 _SPLIT = 1 << 20
 
 
+_P, _I, _C = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int  # pointer, int64_t, int
+
+
+def _enforce(real: type) -> tuple[type, list[type]]:
+    return _I, [_P, _P, _I, _I, _C, real, ctypes.c_uint64, _C, _P, _P]
+
+
+def _enforce_rows(real: type) -> tuple[type | None, list[type]]:
+    return None, [_P, _I, _P, _I, _I, _I, _P, _P, real, _P, _P]
+
+
+#: each C function's return and argument types, in the order the C source declares them
+_SIGNATURES: dict[str, tuple[type | None, list[type]]] = {
+    "polarnet_enforce_f32": _enforce(ctypes.c_float),
+    "polarnet_enforce_f64": _enforce(ctypes.c_double),
+    "polarnet_enforce_rows_f32": _enforce_rows(ctypes.c_float),
+    "polarnet_enforce_rows_f64": _enforce_rows(ctypes.c_double),
+    "polarnet_conv_pool_f32": (_C, [_P, _I, _I, _I, _I, _P, _I, _I, _I, _P, _P, _P, _I, _C, _I, _I]),
+    "polarnet_pool_flat_f32": (None, [_P, _I, _I, _I, _I, _I, _C, _P, _P, _I, _I]),
+    "polarnet_pool_wgrad_f32": (_C, [_P, _I, _I, _I, _P, _P, _I, _I, _I, _I, _I, _I, _P, _P, _I, _I]),
+    "polarnet_mlp_logits_f32": (None, [_P, _I, _I, _P, _P, _P, _P, _I, _P, _I, _I]),
+}
+
+
 def _cache_dir() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(root) / "polarnet"
@@ -470,38 +494,9 @@ def library() -> ctypes.CDLL | None:
                 lib = ctypes.CDLL(str(target))
             except (OSError, subprocess.SubprocessError):
                 return None
-        for name, real in (("polarnet_enforce_f32", ctypes.c_float), ("polarnet_enforce_f64", ctypes.c_double)):
+        for name, (restype, argtypes) in _SIGNATURES.items():
             fn = getattr(lib, name)
-            fn.restype = ctypes.c_int64
-            fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, real,
-                           ctypes.c_uint64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
-        for name, real in (("polarnet_enforce_rows_f32", ctypes.c_float),
-                           ("polarnet_enforce_rows_f64", ctypes.c_double)):
-            fn = getattr(lib, name)
-            fn.restype = None
-            fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                           ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, real, ctypes.c_void_p, ctypes.c_void_p]
-        fused = lib.polarnet_conv_pool_f32
-        fused.restype = ctypes.c_int
-        fused.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-                          ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
-                          ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_int64,
-                          ctypes.c_int64]
-        flat = lib.polarnet_pool_flat_f32
-        flat.restype = None
-        flat.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-                         ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
-        wgrad = lib.polarnet_pool_wgrad_f32
-        wgrad.restype = ctypes.c_int
-        wgrad.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
-                          ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-                          ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                          ctypes.c_int64]
-        logits = lib.polarnet_mlp_logits_f32
-        logits.restype = None
-        logits.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
-                           ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
-                           ctypes.c_int64]
+            fn.restype, fn.argtypes = restype, argtypes
         _LIBRARY = lib
         return lib
 
