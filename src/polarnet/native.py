@@ -26,8 +26,10 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -523,6 +525,22 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     return _POOL[2]
 
 
+def _spans(n: int, small: bool, block: int = 1) -> list[tuple[int, int]]:
+    """``[0, n)`` in one span per torch thread, each a whole number of ``block`` entries, or in
+    one span when the work is ``small`` (handing out threads costs ~50 µs)."""
+    threads = 1 if small else max(1, min(torch.get_num_threads(), -(-n // block)))
+    per = -(-n // threads)
+    size = max(block, -(-per // block) * block)
+    return [(s, min(s + size, n)) for s in range(0, n, size)] or [(0, n)]
+
+
+def _in_spans(spans: list[tuple[int, int]], run: Callable[[int, int, int], Any]) -> list[Any]:
+    """``run(index, start, stop)`` for each span, on the kernels' threads when there are several."""
+    if len(spans) == 1:
+        return [run(0, *spans[0])]
+    return list(_pool(max(1, torch.get_num_threads())).map(lambda i: run(i, *spans[i]), range(len(spans))))
+
+
 def layer_key(seed: int, step: int, layer: int) -> int:
     """The hash state after the keys that a layer's entries share: ``keyed_uniform(seed, step,
     layer, p)`` is ``mix(key ^ p)`` for every position ``p``.
@@ -571,12 +589,7 @@ def enforce_(flat: Tensor, code: Tensor, rule: str, eps: float, key: int,
     def run(start: int, stop: int) -> int:
         return fn(w_ptr, c_ptr, start, stop, rule_code, eps, key, ndim, shape, strides)
 
-    threads = max(1, torch.get_num_threads())
-    if threads == 1 or n < 2 * _SPLIT:
-        return run(0, n)
-    size = -(-n // threads // 64) * 64  # whole 64-entry blocks per thread
-    bounds = [(s, min(s + size, n)) for s in range(0, n, size)]
-    return sum(_pool(threads).map(lambda b: run(*b), bounds))
+    return sum(_in_spans(_spans(n, n < 2 * _SPLIT, block=64), lambda _, start, stop: run(start, stop)))
 
 
 def enforce_rows_(w: Tensor, code: Tensor, rows: Tensor, rules: Tensor, eps: float, keys: Tensor) -> Tensor:
@@ -624,12 +637,7 @@ def enforce_rows_(w: Tensor, code: Tensor, rows: Tensor, rules: Tensor, eps: flo
            rows.data_ptr() + 8 * start, rules.data_ptr() + 4 * start, eps, keys.data_ptr() + 8 * start,
            counts.data_ptr() + 8 * start)
 
-    threads = max(1, torch.get_num_threads())
-    if threads == 1 or len(rows) < 2 or len(rows) * length < 2 * _SPLIT:
-        run(0, len(rows))
-    else:
-        per = -(-len(rows) // threads)
-        list(_pool(threads).map(lambda s: run(s, min(s + per, len(rows))), range(0, len(rows), per)))
+    _in_spans(_spans(len(rows), len(rows) * length < 2 * _SPLIT), lambda _, start, stop: run(start, stop))
     return counts
 
 
@@ -685,12 +693,7 @@ def mlp_logits(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Ten
                          f"b1 {tuple(b1.shape)}, w2 {tuple(w2.shape)}, b2 {tuple(b2.shape)}")
     z = torch.empty(m, n, dtype=torch.float32)
     args = (x.data_ptr(), n, d, w1.data_ptr(), b1.data_ptr(), w2.data_ptr(), b2.data_ptr(), h, z.data_ptr())
-    threads = max(1, min(torch.get_num_threads(), m))
-    if threads == 1 or m * n * h < (1 << 22):
-        lib.polarnet_mlp_logits_f32(*args, 0, m)
-        return z
-    per = -(-m // threads)
-    list(_pool(threads).map(lambda s: lib.polarnet_mlp_logits_f32(*args, s, min(s + per, m)), range(0, m, per)))
+    _in_spans(_spans(m, m * n * h < (1 << 22)), lambda _, start, stop: lib.polarnet_mlp_logits_f32(*args, start, stop))
     return z
 
 
@@ -770,21 +773,10 @@ def pool_flat(x: Tensor, members: int, relu: bool) -> Tensor:
     c, plane = k // members, (h // 2) * (w // 2)
     rows = x.detach().permute(0, 2, 3, 1).contiguous()  # (N, H, W, M·C): no copy for channels-last x
     out = torch.empty(members, n, c * plane)
-    threads = max(1, min(torch.get_num_threads(), n))
-    if rows.numel() < (1 << 22):
-        threads = 1
-    per = -(-n // threads)
-    bufs = torch.empty(threads, plane * k)
-
-    def part(index: int) -> None:
-        s = index * per
-        lib.polarnet_pool_flat_f32(rows.data_ptr(), n, h, w, members, c, int(relu), out.data_ptr(),
-                                   bufs[index].data_ptr(), s, min(s + per, n))
-
-    if threads == 1:
-        part(0)
-    else:
-        list(_pool(threads).map(part, range(threads)))
+    spans = _spans(n, rows.numel() < (1 << 22))
+    bufs = torch.empty(len(spans), plane * k)  # one image's pooled values per thread
+    _in_spans(spans, lambda i, start, stop: lib.polarnet_pool_flat_f32(
+        rows.data_ptr(), n, h, w, members, c, int(relu), out.data_ptr(), bufs[i].data_ptr(), start, stop))
     return out
 
 
@@ -838,22 +830,12 @@ def pool_weight_grad(x: Tensor, grad: Tensor, codes: Tensor, kernel: tuple[int, 
         padded = x.permute(0, 2, 3, 1).contiguous()
         g = grad.detach().permute(0, 2, 3, 1).contiguous()
     codes = codes.contiguous()
-    threads = max(1, min(torch.get_num_threads(), n))
-    if n * ho * wo * c * tp < (1 << 22):
-        threads = 1
-    per = -(-n // threads)
-    starts = list(range(0, n, per))
-    gw, gb = torch.zeros(len(starts), c, tp), torch.zeros(len(starts), c)
+    spans = _spans(n, n * ho * wo * c * tp < (1 << 22))
+    gw, gb = torch.zeros(len(spans), c, tp), torch.zeros(len(spans), c)  # a sum per thread, added below
     args = (padded.data_ptr(), padded.shape[1], padded.shape[2], cin, g.data_ptr(), codes.data_ptr(), ho, wo, c,
             kh, kw, tp)
-
-    def part(index: int) -> int:
-        s = starts[index]
-        return lib.polarnet_pool_wgrad_f32(*args, gw[index].data_ptr(), gb[index].data_ptr(), s, min(s + per, n))
-
-    parts = range(len(starts))
-    failed = any(map(part, parts)) if len(starts) == 1 else any(_pool(threads).map(part, parts))
-    if failed:
+    if any(_in_spans(spans, lambda i, start, stop: lib.polarnet_pool_wgrad_f32(
+            *args, gw[i].data_ptr(), gb[i].data_ptr(), start, stop))):
         raise MemoryError("pool_weight_grad could not allocate its patch buffer")
     weight = gw.sum(0)[:, : kh * kw * cin].reshape(c, kh, kw, cin).permute(0, 3, 1, 2).contiguous()
     return weight, gb.sum(0)
@@ -890,13 +872,7 @@ def _conv_pool(x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[in
     recorded = torch.empty(n, ho, wo, total, dtype=torch.uint8) if codes else None
     args = (padded.data_ptr(), hp, wp, groups, cin, packed.data_ptr(), kh, kw, cp, shift.data_ptr(), out.data_ptr(),
             recorded.data_ptr() if recorded is not None else None, cout, int(relu))
-    threads = max(1, min(torch.get_num_threads(), n))
-    if threads == 1 or n * ho * wo * total * kh * kw * cin < (1 << 24):
-        failed = lib.polarnet_conv_pool_f32(*args, 0, n) != 0
-    else:
-        per = -(-n // threads)
-        failed = any(_pool(threads).map(lambda s: lib.polarnet_conv_pool_f32(*args, s, min(s + per, n)),
-                                        range(0, n, per)))
-    if failed:
+    if any(_in_spans(_spans(n, n * ho * wo * total * kh * kw * cin < (1 << 24)),
+                     lambda _, start, stop: lib.polarnet_conv_pool_f32(*args, start, stop))):
         raise MemoryError("conv_pool could not allocate its table of kernel offsets")
     return out.permute(0, 3, 1, 2), recorded
