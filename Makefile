@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml constraints.txt
 	sh .ci/install-browser
 	touch $(STAMP)
 
+# the suite runs on every core (pytest-xdist; each test uses one torch thread), which halves it on
+# CI's 2 cores; `make test TEST_WORKERS=0` runs it in one process
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 # demo: the XOR-5D study and its report, then the quick reproduction of the papers' claims (every
 # study this machine can run in minutes, each with its report, and out/reproduce/scorecard.html)
