@@ -208,6 +208,33 @@ def test_conv_and_conv_transpose_models_do_not_match_each_other() -> None:
 
 
 # --------------------------------------------------------------------------- match_layers
+def test_a_source_sorted_as_text_pairs_its_leftover_layers_in_numeric_order(tmp_path) -> None:
+    """A .safetensors file lists its names sorted as text (features.10 before features.3): the
+    layers that names don't pair still pair in the network's order; any other order is kept."""
+    from collections import OrderedDict
+
+    from safetensors.torch import save_file
+
+    from polarnet.sources import load_state_dict
+    torch.manual_seed(0)
+    layers = [nn.Conv2d(1, 4, 3), nn.Conv2d(4, 5, 3), nn.Conv2d(5, 6, 3)]
+    modules: list[nn.Module] = [nn.ReLU() for _ in range(11)]
+    modules[0], modules[3], modules[10] = layers
+    source = nn.Sequential(OrderedDict(features=nn.Sequential(*modules)))
+    path = tmp_path / "source.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    state = load_state_dict(path)
+    weights = [n for n in state if n.endswith("weight")]
+    assert weights == ["features.0.weight", "features.10.weight", "features.3.weight"]  # as the file has them
+    target = nn.Sequential(OrderedDict(a=nn.Conv2d(1, 4, 3), b=nn.Conv2d(4, 5, 3), c=nn.Conv2d(5, 6, 3)))
+    pairs = match_layers(state, target)
+    assert pairs == {"a.weight": "features.0.weight", "b.weight": "features.3.weight", "c.weight": "features.10.weight"}
+    template, report = pn.transfer(state, target)
+    assert torch.equal(template["c.weight"], torch.sign(layers[2].weight.detach()).to(template["c.weight"].dtype))
+    # a source in module order keeps it, though its numbers are not sorted as text
+    assert match_layers(source.state_dict(), target) == pairs
+
+
 def test_match_layers_by_name_then_order_with_biases() -> None:
     src = {f"module.{k}": v for k, v in convnet(3, 10).state_dict().items()}
     pairs = match_layers(src, convnet(3, 10), bias=True)

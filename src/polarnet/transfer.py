@@ -7,7 +7,9 @@ report names source layers by their own names.
 
 Matching (:func:`match_layers`): a target layer takes the source layer of the same name and
 kind; the target layers left over take the source layers left over of the same kind
-(conv: 3–5-D weight, linear: 2-D), in order. When both sides are models, their registered
+(conv: 3–5-D weight, linear: 2-D), in order. A source whose names come sorted as text (a
+``.safetensors`` file keeps no module order: ``features.10`` before ``features.3``) is taken
+with the numbers in its names compared as numbers. When both sides are models, their registered
 layer kinds (:mod:`polarnet.layers`) must also agree in kind and layout: a convolution and a
 transposed convolution, or an ``nn.Linear`` and a Hugging Face ``Conv1D`` (stored
 transposed), are different (a state dict or template can't tell them apart by shape; its
@@ -34,10 +36,11 @@ an error naming the layer; ±inf keeps its sign.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 import torch
 from torch import Tensor, nn
@@ -168,10 +171,25 @@ def _pairs(src: Mapping[str, Tensor], src_layouts: Mapping[str, Layout] | None, 
     return {n: pairs[n] for n in dst_names if n in pairs}
 
 
+def _natural(name: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _module_order(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``tensors`` in the order their model lists them, as far as it can be told: names sorted as
+    text (a ``.safetensors`` file's) are re-sorted with their numbers compared as numbers, so the
+    layers left over after matching by name pair in the network's order; any other order is the
+    source's own."""
+    names = list(tensors)
+    if names != sorted(names):
+        return tensors
+    return {name: tensors[name] for name in sorted(names, key=_natural)}
+
+
 def _match(source: Source, target: nn.Module, layers: LayerSpec, bias: bool,
            rename: Rename | None) -> tuple[dict[str, str], dict[str, Tensor], list[str]]:
     """``({target name: source name}, source tensors by source name, target names)``."""
-    src = _source_tensors(source, layers, bias)
+    src = _module_order(_source_tensors(source, layers, bias))
     every = list(source) if isinstance(source, PolarityTemplate) else list(named_tensors(source))
     new_names = _renamed(list(src), rename, every)
     keyed = {new: src[old] for old, new in new_names.items()}

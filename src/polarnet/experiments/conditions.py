@@ -8,7 +8,6 @@ never a branch in the training loop.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
@@ -453,10 +452,6 @@ def _in_order(name: str) -> str:
     return "source:" + name  # no source name equals a model's, so match_layers pairs by order alone
 
 
-def _natural(name: str) -> list[Any]:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
-
 def proportion_pairs(source: Mapping[str, Tensor] | PolarityTemplate, model: nn.Module,
                      layers: Any = "all") -> dict[str, str]:
     """Which source layer gives each of ``model``'s layers its sign proportions (SPIN) when the
@@ -476,10 +471,7 @@ def proportion_pairs(source: Mapping[str, Tensor] | PolarityTemplate, model: nn.
         ('features.6.weight', 'features.10.weight')
     """
     theirs, ours, heads = named_tensors(source), named_tensors(model), set(head_layers(model))
-    names = list(theirs)
-    if names == sorted(names):
-        theirs = {name: theirs[name] for name in sorted(names, key=_natural)}
-    pairs = match_layers(theirs, model, layers=layers, rename=_in_order)
+    pairs = match_layers(theirs, model, layers=layers, rename=_in_order)  # text-sorted names: in numeric order
     return {name: other for name, other in pairs.items()
             if name not in heads or theirs[other].shape == ours[name].shape}
 
