@@ -190,12 +190,14 @@ def test_a_sparse_embedding_keeps_its_template_or_is_refused_by_reparam(optimize
             continue
         handle = pn.freeze(net, t, opt, learner=learner)
         resets = 0
-        for _ in range(20):
-            opt.zero_grad()
-            (net(torch.randint(0, 50, (16, 3))) - 3).pow(2).mean().backward()
-            assert net[0].weight.grad.is_sparse
-            opt.step()
-            resets += sum(handle.last_resets.values()) if learner == "freeze_sgd" else 0
+        # opting in to torch's sparse checks also checks the sparse tensors Freeze-SGD sees
+        with torch.sparse.check_sparse_tensor_invariants(enable=True):
+            for _ in range(20):
+                opt.zero_grad()
+                (net(torch.randint(0, 50, (16, 3))) - 3).pow(2).mean().backward()
+                assert net[0].weight.grad.is_sparse
+                opt.step()
+                resets += sum(handle.last_resets.values()) if learner == "freeze_sgd" else 0
         assert pn.violations(net, t) == 0 and (learner != "freeze_sgd" or resets > 0)
 
 

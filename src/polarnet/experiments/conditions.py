@@ -357,12 +357,12 @@ def source_report(study: Any, model: nn.Module) -> TransferReport:
         unused   1.weight (source)
     """
     state = source_state(study.source)
+    conditions = [study.condition(c) for c in study.conditions]
     try:
         return transfer(state, model)[1]
     except ValueError:
-        if any(study.condition(c).polarity == "source" for c in study.conditions):
+        if any(c.polarity == "source" for c in conditions):
             raise
-    conditions = [study.condition(c) for c in study.conditions]
     spin = {name: theirs for c in conditions if c.polarity == "source_proportions"
             for name, theirs in _spin_signs(state, model, c.layers, 0)[1].items()}
     copied = source_pairs(state, model) if any(c.magnitudes == "source" for c in conditions) else {}
