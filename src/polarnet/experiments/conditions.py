@@ -357,10 +357,10 @@ def source_report(study: Any, model: nn.Module) -> TransferReport:
         unused   1.weight (source)
     """
     state = source_state(study.source)
-    conditions = [study.condition(c) for c in study.conditions]
     try:
         return transfer(state, model)[1]
     except ValueError:
+        conditions = [study.condition(c) for c in study.conditions]
         if any(c.polarity == "source" for c in conditions):
             raise
     spin = {name: theirs for c in conditions if c.polarity == "source_proportions"
