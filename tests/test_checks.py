@@ -217,3 +217,12 @@ def test_check_study_reads_no_data_and_no_source(monkeypatch, tmp_path):
     (tmp_path / "w.pt").write_bytes(b"not read")
     check_study(load_study("xor5d", LENET + [f"source='{tmp_path / 'w.pt'}'",
                                              "conditions=['frozen_in_polarity', 'freeze_spin', 'fluid_in']"]))
+
+
+@pytest.mark.parametrize(("factory", "said"), [(lambda **kw: "x", "returned str, not an nn.Module"),
+                                               (lambda **kw: None, "returned NoneType, not an nn.Module")])
+def test_a_factory_that_returns_no_module_is_the_one_problem(factory, said, temporary_models):
+    """``None`` passed the checks (and failed every run); a string raised an AttributeError."""
+    temporary_models("no_module_checks_demo", factory)
+    message = _problems(load_study("xor5d", SMALL + ["model='no_module_checks_demo'", "hidden=[4, 8]"]))
+    assert message == f"study checks failed:\n  model 'no_module_checks_demo' {said}; make the function return the model it builds"

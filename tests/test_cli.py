@@ -350,3 +350,17 @@ def test_the_interruption_line_counts_runs_in_the_default_folder(tmp_path, monke
     monkeypatch.setattr(experiments, "run_study", interrupted)
     assert main(["run", "xor5d", *TINY]) == 130
     assert "(12 runs done in out/xor5d)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("body", "said"), [("return 'x'", "returned str, not an nn.Module"),
+                                            ("return None", "returned NoneType, not an nn.Module"),
+                                            ("sys.exit(3)", "called sys.exit(3) instead of returning an nn.Module")])
+def test_run_with_a_factory_that_gives_no_model_exits_2_naming_it(body, said, tmp_path, monkeypatch, capsys) -> None:
+    module = f"hostile_cli_demo_{abs(hash(body))}"  # one module per case: imports are cached
+    (tmp_path / f"{module}.py").write_text(f"import sys\n\ndef build(**kwargs):\n    {body}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = ["run", "xor5d", "--set", f"model='{module}:build'", "--set", "trials=1", "--set", "sizes=[8]",
+            "--set", "epochs=1", "--out", str(tmp_path / "study"), "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"model '{module}:build' {said}" in err and "Traceback" not in err

@@ -131,3 +131,20 @@ def test_torchvisions_alexnet_has_64_first_filters_not_caffes_96() -> None:
     """docs/images.md says so: polarnet's alexnet is torchvision's, not the reference's Caffe AlexNet."""
     assert get_model("alexnet").features[0].out_channels == 64
     assert get_model("zfnet").features[0].out_channels == 96
+
+
+@pytest.mark.parametrize(("body", "said"), [("return 'x'", "returned str, not an nn.Module"),
+                                            ("return None", "returned NoneType, not an nn.Module"),
+                                            ("sys.exit(3)", "called sys.exit(3) instead of returning an nn.Module")])
+def test_a_factory_that_gives_no_model_is_one_value_error_naming_it(body, said, tmp_path, monkeypatch) -> None:
+    """A non-module would fail later, deep in training; ``sys.exit`` would end a study (or a
+    worker) without a word. Both are a ``ValueError`` naming the model, as the CLI reports."""
+    from polarnet.models import NotAModel
+
+    module = f"hostile_factory_demo_{abs(hash(body))}"  # one module per case: imports are cached
+    (tmp_path / f"{module}.py").write_text(f"import sys\n\ndef build(**kwargs):\n    {body}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(NotAModel) as e:
+        get_model(f"{module}:build", in_features=5)
+    assert str(e.value).startswith(f"model '{module}:build' {said}")
+    assert isinstance(e.value, ValueError)

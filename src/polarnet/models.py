@@ -13,7 +13,7 @@ from torch import nn
 
 from .registry import Registry
 
-__all__ = ["MODELS", "register_model", "get_model", "resolve_model", "list_models", "HEADS", "mlp", "alexnet", "zfnet",
+__all__ = ["MODELS", "NotAModel", "register_model", "get_model", "resolve_model", "list_models", "HEADS", "mlp", "alexnet", "zfnet",
            "lenet"]
 
 ModelFactory = Callable[..., nn.Module]
@@ -69,11 +69,20 @@ def resolve_model(name: str) -> ModelFactory:
     return factory  # type: ignore[return-value]
 
 
+class NotAModel(ValueError):
+    """A model factory that ran but gave no model: it returned something other than an
+    ``nn.Module``, or ended the process (``sys.exit``). Its arguments are not the problem, the
+    factory is, so callers report it as it is (one line naming the model)."""
+
+
 def get_model(name: str, **kwargs: object) -> nn.Module:
     """Build a registered model, or one named ``"package.module:function"`` (see :func:`resolve_model`).
 
     Raises:
         ValueError: unknown name, or a ``module:function`` that can't be imported.
+        NotAModel: the factory returned something other than an ``nn.Module`` (``None``, a
+            string, …) or called ``sys.exit`` (a ``ValueError`` too, so a worker fails the run
+            with the reason instead of ending).
 
     Example:
         >>> get_model("mlp", in_features=5, hidden=3)
@@ -82,8 +91,21 @@ def get_model(name: str, **kwargs: object) -> nn.Module:
           (1): ReLU()
           (2): Linear(in_features=3, out_features=1, bias=True)
         )
+        >>> get_model("builtins:str")
+        Traceback (most recent call last):
+        ...
+        polarnet.models.NotAModel: model 'builtins:str' returned str, not an nn.Module; make the function return the model it builds
     """
-    return resolve_model(name)(**kwargs)
+    factory = resolve_model(name)
+    try:
+        model = factory(**kwargs)
+    except SystemExit as e:  # a factory that ends the process would end a study (or a worker) without a word
+        raise NotAModel(f"model {name!r} called sys.exit({e.code!r}) instead of returning an nn.Module; make the "
+                        f"function raise an exception (or return the model)") from None
+    if not isinstance(model, nn.Module):
+        raise NotAModel(f"model {name!r} returned {type(model).__name__}, not an nn.Module; make the function return "
+                        f"the model it builds")
+    return model
 
 
 def list_models() -> list[str]:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..layers import select
-from ..models import get_model
+from ..models import NotAModel, get_model
 from ..proportions import check_proportions, load_proportions
 from ..template import PolarityTemplate
 from .conditions import Condition
@@ -93,10 +93,16 @@ def _build(name: str, kwargs: dict[str, Any], problems: list[str]) -> nn.Module 
     try:
         with torch.device("meta"):
             return get_model(name, **kwargs)
+    except NotAModel as e:  # the factory itself is wrong, whatever the device: its one line says so
+        problems.append(str(e))
+        return None
     except Exception:  # some model code can't run on meta tensors: try the CPU, which says why
         pass
     try:
         return get_model(name, **kwargs)
+    except NotAModel as e:
+        problems.append(str(e))
+        return None
     except Exception as e:  # a user's factory may raise anything for arguments it doesn't take
         problems.append(f"model={name!r}: cannot build it with {described} ({type(e).__name__}: {e})")
         return None
