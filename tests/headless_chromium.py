@@ -50,6 +50,7 @@ _INSPECT = """(async () => {
     title: document.title,
     text: document.body ? document.body.innerText : '',
     pageWidth: page,
+    scrollWidth: document.documentElement.scrollWidth,  // wider than pageWidth: something runs off the page
     figures: figures.map((el, index) => {
       const box = el.getBoundingClientRect(), style = getComputedStyle(el);
       return {
@@ -111,6 +112,14 @@ class Page:
     errors: list[str] = field(default_factory=list)
     figures: dict[int, list[Figure]] = field(default_factory=dict)  # viewport width -> figures
     page_widths: dict[int, float] = field(default_factory=dict)
+    scroll_widths: dict[int, float] = field(default_factory=dict)  # viewport width -> the page's scrollWidth
+
+    def overflow_problems(self) -> list[str]:
+        """One line per viewport width at which the page is wider than the window (a table or a
+        line of text runs off its right edge, so the reader must scroll the whole page sideways)."""
+        return [f"at {width} px wide the page is {self.scroll_widths[width]:g} px wide: something runs "
+                f"{self.scroll_widths[width] - self.page_widths[width]:g} px off its right edge"
+                for width in self.page_widths if self.scroll_widths.get(width, 0) > self.page_widths[width] + 0.5]
 
     def figure_problems(self) -> list[str]:
         """One line per figure that is not visible at some viewport width."""
@@ -253,6 +262,7 @@ class Chromium:
                     page = Page(url, value["title"], value["text"])
                 page.figures[width] = [Figure(**f) for f in value["figures"]]
                 page.page_widths[width] = value["pageWidth"]
+                page.scroll_widths[width] = value["scrollWidth"]
             self.call("Runtime.evaluate", {"expression": "0"}, session)  # flush pending console events
             page.errors = self._errors(session)
             return page

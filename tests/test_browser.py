@@ -1,6 +1,6 @@
 """The HTML that polarnet writes, opened in a real headless Chromium: it loads with no console
-errors, every figure loaded and is visible (in a laptop's and a phone's width), and the page shows
-its title.
+errors, every figure loaded and is visible (in a laptop's and a phone's width), nothing (a wide
+table) makes the page wider than the window, and the page shows its title.
 
 Chromium comes from Debian's packages (``.ci/install-browser``, run by ``make venv``); without it
 these tests are skipped, or fail when ``POLARNET_REQUIRE_BROWSER=1`` (for CI, where a skip would
@@ -90,6 +90,7 @@ def test_page_loads_cleanly_and_shows_every_figure(build, study, browser) -> Non
     counts = {len(figures) for figures in page.figures.values()}
     assert len(counts) == 1 and counts.pop() >= html.min_figures, f"{html.path.name}: figures {counts}"
     assert page.figure_problems() == []
+    assert page.overflow_problems() == [], f"{html.path.name}: a table or text wider than the page"
 
 
 # -- the checks themselves: a page with every fault they look for ------------------------------------
@@ -121,3 +122,15 @@ null.width;</script></body></html>""")
     assert "'invisible' at 800 px wide: is hidden" in problems
     assert "'too wide' at 800 px wide: spills out of the page" in problems
     assert "'fine'" not in problems and "<svg>" not in problems
+    assert page.overflow_problems() == ["at 800 px wide the page is 3008 px wide: something runs 2208 px off its "
+                                        "right edge"]  # the image 3000 px wide, after the body's 8 px margin
+
+
+def test_the_overflow_check_finds_a_table_wider_than_the_page_and_not_one_that_scrolls(browser, tmp_path) -> None:
+    row = f'<table><tr><th>a_column</th><td style="white-space: nowrap">{"wide " * 300}</td></tr></table>'
+    wide, scrolls = tmp_path / "wide.html", tmp_path / "scrolls.html"
+    wide.write_text(f"<!DOCTYPE html><html><head><title>W</title></head><body>{row}</body></html>")
+    scrolls.write_text(f'<!DOCTYPE html><html><head><title>S</title></head><body><div style="overflow-x: auto">{row}'
+                       "</div></body></html>")
+    assert len(browser.open(wide, widths=(1280,)).overflow_problems()) == 1
+    assert browser.open(scrolls, widths=(1280,)).overflow_problems() == []

@@ -612,8 +612,11 @@ def _html_text(text: str) -> str:
                     rows.append([html.escape(c) for c in _table_cells(lines[i])])
                 i += 1
             head, *rest = rows
-            out.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>"
-                       + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rest) + "</table>")
+            # headers may break after an underscore (``mean_final_accuracy``), and a table wider
+            # than the page scrolls inside its own box instead of widening the page
+            out.append('<div class="table"><table><tr>' + "".join(f"<th>{c.replace('_', '_<wbr>')}</th>" for c in head)
+                       + "</tr>" + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rest)
+                       + "</table></div>")
         elif line.startswith("- "):
             items = []
             while i < len(lines) and lines[i].startswith("- "):
@@ -657,7 +660,7 @@ _HTML = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
 body {{ font-family: sans-serif; max-width: {width}px; margin: 2em auto; line-height: 1.45; color: #222; }}
-table {{ border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }}
+div.table {{ overflow-x: auto; margin: 1em 0; }} table {{ border-collapse: collapse; font-size: 0.85em; }}
 th, td {{ border: 1px solid #ccc; padding: 2px 6px; text-align: right; }}
 th {{ background: #f3f3f3; }} img {{ max-width: 100%; height: auto; }} pre {{ background: #f6f6f6; padding: 0.6em; overflow-x: auto; }}
 </style></head>

@@ -369,7 +369,7 @@ _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Reproduction scorecard</title>
 <style>
 body {{ font-family: sans-serif; max-width: 1400px; margin: 2em auto; line-height: 1.45; color: #222; padding: 0 1em; }}
-table {{ border-collapse: collapse; font-size: 0.82em; margin: 1em 0; }}
+table {{ border-collapse: collapse; font-size: 0.82em; margin: 1em 0; display: block; overflow-x: auto; }}
 th, td {{ border: 1px solid #ccc; padding: 3px 6px; vertical-align: top; text-align: left; }}
 th {{ background: #f3f3f3; }} td.num {{ white-space: nowrap; }}
 img {{ max-width: 100%; height: auto; display: block; }}
