@@ -815,6 +815,68 @@ def test_non_finite_weights_are_refused_naming_layer_and_count(entry, value):
     freeze(model, PolarityTemplate.random(model, layers=["0.weight"]), opt)  # a finite layer alone is fine
 
 
+@pytest.mark.parametrize("entry", ["freeze_sgd", "project", "reparam-softplus", "Enforcer", "enforce"])
+def test_weights_on_the_meta_device_are_refused_with_the_fix(entry):
+    """torch's own error was "Tensor.item() cannot be called on meta tensors"."""
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+    t = PolarityTemplate({"0.weight": torch.ones(6, 4, dtype=torch.int8), "2.weight": -torch.ones(2, 6)})
+    opt = torch.optim.Adam(model.parameters())
+    with pytest.raises(ValueError) as err:
+        if entry == "Enforcer":
+            Enforcer(model, t)
+        elif entry == "enforce":
+            enforce(model, t)
+        else:
+            freeze(model, t, opt, learner=entry)
+    assert str(err.value).startswith("the model's constrained weights are on the meta device (shapes without values): "
+                                     "'0.weight', '2.weight'")
+    assert "model.to_empty(device='cpu')" in str(err.value)
+    assert not polarnet.is_frozen(model)
+    model.to_empty(device="cpu")  # the fix; it makes new parameters, so the optimizer comes after it
+    freeze(model, t, torch.optim.Adam(model.parameters()))
+    assert violations(model, t) == 0
+
+
+class _EmbeddingNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.lin = nn.Embedding(10, 4), nn.Linear(4, 1)
+
+    def forward(self, i: torch.Tensor) -> torch.Tensor:
+        return self.lin(self.emb(i)).squeeze(-1)
+
+
+def test_freeze_warns_when_the_template_covers_parameters_another_optimizer_trains():
+    """The hook keeps the template after *this* optimizer's step; a second optimizer's step
+    afterwards breaks it unseen until pn.violations counts it."""
+    torch.manual_seed(0)
+    net = _EmbeddingNet()
+    t = PolarityTemplate.random(net, seed=0)
+    dense = torch.optim.Adam(net.lin.parameters(), lr=0.1)
+    with pytest.warns(UserWarning) as caught:
+        handle = freeze(net, t, dense)
+    assert len(caught) == 1 and caught[0].filename == __file__  # points at the caller's line
+    message = str(caught[0].message)
+    assert message.startswith("template layers 'emb.weight' are trainable parameters this optimizer does not own")
+    assert "'lin.weight'" not in message
+    with torch.no_grad():  # what the second optimizer's step can do between two of this one's
+        net.emb.weight.neg_()
+    assert violations(net, t) == net.emb.weight.count_nonzero()  # the layer named by the warning
+    handle.remove()
+
+
+def test_freeze_is_silent_when_its_optimizer_owns_every_trainable_template_layer(recwarn):
+    net = _EmbeddingNet()
+    t = PolarityTemplate.random(net, seed=0)
+    dense, sparse = torch.optim.Adam(net.lin.parameters(), lr=0.1), torch.optim.SGD(net.emb.parameters(), lr=1.0)
+    freeze(net, PolarityTemplate({n: t[n] for n in t if n.startswith("lin.")}), dense)  # the warning's fix
+    freeze(net, PolarityTemplate({n: t[n] for n in t if n.startswith("emb.")}), sparse)
+    net.emb.weight.requires_grad_(False)  # a layer nothing trains can't drift: no warning for it either
+    freeze(nn.Sequential(net), PolarityTemplate({"0." + n: t[n] for n in t}), torch.optim.SGD(net.lin.parameters()))
+    assert not [w for w in recwarn if "does not own" in str(w.message)]
+
+
 # --------------------------------------------------------------------------- one freeze per optimizer
 
 

@@ -129,7 +129,14 @@ def _sparse_nonzero(flags: Tensor) -> Tensor:
 
 def _check_finite(weights: dict[str, Tensor]) -> None:
     """Refuse weights holding NaN or inf, naming each layer and how many (summed over the
-    ranks for a sharded weight, so every rank decides alike)."""
+    ranks for a sharded weight, so every rank decides alike), and weights on the meta device,
+    which hold no values to keep on a template."""
+    meta = [name for name, w in weights.items() if w.is_meta]
+    if meta:
+        raise ValueError(f"the model's constrained weights are on the meta device (shapes without values): "
+                         f"{', '.join(map(repr, meta[:6]))}{', …' if len(meta) > 6 else ''}; a template can't be kept on "
+                         f"them: materialise them first (e.g. model.to_empty(device='cpu'), then init_magnitudes or "
+                         f"load_state_dict), and build the optimizer after that (to_empty makes new parameters)")
     bad = []
     for name, w in weights.items():
         if w.is_floating_point():
@@ -832,11 +839,28 @@ def freeze(model: nn.Module, template: PolarityTemplate, optimizer: torch.optim.
                              f"reset: leave {'it' if len(given) == 1 else 'them'} out, or use learner='freeze_sgd'")
     options = dict(reset=reset if reset is not None else "posRand", eps=eps, seed=seed, clear_state=clear_state,
                    path=path, align=align)
+    unowned = _not_trained_by(optimizer, model, template)  # before attach: reparam learners rename parameters
     keeper = chosen.attach(model, template, optimizer, options)  # validates, then aligns (if asked)
+    if unowned:
+        warnings.warn(f"template layers {', '.join(map(repr, unowned[:6]))}{', …' if len(unowned) > 6 else ''} are "
+                      f"trainable parameters this optimizer does not own: the template is kept only after this "
+                      f"optimizer's step, so whatever updates them (another optimizer) breaks their signs in between, "
+                      f"and pn.violations counts them. Freeze them with the optimizer that owns them (pn.freeze(model, "
+                      f"PolarityTemplate({{n: template[n] for n in names}}), other_optimizer)), or give this optimizer "
+                      f"those parameters", stacklevel=2)
     handle = FreezeHandle(keeper, None, learner, optimizer)
     handle._hook = optimizer.register_step_post_hook(handle._after_step)
     _HOOKED[optimizer] = weakref.ref(handle)
     return handle
+
+
+def _not_trained_by(optimizer: torch.optim.Optimizer, model: nn.Module, template: PolarityTemplate) -> list[str]:
+    """Template layers that are trainable parameters of ``model`` outside ``optimizer``'s groups
+    (a name the model lacks is left to the template's own check)."""
+    owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    params = dict(model.named_parameters(remove_duplicate=False))
+    return [name for name in template if name in params and params[name].requires_grad
+            and id(params[name]) not in owned]
 
 
 def enforce(model: nn.Module, template: PolarityTemplate, reset: str = "posRand", eps: float = 1e-3, *,
