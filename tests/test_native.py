@@ -4,6 +4,7 @@ across threads without changing a number, and stays out of the way where it can'
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -15,7 +16,9 @@ from hypothesis import strategies as st
 from polarnet import native
 from polarnet.keyed import keyed_uniform
 
-pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler here")
+#: the tests of the C code itself; those of the fallback (no compiler, POLARNET_NATIVE=0) run everywhere
+needs_kernel = pytest.mark.skipif(not native.available(), reason="the C kernels are not built here: no C compiler, "
+                                  "or it failed (the RuntimeWarning from polarnet.native says which)")
 
 RULES = ["posRand", "posCon", "zero", "flip"]
 _INT = {4: torch.int32, 8: torch.int64}
@@ -44,6 +47,7 @@ def _reference(w: torch.Tensor, code: torch.Tensor, rule: str, eps: float, seed:
 _SPECIAL = st.sampled_from([0.0, -0.0, float("nan"), -float("nan"), float("inf"), -float("inf"), 1e-30, -1e-30, 1e-45])
 
 
+@needs_kernel
 @settings(max_examples=200, deadline=None)
 @given(values=st.lists(st.one_of(st.floats(-3, 3), _SPECIAL), min_size=1, max_size=200),
        signs=st.lists(st.sampled_from([-1, 0, 1]), min_size=200, max_size=200), rule=st.sampled_from(RULES),
@@ -59,6 +63,7 @@ def test_kernel_equals_the_torch_computation_bit_for_bit(values, signs, rule, dt
     assert torch.equal(w.view(_INT[w.element_size()]), expected.view(_INT[w.element_size()]))
 
 
+@needs_kernel
 def test_a_large_layer_split_across_threads_gives_the_same_weights(monkeypatch):
     g = torch.Generator().manual_seed(0)
     w = torch.randn(3 * native._SPLIT + 77, generator=g)
@@ -72,6 +77,7 @@ def test_a_large_layer_split_across_threads_gives_the_same_weights(monkeypatch):
     assert n_one == n_many > 0 and torch.equal(one, w)
 
 
+@needs_kernel
 def test_memory_order_keys_uniforms_by_logical_position():
     """A channels-last weight: memory order (N, H, W, C), positions keyed row-major (N, C, H, W)."""
     g = torch.Generator().manual_seed(0)
@@ -86,6 +92,7 @@ def test_memory_order_keys_uniforms_by_logical_position():
     assert torch.equal(memory.permute(0, 3, 1, 2).contiguous().view(-1), expected)
 
 
+@needs_kernel
 def test_layer_key_is_keyed_uniforms_state_before_the_position():
     key = native.layer_key(7, 3, 2)
     from polarnet.keyed import _MASK64, _mix
@@ -95,6 +102,7 @@ def test_layer_key_is_keyed_uniforms_state_before_the_position():
     assert ours == keyed_uniform(7, 3, 2, torch.tensor(positions), torch.float64).tolist()
 
 
+@needs_kernel
 def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="contiguous 1-D CPU weight"):
         native.enforce_(torch.zeros(4, 2).t().reshape(-1)[::2], torch.zeros(4, dtype=torch.int8), "zero", 1.0, 0)
@@ -102,20 +110,48 @@ def test_bad_input_is_refused():
         native.enforce_(torch.zeros(4, dtype=torch.bfloat16), torch.zeros(4, dtype=torch.int8), "zero", 1.0, 0)
 
 
-def _in_subprocess(code: str, **env: str) -> str:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, **env})
+def _in_subprocess(code: str, **env: str | None) -> str:
+    """``code``'s output in a fresh Python with ``env`` changed (``None`` removes a variable);
+    the stderr lines it printed, if any, follow a line ``--- stderr``."""
+    environment = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=environment)
     assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
+    return out.stdout.strip() + ("\n--- stderr\n" + out.stderr.strip() if out.stderr.strip() else "")
 
 
-def test_polarnet_native_0_turns_it_off_and_enforcement_stays_correct():
-    code = ("import torch, polarnet as pn; from polarnet import native; net = torch.nn.Linear(4, 4); "
-            "t = pn.PolarityTemplate.random(net, seed=0); e = pn.Enforcer(net, t); e(); "
-            "print(native.library(), e.path, pn.violations(net, t))")
-    assert _in_subprocess(code, POLARNET_NATIVE="0") == "None sparse 0"
+#: freeze a layer, enforce twice, and print what ran and the violations left
+_ENFORCE = ("import torch, polarnet as pn; from polarnet import native; net = torch.nn.Linear(4, 4); "
+            "t = pn.PolarityTemplate.random(net, seed=0); e = pn.Enforcer(net, t); e(); e(); "
+            "print(native.library(), native.available(), e.path, pn.violations(net, t))")
 
 
+def test_polarnet_native_0_turns_it_off_quietly_and_enforcement_stays_correct():
+    assert _in_subprocess(_ENFORCE, POLARNET_NATIVE="0") == "None False sparse 0"
+
+
+def test_without_a_compiler_the_kernels_are_off_with_one_warning_line(tmp_path):
+    """A machine with no C compiler: the torch paths do the work, and one line says so, however
+    often the kernels are asked for."""
+    (tmp_path / "bin").mkdir()  # a PATH with no cc, gcc or clang in it
+    out = _in_subprocess(_ENFORCE, CC=None, PATH=str(tmp_path / "bin"), XDG_CACHE_HOME=str(tmp_path / "cache"),
+                         POLARNET_NATIVE=None)
+    assert out == ("None False sparse 0\n--- stderr\npolarnet.native:0: RuntimeWarning: the C kernels are off: "
+                   "no C compiler ($CC is unset and PATH has no cc, gcc or clang); the torch paths do their work "
+                   "(the same numbers, slower). Install a C compiler, or set POLARNET_NATIVE=0 to turn them off quietly")
+
+
+@pytest.mark.parametrize("compiler", ["false", "no-such-compiler"])
+def test_a_compiler_that_fails_is_named_in_one_warning_line(tmp_path, compiler):
+    cc = shutil.which(compiler) or str(tmp_path / compiler)
+    out = _in_subprocess(_ENFORCE, CC=cc, XDG_CACHE_HOME=str(tmp_path / "cache"), POLARNET_NATIVE=None)
+    result, stderr = out.split("\n--- stderr\n")
+    assert result == "None False sparse 0" and "\n" not in stderr
+    why = "exit status 1, no message" if compiler == "false" else f"FileNotFoundError: [Errno 2] No such file or directory: {cc!r}"
+    assert stderr.startswith(f"polarnet.native:0: RuntimeWarning: the C kernels are off: the C compiler {cc!r} could "
+                             f"not build them ({why}); the torch paths do their work")
+
+
+@needs_kernel
 def test_an_unwritable_cache_builds_in_a_temporary_folder(tmp_path):
     blocked = tmp_path / "not-a-folder"  # a file where the cache folder should be (permissions don't stop root)
     blocked.write_text("")
@@ -123,6 +159,7 @@ def test_an_unwritable_cache_builds_in_a_temporary_folder(tmp_path):
     assert "polarnet-native-" in out and str(blocked) not in out
 
 
+@needs_kernel
 @settings(max_examples=30, deadline=None)
 @given(m=st.integers(1, 20), n=st.integers(1, 50), d=st.integers(1, 7), h=st.integers(1, 40), seed=st.integers(0, 99))
 def test_mlp_logits_equal_batched_products_to_rounding(m, n, d, h, seed):
@@ -134,6 +171,7 @@ def test_mlp_logits_equal_batched_products_to_rounding(m, n, d, h, seed):
     torch.testing.assert_close(native.mlp_logits(x, w1, b1, w2, b2), expected, rtol=1e-5, atol=1e-5)
 
 
+@needs_kernel
 def test_mlp_logits_keep_nan_and_split_members_across_threads(monkeypatch):
     g = torch.Generator().manual_seed(0)
     x, w1, b1 = torch.randn(1000, 5, generator=g), torch.randn(64, 70, 5, generator=g), torch.randn(64, 70, generator=g)
@@ -151,6 +189,7 @@ def test_mlp_logits_keep_nan_and_split_members_across_threads(monkeypatch):
         native.mlp_logits(x, w1, b1[:3], w2, b2)
 
 
+@needs_kernel
 @settings(max_examples=50, deadline=None)
 @given(rows=st.integers(1, 5), length=st.integers(1, 300), dtype=st.sampled_from([torch.float32, torch.float64]),
        seed=st.integers(0, 2**40), step=st.integers(0, 10**6), data=st.data())
@@ -175,6 +214,7 @@ def test_enforce_rows_equals_enforce_on_each_picked_row(rows, length, dtype, see
     assert torch.equal(wide, expected)
 
 
+@needs_kernel
 def test_layer_keys_are_layer_key_for_each_member():
     keys = native.layer_keys(torch.tensor([5, 2**40 + 7]), torch.tensor([1, 99]), 3)
     expected = [native.layer_key(5, 1, 3), native.layer_key(2**40 + 7, 99, 3)]
@@ -182,6 +222,7 @@ def test_layer_keys_are_layer_key_for_each_member():
     assert int(native.layer_keys(5, 1, 3)) & ((1 << 64) - 1) == native.layer_key(5, 1, 3)
 
 
+@needs_kernel
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 3), cin=st.integers(1, 4), cout=st.integers(1, 70), groups=st.sampled_from([1, 2, 3]),
        k=st.integers(1, 5), pad=st.integers(0, 2), size=st.integers(2, 13), relu=st.booleans(),
@@ -204,6 +245,7 @@ def test_conv_pool_is_conv_then_pool_then_relu_to_rounding(n, cin, cout, groups,
                        native.conv_pool(x, w, torch.zeros_like(b), (pad, pad), relu, groups))
 
 
+@needs_kernel
 def test_conv_pool_keeps_nan_and_refuses_what_it_cannot_compute():
     x, w = torch.randn(1, 1, 6, 6), torch.randn(17, 1, 3, 3)
     x[0, 0, 0, 0] = float("nan")
@@ -217,6 +259,7 @@ def test_conv_pool_keeps_nan_and_refuses_what_it_cannot_compute():
         native.conv_pool(x, torch.randn(2, 1, 6, 6), None, (0, 0), relu=True)
 
 
+@needs_kernel
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(1, 3), cin=st.integers(1, 3), cout=st.integers(1, 40), k=st.integers(1, 4),
        pad=st.integers(0, 2), size=st.integers(2, 11), relu=st.booleans(), flat=st.booleans(),
@@ -245,6 +288,7 @@ def test_codes_are_max_pools_indices_and_relus_zeros(n, cin, cout, k, pad, size,
     assert torch.equal(codes.permute(0, 3, 1, 2).long(), expected)
 
 
+@needs_kernel
 @settings(max_examples=50, deadline=None)
 @given(n=st.integers(1, 3), cin=st.integers(1, 5), cout=st.integers(1, 11), k=st.integers(1, 7),
        pad=st.integers(0, 3), size=st.integers(2, 12), relu=st.booleans(), layout=st.booleans(),
@@ -272,6 +316,7 @@ def test_pool_weight_grad_is_autograds_weight_and_bias_gradient(n, cin, cout, k,
     assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
 
 
+@needs_kernel
 def test_pool_weight_grad_passes_no_gradient_where_relu_killed_it():
     """A relu's zero passes nothing back, not even an inf or NaN gradient (0·inf would be NaN)."""
     x = torch.tensor([[[[1.0, -2.0], [-3.0, -4.0]], [[-1.0, -2.0], [-3.0, -4.0]]]]).reshape(2, 1, 2, 2)
@@ -284,6 +329,7 @@ def test_pool_weight_grad_passes_no_gradient_where_relu_killed_it():
         native.pool_weight_grad(x, torch.ones(2, 1, 1, 1), codes, (3, 3), (0, 0))
 
 
+@needs_kernel
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 4), members=st.integers(1, 5), c=st.integers(1, 20), h=st.integers(2, 9),
        w=st.integers(2, 9), relu=st.booleans(), layout=st.booleans(), seed=st.integers(0, 2**31))
@@ -310,6 +356,7 @@ def test_pool_flat_is_max_pool_relu_and_flatten_bit_for_bit(n, members, c, h, w,
         native.pool_flat(torch.zeros(1, 5, 4, 4), 7, relu)
 
 
+@needs_kernel
 def test_enforce_rows_refuses_rows_outside_the_stack():
     w, code = torch.randn(2, 4), torch.ones(2, 4, dtype=torch.int8)
     keys = native.layer_keys(0, 1, torch.tensor([0]))

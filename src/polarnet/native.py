@@ -13,7 +13,8 @@ needed, into ``$XDG_CACHE_HOME/polarnet`` (else ``~/.cache/polarnet``), once per
 compiler and CPU, and loaded with :mod:`ctypes`, which releases the GIL during a call, so a
 large layer is split across ``torch.get_num_threads()`` threads. No compiler, a failed build,
 or ``POLARNET_NATIVE=0`` in the environment: :func:`library` is ``None`` and the
-torch paths do the work. Float32 and float64 only (bf16/fp16 weights take the torch path).
+torch paths do the work; the first two say so once per process, in one ``RuntimeWarning``
+line. Float32 and float64 only (bf16/fp16 weights take the torch path).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -463,6 +465,27 @@ def _build(compiler: str, target: Path) -> None:
         os.replace(built, target)  # atomic: a concurrent process sees the old file or the new one
 
 
+def _first_line(error: BaseException) -> str:
+    """The gist of a failed build: the compiler's first line of errors, else the exception."""
+    stderr = getattr(error, "stderr", None)
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else str(stderr or "")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines:
+        return lines[0][:200]
+    if isinstance(error, subprocess.CalledProcessError):
+        return f"exit status {error.returncode}, no message"
+    return f"{type(error).__name__}: {error}"[:200]
+
+
+def _unavailable(why: str) -> None:
+    """Say once, in one line, that the kernels are off: a silent fallback would leave a user
+    wondering why training is slower than the benchmarks. No source line is printed under it
+    (the warning's location is the module, not a line of it), and POLARNET_NATIVE=0 silences it."""
+    message = (f"the C kernels are off: {why}; the torch paths do their work (the same "
+               f"numbers, slower). Install a C compiler, or set POLARNET_NATIVE=0 to turn them off quietly")
+    warnings.warn_explicit(message, RuntimeWarning, filename="polarnet.native", lineno=0, module=__name__)
+
+
 def library() -> ctypes.CDLL | None:
     """The compiled kernel, built on first use (see the module docstring), or ``None``.
 
@@ -482,6 +505,7 @@ def library() -> ctypes.CDLL | None:
             return None
         compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
         if compiler is None:
+            _unavailable("no C compiler ($CC is unset and PATH has no cc, gcc or clang)")
             return None
         digest = hashlib.sha256("\0".join([_SOURCE, " ".join(_FLAGS), compiler, _cpu()]).encode()).hexdigest()[:16]
         target = _cache_dir() / f"enforce-{digest}.so"
@@ -494,7 +518,8 @@ def library() -> ctypes.CDLL | None:
                 target = Path(tempfile.mkdtemp(prefix="polarnet-native-")) / target.name
                 _build(compiler, target)
                 lib = ctypes.CDLL(str(target))
-            except (OSError, subprocess.SubprocessError):
+            except (OSError, subprocess.SubprocessError) as e:
+                _unavailable(f"the C compiler {compiler!r} could not build them ({_first_line(e)})")
                 return None
         for name, (restype, argtypes) in _SIGNATURES.items():
             fn = getattr(lib, name)
