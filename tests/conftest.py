@@ -37,3 +37,20 @@ def dropout_net():
 
     yield "test_dropout_lenet"
     MODELS.unregister("test_dropout_lenet")
+
+
+@pytest.fixture
+def no_fashion_mnist(monkeypatch, tmp_path):
+    """This machine as a fresh one sees it: no ``dataset-fashion-mnist`` package, empty caches
+    (``$XDG_CACHE_HOME``, ``$TORCH_HOME``) and no ``$POLARNET_DATA``, whatever is installed here;
+    so a test of the missing-data path runs, and fails, the same on every machine."""
+    from dataclasses import replace
+
+    from polarnet.data.images import IMAGE_DATASETS
+
+    spec = IMAGE_DATASETS["fashion_mnist"]
+    monkeypatch.setitem(IMAGE_DATASETS, "fashion_mnist", replace(spec, debian_dir=str(tmp_path / "no-debian-package")))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
+    monkeypatch.delenv("POLARNET_DATA", raising=False)
+    return tmp_path

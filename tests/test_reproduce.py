@@ -162,12 +162,19 @@ def test_following_a_reason_makes_it_go_away(bare) -> None:
     assert plan["cifar10-alexnet"].will_run
 
 
-def test_fashion_mnist_reason_names_the_debian_package(bare) -> None:
-    reason = missing_dataset("fashion_mnist", bare / "nowhere")
-    if Path("/usr/share/datasets/fashion-mnist").is_dir():
-        assert reason is None  # the Debian package is installed here
-    else:
-        assert reason.startswith("needs Fashion-MNIST: apt-get install dataset-fashion-mnist, or put")
+def test_fashion_mnist_reason_names_the_debian_package(no_fashion_mnist, monkeypatch) -> None:
+    from dataclasses import replace
+
+    from polarnet.data.images import IMAGE_DATASETS
+
+    reason = missing_dataset("fashion_mnist", no_fashion_mnist / "nowhere")
+    assert reason.startswith("needs Fashion-MNIST: apt-get install dataset-fashion-mnist, or put")
+    debian = no_fashion_mnist / "debian"  # the package's gzipped files, as it installs them
+    debian.mkdir()
+    for name in IMAGE_DATASETS["fashion_mnist"].files():
+        (debian / f"{name}.gz").touch()
+    monkeypatch.setitem(IMAGE_DATASETS, "fashion_mnist", replace(IMAGE_DATASETS["fashion_mnist"], debian_dir=str(debian)))
+    assert missing_dataset("fashion_mnist", no_fashion_mnist / "nowhere") is None
 
 
 def test_a_weights_file_source_is_checked_and_named(tmp_path) -> None:
@@ -244,14 +251,23 @@ def test_a_study_that_fails_fails_the_command_and_the_others_still_run(tmp_path,
     assert outcomes["xor5d-reset"].folder == tmp_path / "studies" / "xor5d-reset" and not outcomes["xor5d-reset"].failed
 
 
-def test_studies_skipped_by_the_plan_do_not_fail_the_command(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("fashion_mnist", ["installed", "missing"])
+def test_studies_skipped_by_the_plan_do_not_fail_the_command(tmp_path, monkeypatch, request, fashion_mnist) -> None:
+    """In both states of a machine's Fashion-MNIST: where it is missing, the skip gives that reason too."""
+    if fashion_mnist == "missing":
+        request.getfixturevalue("no_fashion_mnist")
+    else:
+        monkeypatch.setattr(rp, "missing_dataset", lambda name, root=None: None)
     written = _tiny(monkeypatch, keys=("xor5d", "fmnist-alexnet"))
     monkeypatch.setitem(rp.BUDGET_SETTINGS, "fmnist-alexnet", {"quick": rp.QUICK})
     monkeypatch.setattr(rp, "missing_weights", lambda source: "needs ImageNet AlexNet weights: put it there")
-    result = reproduce(tmp_path, "quick", workers=1, progress=False, echo=lambda line: None)
+    result = reproduce(tmp_path / "out", "quick", workers=1, progress=False, echo=lambda line: None)
     assert result.ok
     skipped = {o.key: o for o in written[0]}["fmnist-alexnet"]
-    assert skipped.folder is None and skipped.reason.startswith("needs ImageNet AlexNet weights: put it there; ")
+    reasons = skipped.reason.split("; ")
+    assert skipped.folder is None and "needs ImageNet AlexNet weights: put it there" in reasons
+    assert reasons[0].startswith("needs Fashion-MNIST: apt-get install dataset-fashion-mnist, or put ") == \
+        (fashion_mnist == "missing")
 
 
 def test_only_leaves_the_other_studies_out_with_that_reason(tmp_path, monkeypatch) -> None:
