@@ -453,3 +453,62 @@ def test_a_signal_while_a_worker_starts_is_handled_after_the_start() -> None:
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# -- engine fallback -------------------------------------------------------------------------------
+
+class _SameConv(torch.nn.Conv2d):
+    """A convolution that pads "same" itself and reads its own weight in ``forward``, as
+    EfficientNet ports do: torch.fx traces its ``self.weight`` as a get_attr."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = self.kernel_size[0] // 2
+        return torch.nn.functional.conv2d(torch.nn.functional.pad(x, (pad,) * 4), self.weight, self.bias, self.stride)
+
+
+@pytest.fixture
+def same_conv_net():
+    from polarnet.models import MODELS, register_model
+
+    @register_model("test_same_conv_net")
+    def factory(num_classes: int = 10, in_channels: int = 1) -> torch.nn.Module:
+        return torch.nn.Sequential(_SameConv(in_channels, 4, 3, stride=2), torch.nn.ReLU(), torch.nn.Flatten(),
+                                   torch.nn.Linear(4 * 14 * 14, num_classes))
+
+    yield "test_same_conv_net"
+    MODELS.unregister("test_same_conv_net")
+
+
+@pytest.fixture
+def fake_fashion(tmp_path, monkeypatch):
+    """A data_root holding a small random Fashion-MNIST (60 training, 40 test images)."""
+    from test_images import write_mnist_like
+
+    from polarnet.data.images import IMAGE_DATASETS
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    write_mnist_like(IMAGE_DATASETS["fashion_mnist"].folder(root), n_train=60, n_test=40)
+    return root
+
+
+def test_a_model_the_stacked_engine_refuses_trains_one_at_a_time_under_the_defaults(tmp_path, same_conv_net,
+                                                                                     fake_fashion, capsys) -> None:
+    """The issue's study: a factory whose conv calls F.conv2d(x, self.weight) itself, 4 runs, the
+    default vectorize = true: every run is done, recorded as trained one at a time, and one line
+    says so and why."""
+    from polarnet.experiments import Store
+
+    study = load_study("xor5d", _IMAGES + [f"model='{same_conv_net}'", f"data_root='{fake_fashion}'", "trials=2",
+                                           "sizes=[50]", "epochs=1", "val_size=40",
+                                           "conditions=['frozen_rand', 'fluid_rand']"])
+    assert study.vectorize
+    summary = run_study(study, tmp_path / "out", workers=1, device="cpu", progress=False)
+    assert summary.trained == 4 and summary.failed == 0
+    with Store.existing(tmp_path / "out") as store:
+        runs = store.runs()
+    assert list(runs["status"]) == ["done"] * 4 and list(runs["engine"]) == ["single"] * 4
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("engine:")]
+    assert lines == ["engine: 4 runs one at a time — the model's forward reads 0.weight directly, which the stacked "
+                     "engine can't trace"]

@@ -18,7 +18,7 @@ from polarnet.experiments.store import SCHEMA_VERSION, STORE_NAME, Store, StoreE
 
 RUN_COLUMNS = ["key", "condition", "n_train", "hidden", "reset", "trial", "frozen", "status", "reason",
                "acc_before_align", "acc_after_align", "started", "finished", "seconds", "device", "host", "versions",
-               "settings", "constrained", "checksum"]
+               "settings", "constrained", "checksum", "engine"]
 EPOCH_COLUMNS = ["condition", "n_train", "hidden", "reset", "trial", "frozen", "status", "run", "epoch", "train_loss",
                  "train_acc", "val_loss", "val_acc", "resets", "sign_changes", "wall"]
 
@@ -422,6 +422,67 @@ def test_every_stored_number_is_covered_by_the_checksum(tmp_path, specs, column)
         db.execute("UPDATE runs SET acc_after_align = 0.01 WHERE key = ?", (specs[0].key,))
     with Store.existing(folder) as reader:
         assert reader.damaged_runs() == sorted([specs[0].key, specs[1].key])
+
+
+@pytest.mark.parametrize(("column", "value"), [("constrained", 37), ("seconds", 9.5), ("engine", "stacked"),
+                                               ("device", "cuda"), ("settings", '{"lr": 1}')])
+def test_every_runs_field_analysis_reads_is_covered_by_the_checksum(tmp_path, specs, column, value):
+    """constrained feeds the resets diagnostic, seconds the timings: changing either (or the
+    engine, device or settings) behind SQLite's back is damage, as an epoch's loss is."""
+    folder = tmp_path / column
+    _finished_store(folder, specs[:2])
+    with sqlite3.connect(folder / STORE_NAME) as db:
+        db.execute("UPDATE runs SET constrained = 36 WHERE key = ?", (specs[1].key,))  # as recorded below
+        assert db.execute(f"UPDATE runs SET {column} = ? WHERE key = ?", (value, specs[0].key)).rowcount == 1
+    with Store.existing(folder) as reader:
+        assert reader.damaged_runs() == sorted([specs[0].key, specs[1].key])
+    with Store(folder) as writer:  # retrained and recorded again, the runs verify
+        assert writer.retrain_damaged() == sorted([specs[0].key, specs[1].key])
+        writer.record([_done(specs[0], 2, extra={"constrained": 36}, engine="vmap"), _done(specs[1])])
+        assert writer.runs().set_index("key").loc[specs[0].key, ["constrained", "engine"]].tolist() == [36, "vmap"]
+
+
+def test_checksums_written_before_version_2_still_verify(tmp_path, specs):
+    """A store whose checksums cover the first version's columns (a bare digest) reads as it
+    did: its runs are not damage, and its damage is still found."""
+    from polarnet.experiments.store import _RUN_SUMMED, _checksum
+
+    folder = tmp_path / "v1"
+    _finished_store(folder, specs[:2])
+    with sqlite3.connect(folder / STORE_NAME) as db:
+        for spec in specs[:2]:
+            run = db.execute(f"SELECT {_RUN_SUMMED[1]} FROM runs WHERE key = ?", (spec.key,)).fetchone()
+            epochs = db.execute("SELECT epoch, train_loss, train_acc, val_loss, val_acc, resets, sign_changes, wall "
+                                "FROM epochs WHERE run = ? ORDER BY epoch", (spec.key,)).fetchall()
+            mags = db.execute("SELECT layer, quantiles FROM magnitudes WHERE run = ?", (spec.key,)).fetchall()
+            old = _checksum(run, epochs, mags, version=1)
+            assert ":" not in old
+            db.execute("UPDATE runs SET checksum = ?, engine = NULL WHERE key = ?", (old, spec.key))
+        db.execute("UPDATE runs SET seconds = 99 WHERE key = ?", (specs[0].key,))  # not covered by version 1
+        db.execute("UPDATE runs SET acc_after_align = 0.01 WHERE key = ?", (specs[1].key,))  # covered
+    with Store.existing(folder) as reader:
+        assert reader.damaged_runs() == [specs[1].key]
+
+
+def test_the_store_says_when_planned_runs_are_missing(tmp_path, specs):
+    """bind_study keeps the plan: a deleted or interrupted run is counted, a store without a
+    plan (bound before polarnet kept it) says nothing."""
+    folder = tmp_path / "s"
+    with Store(folder) as s:
+        s.bind_study({"epochs": 2}, [r.key for r in specs])
+        s.mark_running(specs)
+        s.record([_done(spec) for spec in specs])
+        assert s.unfinished() == (0, len(specs)) and s.unfinished_line() is None
+    with sqlite3.connect(folder / STORE_NAME) as db:
+        db.execute("DELETE FROM runs WHERE key = ?", (specs[2].key,))
+        db.execute("UPDATE runs SET status = 'running' WHERE key = ?", (specs[4].key,))
+    with Store.existing(folder) as reader:
+        assert reader.unfinished() == (2, 6)
+        assert reader.unfinished_line().startswith("polarnet: 2 of the study's 6 planned runs are not in the store")
+    with sqlite3.connect(folder / STORE_NAME) as db:
+        db.execute("DELETE FROM study WHERE key = 'planned'")
+    with Store.existing(folder) as reader:
+        assert reader.unfinished() is None and reader.unfinished_line() is None
 
 
 # --------------------------------------------------------------------------- one study per folder

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -34,8 +35,9 @@ from pathlib import Path
 import torch
 
 from ..registry import Registry
+from .engines import chunk_engine
 from .ensemble import supports, train_ensemble
-from .image_ensemble import ensemble_checkpoint_file, supports_images, train_image_ensemble
+from .image_ensemble import ensemble_checkpoint_file, train_image_ensemble
 from .plan import RunSpec
 from .results import RunResult
 from .trainer import checkpoint_file, train_run
@@ -67,6 +69,11 @@ def compute_chunk(specs: Sequence[RunSpec], device: str, on_epoch: Callable[[flo
                   checkpoints: Path | None = None) -> list[RunResult]:
     """Train a chunk (an ensemble when possible, else one run at a time); never raises an ``Exception``.
 
+    The engine is :func:`~polarnet.experiments.engines.chunk_engine`'s: an image model the
+    ensemble refuses trains one run at a time, as does a chunk whose image ensemble fails for
+    any other reason (with a warning), so no run fails because of the engine. Each result's
+    ``engine`` says which one trained it.
+
     ``on_epoch(runs)`` is told after every epoch how many runs' worth of work it finished. With
     ``checkpoints`` (a folder), runs trained one at a time keep ``checkpoints/<run key>.pt`` up to
     date and resume from it (see :func:`~polarnet.experiments.trainer.train_run`), and so do
@@ -81,16 +88,27 @@ def compute_chunk(specs: Sequence[RunSpec], device: str, on_epoch: Callable[[flo
         ['done', 'done']
     """
     try:
-        if len(specs) > 1 and specs[0].study.vectorize and supports(specs[0]):
-            return train_ensemble(specs, device, on_epoch=on_epoch)
-        if len(specs) > 1 and specs[0].study.vectorize and supports_images(specs[0]):
+        engine = chunk_engine(specs, device)
+        if engine.name == "stacked" and supports(specs[0]):
+            return _as(train_ensemble(specs, device, on_epoch=on_epoch), "stacked")
+        if engine.name != "single":
             path = ensemble_checkpoint_file(checkpoints, specs) if checkpoints is not None else None
-            return train_image_ensemble(specs, device, on_epoch=on_epoch, checkpoint=path,
-                                        max_members=specs[0].study.ensemble_members or None)
+            try:
+                return _as(train_image_ensemble(specs, device, on_epoch=on_epoch, checkpoint=path,
+                                                max_members=specs[0].study.ensemble_members or None), engine.name)
+            except Exception as e:  # refused past the probe (a tied weight, memory): one at a time, not failed runs
+                warnings.warn(f"the image ensemble failed ({type(e).__name__}: {e}); its {len(specs)} runs train one "
+                              f"at a time", RuntimeWarning, stacklevel=2)
         return [_one(spec, device, on_epoch, checkpoints) for spec in specs]
     except Exception as e:  # a failing chunk must not take the sweep down
         reason = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
         return [RunResult(s.key, "failed", reason=reason, device=device) for s in specs]
+
+
+def _as(results: list[RunResult], engine: str) -> list[RunResult]:
+    for r in results:
+        r.engine = engine
+    return results
 
 
 def _one(spec: RunSpec, device: str, on_epoch: Callable[[float], None] | None, checkpoints: Path | None) -> RunResult:

@@ -64,7 +64,7 @@ from .datasets import Data, model_kwargs, task_correct, task_loss
 from .ensemble import _known
 from .plan import RunSpec, derive_seed
 from .results import EpochRecord, RunResult, magnitude_quantiles
-from .stacked import MEMBERS, SHARED, Act, StackedProgram, adam_
+from .stacked import MEMBERS, SHARED, Act, StackedProgram, Unstackable, adam_
 from .trainer import cudnn_benchmark, prepare_model, run_data
 
 __all__ = ["supports_images", "image_cell", "ensemble_size", "train_image_ensemble", "ensemble_checkpoint_file",
@@ -380,8 +380,8 @@ class _Ensemble:
         for m in frozen:
             for name in self.templates[m]:  # type: ignore[union-attr]
                 if name not in self.params:
-                    raise ValueError(f"run {self.specs[m].key}: template layer {name!r} is not a parameter of the "
-                                     f"model (a tied weight?); set vectorize = false")
+                    raise Unstackable(f"template layer {name!r} is not a parameter the ensemble stacks (a tied "
+                                      f"weight?)")
                 if name not in names:
                     names.append(name)
         rules: dict[str, list[int]] = {}

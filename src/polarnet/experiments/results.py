@@ -53,7 +53,8 @@ class EpochRecord:
 
 @dataclass
 class RunResult:
-    """A finished or failed run."""
+    """A finished or failed run. ``engine`` is the engine that trained it (a key of
+    :data:`polarnet.experiments.engines.ENGINES`: ``stacked``, ``vmap`` or ``single``)."""
 
     key: str
     status: str  # "done" | "failed"
@@ -64,3 +65,4 @@ class RunResult:
     seconds: float = 0.0
     device: str = "cpu"
     extra: dict[str, Any] = field(default_factory=dict)
+    engine: str = "single"

@@ -43,9 +43,14 @@ from torch.nn import functional as F
 from .. import native
 from ..optim import adam_  # re-exported: the ensembles' Adam lives with the optimisers
 
-__all__ = ["Act", "StackedProgram", "adam_", "SHARED", "MEMBERS", "GROUPED"]
+__all__ = ["Act", "StackedProgram", "Unstackable", "adam_", "SHARED", "MEMBERS", "GROUPED"]
 
 SHARED, MEMBERS, GROUPED = "shared", "members", "grouped"
+
+
+class Unstackable(ValueError):
+    """A model the stacked program can't run; the message says what in its forward pass (the
+    sweep then trains its runs one at a time, see :mod:`polarnet.experiments.engines`)."""
 
 
 class Act(NamedTuple):
@@ -155,6 +160,9 @@ class StackedProgram:
             graph: torch.fx.Graph | None = torch.fx.symbolic_trace(model).graph
         except Exception:  # data-dependent control flow: the whole model under vmap
             graph = None
+        reads = [str(n.target) for n in graph.nodes if n.op == "get_attr"] if graph is not None else []
+        if reads:  # a layer that calls F.conv2d(x, self.weight) itself: the stack has no layer to swap in
+            raise Unstackable(f"the model's forward reads {reads[0]} directly, which the stacked engine can't trace")
         self.steps: list[tuple[torch.fx.Node, nn.Module | None, list[str], list[str]]] = []
         # a ReLU feeding only a 2×2 max-pool is applied after the pool (same values and gradients)
         self.deferred: set[torch.fx.Node] = set()
@@ -239,8 +247,8 @@ class StackedProgram:
             elif node.op == "output":
                 return self._members(env[node.args[0]], m)  # type: ignore[index]
             else:
-                raise ValueError(f"the model's forward reads {node.op} {node.target!r}; the image ensemble can't "
-                                 f"stack it (set vectorize = false)")
+                raise Unstackable(f"the model's forward reads {node.op} {node.target!r}, which the stacked engine "
+                                  f"can't trace")
         raise ValueError("the traced model has no output")
 
     def _pooled_by(self, model: nn.Module, node: torch.fx.Node,

@@ -6,8 +6,10 @@ Tables:
 * ``runs`` — one row per run: ``key`` (hash of its settings), grid point, ``status``
   (``running`` | ``done`` | ``failed``), ``reason``, accuracy before/after alignment,
   timings, device, host and software versions, the full settings as JSON, the number of
-  weights under the run's template (``constrained``; NULL for fluid runs) and a checksum of
-  the run's stored numbers (``checksum``).
+  weights under the run's template (``constrained``; NULL for fluid runs), a checksum of
+  the run's stored numbers (``checksum``) and the engine that trained it (``engine``:
+  ``stacked``, ``vmap`` or ``single``, see :mod:`polarnet.experiments.engines`; NULL for runs
+  stored before polarnet recorded it).
 * ``epochs`` — one row per run and epoch: train/validation loss and accuracy, resets,
   per-layer sign changes (JSON), wall time.
 * ``magnitudes`` — per run and weight layer, the quantiles of ``|w|`` at initialisation
@@ -23,8 +25,12 @@ A folder holds **one study**: every run in it belongs to the plan of the setting
 with it (:meth:`Store.bind_study` refuses anything else). The schema carries a version
 (``PRAGMA user_version``): a store written by a newer polarnet is refused, one written
 before versioning is upgraded in place by a writer. SQLite keeps no checksum of the data,
-so each run carries one of its own numbers; readers refuse a store whose numbers no longer
-match, and a writer sends such runs back to be trained again.
+so each run carries one of its own numbers (of every field analysis reads: the grid point,
+status, reason, accuracies, seconds, device, settings, constrained weights, engine, and its
+epochs and magnitudes; a checksum written before version 2 covers fewer, and is verified as
+it was written); readers refuse a store whose numbers no longer match, and a writer sends
+such runs back to be trained again. The study's planned run keys are stored with its
+settings, so a reader can tell when runs are missing (:meth:`Store.unfinished`).
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ __all__ = ["Store", "StoreError", "StudyMismatch", "STORE_NAME", "SCHEMA_VERSION
 STORE_NAME = "results.sqlite"
 LOCK_NAME = "results.sqlite.lock"
 #: the schema version written into ``PRAGMA user_version``; 0 is a store from before versioning
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS study (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -66,7 +72,7 @@ CREATE TABLE IF NOT EXISTS runs (
     reason TEXT, acc_before_align REAL, acc_after_align REAL,
     started REAL, finished REAL, seconds REAL,
     device TEXT, host TEXT, versions TEXT, settings TEXT NOT NULL,
-    constrained INTEGER, checksum TEXT
+    constrained INTEGER, checksum TEXT, engine TEXT
 );
 CREATE TABLE IF NOT EXISTS epochs (
     run TEXT NOT NULL REFERENCES runs(key) ON DELETE CASCADE,
@@ -83,7 +89,7 @@ CREATE TABLE IF NOT EXISTS magnitudes (
 );
 """
 # columns added since the first, unversioned schema (version 0), added by a writer's upgrade
-_ADDED_COLUMNS = {"runs": (("constrained", "INTEGER"), ("checksum", "TEXT"))}
+_ADDED_COLUMNS = {"runs": (("constrained", "INTEGER"), ("checksum", "TEXT"), ("engine", "TEXT"))}
 _RECOVER = ("move {path} aside and run the study again (its runs are trained again), or salvage what SQLite "
             "can still read: sqlite3 {path} .recover | sqlite3 recovered.sqlite")
 
@@ -108,15 +114,29 @@ def _real(value: Any) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-def _checksum(run: Sequence[Any], epochs: Sequence[Sequence[Any]], magnitudes: Sequence[Sequence[Any]]) -> str:
-    """A digest of a run's stored numbers, computed from values exactly as SQLite returns them."""
+def _checksum(run: Sequence[Any], epochs: Sequence[Sequence[Any]], magnitudes: Sequence[Sequence[Any]],
+              version: int = 2) -> str:
+    """A digest of a run's stored numbers, computed from values exactly as SQLite returns them:
+    ``run`` holds the columns of :data:`_RUN_SUMMED` of that ``version``. Version 1 (the first,
+    a bare digest) covered fewer run columns; version 2's digest carries a ``2:`` prefix."""
     text = json.dumps([list(run), [list(e) for e in epochs], sorted(list(m) for m in magnitudes)],
                       separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+    return digest if version == 1 else f"{version}:{digest}"
 
 
-# the columns a checksum covers, in order
-_RUN_SUMMED = "key, condition, n_train, hidden, reset, trial, frozen, status, reason, acc_before_align, acc_after_align"
+def _version(checksum: str) -> int:
+    """A checksum's version: 1 for a bare digest, else its prefix (0, checked as damaged, when garbled)."""
+    head, _, _ = checksum.rpartition(":")
+    return 1 if not head else int(head) if head.isdigit() else 0
+
+
+# the run columns a checksum covers, in order, per checksum version (every runs field analysis
+# reads since version 2: constrained feeds the resets diagnostic)
+_RUN_SUMMED = {1: "key, condition, n_train, hidden, reset, trial, frozen, status, reason, acc_before_align, "
+                  "acc_after_align",
+               2: "key, condition, n_train, hidden, reset, trial, frozen, status, reason, acc_before_align, "
+                  "acc_after_align, seconds, device, settings, constrained, engine"}
 _EPOCH_SUMMED = "epoch, train_loss, train_acc, val_loss, val_acc, resets, sign_changes, wall"
 
 
@@ -359,7 +379,43 @@ class Store:
                 f"{self.folder} holds another study: {len(stray)} of its runs are not part of this one.\n"
                 f"{what}\nRun into a new folder (--out {_free_name(self.folder)}), or repeat the folder's own "
                 f"settings to resume it.")
-        self.set_study({"settings": settings, **(facts or {})})
+        self.set_study({"settings": settings, "planned": sorted(planned), **(facts or {})})
+
+    @_guarded
+    def unfinished(self) -> tuple[int, int] | None:
+        """``(runs of the study's plan not finished here, planned runs)``: runs never trained,
+        interrupted (``running``) or deleted; ``None`` for a store that doesn't know its plan
+        (bound before polarnet stored it).
+
+        Example:
+            >>> import tempfile
+            >>> store = Store(tempfile.mkdtemp())
+            >>> store.bind_study({"name": "demo"}, ["a", "b"])
+            >>> store.unfinished()
+            (2, 2)
+        """
+        row = self.db.execute("SELECT value FROM study WHERE key = 'planned'").fetchone()
+        if row is None:
+            return None
+        planned = set(json.loads(row[0]))
+        return len(planned - self.finished_keys()), len(planned)
+
+    def unfinished_line(self) -> str | None:
+        """One line saying how many planned runs the store lacks, or ``None`` when it has them
+        all (or doesn't know its plan).
+
+        Example:
+            >>> import tempfile
+            >>> store = Store(tempfile.mkdtemp())
+            >>> store.bind_study({"name": "demo"}, ["a", "b"])
+            >>> store.unfinished_line().split(" (")[0]
+            "polarnet: 2 of the study's 2 planned runs are not in the store"
+        """
+        counts = self.unfinished()
+        if counts is None or counts[0] == 0:
+            return None
+        return (f"polarnet: {counts[0]} of the study's {counts[1]} planned runs are not in the store (never run, "
+                f"interrupted or deleted); run the study into this folder again to train them")
 
     # -- runs ---------------------------------------------------------------------
     @_guarded
@@ -395,7 +451,7 @@ class Store:
             for start in range(0, len(keys), 500):  # SQLite limits the number of parameters
                 part = keys[start : start + 500]
                 point.update((row[0], row) for row in self.db.execute(
-                    f"SELECT key, condition, n_train, hidden, reset, trial, frozen FROM runs "
+                    f"SELECT key, condition, n_train, hidden, reset, trial, frozen, settings FROM runs "
                     f"WHERE key IN ({','.join('?' * len(part))})", part))
             missing = [k for k in keys if k not in point]
             if missing:
@@ -407,16 +463,18 @@ class Store:
                           for e in r.epochs]
                 magnitudes = [(layer, encode([float(v) for v in q]))
                               for layer, q in r.extra.get("init_magnitudes", {}).items()]
-                summed = (*point[r.key], r.status, r.reason, _real(r.acc_before_align), _real(r.acc_after_align))
                 constrained = r.extra.get("constrained")
-                run_rows.append((r.status, r.reason, summed[-2], summed[-1], now, r.seconds, r.device,
-                                 None if constrained is None else int(constrained),
-                                 _checksum(summed, epochs, magnitudes), r.key))
+                constrained = None if constrained is None else int(constrained)
+                *grid, settings = point[r.key]
+                summed = (*grid, r.status, r.reason, _real(r.acc_before_align), _real(r.acc_after_align),
+                          _real(r.seconds), r.device, settings, constrained, r.engine)
+                run_rows.append((r.status, r.reason, summed[9], summed[10], now, summed[11], r.device, constrained,
+                                 r.engine, _checksum(summed, epochs, magnitudes), r.key))
                 epoch_rows.extend((r.key, *e) for e in epochs)
                 magnitude_rows.extend((r.key, *m) for m in magnitudes)
             self.db.executemany(
                 """UPDATE runs SET status=?, reason=?, acc_before_align=?, acc_after_align=?, finished=?, seconds=?,
-                   device=?, constrained=?, checksum=? WHERE key=?""", run_rows)
+                   device=?, constrained=?, engine=?, checksum=? WHERE key=?""", run_rows)
             self.db.executemany("DELETE FROM epochs WHERE run = ?", [(k,) for k in keys])
             self.db.executemany(
                 """INSERT INTO epochs (run, epoch, train_loss, train_acc, val_loss, val_acc, resets, sign_changes, wall)
@@ -434,7 +492,8 @@ class Store:
     def damaged_runs(self) -> list[str]:
         """Keys of finished runs whose stored numbers no longer match their checksum.
 
-        Runs recorded before checksums existed (NULL) are not checked.
+        Runs recorded before checksums existed (NULL) are not checked; each checksum is checked
+        against the columns of its own version.
         """
         if self.readonly and "magnitudes" not in self._tables:
             return []
@@ -443,16 +502,21 @@ class Store:
             return []
         epochs: dict[str, list] = defaultdict(list)
         magnitudes: dict[str, list] = defaultdict(list)
+        # a reader of a store written before the engine column (not upgraded: read-only) reads NULL
+        summed = _RUN_SUMMED[2] if "engine" in columns else _RUN_SUMMED[2].replace("engine", "NULL")
+        width = {v: len(cols.split(",")) for v, cols in _RUN_SUMMED.items()}
         with self._snapshot():  # a writer committing between the reads must not look like damage
             sums = {row[0]: row for row in self.db.execute(
-                f"SELECT {_RUN_SUMMED}, checksum FROM runs WHERE checksum IS NOT NULL")}
+                f"SELECT {summed}, checksum FROM runs WHERE checksum IS NOT NULL")}
             for row in self.db.execute(f"SELECT run, {_EPOCH_SUMMED} FROM epochs ORDER BY run, epoch"):
                 if row[0] in sums:
                     epochs[row[0]].append(row[1:])
             for row in self.db.execute("SELECT run, layer, quantiles FROM magnitudes"):
                 if row[0] in sums:
                     magnitudes[row[0]].append(row[1:])
-        return sorted(k for k, row in sums.items() if _checksum(row[:-1], epochs[k], magnitudes[k]) != row[-1])
+        return sorted(k for k, row in sums.items()
+                      if _checksum(row[: width.get(_version(row[-1]), 0)], epochs[k], magnitudes[k],
+                                   _version(row[-1])) != row[-1])
 
     @contextmanager
     def _snapshot(self) -> Iterator[None]:

@@ -28,6 +28,7 @@ from ..interrupt import Interrupted
 from .config import Study
 from .ensemble import supports
 from .image_ensemble import ensemble_checkpoint_file, image_cell, supports_images
+from .engines import announce_engines
 from .executors import EXECUTORS, default_workers, resolve_device
 from .conditions import needs_source, source_report
 from .plan import RunSpec, plan
@@ -262,6 +263,7 @@ def _compute(todo: list[RunSpec], store: Store, bar: Progress, signals: _Signals
 
     failed = 0
     chunks = make_chunks(todo, workers)
+    announce_engines(chunks, device, bar.enabled)  # one line; always when a model falls back to one at a time
     stream = runner(chunks, device, workers, address, on_progress, checkpoints=checkpoints)  # fails early (no Ray)
     try:
         store.mark_running(todo)
