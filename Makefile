@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test demo demo-clean bench clean
 
 venv: $(STAMP)
 
@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	sh .ci/install-browser
+	sh .ci/install-dataset
 	touch $(STAMP)
 
 # the suite runs on every core (pytest-xdist; each test uses one torch thread), which halves it on
@@ -22,11 +23,18 @@ test: $(STAMP)
 
 # demo: the XOR-5D study and its report, then the quick reproduction of the papers' claims (every
 # study this machine can run in minutes, each with its report, and out/reproduce/scorecard.html)
-demo: $(STAMP)
-	rm -rf out/demo out/reproduce
+demo: $(STAMP) demo-clean
 	$(VENV)/bin/polarnet run xor5d --quick --out out/demo
 	$(VENV)/bin/polarnet report out/demo
 	$(VENV)/bin/polarnet reproduce --budget quick --out out/reproduce
+
+# a demo starts afresh: the previous demo's folders go, and a line names each one that does
+DEMO_OUT := out/demo out/reproduce
+demo-clean:
+	@for d in $(DEMO_OUT); do \
+		if [ -e "$$d" ]; then echo "make demo: deleting $$d (the previous demo's results; to keep them, move the folder before running make demo)"; fi; \
+	done
+	@rm -rf $(DEMO_OUT)
 
 # `make bench STRICT=1` fails when any benchmark misses a target; every benchmark still runs
 # first. BENCH_ARGS go to each script (`make bench BENCH_ARGS=--quick` checks that they run).
