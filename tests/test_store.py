@@ -611,3 +611,22 @@ def test_a_store_that_cannot_be_opened_for_reading_says_so(tmp_path, specs, monk
         Store.existing(tmp_path / "s")
     assert "--out" not in str(info.value)
     monkeypatch.setattr(sqlite3, "connect", real)
+
+
+def test_results_and_report_say_when_planned_runs_are_missing(tmp_path, capsys):
+    """A deleted run row (the fuzzing finding) is no longer exported without notice."""
+    from polarnet.cli import main
+    from polarnet.experiments import run_study
+
+    folder = tmp_path / "study"
+    run_study(load_study("xor5d", ["trials=1", "epochs=1", "sizes=[8]"]), folder, progress=False)
+    assert main(["results", str(folder)]) == 0
+    assert "planned runs" not in capsys.readouterr().err
+    with sqlite3.connect(folder / STORE_NAME) as db:
+        key = db.execute("SELECT key FROM runs LIMIT 1").fetchone()[0]
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("DELETE FROM runs WHERE key = ?", (key,))
+    line = "polarnet: 1 of the study's 3 planned runs are not in the store (never run, interrupted or deleted)"
+    for command in (["results", str(folder)], ["report", str(folder)]):
+        assert main(command) == 0
+        assert line in capsys.readouterr().err

@@ -291,7 +291,18 @@ def _report(args: argparse.Namespace) -> int:
 
     html_path, md_path = build_report(args.folder, args.output)
     print(f"wrote {html_path}\nwrote {md_path}")
+    _say_unfinished(args.folder)
     return 0
+
+
+def _say_unfinished(folder: str | Path) -> None:
+    """One line on stderr when the study's planned runs are not all in its store."""
+    from .experiments import Store
+
+    with Store.existing(folder) as store:
+        line = store.unfinished_line()
+    if line:
+        print(line, file=sys.stderr)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -330,6 +341,7 @@ def _results(args: argparse.Namespace) -> int:
         else:
             frame.to_parquet(path, index=False)
         print(f"wrote {path} ({len(frame):,} rows)")
+    _say_unfinished(folder)
     return 0
 
 
