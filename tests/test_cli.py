@@ -364,3 +364,43 @@ def test_run_with_a_factory_that_gives_no_model_exits_2_naming_it(body, said, tm
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"model '{module}:build' {said}" in err and "Traceback" not in err
+
+
+def test_output_errors_name_the_path_asked_for_and_the_right_suffix(tmp_path, model_file, capsys) -> None:
+    """The write goes through a temporary file beside the output: its name ('.a.plt.123.tmp')
+    was what the user saw; and a folder given to -o was answered with the input's suffix."""
+    _, path = model_file
+    out = tmp_path / "missing" / "dir" / "a.plt"
+    assert main(["template", "extract", str(path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"polarnet: error: {out}: the folder {out.parent} does not exist; create it first, or write "
+                   f"elsewhere\n")
+    (tmp_path / "folder.plt").mkdir()
+    assert main(["template", "extract", str(path), "-o", str(tmp_path / "folder.plt")]) == 2
+    assert f"(e.g. {tmp_path / 'folder.plt' / 'out.plt'})" in capsys.readouterr().err
+    template = tmp_path / "t.plt"
+    assert main(["template", "extract", str(path), "-o", str(template)]) == 0
+    assert main(["template", "proportions", str(template), "-o", str(tmp_path / "folder.plt")]) == 2
+    assert f"(e.g. {tmp_path / 'folder.plt' / 'out.json'})" in capsys.readouterr().err
+
+
+def test_report_on_a_full_disk_names_the_folder_and_the_fix(tmp_path, monkeypatch, capsys) -> None:
+    """matplotlib's savefig raises ENOSPC without a file name: the line was only 'No space left on device'."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    study = tmp_path / "study"
+    assert main(["run", "xor5d", "--set", "trials=2", "--set", "sizes=[8]", "--set", "epochs=2", "--set", "hidden=[4]",
+                 "--out", str(study), "--no-progress"]) == 0
+    capsys.readouterr()
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full)
+    assert main(["report", str(study)]) == 2
+    assert capsys.readouterr().err == (f"polarnet: error: {study}: No space left on device while writing the report; "
+                                       f"free space there, or write the report elsewhere with -o FOLDER\n")
+    assert main(["report", str(study), "-o", str(tmp_path / "elsewhere")]) == 2
+    assert f"error: {tmp_path / 'elsewhere'}: No space left" in capsys.readouterr().err

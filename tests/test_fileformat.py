@@ -629,3 +629,26 @@ def test_failed_write_removes_the_temp_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space"):
         write_signs({"w": _signs([1])}, tmp_path / "t.plt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_write_names_the_file_asked_for_never_the_temporary_one(tmp_path) -> None:
+    import errno
+
+    from polarnet.fileformat import atomic_write
+
+    target = tmp_path / "no" / "such" / "t.plt"
+    with pytest.raises(FileNotFoundError) as e:
+        atomic_write(target, lambda f: f.write(b"x"))
+    assert (e.value.filename, e.value.strerror) == (str(target), f"the folder {target.parent} does not exist; "
+                                                                 f"create it first, or write elsewhere")
+
+    def full(f):
+        f.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = tmp_path / "t.plt"
+    with pytest.raises(OSError) as e:
+        atomic_write(target, full)
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(target)
+    assert e.value.strerror == "No space left on device: free space there, or write elsewhere"
+    assert os.listdir(tmp_path) == []  # neither the file nor the temporary one

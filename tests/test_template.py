@@ -489,3 +489,21 @@ def test_numpy_seeds_are_stored_as_plain_ints_so_templates_save(tmp_path) -> Non
               PolarityTemplate.from_proportions(net, {"weight": (0.0, 0.5, 0.5)}, seed=np.int64(4))):
         assert type(t.meta["seed"]) is int
         assert PolarityTemplate.load(t.save(tmp_path / "t.plt")).meta["seed"] == 4
+
+
+def test_selecting_nothing_says_why_and_what_to_give_instead() -> None:
+    """A state dict with non-standard keys said "available names start with: w" without why
+    `w` did not count; a model without parameters listed nothing."""
+    with pytest.raises(ValueError) as e:
+        PolarityTemplate.from_model({"w": torch.ones(3, 3), "fc.weight": torch.ones(4)})
+    assert str(e.value) == (
+        "layers='all' selects no parameter; a state dict has no module types, so a layer's kind comes from its name "
+        "and shape: a tensor named 'weight' or '*_weight' of 2 dimensions is linear, of 3-5 a convolution, and none "
+        "of these is of that kind: w (not named *weight), fc.weight (1 dimensions); select by name instead (a glob "
+        "such as layers='*', or a list of names), or load the weights into their model and pass the model")
+    assert list(PolarityTemplate.from_model({"w": torch.ones(3, 3)}, layers="*")) == ["w"]  # the fix it names
+    with pytest.raises(ValueError, match=r"^layers='all' selects no parameter; the model has no parameters$"):
+        PolarityTemplate.from_model(nn.ReLU())
+    with pytest.raises(ValueError, match=r"no module of the model is of that kind \(names start with: weight, bias\); "
+                                         r"register your layer class with pn.register_layer_kind"):
+        PolarityTemplate.from_model(nn.BatchNorm1d(3))

@@ -29,14 +29,15 @@ def _layers(text: str) -> LayerSpec:
     return [n.strip() for n in text.split(",") if n.strip()] if "," in text else text
 
 
-def _output_file(output: str, *inputs: str) -> Path:
+def _output_file(output: str, *inputs: str, suffix: str) -> Path:
     """Check an ``-o`` file path before any work: a file path, not one of the inputs, and not
-    a study's store (or any file inside an input study folder that polarnet keeps there)."""
+    a study's store (or any file inside an input study folder that polarnet keeps there).
+    ``suffix`` is what the command writes (``.plt``…), for the example a folder is answered with."""
     if not output.strip():
         raise ValueError("-o: an empty path; give a file path")
     path = Path(output)
     if path.is_dir():
-        raise ValueError(f"-o {output}: is a folder; give a file path (e.g. {path / 'out'}{Path(inputs[0]).suffix if inputs else ''})")
+        raise ValueError(f"-o {output}: is a folder; give a file path (e.g. {path / 'out'}{suffix})")
     if path.name.startswith("results.sqlite"):
         raise ValueError(f"-o {output}: is where a study keeps its results; choose another output path")
     for given in inputs:
@@ -68,7 +69,7 @@ def _extract(args: argparse.Namespace) -> int:
     from .sources import load_state_dict
     from .template import PolarityTemplate
 
-    _output_file(args.output, args.source)
+    _output_file(args.output, args.source, suffix=".plt")
     state = load_state_dict(args.source)
     template = PolarityTemplate.from_model(state, layers=args.layers, bias=args.bias)
     template.meta.update({"extracted_from": str(args.source)})
@@ -108,7 +109,7 @@ def _proportions(args: argparse.Namespace) -> int:
     from .proportions import save_proportions
     from .template import PolarityTemplate
 
-    _output_file(args.output, args.file)
+    _output_file(args.output, args.file, suffix=".json")
     template = PolarityTemplate.load(args.file)
     numel = {name: t.numel() for name, t in template.items()}
     path = save_proportions(template.proportions(), args.output, numel)
@@ -195,7 +196,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     from .experiments.pretrain import PretrainFailed, pretrain
 
     classes = args.classes or ()
-    _output_file(args.output)
+    _output_file(args.output, suffix=".pt")
     try:
         metrics = pretrain(args.dataset, args.output, arch=args.arch, classes=classes, n_train=args.n_train,
                                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, input_size=args.input_size,
@@ -277,7 +278,7 @@ def _theory(args: argparse.Namespace) -> int:
     if args.from_dir:  # check the folder before minutes of Monte Carlo
         Store.existing(args.from_dir, "polarnet run xor5d-width --out FOLDER").close()
     if args.output is not None:
-        _output_file(args.output, *([args.from_dir] if args.from_dir else []))
+        _output_file(args.output, *([args.from_dir] if args.from_dir else []), suffix=".csv")
     table = theory_table(args.units, args.dims, trials=args.trials, seed=args.seed, folder=args.from_dir)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     out = Path(args.output) if args.output else (Path(args.from_dir) if args.from_dir else Path(".")) / "theory-xor.csv"
@@ -287,9 +288,19 @@ def _theory(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .analysis.report import build_report
+    import errno
 
-    html_path, md_path = build_report(args.folder, args.output)
+    from .analysis.report import build_report, report_paths
+
+    try:
+        html_path, md_path = build_report(args.folder, args.output)
+    except OSError as e:  # matplotlib's savefig, for one, names no file: say where the report was going
+        if e.filename and e.errno != errno.ENOSPC:
+            raise
+        where = e.filename or report_paths(args.folder, args.output).parent
+        fix = "free space there, or write the report elsewhere with -o FOLDER" if e.errno == errno.ENOSPC else \
+            "the report is written there (-o FOLDER writes it elsewhere)"
+        raise OSError(e.errno, f"{e.strerror or e} while writing the report; {fix}", str(where)) from None
     print(f"wrote {html_path}\nwrote {md_path}")
     _say_unfinished(args.folder)
     return 0
@@ -310,7 +321,7 @@ def _compare(args: argparse.Namespace) -> int:
     from .analysis.report import markdown_table
 
     if args.output is not None:
-        _output_file(args.output)
+        _output_file(args.output, suffix=".md")
     table = compare_studies(args.folder_a, args.folder_b, args.threshold, allow_different=args.allow_different)
     attrs = table.attrs
     differences = "\n".join(difference_lines(table))  # or the line saying there are none

@@ -26,6 +26,7 @@ more bytes than the file holds. Every problem raises :class:`TemplateFileError`.
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
@@ -142,13 +143,18 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
 
     An interrupted or failed write leaves neither a half file nor the temporary file. A
     ``path`` that is an existing directory raises ``error`` naming it; other OS errors
-    (permissions, a full disk) propagate after the clean-up.
+    (permissions, a full disk) propagate after the clean-up, naming ``path`` (never the
+    temporary file, which the user did not ask for), and a missing folder says so.
 
     Example:
         >>> import tempfile, os
         >>> d = tempfile.mkdtemp()
         >>> atomic_write(os.path.join(d, "x.txt"), lambda f: f.write(b"abc")).read_bytes()
         b'abc'
+        >>> atomic_write(os.path.join(d, "no", "x.txt"), lambda f: f.write(b"abc"))
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: [Errno 2] the folder .../no does not exist; create it first, or write elsewhere: '.../no/x.txt'
     """
     path = Path(path)
     if path.is_dir():
@@ -158,15 +164,27 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         with open(tmp, "wb") as f:
             write(f)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             tmp.unlink()
         except OSError:
             pass
         if path.is_dir():  # became a directory in the meantime
             raise error(f"{path}: is a directory; give a file name for the {what}") from None
+        if isinstance(e, OSError):
+            raise _about(e, path) from None
         raise
     return path
+
+
+def _about(error: OSError, path: Path) -> OSError:
+    """``error`` (raised on the temporary file beside ``path``) as the same error about ``path``."""
+    reason = error.strerror or str(error)
+    if error.errno == errno.ENOENT and not path.parent.is_dir():
+        reason = f"the folder {path.parent} does not exist; create it first, or write elsewhere"
+    elif error.errno == errno.ENOSPC:
+        reason = f"{reason}: free space there, or write elsewhere"
+    return OSError(error.errno, reason, str(path))  # OSError picks the subclass (FileNotFoundError…) from errno
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, what: str = "file",

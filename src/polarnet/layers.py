@@ -483,6 +483,25 @@ def _select_kind(source: nn.Module | Mapping[str, Tensor], tensors: dict[str, Te
     return names
 
 
+def _why_none(source: nn.Module | Mapping[str, Tensor], tensors: dict[str, Tensor], by_kind: bool) -> str:
+    """Why a string selector found nothing, and what to give instead (for :func:`select`'s error)."""
+    if not tensors:
+        return "the model has no parameters"
+    known = ", ".join(sorted({"all", *(LAYER_KINDS.get(n).kind for n in LAYER_KINDS), *LAYER_KINDS.names()}))
+    shown = f"{', '.join(list(tensors)[:6])}{', …' if len(tensors) > 6 else ''}"
+    if not by_kind:
+        return f"available names start with: {shown} (kind selectors: {known})"
+    if isinstance(source, nn.Module):
+        return (f"no module of the model is of that kind (names start with: {shown}); register your layer class with "
+                f"pn.register_layer_kind, or select parameters by name: a glob (layers='*') or a list")
+    reasons = [f"{name} ({'not named *weight' if not _is_weight_name(name) else f'{t.dim()} dimensions'})"
+               for name, t in list(tensors.items())[:6]]
+    return (f"a state dict has no module types, so a layer's kind comes from its name and shape: a tensor named "
+            f"'weight' or '*_weight' of 2 dimensions is linear, of 3-5 a convolution, and none of these is of that kind: "
+            f"{', '.join(reasons)}{', …' if len(tensors) > 6 else ''}; select by name instead (a glob such as "
+            f"layers='*', or a list of names), or load the weights into their model and pass the model")
+
+
 def select(source: nn.Module | Mapping[str, Tensor], layers: LayerSpec = "all", *, bias: bool = False) -> list[str]:
     """Names of the parameters that ``layers`` picks, in the source's own order.
 
@@ -519,11 +538,7 @@ def select(source: nn.Module | Mapping[str, Tensor], layers: LayerSpec = "all", 
         else:
             names = [n for n in tensors if fnmatch.fnmatchcase(n, layers)]
         if not names:
-            known = ", ".join(sorted({"all", *(LAYER_KINDS.get(n).kind for n in LAYER_KINDS), *LAYER_KINDS.names()}))
-            raise ValueError(
-                f"layers={layers!r} selects no parameter; available names start with: "
-                f"{', '.join(list(tensors)[:6])}{', …' if len(tensors) > 6 else ''} (kind selectors: {known})"
-            )
+            raise ValueError(f"layers={layers!r} selects no parameter; {_why_none(source, tensors, takes is not None)}")
         tied = aliases(source)
         if tied:  # a tied tensor once, under its first selected name
             chosen: set[str] = set()
