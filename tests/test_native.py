@@ -134,19 +134,36 @@ def test_without_a_compiler_the_kernels_are_off_with_one_warning_line(tmp_path):
     often the kernels are asked for."""
     (tmp_path / "bin").mkdir()  # a PATH with no cc, gcc or clang in it
     out = _in_subprocess(_ENFORCE, CC=None, PATH=str(tmp_path / "bin"), XDG_CACHE_HOME=str(tmp_path / "cache"),
-                         POLARNET_NATIVE=None)
+                         POLARNET_NATIVE=None, POLARNET_NATIVE_WARNED=None)
     assert out == ("None False sparse 0\n--- stderr\npolarnet.native:0: RuntimeWarning: the C kernels are off: "
                    "no C compiler ($CC is unset and PATH has no cc, gcc or clang); the torch paths do their work "
-                   "(the same numbers, slower). Install a C compiler, or set POLARNET_NATIVE=0 to turn them off quietly")
+                   "(the same numbers, slower). Install a C compiler, or set POLARNET_NATIVE=0 to turn them off "
+                   "quietly")
+
+
+def test_processes_started_after_the_warning_do_not_repeat_it(tmp_path):
+    """A sweep probes the kernels before it starts its workers: they inherit the warning's mark,
+    so a command without a compiler says so once, not once per worker."""
+    (tmp_path / "bin").mkdir()
+    code = ("import multiprocessing as mp; from polarnet import native; native.library(); "
+            "workers = [mp.get_context('spawn').Process(target=native.library) for _ in range(2)]; "
+            "[w.start() for w in workers]; [w.join() for w in workers]; print([w.exitcode for w in workers])")
+    out = _in_subprocess(code, CC=None, PATH=str(tmp_path / "bin"), XDG_CACHE_HOME=str(tmp_path / "cache"),
+                         POLARNET_NATIVE=None, POLARNET_NATIVE_WARNED=None)
+    result, stderr = out.split("\n--- stderr\n")
+    assert result == "[0, 0]" and stderr.count("RuntimeWarning: the C kernels are off: no C compiler") == 1
+    assert "\n" not in stderr
 
 
 @pytest.mark.parametrize("compiler", ["false", "no-such-compiler"])
 def test_a_compiler_that_fails_is_named_in_one_warning_line(tmp_path, compiler):
     cc = shutil.which(compiler) or str(tmp_path / compiler)
-    out = _in_subprocess(_ENFORCE, CC=cc, XDG_CACHE_HOME=str(tmp_path / "cache"), POLARNET_NATIVE=None)
+    out = _in_subprocess(_ENFORCE, CC=cc, XDG_CACHE_HOME=str(tmp_path / "cache"), POLARNET_NATIVE=None,
+                         POLARNET_NATIVE_WARNED=None)
     result, stderr = out.split("\n--- stderr\n")
     assert result == "None False sparse 0" and "\n" not in stderr
-    why = "exit status 1, no message" if compiler == "false" else f"FileNotFoundError: [Errno 2] No such file or directory: {cc!r}"
+    missing = f"FileNotFoundError: [Errno 2] No such file or directory: {cc!r}"
+    why = "exit status 1, no message" if compiler == "false" else missing
     assert stderr.startswith(f"polarnet.native:0: RuntimeWarning: the C kernels are off: the C compiler {cc!r} could "
                              f"not build them ({why}); the torch paths do their work")
 

@@ -412,6 +412,7 @@ _FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-std=c11", "-fno-fast-mat
 _LOCK = threading.Lock()
 _LIBRARY: ctypes.CDLL | None = None
 _TRIED = False
+_WARNED = "POLARNET_NATIVE_WARNED"  # set once a process has said the kernels are off
 #: entries per thread below which a layer is done in one call (threads cost ~50 µs to hand out)
 _SPLIT = 1 << 20
 
@@ -480,10 +481,15 @@ def _first_line(error: BaseException) -> str:
 def _unavailable(why: str) -> None:
     """Say once, in one line, that the kernels are off: a silent fallback would leave a user
     wondering why training is slower than the benchmarks. No source line is printed under it
-    (the warning's location is the module, not a line of it), and POLARNET_NATIVE=0 silences it."""
+    (the warning's location is the module, not a line of it), and POLARNET_NATIVE=0 silences it.
+    A sweep's worker processes inherit the mark left in the environment, so a command says it
+    once, not once per worker."""
+    if os.environ.get(_WARNED):
+        return
     message = (f"the C kernels are off: {why}; the torch paths do their work (the same "
                f"numbers, slower). Install a C compiler, or set POLARNET_NATIVE=0 to turn them off quietly")
     warnings.warn_explicit(message, RuntimeWarning, filename="polarnet.native", lineno=0, module=__name__)
+    os.environ[_WARNED] = "1"
 
 
 def library() -> ctypes.CDLL | None:

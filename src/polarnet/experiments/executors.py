@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from .. import native
 from ..registry import Registry
 from .engines import chunk_engine
 from .ensemble import supports, train_ensemble
@@ -291,6 +292,7 @@ def local(chunks: Sequence[Sequence[RunSpec]], device: str, workers: int, addres
             on_epoch = partial(progress, index) if progress is not None else None
             yield index, compute_chunk(chunk, device, on_epoch, checkpoints)
         return
+    native.library()  # built, or found missing and said so, once: the workers inherit both
     context = get_context("spawn")
     todo = list(enumerate(chunks))[::-1]  # popped from the end: in order
     pool: list[_Worker] = []
