@@ -173,7 +173,8 @@ def test_fashion_mnist_reason_names_the_debian_package(no_fashion_mnist, monkeyp
     debian.mkdir()
     for name in IMAGE_DATASETS["fashion_mnist"].files():
         (debian / f"{name}.gz").touch()
-    monkeypatch.setitem(IMAGE_DATASETS, "fashion_mnist", replace(IMAGE_DATASETS["fashion_mnist"], debian_dir=str(debian)))
+    installed = replace(IMAGE_DATASETS["fashion_mnist"], debian_dir=str(debian))
+    monkeypatch.setitem(IMAGE_DATASETS, "fashion_mnist", installed)
     assert missing_dataset("fashion_mnist", no_fashion_mnist / "nowhere") is None
 
 
