@@ -19,6 +19,7 @@ import torch
 from polarnet.cli import main
 from polarnet.experiments import load_study, plan, run_study
 from polarnet.experiments.executors import EXECUTORS, _ray_stream, compute_chunk, local, resolve_device
+from polarnet.experiments.checkpoint import ensemble_checkpoint_file
 from polarnet.experiments.trainer import checkpoint_file
 from polarnet.experiments.sweep import make_chunks
 
@@ -309,10 +310,11 @@ def test_a_killed_worker_fails_its_runs_and_is_replaced(tmp_path) -> None:
     assert _children(os.getpid()) == []
 
 
-def test_compute_chunk_checkpoints_single_runs_but_not_ensembles(tmp_path) -> None:
+def test_compute_chunk_checkpoints_single_runs_and_ensembles(tmp_path) -> None:
     runs = plan(load_study("xor5d", ["trials=1", "epochs=2", "sizes=[8, 40]", "val_size=100"]))
     assert all(r.status == "done" for r in compute_chunk(runs, "cpu", checkpoints=tmp_path / "ensemble"))
-    assert not (tmp_path / "ensemble").exists()  # an ensemble's runs take seconds: no checkpoints
+    saved = torch.load(ensemble_checkpoint_file(tmp_path / "ensemble", runs), weights_only=True)
+    assert (saved["kind"], saved["epoch"]) == ("xor ensemble", 1)  # the first epoch, never the last
     done = compute_chunk(runs[:1], "cpu", checkpoints=tmp_path / "one")
     assert done[0].status == "done" and checkpoint_file(tmp_path / "one", runs[0].key).is_file()
 
@@ -512,3 +514,62 @@ def test_a_model_the_stacked_engine_refuses_trains_one_at_a_time_under_the_defau
     lines = [line for line in err.splitlines() if line.startswith("engine:")]
     assert lines == ["engine: 4 runs one at a time — the model's forward reads 0.weight directly, which the stacked "
                      "engine can't trace"]
+
+
+class _LenNet(torch.nn.Module):
+    """torch.fx can't trace ``len`` of a proxy: the model runs whole under vmap."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(in_channels, 4, 5, stride=3)
+        self.fc = torch.nn.Linear(4 * 8 * 8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(x)).reshape(len(x), -1))
+
+
+def test_the_engine_is_chosen_per_model_once(same_conv_net, monkeypatch) -> None:
+    """LeNet stacks layer by layer, an untraceable model runs under vmap, the issue's model
+    trains one at a time with the reason; the probe runs once per architecture."""
+    from polarnet.experiments import engines
+    from polarnet.models import MODELS, register_model
+
+    register_model("test_len_net_engine")(_LenNet)
+    probes = []
+    real = engines._probe
+    monkeypatch.setattr(engines, "_probe", lambda spec, device: probes.append(spec.study.model) or real(spec, device))
+    monkeypatch.setattr(engines, "_PROBED", {})
+    try:
+        def runs(model, *extra):
+            return plan(load_study("xor5d", _IMAGES + [f"model='{model}'", "trials=2", "sizes=[50, 100]",
+                                                       "conditions=['frozen_rand', 'fluid_rand']", *extra]))
+
+        lenet, untraceable, same = runs("lenet"), runs("test_len_net_engine"), runs(same_conv_net)
+        assert engines.chunk_engine(lenet) == ("stacked", "")
+        assert engines.chunk_engine(untraceable) == ("vmap", "torch.fx can't trace the model's forward")
+        assert engines.chunk_engine(same) == ("single", "the model's forward reads 0.weight directly, which the "
+                                                        "stacked engine can't trace")
+        assert engines.chunk_engine(same[4:]) == engines.chunk_engine(same)  # another cell: no second probe
+        assert probes == ["lenet", "test_len_net_engine", same_conv_net]
+        assert engines.chunk_engine(runs(same_conv_net, "vectorize=false")) == ("single", "")
+        assert engines.engine_line([lenet[:4], same[:4], same[4:6], same[6:]]) == (
+            "engine: 4 runs in stacked ensembles, 8 runs one at a time — the model's forward reads 0.weight "
+            "directly, which the stacked engine can't trace")
+    finally:
+        MODELS.unregister("test_len_net_engine")
+
+
+def test_an_image_ensemble_that_fails_past_the_probe_trains_its_runs_one_at_a_time(fake_fashion, monkeypatch) -> None:
+    """No run fails because of the engine: an ensemble raising after the probe passed (memory, a
+    tied weight) leaves its runs to train_run, with a warning."""
+    from polarnet.experiments import executors
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(executors, "train_image_ensemble", refuse)
+    runs = plan(load_study("xor5d", _IMAGES + [f"data_root='{fake_fashion}'", "trials=1", "sizes=[50]", "epochs=1",
+                                               "val_size=40", "conditions=['frozen_rand', 'fluid_rand']"]))
+    with pytest.warns(RuntimeWarning, match=r"image ensemble failed \(RuntimeError: out of memory\); its 2 runs"):
+        results = compute_chunk(runs, "cpu")
+    assert [(r.key, r.status, r.engine) for r in results] == [(r.key, "done", "single") for r in runs]

@@ -199,3 +199,16 @@ def test_a_grouped_first_convolution_on_a_shared_batch_keeps_members_apart() -> 
         out = StackedProgram(models[0])(params, {}, Act(x, SHARED), training=False)
     for m, model in enumerate(models):
         torch.testing.assert_close(out[m], model(x), atol=1e-5, rtol=1e-5)
+
+
+def test_a_forward_that_reads_its_own_weight_is_refused_when_the_program_is_built() -> None:
+    """A conv calling F.conv2d(x, self.weight) traces to a get_attr: refused at build time, with
+    the weight named, so the engine can train such a model one run at a time instead."""
+    from polarnet.experiments.stacked import Unstackable
+
+    class Same(nn.Conv2d):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return nn.functional.conv2d(nn.functional.pad(x, (1, 1, 1, 1)), self.weight, self.bias)
+
+    with pytest.raises(Unstackable, match="reads 1.weight directly, which the stacked engine can't trace"):
+        StackedProgram(nn.Sequential(nn.ReLU(), Same(1, 2, 3)))

@@ -104,6 +104,7 @@ def _probe(spec: RunSpec, device: torch.device) -> Engine:
                                      torch.channels_last if channels_last else torch.contiguous_format)
             params, buffers = stack_module_state([model, copy.deepcopy(model)])
             leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
+            # two images: BatchNorm in training needs more than one value per channel
             x = torch.zeros(2, study.in_channels, size, size, dtype=dtype, device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 out = program(leaves, {k: v.clone() for k, v in buffers.items()}, Act(x, SHARED), True)
