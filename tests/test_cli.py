@@ -404,3 +404,14 @@ def test_report_on_a_full_disk_names_the_folder_and_the_fix(tmp_path, monkeypatc
                                        f"free space there, or write the report elsewhere with -o FOLDER\n")
     assert main(["report", str(study), "-o", str(tmp_path / "elsewhere")]) == 2
     assert f"error: {tmp_path / 'elsewhere'}: No space left" in capsys.readouterr().err
+
+
+def test_run_and_pretrain_help_say_how_to_bring_your_own_model_and_data(capsys) -> None:
+    for argv in (["run", "--help"], ["pretrain", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    run_help, pretrain_help = text.split("usage: polarnet pretrain")
+    assert "model = \"package.module:function\"" in run_help and "--set model='mypkg.nets:build'" in run_help
+    assert "DATASET_LOADERS" in run_help and "run_study" in run_help
+    assert "a registered model or your own, 'package.module:function'" in pretrain_help

@@ -391,7 +391,13 @@ def build_parser() -> argparse.ArgumentParser:
     props.add_argument("-o", "--output", required=True, help="JSON file to write")
     props.set_defaults(func=_proportions)
 
-    run = commands.add_parser("run", help="run (or resume) a study: a preset name or a TOML file")
+    run = commands.add_parser(
+        "run", help="run (or resume) a study: a preset name or a TOML file",
+        description="Run (or resume) a study: a preset or a TOML file. Your own model: model = "
+                    "\"package.module:function\" in the file, or --set model='mypkg.nets:build' (the function gets "
+                    "the dataset's arguments and returns an nn.Module). Your own data: register a loader in "
+                    "polarnet.experiments.datasets.DATASET_LOADERS and run the study from Python with run_study "
+                    "(README: \"Your model, your data\").")
     run.add_argument("study", help="preset name (see `polarnet presets`) or a study TOML file")
     run.add_argument("--out", help="study folder (default: out/<name>[-quick])")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting; repeatable")
@@ -420,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre = commands.add_parser("pretrain", help="train a source model to transfer polarities from (offline studies)")
     pre.add_argument("--dataset", required=True, help="fashion_mnist | mnist | cifar10")
     pre.add_argument("--classes", type=_classes, help="comma-separated class indices, e.g. 0,1,2,3,4 (default: all)")
-    pre.add_argument("--arch", default="lenet", help="a registered model (default lenet)")
+    pre.add_argument("--arch", default="lenet",
+                     help="a registered model or your own, 'package.module:function' (default lenet)")
     pre.add_argument("-o", "--output", required=True, help="state-dict file to write (.pt)")
     pre.add_argument("--n-train", type=_at_least(1), default=6000)
     pre.add_argument("--epochs", type=_at_least(1), default=5)
