@@ -14,7 +14,8 @@ import pytest
 
 from polarnet.experiments.conditions import Condition
 from polarnet.experiments.config import load_study
-from polarnet.experiments.plan import RunSpec, derive_seed, estimate_cost, plan
+from polarnet.experiments.cost import estimate_cost
+from polarnet.experiments.plan import RunSpec, derive_seed, plan
 
 SMALL = ["trials=3", "epochs=2", "sizes=[8, 20]", "hidden=[4, 8]"]
 
@@ -260,8 +261,7 @@ def test_estimate_cost_by_hand():
     cost = estimate_cost(study)
     # 3 conditions × 2 sizes × 2 trials = 12 runs; steps: n=8 → 1 batch, n=40 → 2 batches, × 3 epochs
     assert cost["runs"] == 12
-    assert cost["steps"] == 3 * 2 * (1 * 3 + 2 * 3) == 54
-    assert cost["seconds"] == pytest.approx(54 / 3e4 + 12 * 3 * 1000 / 2e7 + 3.0)
+    assert cost["steps"] == 3 * 2 * (1 * 3 + 2 * 3) == 54  # its seconds: tests/test_cost.py
 
 
 def test_estimate_cost_quick_reset_preset_by_hand():
@@ -396,18 +396,13 @@ def test_count_runs_is_the_plans_length(name, quick):
     assert count_runs(study) == len(plan(study))
 
 
-def test_estimate_cost_of_an_absurd_study_builds_no_plan():
-    study = dataclasses.replace(load_study("xor5d"), trials=10**20)
-    cost = estimate_cost(study)  # returns at once: arithmetic, no 10^20-element list
-    assert cost["runs"] == 3 * 11 * 10**20
-    assert cost["seconds"] > 1e17
-
-
 def test_estimate_cost_of_the_split_transfer_preset_follows_its_measured_wall_time() -> None:
-    """bench_split_transfer measured 654 s for the whole preset, vectorised, on 2 cores."""
+    """bench_split_transfer measured 654 s for the whole preset, vectorised, on 2 cores: the
+    reference rates (before this machine's are measured) give it."""
     study = load_study("fmnist-split-transfer", ["source=''"], validate=False)
-    assert 600 < estimate_cost(study)["seconds"] < 710
-    slower = estimate_cost(load_study("fmnist-split-transfer", ["source=''", "vectorize=false"], validate=False))
+    assert 600 < estimate_cost(study, workers=2, rates={})["seconds"] < 710
+    slower = estimate_cost(load_study("fmnist-split-transfer", ["source=''", "vectorize=false"], validate=False),
+                           workers=2, rates={})
     assert 2400 < slower["seconds"] < 4000  # one run at a time: 2766-3106 s measured
 
 

@@ -84,7 +84,7 @@ def test_terminal_gets_a_bar():
     p.close()
     text = out.getvalue()
     assert "4/10" in text
-    assert "failed=1" in text
+    assert "1 failed" in text
     assert "runs 4/10" not in text  # the bar, not plain lines
 
 

@@ -162,14 +162,21 @@ def _sweep_line(name: str, folder: Path, summary) -> str:
 
 def _presets(args: argparse.Namespace) -> int:
     from .experiments import estimate_cost, list_presets, load_study
-    from .experiments.plan import duration
+    from .experiments.cost import describe
+    from .experiments.executors import default_workers
 
+    cores = default_workers()
+    rough = False
     for name, description in list_presets().items():
-        full = estimate_cost(load_study(name, validate=False))
-        quick = estimate_cost(load_study(name, quick=True, validate=False))
+        full = estimate_cost(load_study(name, validate=False), workers=cores)
+        quick = estimate_cost(load_study(name, quick=True, validate=False), workers=cores)
+        rough = rough or full["rough"] or quick["rough"]
         print(f"{name:<24} {description}")
-        print(f"{'':<24} {full['runs']:,} runs, ~{duration(full['seconds'])} on 2 CPU cores; "
-              f"--quick: {quick['runs']:,} runs, ~{duration(quick['seconds'])}")
+        print(f"{'':<24} {full['runs']:,} runs, {describe(full)} on {cores} CPU core{'s' if cores != 1 else ''}; "
+              f"--quick: {quick['runs']:,} runs, {describe(quick)}")
+    if rough:
+        print("(rough: this machine's speed is not measured yet for that engine; `polarnet run` or "
+              "`polarnet reproduce` measures it in a few seconds, once)")
     return 0
 
 

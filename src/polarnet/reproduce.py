@@ -34,9 +34,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .experiments.cost import describe
 from .experiments.plan import duration  # re-exported: plans print their costs with it
 
-__all__ = ["BUDGETS", "BUDGET_SETTINGS", "CPU_LIMITS", "Limit", "STUDY_OVERHEAD", "PRETRAINED", "PREREQUISITES",
+__all__ = ["BUDGETS", "BUDGET_SETTINGS", "CPU_LIMITS", "Limit", "PRETRAINED", "PREREQUISITES",
            "Settings", "Pretrained", "Machine", "PlannedStudy", "Reproduction", "plan_reproduction", "format_plan",
            "reproduce", "missing_dataset", "missing_weights", "duration", "required_keys", "settings_for",
            "folder_conflict"]
@@ -59,12 +60,6 @@ class Limit:
 #: after the studies' training goes to their reports and the scorecard); cpu: overnight
 CPU_LIMITS = {"quick": Limit(study=120.0, total=210.0, instead=" (or --budget cpu)"),
               "cpu": Limit(study=4 * 3600.0), "gpu": Limit(study=4 * 3600.0)}
-
-#: seconds a study costs besides its training, on 2 cores: starting worker processes, loading
-#: its data, storing its epochs, writing its report (measured: 15-40 s for the XOR presets'
-#: quick versions on a loaded 2-core machine)
-STUDY_OVERHEAD = 20.0
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -193,13 +188,12 @@ class Machine:
         gpu = "a GPU" if self.gpu else "a GPU left out by --device cpu" if self.idle_gpu else "no GPU"
         return f"{self.cpu}, {gpu}"
 
-    def cpu_seconds(self, study: Any) -> float:
-        """The study's estimated time on this machine's CPU cores: :func:`estimate_cost`'s 2-core
-        figure scaled by the cores, plus :data:`STUDY_OVERHEAD` (an order of magnitude, as the
-        estimate itself)."""
+    def cost(self, study: Any) -> dict[str, Any]:
+        """The study's estimate on this machine's CPU cores
+        (:func:`polarnet.experiments.cost.estimate_cost`, as ``polarnet presets`` prints it)."""
         from .experiments import estimate_cost
 
-        return estimate_cost(study)["seconds"] * 2 / max(1, self.cores) + STUDY_OVERHEAD
+        return estimate_cost(study, workers=self.cores)
 
 
 # --------------------------------------------------------------------------- what is on this machine
@@ -274,6 +268,7 @@ class PlannedStudy:
     study: Any = None  # the loaded Study (not validated: its source may not exist yet)
     runs: int = 0
     seconds: float = 0.0  # estimated, on this machine's CPU cores
+    rough: bool = True  # the estimate's rates are not measured on this machine (cost.calibrate)
     reason: str | None = None  # why it does not run here; None: it runs
     pretrain: tuple[Pretrained, Path] | None = None  # a source to train first, and its file
     overrides: tuple[str, ...] = ()  # what was given to load_study, data_root and source included
@@ -289,7 +284,7 @@ class PlannedStudy:
         if self.study is None:
             cost = f"{'':>19}"
         else:
-            cost = f"{self.runs:>7,} runs  ~{duration(self.seconds):<9}"
+            cost = f"{self.runs:>7,} runs  {describe({'seconds': self.seconds, 'rough': self.rough}):<17}"
         note = " (the GPU: faster)" if self.study is not None and machine.gpu and self.study.dataset != "xor" else ""
         if self.pretrain is not None and not self.pretrain[1].is_file():
             note += " + pretraining its source"
@@ -365,16 +360,19 @@ def settings_for(key: str, budget: str) -> Settings:
 
 
 def plan_reproduction(out: str | os.PathLike[str], budget: str, machine: Machine, *, only: Sequence[str] = (),
-                      keys: Iterable[str] | None = None) -> list[PlannedStudy]:
+                      keys: Iterable[str] | None = None, calibrate: bool = False) -> list[PlannedStudy]:
     """Every study the claims need (or ``only`` these), with its settings in ``budget``, its
     folder under ``out/studies/``, its estimated cost here, and why it can't run, if so.
+    With ``calibrate``, each study's engine path is first timed on this machine
+    (:func:`polarnet.experiments.cost.calibrate`, a few seconds once per machine and path);
+    a study that can't be timed (its data or source missing) keeps a rough estimate.
 
     Raises:
         ValueError: an unknown budget, or a key in ``only`` that no claim needs.
     """
     from .data.images import IMAGE_DATASETS
     from .experiments import load_study
-    from .experiments.plan import count_runs
+    from .experiments.cost import calibrate as calibrate_cost
 
     out = Path(out)
     keys = list(keys) if keys is not None else list(required_keys())
@@ -405,7 +403,13 @@ def plan_reproduction(out: str | os.PathLike[str], budget: str, machine: Machine
             planned.append(entry)
             continue
         entry.study, entry.overrides = study, tuple(overrides)
-        entry.runs, entry.seconds = count_runs(study), machine.cpu_seconds(study)
+        if calibrate:
+            try:
+                calibrate_cost(study)
+            except Exception:  # noqa: BLE001 (its data or source missing: the prerequisites say so below)
+                pass
+        cost = machine.cost(study)
+        entry.runs, entry.seconds, entry.rough = cost["runs"], cost["seconds"], cost["rough"]
         reasons = [r for check in PREREQUISITES if (r := check(entry, machine))]
         entry.reason = "; ".join(reasons) or None
         planned.append(entry)
@@ -573,7 +577,7 @@ def reproduce(out: str | os.PathLike[str], budget: str = "quick", *, executor: s
     if not dry_run:
         out.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails here, before any planning
     machine = machine or Machine.detect(data_root or out / "data", workers, device, executor)
-    plan = plan_reproduction(out, budget, machine, only=only, keys=keys)
+    plan = plan_reproduction(out, budget, machine, only=only, keys=keys, calibrate=True)
     conflicts = [(p, c) for p in plan if p.will_run and (c := folder_conflict(p))]
     echo(format_plan(plan, machine, budget, out))
     if conflicts:

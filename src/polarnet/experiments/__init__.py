@@ -12,7 +12,8 @@ Example:
 
 from .conditions import CONDITIONS, Condition, register_condition
 from .config import Study, expand_learners, list_presets, load_study
-from .plan import RunSpec, estimate_cost, plan
+from .cost import estimate_cost
+from .plan import RunSpec, plan
 from .store import Store, StoreError, StudyMismatch
 from .sweep import Interrupted, SweepSummary, run_study
 

@@ -445,7 +445,7 @@ class Study:
 
     def _validate_cost(self, need: typing.Callable[[bool, str], None]) -> None:
         """The plan's size and estimated time, computed arithmetically (no plan is built)."""
-        from .plan import estimate_cost  # plan imports this module
+        from .cost import estimate_cost  # cost imports plan, which imports this module
 
         cost = estimate_cost(self)
         runs, days = cost["runs"], cost["seconds"] / 86400

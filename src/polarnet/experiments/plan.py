@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass, fields
 from functools import cached_property
@@ -28,7 +27,7 @@ from ..fileformat import is_file as _is_file
 from .conditions import Condition
 from .config import Study
 
-__all__ = ["RunSpec", "plan", "derive_seed", "estimate_cost", "duration", "count_runs", "file_sha256"]
+__all__ = ["RunSpec", "plan", "derive_seed", "duration", "count_runs", "file_sha256"]
 
 # settings that choose which runs exist or how they are computed, not what a run computes
 _NOT_IN_KEY = {"name", "description", "conditions", "sizes", "hidden", "resets", "trials", "vectorize", "ensemble_members",
@@ -198,25 +197,9 @@ def count_runs(study: Study) -> int:
     return pairs * len(study.sizes) * len(study.hidden) * study.trials
 
 
-# measured on this project's 2-core reference machine: ms per image for a training step and
-# for evaluation, at a reference input size (forward + backward + Adam at batch 250-1000)
-_IMAGE_MS = {"alexnet": (4.4, 1.2, 64), "zfnet": (6.3, 2.2, 64), "lenet": (0.08, 0.05, 28)}
-# the same, per member-image, for the vectorised image ensembles where they were measured (the
-# full fmnist-split-transfer preset: 654 s on 2 cores, benchmarks/bench_split_transfer.py; both
-# scaled by 654/711 from the rates that gave the 711 s measured before)
-_IMAGE_MS_VECTORISED = {"lenet": (0.0417, 0.00626, 28)}
-# seconds on 2 cores that a run of a large model costs whatever its images: once per run (building,
-# initialising and aligning 61 M weights, their magnitude quantiles), per training step (Adam and
-# Freeze-SGD over every weight) and per epoch (sign changes, bookkeeping). Measured with one thread per
-# run (process time, halved for 2 cores): AlexNet 6.2 s, 1.1 s and 0.8 s; ZFNet about the same. They
-# dominate small studies (a --quick AlexNet run is mostly these); small models have none worth counting.
-_IMAGE_RUN_S = {"alexnet": (3.1, 0.55, 0.4), "zfnet": (3.0, 0.55, 0.45), "lenet": (0.0, 0.0, 0.0)}
-
-
 def duration(seconds: float) -> str:
     """An estimated time as people say it: ``42 s``, ``4.5 min``, ``12 min``, ``3.5 h``,
-    ``4.2 days`` (``polarnet presets`` and ``polarnet reproduce`` print :func:`estimate_cost`'s
-    seconds with it).
+    ``4.2 days`` (every estimate polarnet prints: :func:`polarnet.experiments.cost.describe`).
 
     Example:
         >>> duration(90), duration(150), duration(7200), duration(3 * 86400)
@@ -231,38 +214,3 @@ def duration(seconds: float) -> str:
     if seconds < 86400 * 2:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
-
-
-def estimate_cost(study: Study) -> dict[str, float]:
-    """Runs and training steps of a study, with a rough time on 2 CPU cores.
-
-    Computed arithmetically from the grid (no plan is built), so it answers at once for
-    any study, however absurd. XOR studies use the vectorised engine's measured throughput
-    (about 30,000 run-steps and 20 M validation samples per second); image studies the
-    measured milliseconds per image of their model (unknown models count as AlexNet; LeNet's
-    vectorised ensembles have their own measured rate), scaled with the input area, plus what
-    a run of a large model costs whatever its images (per run, training step and epoch). Treat
-    it as an order of magnitude.
-
-    Example:
-        >>> from .config import load_study
-        >>> estimate_cost(load_study("xor5d"))["runs"]
-        1650
-    """
-    runs = count_runs(study)
-    per_size = runs // len(study.sizes)  # every size has the same runs
-    steps = per_size * study.epochs * sum(math.ceil(n / study.batch_size) for n in study.sizes)
-    if study.dataset == "xor":
-        evals = runs * study.epochs * study.val_size
-        seconds = steps / 3e4 + evals / 2e7 + 3.0
-    else:
-        table = _IMAGE_MS_VECTORISED if study.vectorize and study.model in _IMAGE_MS_VECTORISED else _IMAGE_MS
-        train_ms, eval_ms, size = table.get(study.model, _IMAGE_MS["alexnet"])
-        native = 32 if study.dataset == "cifar10" else 28
-        scale = ((study.input_size or native) / size) ** 2
-        images = per_size * sum(study.sizes) * study.epochs
-        evals = runs * (study.epochs + 2) * study.val_size
-        start, step, epoch = _IMAGE_RUN_S.get(study.model, _IMAGE_RUN_S["alexnet"])
-        seconds = (images * train_ms + evals * eval_ms) * scale / 1e3 + runs * (start + epoch * study.epochs) \
-            + steps * step + 5.0
-    return {"runs": runs, "steps": steps, "seconds": seconds}

@@ -1,0 +1,402 @@
+"""How long a study takes on this machine: the one estimator behind ``polarnet presets``,
+``polarnet reproduce``, the study limits and a run's first ETA.
+
+A study's time is work counted from its grid, priced at this machine's rates, plus the fixed
+costs of a ``polarnet run`` (measured with ``time`` on the 2-core reference machine: for
+``xor5d --quick``, 18 s of which training was 9 s; ``fmnist-split-transfer --quick``, 20 s of
+which training was 2 s)::
+
+    seconds = START + SPAWN + data + makespan(chunks) + store + STOP + REPORT
+
+* **start** and **report**: the command's own Python, torch and polarnet imports, and the
+  results table and diagnostics it prints after the sweep.
+* **spawn** and **stop**: starting the worker processes (each imports torch and polarnet)
+  and letting them exit; only when the sweep runs more than one chunk on several CPU workers.
+* **data**: an image study's dataset, read once by the driver's preflight and once more by the
+  workers (in parallel); XOR data costs nothing.
+* **makespan**: the chunks of :func:`~polarnet.experiments.sweep.make_chunks` (the engine's
+  units of work: an XOR ensemble, an image ensemble, a run on its own), each priced by
+  :func:`chunk_seconds` and handed in order to the first idle worker, as the local executor does.
+* **store**: recording every run's epochs.
+
+The rates are reference constants (below, measured on the reference machine with one thread a
+worker) times a ratio per engine path measured here: :func:`calibrate` trains two epochs of
+one small chunk of the study at hand on the real engine (a second or two) and keeps
+``measured / reference`` in ``$XDG_CACHE_HOME/polarnet/cost.json`` under this machine's key
+(CPU model, torch version, threads), as ``cudnn.benchmark`` keeps its choices. An estimate
+without a measured ratio for its engine path is marked rough.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .plan import count_runs, duration
+
+if TYPE_CHECKING:
+    from .config import Study
+    from .plan import RunSpec
+
+__all__ = ["estimate_cost", "calibrate", "chunk_seconds", "engine_path", "machine_key", "describe", "sweep_seconds"]
+
+# fixed costs, seconds (reference machine): a command's start and its closing report; a worker
+# pool's start (spawn + imports, the workers in parallel) and exit; an image dataset read
+START_S, REPORT_S, SPAWN_S, STOP_S, DATA_S = 2.0, 1.5, 3.0, 2.0, 2.5
+# storing a run and each of its epochs (the driver's SQLite transaction per chunk)
+STORE_RUN_S, STORE_EPOCH_S = 2e-4, 1.5e-5
+
+# XOR ensemble, per worker of one thread: a chunk's setup, a run's setup (model, template,
+# align), an ensemble step (Python and dispatch, whatever the members), a member's step (plus
+# per hidden unit) and a validation sample of a member (plus per hidden unit)
+XOR = dict(chunk=0.05, run=2e-3, step=1.5e-3, member_step=12e-6, member_step_h=0.3e-6, val=45e-9, val_h=0.4e-9)
+# XOR runs one at a time (vectorize = false, or a rule the ensemble lacks): per run and per step
+XOR_SINGLE = dict(run=0.02, step=4e-4, val=2e-7)
+
+# image models, per worker of one thread, at a reference input size: ms per image for a training
+# step and for evaluation, one run at a time and (where measured) per member-image in the
+# stacked ensemble; the LeNet ensemble's rates follow the full fmnist-split-transfer preset's
+# 654 s on 2 workers (benchmarks/bench_split_transfer.py)
+_IMAGE_MS = {"alexnet": (8.8, 2.4, 64), "zfnet": (12.6, 4.4, 64), "lenet": (0.16, 0.1, 28)}
+_IMAGE_MS_STACKED = {"lenet": (0.0834, 0.0125, 28)}
+# seconds a run of a large model costs whatever its images: once per run (building, initialising
+# and aligning 61 M weights), per training step (Adam and Freeze-SGD over every weight) and per
+# epoch; AlexNet measured 6.2 s, 1.1 s and 0.8 s with one thread; small models have none worth counting
+_IMAGE_RUN_S = {"alexnet": (6.2, 1.1, 0.8), "zfnet": (6.0, 1.1, 0.9), "lenet": (0.0, 0.0, 0.0)}
+# an image ensemble's epoch (its checkpoint, bookkeeping) and a chunk's setup
+IMAGE_EPOCH_S, IMAGE_CHUNK_S = 0.05, 0.2
+
+#: the most runs for which the estimate plans the study and chunks it as the sweep would;
+#: beyond, every hidden size or image cell is split evenly over the workers
+PLAN_LIMIT = 20_000
+#: a calibration is skipped (the estimate stays rough) when its slice would take longer than this
+CALIBRATION_LIMIT_S = 5.0
+
+
+def engine_path(study: Study, engine: str | None = None) -> str:
+    """The engine path a study's runs take, as the rates are kept: ``xor``, ``xor-single``,
+    ``stacked:<model>`` or ``single:<model>``. ``engine`` (``"stacked"`` or ``"single"``)
+    overrides the study's ``vectorize``.
+
+    Example:
+        >>> from .config import load_study
+        >>> engine_path(load_study("xor5d")), engine_path(load_study("xor5d"), "single")
+        ('xor', 'xor-single')
+    """
+    if engine not in (None, "stacked", "single"):
+        raise ValueError(f"engine={engine!r}: choose 'stacked', 'single' or None (what the study would use)")
+    stacked = study.vectorize if engine is None else engine == "stacked"
+    if study.dataset == "xor":
+        return "xor" if stacked else "xor-single"
+    model = study.model if study.model in _IMAGE_MS else "alexnet"  # unknown models count as AlexNet
+    return f"stacked:{model}" if stacked and model in _IMAGE_MS_STACKED else f"single:{model}"
+
+
+def chunk_seconds(study: Study, path: str, hidden: int, members: dict[int, int], epochs: int | None = None) -> float:
+    """Reference seconds one worker takes for one chunk: ``members`` maps a training-set size to
+    how many of the chunk's runs have it. One run at a time (``single`` paths) is a chunk of one.
+
+    Example:
+        >>> from .config import load_study
+        >>> s = load_study("xor5d", ["trials=1", "epochs=1", "sizes=[8]", "conditions=['fluid_rand']"])
+        >>> round(chunk_seconds(s, "xor", 64, {8: 1}) * 1e3, 2)  # 50 + 2 + 1.5 ms, a member-step (0.03 ms), 1000 val (0.07 ms)
+        53.6
+    """
+    epochs = study.epochs if epochs is None else epochs
+    B = study.batch_size
+    M = sum(members.values())
+    member_steps = sum(k * math.ceil(n / B) for n, k in members.items())
+    if path == "xor":
+        c = XOR
+        S = max(math.ceil(n / min(B, max(members))) for n in members)
+        epoch = c["step"] * S + member_steps * (c["member_step"] + c["member_step_h"] * hidden) \
+            + M * study.val_size * (c["val"] + c["val_h"] * hidden)
+        return c["chunk"] + M * c["run"] + epochs * epoch
+    if path == "xor-single":
+        c = XOR_SINGLE
+        return M * c["run"] + epochs * (member_steps * c["step"] + M * study.val_size * c["val"] * max(1.0, hidden / 64))
+    kind, model = path.split(":")
+    train_ms, eval_ms, size = (_IMAGE_MS_STACKED if kind == "stacked" else _IMAGE_MS)[model]
+    native = 32 if study.dataset == "cifar10" else 28
+    scale = ((study.input_size or native) / size) ** 2
+    images = sum(n * k for n, k in members.items()) * epochs
+    evals = M * (epochs + 2) * study.val_size
+    start, step, epoch_s = _IMAGE_RUN_S[model]
+    overhead = IMAGE_CHUNK_S + epochs * IMAGE_EPOCH_S if kind == "stacked" else 0.0
+    return (images * train_ms + evals * eval_ms) * scale / 1e3 + M * (start + epoch_s * epochs) \
+        + epochs * member_steps * step + overhead
+
+
+def _chunks(study: Study, path: str, workers: int) -> list[tuple[int, dict[int, int]]]:
+    """The study's chunks as (hidden, {size: runs}): the sweep's own chunking when the study is
+    small enough to plan, else each hidden size (or image cell) split evenly over the workers."""
+    runs = count_runs(study)
+    single = path.startswith("single") or path == "xor-single"
+    if runs <= PLAN_LIMIT:
+        from .plan import plan
+        from .sweep import make_chunks
+
+        chunks = make_chunks(plan(replace(study, vectorize=not single)), workers)  # one run a chunk if single
+        return [(c[0].hidden, dict(Counter(s.n_train for s in c))) for c in chunks]
+    per_size = runs // (len(study.sizes) * len(study.hidden))  # runs of one size and hidden
+    pieces = max(1, workers)
+    if path == "xor":  # one ensemble per hidden size and trial range: every size in each
+        return [(h, {n: max(1, per_size // pieces) for n in study.sizes}) for h in study.hidden for _ in range(pieces)]
+    if single:
+        return [(h, {n: per_size}) for h in study.hidden for n in study.sizes]  # a run's cost × its count
+    return [(h, {n: max(1, per_size // pieces)}) for h in study.hidden for n in study.sizes for _ in range(pieces)]
+
+
+def _makespan(costs: Sequence[float], workers: int) -> float:
+    """Wall time of chunks handed in order to the first idle of ``workers`` workers."""
+    if len(costs) > 10_000:  # many small chunks: the load is even
+        return sum(costs) / workers
+    free = [0.0] * max(1, min(workers, len(costs)))
+    for c in costs:
+        i = free.index(min(free))
+        free[i] += c
+    return max(free, default=0.0)
+
+
+def estimate_cost(study: Study, *, workers: int | None = None, engine: str | None = None,
+                  rates: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Runs, training steps and estimated wall seconds of ``polarnet run`` for a study here.
+
+    Arithmetic (a study too large to plan is never planned, so it answers at once for any
+    study, however absurd), on ``workers`` CPU workers (by default this process's cores).
+    ``rates`` is a machine's calibration (by default the cached one, :func:`calibrate`);
+    without a measured ratio for the study's engine path the estimate is ``rough``.
+
+    Returns:
+        ``runs``, ``steps`` (runs' optimizer steps), ``seconds``, ``training`` (the chunks'
+        makespan), ``overhead`` (seconds outside training, by part), ``rough`` and ``path``.
+
+    Example:
+        >>> from .config import load_study
+        >>> cost = estimate_cost(load_study("xor5d"), rates={})
+        >>> cost["runs"], cost["rough"], cost["path"]
+        (1650, True, 'xor')
+    """
+    from .executors import default_workers
+
+    workers = max(1, workers or default_workers())
+    rates = machine_rates() if rates is None else rates
+    path = engine_path(study, engine)
+    runs = count_runs(study)
+    per_size = runs // (len(study.sizes) * len(study.hidden))
+    steps = per_size * len(study.hidden) * study.epochs * sum(math.ceil(n / study.batch_size) for n in study.sizes)
+    chunks = _chunks(study, path, workers)
+    ratio = rates.get(path)
+    costs = [chunk_seconds(study, path, h, m) * (ratio or 1.0) for h, m in chunks]
+    # beyond PLAN_LIMIT the chunks are even shares (or, one at a time, groups of runs): no schedule
+    training = sum(costs) / workers if runs > PLAN_LIMIT else _makespan(costs, workers)
+    pool = workers > 1 and len(chunks) > 1
+    image = study.dataset != "xor"
+    overhead = {"start": rates.get("start", START_S), "report": REPORT_S,
+                "workers": (rates.get("spawn", SPAWN_S) + rates.get("stop", STOP_S)) if pool else 0.0,
+                "data": rates.get(f"data:{study.dataset}", DATA_S) * (2 if pool else 1) if image else 0.0,
+                "store": runs * (STORE_RUN_S + STORE_EPOCH_S * study.epochs)}
+    return {"runs": runs, "steps": steps, "seconds": training + sum(overhead.values()), "training": training,
+            "overhead": overhead, "rough": ratio is None, "path": path}
+
+
+def sweep_seconds(study: Study, todo: int, workers: int | None = None, measure: bool = False) -> float:
+    """Estimated seconds of a sweep that trains ``todo`` of the study's runs: the share of its
+    training, the workers and the store (not the command's start, data check or report). The
+    progress line's first ETA starts from it. With ``measure``, the study's engine path is
+    timed first if this machine has no rate for it (:func:`calibrate`; ``polarnet run`` on a
+    terminal does, so its ETA starts right).
+
+    Example:
+        >>> from .config import load_study
+        >>> s = load_study("xor5d", ["trials=2", "epochs=2", "sizes=[8]"])
+        >>> sweep_seconds(s, 0, 1, ) == 0.0 < sweep_seconds(s, 6, 1)
+        True
+    """
+    if todo <= 0:
+        return 0.0
+    if measure:
+        try:
+            calibrate(study)
+        except Exception:  # noqa: BLE001 (a slice that fails to train: the sweep will say why; estimate roughly)
+            pass
+    cost = estimate_cost(study, workers=workers)
+    share = todo / max(1, cost["runs"])
+    o = cost["overhead"]
+    return (cost["training"] + o["store"]) * share + o["workers"] + o["data"] / 2
+
+
+def describe(cost: dict[str, Any]) -> str:
+    """An estimate as printed: ``~42 s``, and ``(rough)`` when this machine's rates are not measured.
+
+    Example:
+        >>> describe({"seconds": 42.0, "rough": True}), describe({"seconds": 150.0, "rough": False})
+        ('~42 s (rough)', '~2.5 min')
+    """
+    return f"~{duration(cost['seconds'])}" + (" (rough)" if cost["rough"] else "")
+
+
+# ----------------------------------------------------------------------------------- calibration
+
+def machine_key() -> str:
+    """What the rates are measured for: the CPU model, torch's version and its threads.
+
+    Example:
+        >>> import torch
+        >>> torch.__version__ in machine_key()
+        True
+    """
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+
+
+def _cache_file() -> Path:
+    from ..data.images import user_cache
+
+    return user_cache().parent / "cost.json"
+
+
+def machine_rates() -> dict[str, Any]:
+    """This machine's measured rates (the cache's entry for :func:`machine_key`), ``{}`` if none.
+
+    Example:
+        >>> isinstance(machine_rates(), dict)
+        True
+    """
+    try:
+        return dict(json.loads(_cache_file().read_text()).get(machine_key(), {}))
+    except (OSError, ValueError, AttributeError):  # no cache yet, or a damaged one: measure again
+        return {}
+
+
+def _save(rates: dict[str, Any]) -> None:
+    path = _cache_file()
+    try:
+        try:
+            table = json.loads(path.read_text())
+            table = table if isinstance(table, dict) else {}
+        except (OSError, ValueError):
+            table = {}
+        table[machine_key()] = rates
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:  # a read-only cache: this process keeps what it measured, the next measures again
+        pass
+
+
+def _slice(study: Study, path: str) -> Study:
+    """A small chunk of the study, its settings otherwise kept: two epochs, one hidden size, the
+    trials of about 64 XOR runs (or two image runs at the smallest size), 200 validation samples."""
+    pairs = count_runs(study) // (len(study.sizes) * len(study.hidden) * study.trials)
+    if path.startswith("xor"):
+        trials = max(1, min(study.trials, 64 // max(1, pairs * len(study.sizes))))
+        sizes = study.sizes
+    else:
+        trials, sizes = 1, (min(study.sizes),)
+    return replace(study, trials=trials, epochs=2, sizes=tuple(sizes), hidden=(max(study.hidden),),
+                   val_size=min(study.val_size, 200))
+
+
+def calibrate(study: Study, *, engine: str | None = None, force: bool = False,
+              pool: bool = True) -> dict[str, Any]:
+    """Measure this machine's rate for the study's engine path, and keep it in the cache.
+
+    Trains two epochs of a small chunk of the study (:func:`_slice`) on the engine the sweep
+    would use (:func:`~polarnet.experiments.executors.compute_chunk`), in this process, one
+    thread, and stores ``measured / reference seconds``; with ``pool``, once per machine, also
+    the seconds a worker process takes to start and to exit. An image study also times reading
+    its dataset. Skips (returns the rates unchanged) a path already measured unless ``force``,
+    and a slice expected to take more than :data:`CALIBRATION_LIMIT_S`.
+
+    Returns:
+        this machine's rates, as :func:`estimate_cost` takes them.
+    """
+    import torch
+
+    from .datasets import DATASET_LOADERS
+    from .executors import compute_chunk
+    from .plan import plan
+
+    rates = machine_rates()
+    path = engine_path(study, engine)
+    probe = _slice(replace(study, vectorize=path in ("xor",) or path.startswith("stacked")), path)
+    specs = plan(probe)
+    if force or path not in rates:
+        members = dict(Counter(s.n_train for s in specs))
+        reference = chunk_seconds(probe, path, probe.hidden[0], members) if not path.startswith("single") and \
+            path != "xor-single" else sum(chunk_seconds(probe, path, probe.hidden[0], {s.n_train: 1}) for s in specs)
+        if reference * rates.get("scale", 1.0) <= CALIBRATION_LIMIT_S:
+            if study.dataset != "xor":
+                began = time.perf_counter()
+                DATASET_LOADERS.get(study.dataset)(study, max(study.sizes), specs[0].data_seed, specs[0].val_seed)
+                rates[f"data:{study.dataset}"] = time.perf_counter() - began
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # as a worker trains
+            try:
+                compute_chunk(specs[:1], "cpu") if len(specs) > 1 else None  # warm: data, first-call costs
+                began = time.perf_counter()
+                chunks = [specs] if path in ("xor",) or path.startswith("stacked") else [[s] for s in specs]
+                for chunk in chunks:
+                    compute_chunk(chunk, "cpu")
+                measured = time.perf_counter() - began
+            finally:
+                torch.set_num_threads(threads)
+            rates[path] = measured / reference
+    if pool and "spawn" not in rates:
+        from .executors import default_workers
+
+        rates.update(_time_workers(default_workers()))
+    _save(rates)
+    return rates
+
+
+def _time_workers(n: int) -> dict[str, float]:
+    """Seconds ``n`` worker processes take to start together (spawn, import polarnet's engine),
+    as the sweep's pool starts them, and to exit."""
+    from multiprocessing import get_context
+
+    context = get_context("spawn")
+    began = time.perf_counter()
+    pool = []
+    for _ in range(max(1, n)):
+        here, there = context.Pipe()
+        process = context.Process(target=_worker_probe, args=(there,), daemon=True)
+        process.start()
+        there.close()
+        pool.append((process, here))
+    try:
+        for _, here in pool:
+            here.recv()
+    except EOFError:  # a worker could not start: no measurement
+        return {}
+    spawn = time.perf_counter() - began
+    began = time.perf_counter()
+    for process, here in pool:
+        here.send(None)
+    for process, _ in pool:
+        process.join(30)
+    return {"spawn": spawn, "stop": time.perf_counter() - began}
+
+
+def _worker_probe(conn: Any) -> None:
+    from . import executors  # noqa: F401  (what a worker imports before its first chunk)
+
+    conn.send("ready")
+    conn.recv()
