@@ -291,3 +291,65 @@ def test_a_learner_without_a_stacked_recipe_trains_one_at_a_time() -> None:
         for name in ("no_recipe_demo", "odd_recipe_demo"):
             if name in LEARNERS.names():
                 LEARNERS.unregister(name)
+
+
+# -- checkpoints (issue 22 §3) ------------------------------------------------------------------------
+
+class _Stop(Exception):
+    """What a test's on_epoch raises to interrupt the ensemble."""
+
+
+def _interrupted(runs, path, after: int) -> None:
+    seen = []
+
+    def stop(_work):
+        seen.append(1)
+        if len(seen) == after:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train_ensemble(runs, on_epoch=stop, checkpoint=path, checkpoint_overhead=float("inf"))
+
+
+def test_an_interrupted_ensemble_resumes_with_the_numbers_of_an_uninterrupted_one(tmp_path) -> None:
+    """Every stacked learner and reset rule in one ensemble (Adam's moments and step counts, V of
+    the reparam members, the keyed resets' steps, the batch orders): stopped after epoch 3 of 6,
+    then called again, it trains epochs 4 to 6 only and gives every record and weight of an
+    uninterrupted call, bit for bit."""
+    runs = plan(load_study("xor5d", ["trials=2", "epochs=6", "sizes=[8, 40]", "val_size=200",
+                                     "resets=['posRand', 'flip']", f"learners={STACKED_LEARNERS!r}"]))
+    straight = train_ensemble(runs, keep_weights=True)
+    path = tmp_path / "ensemble.pt"
+    _interrupted(runs, path, after=3)
+    assert torch.load(path, weights_only=True)["epoch"] == 3
+    epochs = []
+    resumed = train_ensemble(runs, keep_weights=True, on_epoch=epochs.append, checkpoint=path)
+    assert len(epochs) == 3
+    assert sum(e.resets for r in straight for e in r.epochs[3:]) > 0  # the keyed resets after the restart count
+    for a, b in zip(straight, resumed):
+        assert a.key == b.key and a.status == b.status == "done"
+        assert [dataclasses.replace(e, wall=0) for e in a.epochs] == [dataclasses.replace(e, wall=0) for e in b.epochs]
+        assert (a.acc_before_align, a.acc_after_align) == (b.acc_before_align, b.acc_after_align)
+        assert {k: v for k, v in a.extra.items() if k != "weights"} == {k: v for k, v in b.extra.items() if k != "weights"}
+        assert all(torch.equal(a.extra["weights"][n], b.extra["weights"][n]) for n in a.extra["weights"])
+
+
+def test_a_member_that_failed_before_the_checkpoint_stays_failed_on_resume(tmp_path) -> None:
+    runs = plan(load_study("xor5d", ["trials=1", "epochs=4", "sizes=[40]", "val_size=200", "conditions=['fluid_rand']",
+                                     "lr=1e30", "allow_extreme=true"]))  # diverges at once
+    straight = train_ensemble(runs)
+    assert straight[0].status == "failed" and len(straight[0].epochs) < 3
+    _interrupted(runs, tmp_path / "ensemble.pt", after=3)
+    resumed = train_ensemble(runs, checkpoint=tmp_path / "ensemble.pt")
+    assert (resumed[0].status, resumed[0].reason, len(resumed[0].epochs)) == \
+        (straight[0].status, straight[0].reason, len(straight[0].epochs))
+
+
+def test_another_ensembles_checkpoint_is_ignored_with_a_warning(tmp_path) -> None:
+    runs = plan(load_study("xor5d", ["trials=2", "epochs=3", "sizes=[8, 40]", "val_size=200"]))
+    path = tmp_path / "ensemble.pt"
+    _interrupted(runs[1:], path, after=1)
+    epochs = []
+    with pytest.warns(RuntimeWarning, match=r"unusable \(ValueError: it holds other runs\); training its runs from"):
+        train_ensemble(runs, on_epoch=epochs.append, checkpoint=path)
+    assert len(epochs) == 3

@@ -19,6 +19,7 @@ import torch
 from polarnet.cli import main
 from polarnet.experiments import load_study, plan, run_study
 from polarnet.experiments.executors import EXECUTORS, _ray_stream, compute_chunk, local, resolve_device
+from polarnet.experiments.checkpoint import ensemble_checkpoint_file
 from polarnet.experiments.trainer import checkpoint_file
 from polarnet.experiments.sweep import make_chunks
 
@@ -309,10 +310,11 @@ def test_a_killed_worker_fails_its_runs_and_is_replaced(tmp_path) -> None:
     assert _children(os.getpid()) == []
 
 
-def test_compute_chunk_checkpoints_single_runs_but_not_ensembles(tmp_path) -> None:
+def test_compute_chunk_checkpoints_single_runs_and_ensembles(tmp_path) -> None:
     runs = plan(load_study("xor5d", ["trials=1", "epochs=2", "sizes=[8, 40]", "val_size=100"]))
     assert all(r.status == "done" for r in compute_chunk(runs, "cpu", checkpoints=tmp_path / "ensemble"))
-    assert not (tmp_path / "ensemble").exists()  # an ensemble's runs take seconds: no checkpoints
+    saved = torch.load(ensemble_checkpoint_file(tmp_path / "ensemble", runs), weights_only=True)
+    assert (saved["kind"], saved["epoch"]) == ("xor ensemble", 1)  # the first epoch, never the last
     done = compute_chunk(runs[:1], "cpu", checkpoints=tmp_path / "one")
     assert done[0].status == "done" and checkpoint_file(tmp_path / "one", runs[0].key).is_file()
 

@@ -189,3 +189,74 @@ def test_a_signal_while_python_is_still_importing(tmp_path, signum) -> None:
     watch = _Watch(tmp_path / "study")
     time.sleep(0.3)
     _interrupt(watch, signum)
+
+
+# -- vectorised XOR studies (issue 22 §3) ----------------------------------------------------------
+
+# run_study in a child process, printing the training work done so far (in runs' worth) after
+# every epoch a worker reports; a chunk's completion adds no training and is not counted
+_COUNTING = """
+import sys
+from polarnet.experiments import load_study, sweep
+from polarnet.interrupt import Interrupted
+
+
+class Counting(sweep.Progress):
+    trained = 0.0
+
+    def advance(self, work, finished=0, failed=0):
+        super().advance(work, finished, failed)
+        if not finished:
+            Counting.trained += work
+            print(f"trained {Counting.trained:.6f}", flush=True)
+
+
+sweep.Progress = Counting
+try:
+    sweep.run_study(load_study("xor5d", sys.argv[2:]), sys.argv[1], workers=2, device="cpu", progress=False)
+except Interrupted:
+    sys.exit(130)
+"""
+# 360 runs, vectorised: two ensembles of 180 runs (one per worker), each recorded only when whole
+VECTORISED = ["sizes=[8, 20, 32, 60, 100, 500]", "trials=20", "epochs=200"]
+
+
+def _counting(folder: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _COUNTING, str(folder), *VECTORISED], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _trained(lines: list[str]) -> float:
+    return max((float(line.split()[1]) for line in lines if line.startswith("trained ")), default=0.0)
+
+
+def test_ctrl_c_halfway_through_a_vectorised_xor_study_loses_little_of_its_training(tmp_path) -> None:
+    """Ctrl-C once half the study's epochs are trained, then the same call again: the work trained
+    twice (trained before the signal + trained by the second call - the study's whole work) is a
+    few epochs of each ensemble, not everything trained before the signal."""
+    folder = tmp_path / "study"
+    total = 360.0
+    child = _counting(folder)
+    before: list[str] = []
+    try:
+        for line in child.stdout:  # type: ignore[union-attr]
+            before.append(line)
+            if _trained(before) >= total / 2:
+                os.killpg(child.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the workers get it too
+                break
+        out, err = child.communicate(timeout=PATIENCE)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
+    first = _trained(before + out.splitlines())
+    assert child.returncode == 130 and total / 2 <= first < total, (child.returncode, first, err[-2000:])
+    assert len(_done(folder)) == 0  # neither ensemble was whole: nothing is in the store yet
+
+    again = _counting(folder)
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err[-2000:]
+    assert len(_done(folder)) == 360
+    retrained = first + _trained(out.splitlines()) - total
+    assert retrained <= 0.1 * total, f"{retrained:.1f} runs' worth trained again of {first:.1f} before the signal"
+    assert not (folder / "checkpoints").exists()  # removed once their runs were recorded

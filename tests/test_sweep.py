@@ -517,3 +517,53 @@ def test_a_run_recorded_as_a_signal_lands_leaves_no_checkpoint_behind(tmp_path, 
     summary = run_study(study, folder, workers=1, progress=False)
     assert summary.trained == len(plan(study)) - len(recorded)
     assert not checkpoints.exists()
+
+
+def test_an_interrupted_xor_ensemble_resumes_at_its_last_checkpoint(tmp_path, monkeypatch) -> None:
+    """Issue 22 §3: a vectorised XOR chunk keeps a checkpoint as it trains. Two ensembles (two
+    hidden sizes); Ctrl-C after the first is recorded and 3 of the second's 6 epochs are trained:
+    the next call trains the second's last 3 epochs only, and the store holds the numbers of an
+    uninterrupted sweep, bit for bit."""
+    study = load_study("xor5d", ["trials=2", "epochs=6", "sizes=[8, 40]", "hidden=[8, 16]", "val_size=200"])
+    run_study(study, tmp_path / "reference", workers=1, progress=False)
+    real, epochs_seen, chunks = executors.train_ensemble, [], []
+
+    def signal_in_the_second_ensemble(specs, device, on_epoch=None, **kwargs):
+        chunks.append(len(specs))
+
+        def tick(work):
+            epochs_seen.append(work)
+            if len(chunks) == 2 and len(epochs_seen) == 6 + 3:
+                os.kill(os.getpid(), signal.SIGINT)
+        if "checkpoint" in kwargs:  # after every epoch: a loaded machine can't space them out
+            kwargs["checkpoint_overhead"] = float("inf")
+        return real(specs, device, on_epoch=tick, **kwargs)
+
+    monkeypatch.setattr(executors, "train_ensemble", signal_in_the_second_ensemble)
+    folder = tmp_path / "interrupted"
+    with pytest.raises(Interrupted):
+        run_study(study, folder, workers=1, progress=False)
+    assert chunks == [12, 12] and len(list((folder / "checkpoints").iterdir())) == 1
+    epochs_seen.clear()
+    summary = run_study(study, folder, workers=1, progress=False)
+    assert summary.trained == 12 and len(epochs_seen) == 3  # epochs 4 to 6 of the second ensemble
+    assert not (folder / "checkpoints").exists()
+    _assert_same_results(folder, tmp_path / "reference", 0.0)
+
+
+def test_a_resumed_sweep_cuts_the_ensembles_of_the_interrupted_one(tmp_path) -> None:
+    """Two of four ensembles finished before an interruption: the next call trains the other two
+    as they were cut, so it finds their checkpoints (cutting the runs left afresh, as before,
+    made other ensembles, and trained them from the start)."""
+    from polarnet.experiments.checkpoint import ensemble_checkpoint_file
+    from polarnet.experiments.sweep import make_chunks, resumable_chunks
+
+    runs = plan(load_study("xor5d", ["trials=24", "sizes=[8, 40]"]))
+    first = make_chunks(runs, workers=4)
+    assert [len(c) for c in first] == [36] * 4
+    todo = first[1] + first[3]
+    again = resumable_chunks(runs, todo, workers=4)
+    assert again == [first[1], first[3]]
+    assert {ensemble_checkpoint_file(tmp_path, c) for c in again} == \
+        {ensemble_checkpoint_file(tmp_path, c) for c in (first[1], first[3])}
+    assert resumable_chunks(runs, first[1][:5], workers=4) == [first[1][:5]]  # e.g. failed runs retried

@@ -24,6 +24,7 @@ time.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -35,6 +36,7 @@ from .. import native
 from ..enforcement import DENSE_RULES, dense_enforce_, project_, template_code
 from ..init import align
 from ..learners import LEARNERS, MAGNITUDE_FNS, SignedMagnitude, Stacked, signed_magnitude, signed_magnitude_grad
+from .checkpoint import Checkpoint
 from .datasets import binary_correct, binary_loss
 from .plan import RunSpec
 from .results import EpochRecord, RunResult, magnitude_quantiles
@@ -44,6 +46,8 @@ from .trainer import prepare_model, run_data
 __all__ = ["train_ensemble", "supports"]
 
 _LAYERS = ("0.weight", "2.weight")
+#: bumped whenever what an XOR ensemble checkpoint holds changes; a file of another version is ignored
+CHECKPOINT_FORMAT = 1
 
 
 def supports(spec: RunSpec) -> bool:
@@ -190,12 +194,22 @@ def _evaluate(w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, x: Tensor, y: Tens
 
 
 def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu", keep_weights: bool = False,
-                   on_epoch: Callable[[float], None] | None = None) -> list[RunResult]:
+                   on_epoch: Callable[[float], None] | None = None, checkpoint: str | os.PathLike[str] | None = None,
+                   *, checkpoint_overhead: float = 0.02) -> list[RunResult]:
     """Train runs that share a study, a hidden size and a model as one ensemble.
 
     With ``keep_weights``, each run's final weights (as a ``state_dict`` of the MLP, on the
     CPU) are in ``result.extra["weights"]``; ``on_epoch(len(specs) / epochs)`` is called after
     every epoch (progress reporting).
+
+    With ``checkpoint`` (a file, e.g. :func:`~polarnet.experiments.checkpoint.ensemble_checkpoint_file`),
+    the ensemble's state (stacked weights, Adam's moments and step counts, the batch-order
+    generators, every epoch's numbers so far) is written there after epochs, at most
+    ``checkpoint_overhead`` of the training time (:class:`~polarnet.experiments.checkpoint.Checkpoint`:
+    XOR epochs take milliseconds, so every few dozen of them); if the file holds the state of
+    these runs, training continues from it with exactly the numbers of an uninterrupted call.
+    An unusable file (damaged, torn, another ensemble's) is ignored with a warning. The file is
+    left in place: delete it once the results are safe.
 
     Example:
         >>> from .config import load_study
@@ -288,7 +302,27 @@ def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu",
     for name in _LAYERS:  # reparam members: the stack holds V from here on
         params[name].copy_(layers[name].to_trained(params[name]))
 
-    for epoch in range(1, study.epochs + 1):
+    keys = [s.key for s in specs]
+    generators = [orders[k] for k in order_keys]
+    history: list[Tensor] = []  # per epoch, the members' numbers (see _record), on the host
+    walls: list[float] = []
+    spent = 0.0  # seconds of the calls before a checkpoint
+    saver = Checkpoint(checkpoint, checkpoint_overhead) if checkpoint is not None else None
+    saved = saver.read(lambda s: _check(s, keys, params, study.epochs), "its runs") if saver is not None else None
+    if saved is not None:
+        for name, p in params.items():
+            p.copy_(saved["params"][name])
+            state[name][0].copy_(saved["moments"][name][0])
+            state[name][1].copy_(saved["moments"][name][1])
+        steps.copy_(saved["steps"])
+        for g, g_state in zip(generators, saved["orders"]):
+            g.set_state(g_state)
+        history, walls, spent = list(saved["history"].unbind()), list(saved["walls"]), float(saved["seconds"])
+        for epoch, (row, wall) in enumerate(zip(history, walls), 1):
+            _record(results, alive, epoch, row, wall)
+        prev_signs = {n: torch.sign(layers[n].weight(params[n], M)) for n in _LAYERS}
+
+    for epoch in range(len(history) + 1, study.epochs + 1):
         tick = time.perf_counter()
         perms = torch.zeros(len(order_keys), width, dtype=torch.int64)
         for u, k in enumerate(order_keys):
@@ -337,25 +371,26 @@ def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu",
         weights = {name: layers[name].weight(params[name], M) for name in _LAYERS}  # W = T ⊙ f(V) where reparam
         val_loss, val_acc = _evaluate(weights["0.weight"], b1, weights["2.weight"], b2, x_val, y_val)
         wall = time.perf_counter() - tick
-        changes = {}
-        for name, w in weights.items():
-            now = torch.sign(w)
-            changes[name] = (now != prev_signs[name]).flatten(1).to(torch.float64).mean(1).tolist()
+        changes = []
+        for name in _LAYERS:
+            now = torch.sign(weights[name])
+            changes.append((now != prev_signs[name]).flatten(1).to(torch.float64).mean(1))
             prev_signs[name] = now
-        train_loss = (loss_sum / n_train).tolist()
-        train_acc = (correct / n_train).tolist()
-        val_loss_l, val_acc_l, resets_l = val_loss.tolist(), val_acc.tolist(), resets.tolist()
-        for m in range(M):
-            if not alive[m]:
-                continue
-            results[m].epochs.append(EpochRecord(epoch, train_loss[m], train_acc[m], val_loss_l[m], val_acc_l[m],
-                                                 int(resets_l[m]), {n: changes[n][m] for n in changes}, wall))
-            if not (math.isfinite(train_loss[m]) and math.isfinite(val_loss_l[m])):
-                alive[m] = False
-                results[m].status, results[m].reason = "failed", f"non-finite loss at epoch {epoch}"
+        row = torch.stack([loss_sum / n_train, correct / n_train, val_loss.double(), val_acc.double(),
+                           resets.double(), *changes]).cpu()
+        history.append(row)
+        walls.append(wall)
+        _record(results, alive, epoch, row, wall)
+        if saver is not None:
+            saver.after_epoch(lambda: {
+                "format": CHECKPOINT_FORMAT, "kind": "xor ensemble", "keys": keys, "epoch": epoch,
+                "seconds": spent + time.perf_counter() - start, "params": {n: p.cpu() for n, p in params.items()},
+                "moments": {n: [a.cpu(), b.cpu()] for n, (a, b) in state.items()}, "steps": steps.cpu(),
+                "orders": [g.get_state() for g in generators], "history": torch.stack(history), "walls": walls,
+            }, last=epoch >= study.epochs)
         if on_epoch is not None:
             on_epoch(M / study.epochs)
-    seconds = time.perf_counter() - start
+    seconds = spent + time.perf_counter() - start
     for m, r in enumerate(results):
         r.seconds = seconds / M
         r.extra["ensemble_size"] = M
@@ -364,6 +399,41 @@ def train_ensemble(specs: Sequence[RunSpec], device: str | torch.device = "cpu",
                                   for n, p in params.items()}
     by_key = {r.key: r for r in results}
     return [by_key[k] for k in given]
+
+
+def _record(results: list[RunResult], alive: list[bool], epoch: int, row: Tensor, wall: float) -> None:
+    """Add an epoch's record to each member still alive; a non-finite loss fails the member.
+
+    ``row`` (float64, ``(5 + layers, M)``): train loss, train accuracy, validation loss and
+    accuracy, resets, then each layer of :data:`_LAYERS`'s fraction of changed signs. A resumed
+    call replays its checkpoint's rows here, so its records are those of an uninterrupted call.
+    """
+    train_loss, train_acc, val_loss, val_acc, resets, *changes = row.tolist()
+    for m, result in enumerate(results):
+        if not alive[m]:
+            continue
+        result.epochs.append(EpochRecord(epoch, train_loss[m], train_acc[m], val_loss[m], val_acc[m], int(resets[m]),
+                                         {n: c[m] for n, c in zip(_LAYERS, changes)}, wall))
+        if not (math.isfinite(train_loss[m]) and math.isfinite(val_loss[m])):
+            alive[m] = False
+            result.status, result.reason = "failed", f"non-finite loss at epoch {epoch}"
+
+
+def _check(saved: dict, keys: list[str], params: dict[str, Tensor], epochs: int) -> None:
+    """Raise ``ValueError`` unless ``saved`` is a checkpoint of this ensemble (its runs in this
+    order, its tensors' shapes) after one of its epochs."""
+    if saved.get("format") != CHECKPOINT_FORMAT or saved.get("kind") != "xor ensemble":
+        raise ValueError(f"format {saved.get('format')!r}, expected XOR ensemble format {CHECKPOINT_FORMAT}")
+    if saved["keys"] != keys:
+        raise ValueError("it holds other runs")
+    epoch = int(saved["epoch"])
+    if not 0 < epoch <= epochs:
+        raise ValueError(f"epoch {epoch} is not one of the runs' {epochs}")
+    for name, p in params.items():
+        if any(t.shape != p.shape for t in (saved["params"][name], *saved["moments"][name])):
+            raise ValueError(f"its {name} doesn't fit the ensemble")
+    if saved["history"].shape[0] != epoch or len(saved["walls"]) != epoch or saved["steps"].shape != (len(keys),):
+        raise ValueError("its records don't fit its epoch")
 
 
 def _adam(params: dict[str, Tensor], state: dict[str, tuple[Tensor, Tensor]], grads: dict[str, Tensor], A: int,

@@ -78,8 +78,7 @@ def compute_chunk(specs: Sequence[RunSpec], device: str, on_epoch: Callable[[flo
     ``on_epoch(runs)`` is told after every epoch how many runs' worth of work it finished. With
     ``checkpoints`` (a folder), runs trained one at a time keep ``checkpoints/<run key>.pt`` up to
     date and resume from it (see :func:`~polarnet.experiments.trainer.train_run`), and so do
-    image ensembles, in ``checkpoints/ensemble-<hash of their keys>.pt``; the XOR ensemble,
-    whose runs take seconds, does not.
+    image and XOR ensembles, in ``checkpoints/ensemble-<hash of their keys>.pt``.
 
     Example:
         >>> from .config import load_study
@@ -90,10 +89,10 @@ def compute_chunk(specs: Sequence[RunSpec], device: str, on_epoch: Callable[[flo
     """
     try:
         engine = chunk_engine(specs, device)
+        path = ensemble_checkpoint_file(checkpoints, specs) if checkpoints is not None else None
         if engine.name == "stacked" and supports(specs[0]):
-            return _as(train_ensemble(specs, device, on_epoch=on_epoch), "stacked")
+            return _as(train_ensemble(specs, device, on_epoch=on_epoch, checkpoint=path), "stacked")
         if engine.name != "single":
-            path = ensemble_checkpoint_file(checkpoints, specs) if checkpoints is not None else None
             try:
                 return _as(train_image_ensemble(specs, device, on_epoch=on_epoch, checkpoint=path,
                                                 max_members=specs[0].study.ensemble_members or None), engine.name)

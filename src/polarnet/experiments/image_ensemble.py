@@ -42,7 +42,6 @@ import hashlib
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -55,11 +54,11 @@ from torch.func import stack_module_state
 from ..data.images import IMAGE_DATASETS
 from ..dynamics import fluid_spin_swap
 from ..enforcement import DENSE_RULES, dense_enforce_, project_, template_code
-from ..fileformat import atomic_write, stale_temporaries
 from ..init import align
 from ..layers import select
 from ..learners import LEARNERS, SignedMagnitude, Stacked, signed_magnitude
 from ..models import get_model
+from .checkpoint import Checkpoint, ensemble_checkpoint_file
 from .datasets import Data, model_kwargs, task_correct, task_loss
 from .ensemble import _known
 from .plan import RunSpec, derive_seed
@@ -120,22 +119,6 @@ def image_cell(spec: RunSpec) -> tuple[str, int, int]:
         2
     """
     return spec.study.name, spec.n_train, spec.hidden
-
-
-def ensemble_checkpoint_file(directory: str | os.PathLike[str], specs: Sequence[RunSpec]) -> Path:
-    """Where the checkpoint of an ensemble of these runs lives in a folder of checkpoints: named
-    by a hash of its runs' keys (in any order), beside the runs' own ``<key>.pt`` files.
-
-    Example:
-        >>> from .config import load_study
-        >>> from .plan import plan
-        >>> runs = plan(load_study("fmnist-split-transfer", _SMALL + ["trials=1", "sizes=[50]"]))
-        >>> path = ensemble_checkpoint_file("ckpt", runs)
-        >>> path.name.startswith("ensemble-") and path == ensemble_checkpoint_file("ckpt", runs[::-1])
-        True
-    """
-    digest = hashlib.sha256(" ".join(sorted(s.key for s in specs)).encode()).hexdigest()[:24]
-    return Path(directory) / f"ensemble-{digest}.pt"
 
 
 # -- how many members -------------------------------------------------------------------------------
@@ -657,11 +640,8 @@ def train_image_ensemble(specs: Sequence[RunSpec], device: str | torch.device = 
     if len({s.key for s in specs}) != len(specs):
         raise ValueError("the same run is listed twice")
     path = Path(checkpoint) if checkpoint is not None else None
-    saved = None
-    if path is not None:
-        for stale in stale_temporaries(path):  # a write cut short by a kill
-            stale.unlink(missing_ok=True)
-        saved = _read_checkpoint(path, specs, keep_weights)
+    saved = Checkpoint(path).read(lambda state: _check(state, specs, keep_weights), "its runs") \
+        if path is not None else None
     by_key = {s.key: s for s in specs}
     if saved is not None:  # the split it was made with (free memory may differ now)
         ensembles = [[by_key[k] for k in keys] for keys in saved["ensembles"]]
@@ -772,50 +752,31 @@ class _Writer:
 
     def __init__(self, path: Path, overhead: float, ensembles: list[list[str]], number: int,
                  finished: dict[str, RunResult], weights: dict[str, dict[str, Tensor]], keep_weights: bool) -> None:
-        if not overhead > 0:
-            raise ValueError(f"checkpoint_overhead must be > 0, got {overhead!r}")
-        self.path, self.overhead, self.ensembles, self.number = path, overhead, ensembles, number
+        self.checkpoint, self.ensembles, self.number = Checkpoint(path, overhead), ensembles, number
         self.finished, self.weights, self.keep_weights = finished, weights, keep_weights
-        self.since, self.cost = time.perf_counter(), 0.0
 
     def after_epoch(self, ens: _Ensemble, results: list[RunResult], seconds: float, cuda: list[int]) -> None:
-        now = time.perf_counter()
-        if ens.epoch >= ens.study.epochs or (now - self.since) * self.overhead < self.cost:
-            return
-        running = {"ensemble": ens.state(), "results": [_result_state(r) for r in results],
-                   "rng": torch.get_rng_state(), "seconds": seconds}
-        if cuda:
-            running["cuda_rng"] = torch.cuda.get_rng_state(cuda[0])
-        state = {"format": CHECKPOINT_FORMAT, "kind": "image ensemble", "ensembles": self.ensembles,
-                 "finished": {k: _result_state(r) for k, r in self.finished.items()}, "weights": self.weights,
-                 "keep_weights": self.keep_weights, "running_index": self.number, "running": running}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, lambda f: torch.save(state, f), "checkpoint", ValueError)
-        self.since = time.perf_counter()
-        self.cost = self.since - now
+        def state() -> dict[str, Any]:
+            running = {"ensemble": ens.state(), "results": [_result_state(r) for r in results],
+                       "rng": torch.get_rng_state(), "seconds": seconds}
+            if cuda:
+                running["cuda_rng"] = torch.cuda.get_rng_state(cuda[0])
+            return {"format": CHECKPOINT_FORMAT, "kind": "image ensemble", "ensembles": self.ensembles,
+                    "finished": {k: _result_state(r) for k, r in self.finished.items()}, "weights": self.weights,
+                    "keep_weights": self.keep_weights, "running_index": self.number, "running": running}
+
+        self.checkpoint.after_epoch(state, last=ens.epoch >= ens.study.epochs)
 
 
-def _read_checkpoint(path: Path, specs: list[RunSpec], keep_weights: bool) -> dict[str, Any] | None:
-    """The checkpoint of these runs at ``path``; else ``None`` (with a warning when a file is
-    there but unusable)."""
-    if not path.exists():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT \
-                or state.get("kind") != "image ensemble":
-            found = state.get("format") if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"format {found!r}, expected image ensemble format {CHECKPOINT_FORMAT}")
-        keys = sorted(k for ensemble in state["ensembles"] for k in ensemble)
-        if keys != sorted(s.key for s in specs):
-            raise ValueError("it holds other runs")
-        if keep_weights and not state["keep_weights"] and state["finished"]:
-            raise ValueError("its finished runs' weights were not kept")
-        epoch = int(state["running"]["ensemble"]["epoch"])
-        if not 0 < epoch <= specs[0].study.epochs:
-            raise ValueError(f"epoch {epoch} is not one of the runs' {specs[0].study.epochs}")
-        return state
-    except Exception as e:  # a torn or foreign file must never stop the runs
-        warnings.warn(f"checkpoint {path} is unusable ({type(e).__name__}: {e}); training its runs from the start",
-                      RuntimeWarning, stacklevel=3)
-        return None
+def _check(state: dict[str, Any], specs: list[RunSpec], keep_weights: bool) -> None:
+    """Raise ``ValueError`` unless ``state`` is an image-ensemble checkpoint of these runs that can go on."""
+    if state.get("format") != CHECKPOINT_FORMAT or state.get("kind") != "image ensemble":
+        raise ValueError(f"format {state.get('format')!r}, expected image ensemble format {CHECKPOINT_FORMAT}")
+    keys = sorted(k for ensemble in state["ensembles"] for k in ensemble)
+    if keys != sorted(s.key for s in specs):
+        raise ValueError("it holds other runs")
+    if keep_weights and not state["keep_weights"] and state["finished"]:
+        raise ValueError("its finished runs' weights were not kept")
+    epoch = int(state["running"]["ensemble"]["epoch"])
+    if not 0 < epoch <= specs[0].study.epochs:
+        raise ValueError(f"epoch {epoch} is not one of the runs' {specs[0].study.epochs}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -28,17 +27,17 @@ from .checks import check_study
 from ..interrupt import Interrupted
 from .config import Study
 from .ensemble import supports
-from .image_ensemble import ensemble_checkpoint_file, image_cell, supports_images
+from .checkpoint import ensemble_checkpoint_file
+from .image_ensemble import image_cell, supports_images
 from .engines import announce_engines
 from .executors import EXECUTORS, default_workers, resolve_device
 from .conditions import needs_source, source_report
 from .plan import RunSpec, plan
 from .trainer import checkpoint_file, prepare_model, run_data
-from .cost import sweep_seconds
 from .progress import Progress
 from .store import Store
 
-__all__ = ["run_study", "SweepSummary", "Interrupted", "make_chunks", "CHECKPOINTS"]
+__all__ = ["run_study", "SweepSummary", "Interrupted", "make_chunks", "resumable_chunks", "CHECKPOINTS"]
 
 #: the folder, inside a study folder, where runs trained one at a time keep their per-epoch checkpoints
 CHECKPOINTS = "checkpoints"
@@ -231,14 +230,12 @@ def run_study(study: Study, folder: str | os.PathLike[str], *, executor: str = "
                 finished = store.finished_keys(include_failed=not retry_failed)
                 failed_before = 0 if retry_failed else len(store.failed_keys())
                 todo = [r for r in runs if r.key not in finished]
-                bar = Progress(len(runs), len(runs) - len(todo), enabled=progress,
-                               expected=sweep_seconds(study, len(todo), workers, measure=sys.stderr.isatty())
-                               if progress and todo else None)
+                bar = Progress(len(runs), len(runs) - len(todo), enabled=progress)
                 failed = 0
                 try:
                     if todo:
-                        failed = _compute(todo, store, bar, signals, runner, device, workers, address,
-                                          Path(folder) / CHECKPOINTS)
+                        failed = _compute(resumable_chunks(runs, todo, workers), store, bar, signals, runner,
+                                          device, workers, address, Path(folder) / CHECKPOINTS)
                 finally:
                     bar.close()
         except BaseException as error:
@@ -251,13 +248,34 @@ def run_study(study: Study, folder: str | os.PathLike[str], *, executor: str = "
                         time.perf_counter() - start, failed_before, len(damaged))
 
 
-def _compute(todo: list[RunSpec], store: Store, bar: Progress, signals: _Signals, runner, device: str, workers: int,
-             address: str | None, checkpoints: Path) -> int:
-    """Train ``todo`` and record each chunk as it finishes; returns how many runs failed.
+def resumable_chunks(runs: list[RunSpec], todo: list[RunSpec], workers: int) -> list[list[RunSpec]]:
+    """The chunks of ``todo``: :func:`make_chunks` of the whole study ``runs``, less the runs not
+    in ``todo``. A resumed call thus cuts the ensembles of the interrupted one again, however
+    many of the study's chunks had finished, and finds their checkpoints (named by their runs);
+    chunking ``todo`` afresh would cut other ensembles and train them from the start.
 
-    Runs trained one at a time keep a checkpoint per epoch in ``checkpoints``, so an
-    interrupted one resumes at its last finished epoch; a run's checkpoint is deleted once the
-    run is in the store.
+    Example:
+        >>> from .config import load_study
+        >>> from .plan import plan
+        >>> runs = plan(load_study("xor5d", ["trials=20", "sizes=[8, 20]"]))
+        >>> first, second = make_chunks(runs, workers=2)
+        >>> [len(c) for c in make_chunks(second, workers=2)]  # the runs left, cut afresh
+        [36, 24]
+        >>> [len(c) for c in resumable_chunks(runs, second, workers=2)]  # the second chunk, whole
+        [60]
+    """
+    keep = {r.key for r in todo}
+    return [c for c in ([r for r in chunk if r.key in keep] for chunk in make_chunks(runs, workers)) if c]
+
+
+def _compute(chunks: list[list[RunSpec]], store: Store, bar: Progress, signals: _Signals, runner, device: str,
+             workers: int, address: str | None, checkpoints: Path) -> int:
+    """Train ``chunks`` and record each as it finishes; returns how many runs failed.
+
+    Runs trained one at a time, and ensembles, keep a checkpoint in ``checkpoints`` (written
+    after epochs at a bounded cost: see :mod:`~polarnet.experiments.checkpoint`), so an
+    interrupted chunk resumes at its last checkpointed epoch; a chunk's checkpoints are
+    deleted once its runs are in the store.
     """
     partial_work: dict[int, float] = defaultdict(float)
 
@@ -266,7 +284,7 @@ def _compute(todo: list[RunSpec], store: Store, bar: Progress, signals: _Signals
         bar.advance(work)
 
     failed = 0
-    chunks = make_chunks(todo, workers)
+    todo = [run for chunk in chunks for run in chunk]
     announce_engines(chunks, device, bar.enabled)  # one line; always when a model falls back to one at a time
     stream = runner(chunks, device, workers, address, on_progress, checkpoints=checkpoints)  # fails early (no Ray)
     try:

@@ -27,11 +27,11 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ..dynamics import SignTracker, fluid_spin_swap
-from ..fileformat import atomic_write, stale_temporaries
 from ..freeze import FreezeHandle, freeze
 from ..init import align
 from ..learners import LEARNERS
 from ..models import get_model
+from .checkpoint import Checkpoint
 from .conditions import MAGNITUDES, POLARITIES
 from .datasets import Data, load_data, task_correct, task_loss
 from .plan import RunSpec, derive_seed
@@ -187,8 +187,8 @@ def _cuda_index(device: torch.device) -> int:
     return device.index if device.index is not None else torch.cuda.current_device()
 
 
-def _save_checkpoint(path: Path, spec: RunSpec, t: _Training, device: torch.device, seconds: float) -> None:
-    """Write the state after ``t.epoch`` epochs atomically (a temporary file, then a rename)."""
+def _state(spec: RunSpec, t: _Training, device: torch.device, seconds: float) -> dict[str, Any]:
+    """Everything needed to go on after ``t.epoch`` epochs."""
     state: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT, "key": spec.key, "epoch": t.epoch, "seconds": seconds,
         "model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(), "scaler": t.scaler.state_dict(),
@@ -202,30 +202,17 @@ def _save_checkpoint(path: Path, spec: RunSpec, t: _Training, device: torch.devi
     }
     if device.type == "cuda":
         state["cuda_rng"] = torch.cuda.get_rng_state(_cuda_index(device))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # no fsync: what must survive is the process being killed, and the page cache does; a file
-    # torn by a power cut is unreadable, hence ignored (the run starts again)
-    atomic_write(path, lambda f: torch.save(state, f), "checkpoint", ValueError)
+    return state
 
 
-def _read_checkpoint(path: Path, spec: RunSpec) -> dict[str, Any] | None:
-    """The checkpoint of this run at ``path``, or ``None`` (none there, or unusable: with a warning)."""
-    if not path.exists():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            found = state.get("format") if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"format {found!r}, expected {CHECKPOINT_FORMAT}")
-        if state.get("key") != spec.key:
-            raise ValueError(f"it belongs to run {state.get('key')!r}")
-        if not 0 < int(state["epoch"]) <= spec.study.epochs:
-            raise ValueError(f"epoch {state['epoch']} is not one of this run's {spec.study.epochs}")
-        return state
-    except Exception as e:  # a torn or foreign file must never stop the run
-        warnings.warn(f"checkpoint {path} is unusable ({type(e).__name__}: {e}); training run {spec.key} "
-                      f"from the start", RuntimeWarning, stacklevel=3)
-        return None
+def _check(state: dict[str, Any], spec: RunSpec) -> None:
+    """Raise ``ValueError`` unless ``state`` is a checkpoint of this run's format, run and epochs."""
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}")
+    if state.get("key") != spec.key:
+        raise ValueError(f"it belongs to run {state.get('key')!r}")
+    if not 0 < int(state["epoch"]) <= spec.study.epochs:
+        raise ValueError(f"epoch {state['epoch']} is not one of this run's {spec.study.epochs}")
 
 
 def _restore(t: _Training, state: dict[str, Any], device: torch.device) -> None:
@@ -253,27 +240,6 @@ def _restore(t: _Training, state: dict[str, Any], device: torch.device) -> None:
     t.result.acc_before_align, t.result.acc_after_align = state["acc_before_align"], state["acc_after_align"]
     t.result.extra.update(state["extra"])
     t.epoch, t.seconds = int(state["epoch"]), float(state["seconds"])
-
-
-class _Checkpoints:
-    """When to write a run's checkpoint: after the first epoch, then whenever the epochs since
-    the last write took at least ``1 / overhead`` times as long as that write did, so writing
-    costs at most about ``overhead`` of the training time (AlexNet's 0.7 GB take a second or
-    more, longer than a small epoch on a GPU); never after the last epoch (the result follows)."""
-
-    def __init__(self, path: Path, overhead: float) -> None:
-        if not overhead > 0:
-            raise ValueError(f"checkpoint_overhead must be > 0, got {overhead!r}")
-        self.path, self.overhead = path, overhead
-        self.since, self.cost = time.perf_counter(), 0.0
-
-    def after_epoch(self, spec: RunSpec, t: _Training, device: torch.device, seconds: float) -> None:
-        now = time.perf_counter()
-        if t.epoch >= spec.study.epochs or (now - self.since) * self.overhead < self.cost:
-            return
-        _save_checkpoint(self.path, spec, t, device, seconds)
-        self.since = time.perf_counter()
-        self.cost = self.since - now
 
 
 def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: bool = False,
@@ -319,13 +285,8 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
     eval_batch = max(study.batch_size, 256)
     amp, channels_last = study.fast_paths(device)
     memory = torch.channels_last if channels_last else torch.preserve_format
-    path = Path(checkpoint) if checkpoint is not None else None
-    saved = None
-    saver = _Checkpoints(path, checkpoint_overhead) if path is not None else None
-    if path is not None:
-        for stale in stale_temporaries(path):  # a write cut short by a kill
-            stale.unlink(missing_ok=True)
-        saved = _read_checkpoint(path, spec)
+    saver = Checkpoint(checkpoint, checkpoint_overhead) if checkpoint is not None else None
+    saved = saver.read(lambda state: _check(state, spec), f"run {spec.key}") if saver is not None else None
     # dropout draws from torch's global generator: seed it per run (leaving the caller's as it was)
     cuda = [_cuda_index(device)] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), cudnn_benchmark(device.type == "cuda" and (amp or channels_last)):
@@ -335,7 +296,7 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
             try:
                 _restore(t, saved, device)
             except Exception as e:
-                warnings.warn(f"checkpoint {path} does not fit run {spec.key} ({type(e).__name__}: {e}); "
+                warnings.warn(f"checkpoint {checkpoint} does not fit run {spec.key} ({type(e).__name__}: {e}); "
                               f"training it from the start", RuntimeWarning, stacklevel=2)
                 _seed_global(spec, device)
                 t = _start(spec, data, device, x_val, y_val, eval_batch, memory)
@@ -351,7 +312,7 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
 
 def _train(spec: RunSpec, t: _Training, data: Data, x: Tensor, y: Tensor, x_val: Tensor, y_val: Tensor,
            eval_batch: int, memory: torch.memory_format, device: torch.device,
-           on_epoch: Callable[[float], None] | None, checkpoints: _Checkpoints | None, start: float) -> None:
+           on_epoch: Callable[[float], None] | None, checkpoints: Checkpoint | None, start: float) -> None:
     """The epochs after ``t.epoch``."""
     study, condition = spec.study, spec.condition
     model, template, optimizer, scaler, handle, result = t.model, t.template, t.optimizer, t.scaler, t.handle, t.result
@@ -384,7 +345,8 @@ def _train(spec: RunSpec, t: _Training, data: Data, x: Tensor, y: Tensor, x_val:
         t.epoch = epoch
         finite = math.isfinite(train_loss) and math.isfinite(val_loss)
         if checkpoints is not None and finite:
-            checkpoints.after_epoch(spec, t, device, t.seconds + time.perf_counter() - start)
+            checkpoints.after_epoch(lambda: _state(spec, t, device, t.seconds + time.perf_counter() - start),
+                                    last=epoch >= study.epochs)
         if on_epoch is not None:
             on_epoch(1 / study.epochs)
         if not finite:
