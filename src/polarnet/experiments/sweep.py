@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -34,6 +35,7 @@ from .executors import EXECUTORS, default_workers, resolve_device
 from .conditions import needs_source, source_report
 from .plan import RunSpec, plan
 from .trainer import checkpoint_file, prepare_model, run_data
+from .cost import sweep_seconds
 from .progress import Progress
 from .store import Store
 
@@ -230,7 +232,9 @@ def run_study(study: Study, folder: str | os.PathLike[str], *, executor: str = "
                 finished = store.finished_keys(include_failed=not retry_failed)
                 failed_before = 0 if retry_failed else len(store.failed_keys())
                 todo = [r for r in runs if r.key not in finished]
-                bar = Progress(len(runs), len(runs) - len(todo), enabled=progress)
+                bar = Progress(len(runs), len(runs) - len(todo), enabled=progress,
+                               expected=sweep_seconds(study, len(todo), workers, measure=sys.stderr.isatty())
+                               if progress and todo else None)
                 failed = 0
                 try:
                     if todo:
