@@ -84,7 +84,8 @@ def test_batchnorm_with_slow_running_statistics_is_flagged(tmp_path, monkeypatch
     flags = diagnose(runs, epochs, settings)
     assert _kinds(flags) == ["val_at_chance"]
     flag = flags[0]
-    assert flag.runs == tuple(runs["key"]) and flag.where == ("fluid_rand, n=250, hidden 64, reset none: 1 of 1 trial",)
+    # an image model has no hidden size: the flag does not name one (its runs store the default, 64)
+    assert flag.runs == tuple(runs["key"]) and flag.where == ("fluid_rand, n=250, reset none: 1 of 1 trial",)
     assert "chance is 10% ± 2.8 points" in flag.reason
     assert "BatchNorm" in flag.hint and "after 10 training steps" in flag.hint and "update_bn" in flag.hint
 
@@ -100,6 +101,10 @@ def test_validation_at_chance_needs_real_learning_on_a_real_training_set() -> No
     assert _kinds(flags) == ["val_at_chance"] and flags[0].runs == ("big",)
     assert flags[0].where == ("a, n=500, hidden 4, reset none: 1 of 3 trials",)
     assert "training accuracy rose to 95%" in flags[0].reason
+    # the same runs of an image study: hidden is not one of its axes (issue 22)
+    runs, epochs, settings = _frames({"big": ("a", 500, 0, False, "none", rise)},
+                                     {"dataset": "fashion_mnist", "classes": [0, 1]})
+    assert diagnose(runs, epochs, settings)[0].where == ("a, n=500, reset none: 1 of 1 trial",)
 
 
 # -- non-finite losses (failed runs) ------------------------------------------------------------

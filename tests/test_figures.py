@@ -8,6 +8,7 @@ import pytest
 
 from polarnet.analysis.figures import curves_figure, efficiency_figure, sign_change_figure
 from polarnet.analysis.metrics import run_metrics
+from polarnet.experiments import load_study
 
 
 @pytest.fixture
@@ -472,3 +473,76 @@ def test_curves_figure_draws_the_dashed_line_only_at_the_given_mark(tmp_path, ke
     dashed = [line for line in kept()[-1].axes[1].get_lines() if line.get_linestyle() == "--"]
     # 0.5 + 0.04 · epoch · 1.6 first reaches 60% at epoch 2, for both conditions
     assert [line.get_xdata()[0] for line in dashed] == [2, 2]
+
+
+# -- what the study really has: distinct colours, model order, bands within 0–100% (issue 22) ----------------------
+def test_every_presets_conditions_get_clearly_different_colours(tmp_path, kept) -> None:
+    from itertools import combinations
+
+    from matplotlib.colors import to_hex
+
+    from polarnet.analysis.colors import MIN_DISTANCE, color_distance, condition_colors, line_styles
+    from polarnet.experiments.config import list_presets, load_study
+
+    for preset in list_presets():
+        conditions = list(load_study(preset, validate=False).conditions)
+        colors = condition_colors(conditions)
+        assert list(colors) == conditions
+        if len(conditions) <= 12:  # the palette keeps twelve apart; more repeat a colour with another line style
+            closest = min(color_distance(a, b) for a, b in combinations(colors.values(), 2))
+            assert closest >= MIN_DISTANCE, f"{preset}: two conditions' colours only {closest:.0f} apart"
+        styles = line_styles(colors)
+        assert len({(colors[c], styles[c]) for c in conditions}) == len(conditions), preset
+    # the paper's Fig. 1 colours stay
+    assert condition_colors(["frozen_sufficient", "frozen_rand", "fluid_rand"]) == {
+        "frozen_sufficient": "#d62728", "frozen_rand": "#2ca02c", "fluid_rand": "#1f77b4"}
+    # the figure draws them: the split-transfer study's red and brown (16 apart) were the complaint
+    split = list(load_study("fmnist-split-transfer", validate=False).conditions)
+    per_run = pd.DataFrame([{"condition": c, "n_train": n, "run": f"{c}{n}{t}", "error_at_convergence": 0.1 * i,
+                             "epochs_to_threshold": 2.0} for i, c in enumerate(split) for n in (50, 200)
+                            for t in range(2)])
+    efficiency_figure(per_run, 0.8, tmp_path / "eff", study="s")
+    drawn = {line.get_label(): to_hex(line.get_color()) for line in kept()[-1].axes[0].get_lines()
+             if line.get_label() in split}
+    assert set(drawn) == set(split)
+    assert min(color_distance(a, b) for a, b in combinations(drawn.values(), 2)) >= MIN_DISTANCE
+
+
+def test_magnitude_panels_follow_the_models_layer_order(tmp_path, kept) -> None:
+    from polarnet.analysis.figures import magnitude_figure
+    from polarnet.experiments import Store
+    from polarnet.experiments.plan import plan
+    from polarnet.experiments.results import EpochRecord, RunResult
+
+    # a model's order: features.3 before features.10 (not as text), features before classifier
+    layers = ["features.0.weight", "features.3.weight", "features.10.weight", "classifier.1.weight"]
+    specs = plan(load_study("xor5d", ["trials=1", "epochs=1", "sizes=[8]", "hidden=[4]"]))[:2]
+    with Store(tmp_path / "study") as store:
+        store.mark_running(specs)
+        store.record([RunResult(spec.key, "done", epochs=[EpochRecord(1, 0.5, 0.6, 0.5, 0.6, 0, {}, 0.1)],
+                                extra={"init_magnitudes": {name: [0.1 * k] * 21 for k, name in enumerate(layers)}})
+                      for spec in specs])
+        magnitudes = store.magnitudes()
+    assert list(dict.fromkeys(magnitudes["layer"])) == layers
+    magnitude_figure(magnitudes, tmp_path / "c6", study="s")
+    assert [ax.get_title() for ax in kept()[-1].axes if ax.get_visible()] == layers
+
+
+@pytest.mark.parametrize("epochs_run", [3, 12])  # error bars (few epochs) and bands
+def test_learning_curve_bands_stay_within_0_and_100_percent(tmp_path, kept, epochs_run) -> None:
+    from matplotlib.collections import PolyCollection
+
+    # two runs per condition, at 100% and 60%: mean 80%, std 28.3 pp, so mean + std would be 108%
+    table = pd.DataFrame([{"condition": c, "run": f"{c}{t}", "status": "done", "epoch": e,
+                           "train_acc": acc, "val_acc": acc}
+                          for c in ("frozen_rand", "fluid_rand") for t, acc in enumerate((1.0, 0.6))
+                          for e in range(1, epochs_run + 1)])
+    svg = curves_figure(table, tmp_path / "curves", study="s")[1].read_text()
+    for ax in kept()[-1].axes:
+        ys = [y for c in ax.collections for path in c.get_paths() for y in path.vertices[:, 1]]
+        ys += [y for line in ax.get_lines() for y in line.get_ydata()]  # error bars' caps and means
+        assert ys and max(ys) <= 100 + 1e-9 and min(ys) >= 0
+        if epochs_run > 5:
+            band = [c for c in ax.collections if isinstance(c, PolyCollection)]
+            assert band and max(p.vertices[:, 1].max() for c in band for p in c.get_paths()) == pytest.approx(100)
+    assert "mean ± std (cut at 0 and 100%)" in svg  # the figure says so

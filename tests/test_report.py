@@ -40,7 +40,7 @@ def test_report_holds_every_figure_and_table_and_needs_no_network(study_folder, 
         assert int(width) == round(int.from_bytes(png[16:20], "big") * 100 / 150) <= 1100
     assert "max-width: 1100px" in html
     assert not re.search(r"""(src|href)=["']?https?://""", html)  # self-contained
-    for heading in ("Per condition", "Efficiency — hidden 64, reset posRand", "Efficiency — hidden 64, reset zero",
+    for heading in ("Per condition", "Efficiency — reset posRand", "Efficiency — reset zero",
                     "Reset rules", "Convergence", "Learning curves", "Sign changes", "Magnitudes at initialisation",
                     "Claims",
                     "Statistics: error at convergence vs fluid_rand", "Settings"):
@@ -98,9 +98,15 @@ def test_width_study_report_has_the_learnability_figure_and_other_thresholds(tmp
     assert "## Statistics: error at convergence vs fluid_rand — against hidden units, n = 40" in md
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert sum("efficiency-" in f for f in figures) == 2 and sum("differences-" in f for f in figures) == 1
-    efficiency = md.split("## Efficiency — against hidden units, n = 40")[1].split("## ")[0]
-    for hidden in (2, 3, 8):  # the claims are still checked per hidden size, and say which
-        assert f", hidden {hidden}, reset posRand):** " in efficiency
+    # Fig. 1's claims were made at 64 hidden units: not measured at 2, 3 and 8 (before: 6 claims × 3 widths, twice)
+    assert "**Claim (" not in md
+    claims = md.split("## Claims")[1].split("## ")[0]
+    assert "Not measured: 6 claims (Wang et al. Fig. 1C, §2.1; Wang et al. Fig. 1B, §2.1) were made at hidden 64, " \
+           "where this study has no run" in claims
+    assert md.count("frozen_sufficient learns faster") == 1
+    # the learning curves average one width, not 2 to 8 together
+    curves = md.split("## Learning curves")[1].split("## ")[0]
+    assert "at n = 40; hidden 8 (the widest of 3)" in curves
 
 
 def test_compare_two_studies(tmp_path, capsys) -> None:
@@ -141,12 +147,21 @@ def test_initial_magnitudes_are_recorded_and_shared_by_the_conditions_of_a_trial
 
 def test_claims_sit_beside_their_figures(study_folder) -> None:
     md = build_report(study_folder)[1].read_text()
-    efficiency = md.split("## Efficiency — hidden 64, reset posRand")[1].split("## ")[0]
-    assert "**Claim (Wang et al. Fig. 1C, §2.1):** frozen_sufficient learns faster" in efficiency
-    here = efficiency.split("**Claim (Wang et al. Fig. 1C, §2.1):**")[1].split("\n")[0]
+    efficiency = md.split("## Efficiency — reset posRand")[1].split("## ")[0]
+    assert "**Claim (Wang et al. Fig. 1C, §2.1, reset posRand):** frozen_sufficient learns faster" in efficiency
+    here = efficiency.split("**Claim (Wang et al. Fig. 1C, §2.1, reset posRand):**")[1].split("\n")[0]
     assert "**Here:**" in here and ("fewer epochs than fluid_rand at" in here or "too few runs" in here
                                     or "no run of" in here)
     assert here.endswith(("this study agrees.", "this study does not fully agree.", "this study cannot test it."))
+    # measured once, with the paper's rule (posRand), and listed once: not per reset rule, not again in Claims
+    for claim in ("frozen_sufficient learns faster", "frozen_rand is never worse than fluid_rand"):
+        assert md.count(claim) == 1
+    assert "## Efficiency — reset zero" in md and "**Claim" not in md.split("## Efficiency — reset zero")[1].split("## ")[0]
+    claims = md.split("## Claims")[1].split("## ")[0]
+    assert claims.strip().startswith("6 of the papers' claims apply to this study and were each measured once (at reset "
+                             "posRand, where the papers made them), beside their figures above and below: ")
+    # the curves average the paper's rule for frozen runs (and fluid runs), not posRand and zero together
+    assert "reset posRand (the study's first rule" in md.split("## Learning curves")[1].split("## ")[0]
 
 
 # -- reports say what was actually run, and work on any data (issue 8) ----------------------
@@ -168,6 +183,24 @@ def test_header_describes_the_stored_settings_not_the_presets_text() -> None:
     assert "Changed from `polarnet run xor5d` (with --set): epochs 1 (preset: 100)" in changed
     assert "Preset `xor5d`, run as published" in describe_study(load_study("xor5d").to_dict(), pd.DataFrame(),
                                                                  pd.DataFrame())
+
+
+def test_an_image_studys_header_and_tables_show_no_hidden_size() -> None:
+    from polarnet.analysis.metrics import format_summary, summary_table
+    from polarnet.analysis.report import describe_study
+
+    settings = load_study("fmnist-split-transfer", validate=False).to_dict()
+    runs = pd.DataFrame({"status": ["done"] * 2, "condition": ["frozen_rand", "fluid_rand"], "n_train": [50, 50],
+                         "hidden": [64, 64], "reset": ["posRand", "none"], "trial": [0, 0]})
+    header = describe_study(settings, runs, pd.DataFrame()).split("\n\n")[0]
+    assert "hidden" not in header and "× 6 sizes (50, 100, 200, 500, 1000, 2000) × reset posRand ×" in header
+    per_run = runs.assign(run=["a", "b"], epochs_to_threshold=[3.0, 4.0], error_at_convergence=[0.2, 0.3],
+                          final_accuracy=[0.8, 0.7])
+    table = summary_table(per_run, settings)
+    assert list(table.columns[:3]) == ["condition", "n_train", "reset"]
+    assert "hidden" not in format_summary(table, 0.8)
+    # an XOR study keeps its width, even a single one
+    assert "hidden" in summary_table(per_run, load_study("xor5d").to_dict())
 
 
 def test_report_of_a_one_epoch_study_where_no_run_reached_the_threshold(tmp_path) -> None:
@@ -234,8 +267,8 @@ def test_report_when_a_condition_has_no_runs_at_some_size(tmp_path) -> None:
 def test_medians_of_epochs_from_fewer_than_half_the_trials_are_marked(tmp_path) -> None:
     from polarnet.analysis.figures import efficiency_figure
 
-    per_run = pd.DataFrame({"condition": ["c"] * 8, "n_train": [8] * 4 + [20] * 4, "hidden": [4] * 8,
-                            "reset": ["zero"] * 8, "trial": [0, 1, 2, 3] * 2, "run": list("abcdefgh"),
+    per_run = pd.DataFrame({"condition": ["c"] * 8, "n_train": [8] * 4 + [20] * 4, "hidden": [64] * 8,
+                            "reset": ["posRand"] * 8, "trial": [0, 1, 2, 3] * 2, "run": list("abcdefgh"),
                             "error_at_convergence": [0.3] * 8, "final_accuracy": [0.7] * 8,
                             "epochs_to_threshold": [5.0, math.nan, math.nan, math.nan, 2.0, 3.0, 4.0, math.nan]})
     svg = efficiency_figure(per_run, 0.8, tmp_path / "f", study="s")[1].read_text()

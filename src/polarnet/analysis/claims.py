@@ -225,7 +225,7 @@ class StudyData:
 
     def __init__(self, key: str, settings: dict, per_run: pd.DataFrame, *, epochs: pd.DataFrame | None = None,
                  runs: pd.DataFrame | None = None, magnitudes: pd.DataFrame | None = None,
-                 folder: Path | None = None, quick: bool = False, whole_grid: bool = False) -> None:
+                 folder: Path | None = None, quick: bool = False) -> None:
         self.key, self.settings, self.folder, self.quick = key, dict(settings or {}), folder, quick
         self.per_run = per_run.copy()
         for column, default in (("hidden", 0), ("reset", "none"), ("trial", 0)):
@@ -234,7 +234,6 @@ class StudyData:
         self.epochs = epochs if epochs is not None else pd.DataFrame()
         self.runs = runs if runs is not None else pd.DataFrame()
         self.magnitudes = magnitudes if magnitudes is not None else pd.DataFrame()
-        self.whole_grid = whole_grid  # the per-study report passes one panel: take it as it is
         self._definitions: dict[str, dict | None] = {}
 
     @classmethod
@@ -324,16 +323,15 @@ class StudyData:
             if found is None:
                 continue
             rows = self.per_run[self.per_run["condition"] == found]
-            if not self.whole_grid:
-                if need.hidden:
-                    rows = rows[rows["hidden"].isin(need.hidden)]
-                rules = need.resets or tuple((self.settings.get("resets") or [])[:1])
-                frozen = rows["reset"] != "none"
-                if rules and frozen.any() and rows.loc[frozen, "reset"].isin(rules).any():
-                    rows = rows[~frozen | rows["reset"].isin(rules)]
-                elif frozen.any():  # no rule named, none stored: the most common one
-                    rule = rows.loc[frozen, "reset"].mode().iloc[0]
-                    rows = rows[~frozen | (rows["reset"] == rule)]
+            if need.hidden:
+                rows = rows[rows["hidden"].isin(need.hidden)]
+            rules = need.resets or tuple((self.settings.get("resets") or [])[:1])
+            frozen = rows["reset"] != "none"
+            if rules and frozen.any() and rows.loc[frozen, "reset"].isin(rules).any():
+                rows = rows[~frozen | rows["reset"].isin(rules)]
+            elif frozen.any():  # no rule named, none stored: the most common one
+                rule = rows.loc[frozen, "reset"].mode().iloc[0]
+                rows = rows[~frozen | (rows["reset"] == rule)]
             parts.append(rows.assign(role=name))
         if not parts:
             return self.per_run.iloc[0:0].assign(role=pd.Series(dtype=object))
@@ -765,6 +763,9 @@ class Verdict:
     agrees: bool | None
     figure: str = "efficiency"  # the report figure it sits beside: "efficiency" or "difference"
     outcome: str = ""  # the scorecard's verdict
+    where: str = ""  # the grid point it was measured at, where the study has several ("hidden 64, reset posRand")
+    hidden: tuple[int, ...] = ()  # the hidden sizes of the runs it read (empty: the study has no such axis)
+    resets: tuple[str, ...] = ()  # the frozen runs' reset rules it read
 
     @property
     def verdict(self) -> str:
@@ -780,11 +781,16 @@ class Verdict:
 
 
 def check_claims(per_run: pd.DataFrame, threshold: float, settings: dict | None = None) -> list[Verdict]:
-    """The registered comparison claims that apply to one study (or one panel of it): those
-    whose conditions it has, one per claim family, measured by the claim's own test.
+    """The registered comparison claims that apply to one study: those whose conditions it
+    has, one per claim family, each measured once by the claim's own test at the grid point the
+    paper made it for (its :class:`Need`'s hidden sizes and reset rules: Wang et al. Fig. 1 at
+    64 hidden units and posRand), never at every width or rule. A claim whose grid point the
+    study has no run at is returned unmeasured: outcome :data:`NOT_RUN`, the finding says which
+    point is missing.
 
     Args:
-        per_run: :func:`~.metrics.run_metrics` rows (one panel: a hidden size and reset rule).
+        per_run: :func:`~.metrics.run_metrics` rows of the whole study (without a ``hidden``
+            or ``reset`` column: the study has no such axis).
         threshold: the accuracy threshold of its ``epochs_to_threshold``.
         settings: the study's stored settings, if at hand: conditions are then found by their
             definitions, and a claim made on another dataset than the study's is left out.
@@ -796,8 +802,12 @@ def check_claims(per_run: pd.DataFrame, threshold: float, settings: dict | None 
         >>> [(v.claim, v.agrees) for v in check_claims(df, 0.8)][:1]
         [('frozen_rand learns as fast as fluid_rand: never significantly more epochs to the threshold', None)]
     """
+    from dataclasses import replace
+
+    from .grid import missing_point, point_label
+
     settings = {**(settings or {}), "thresholds": [threshold]}
-    data = StudyData("", settings, per_run, whole_grid=True)
+    data = StudyData("", settings, per_run)
     dataset = (settings or {}).get("dataset")
     out, seen = [], set()
     for claim in claims():
@@ -809,9 +819,21 @@ def check_claims(per_run: pd.DataFrame, threshold: float, settings: dict | None 
         if any(data.condition(c, need.study) is None for c in need.conditions):
             continue
         seen.add(claim.family or claim.name)
+        if "hidden" not in per_run and need.hidden:  # no width axis: whatever the study ran
+            need = replace(need, hidden=())
+            claim = replace(claim, needs=(need, *claim.needs[1:]))
+        missing = missing_point(per_run, need.hidden, need.resets)
+        if missing:
+            out.append(Verdict(_sentence(claim, data), claim.source, f"made at {missing}, where this study has no run",
+                               None, claim.figure, NOT_RUN))
+            continue
+        read = data.select(need, *need.conditions)
         result = claim.measure({need.study: data}, claim)
         agrees = {AGREES: True, DISAGREES: False, WEAKER: False}.get(result.verdict)
-        out.append(Verdict(_sentence(claim, data), claim.source, result.finding, agrees, claim.figure, result.verdict))
+        out.append(Verdict(_sentence(claim, data), claim.source, result.finding, agrees, claim.figure, result.verdict,
+                           point_label(read, per_run),
+                           tuple(int(h) for h in sorted(read["hidden"].unique())) if "hidden" in per_run else (),
+                           tuple(sorted(set(read["reset"]) - {"none"})) if "reset" in per_run else ()))
     return out
 
 

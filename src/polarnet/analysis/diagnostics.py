@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..registry import Registry
+from .grid import has_hidden
 from .metrics import chance_level
 
 __all__ = ["Flag", "CHECKS", "diagnose", "format_flags", "chance_margin", "suspect_settings", "paper_value",
@@ -223,15 +224,19 @@ def format_flags(flags: list[Flag]) -> str:
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _where(affected: pd.DataFrame, runs: pd.DataFrame) -> tuple[str, ...]:
-    """``"condition, n=…, hidden …, reset …: k of m trials"`` per affected grid point."""
-    totals = runs.groupby(_GRID).size() if len(runs) else pd.Series(dtype=int)
+def _where(affected: pd.DataFrame, runs: pd.DataFrame, settings: dict | None = None) -> tuple[str, ...]:
+    """``"condition, n=…, hidden …, reset …: k of m trials"`` per affected grid point; ``hidden``
+    only where the study has that axis (:func:`.grid.has_hidden`: not for an image model)."""
+    grid = _GRID if has_hidden(settings, runs["hidden"] if "hidden" in runs else ()) else \
+        [c for c in _GRID if c != "hidden"]
+    totals = runs.groupby(grid).size() if len(runs) else pd.Series(dtype=int)
     out = []
-    for point, rows in affected.groupby(_GRID, sort=True):
+    for point, rows in affected.groupby(grid, sort=True):
         total = int(totals.get(point, len(rows)))
-        condition, n, hidden, reset = point
-        out.append(f"{condition}, n={n}, hidden {hidden}, reset {reset}: {len(rows)} of {total} "
-                   f"trial{'s' if total != 1 else ''}")
+        values = dict(zip(grid, point))
+        hidden = f", hidden {values['hidden']}" if "hidden" in values else ""
+        out.append(f"{values['condition']}, n={values['n_train']}{hidden}, reset {values['reset']}: {len(rows)} of "
+                   f"{total} trial{'s' if total != 1 else ''}")
     return tuple(out)
 
 
@@ -287,12 +292,12 @@ def _failed(runs: pd.DataFrame, epochs: pd.DataFrame, settings: dict) -> list[Fl
         first = reasons[nonfinite].str.extract(r"epoch (\d+)")[0].dropna().astype(int)
         when = f" (first at epoch {first.min()})" if len(first) else ""
         flags.append(Flag(
-            "failed", tuple(rows["key"]), _where(rows, runs),
+            "failed", tuple(rows["key"]), _where(rows, runs, settings),
             f"the loss became NaN or infinite{when}; these runs are left out of every metric and figure",
             _nonfinite_hint(settings, lrs, lr_text)))
     for reason, rows in failed[~nonfinite].groupby(reasons[~nonfinite]):
         flags.append(Flag(
-            "failed", tuple(rows["key"]), _where(rows, runs), f"the run failed: {reason}",
+            "failed", tuple(rows["key"]), _where(rows, runs, settings), f"the run failed: {reason}",
             "the reason names the cause; after fixing it, `polarnet run … --retry-failed` trains the failed runs "
             "again (failed runs are otherwise skipped when a study is resumed)."))
     return flags
@@ -328,7 +333,7 @@ def _interrupted(runs: pd.DataFrame, epochs: pd.DataFrame, settings: dict) -> li
     rows = runs[runs["status"] == "running"]
     if rows.empty:
         return []
-    return [Flag("interrupted", tuple(rows["key"]), _where(rows, runs),
+    return [Flag("interrupted", tuple(rows["key"]), _where(rows, runs, settings),
                  "these runs never finished (the sweep was interrupted, or is still going); they are left out",
                  "run the same `polarnet run` command again: it resumes, training only the runs not yet done.")]
 
@@ -362,7 +367,7 @@ def _val_at_chance(runs: pd.DataFrame, epochs: pd.DataFrame, settings: dict) -> 
     total_steps = f"{min(steps)}" if min(steps) == max(steps) else f"{min(steps)}–{max(steps)}"
     total_steps += " training step" + ("s" if max(steps) != 1 else "")
     return [Flag(
-        "val_at_chance", tuple(rows["key"]), _where(rows, runs),
+        "val_at_chance", tuple(rows["key"]), _where(rows, runs, settings),
         f"validation accuracy ended at chance ({_pct(vals)}; chance is {chance:.0%} ± {margin * 100:.1f} points, "
         f"{CHANCE_STANDARD_ERRORS:g} standard errors over {int(settings.get('val_size') or 1000)} validation "
         f"samples) while training accuracy rose to {_pct(trains)}",
@@ -413,7 +418,7 @@ def _identical_conditions(runs: pd.DataFrame, epochs: pd.DataFrame, settings: di
         return []
     rows = runs[runs["key"].isin(hits)]
     return [Flag(
-        "identical_conditions", tuple(rows["key"]), _where(rows, runs),
+        "identical_conditions", tuple(rows["key"]), _where(rows, runs, settings),
         f"conditions that should differ have exactly the same curves, epoch for epoch, in one trial and grid point: "
         f"{'; '.join(sorted(pairs))}",
         "the polarity template was probably not applied or not enforced: check that the condition's template "
@@ -444,7 +449,7 @@ def _excess_resets(runs: pd.DataFrame, epochs: pd.DataFrame, settings: dict) -> 
     rows = runs[runs["key"].isin(hits)]
     lrs = sorted({lr for lr in (_lr(r, settings) for _, r in rows.iterrows()) if lr is not None})
     return [Flag(
-        "excess_resets", tuple(rows["key"]), _where(rows, runs),
+        "excess_resets", tuple(rows["key"]), _where(rows, runs, settings),
         f"Freeze-SGD reset more than {MAX_RESET_FRACTION:.0%} of the constrained weights per step in every epoch "
         f"(median {_pct(fractions)} per step): the template, not the gradient, decides most updates",
         f"lower the learning rate (lr = {', '.join(f'{lr:g}' for lr in lrs) or '?'} here); if that does not help, "

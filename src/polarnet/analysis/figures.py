@@ -1,7 +1,8 @@
 """Figures drawn from the results store's tables (matplotlib, PNG and SVG).
 
 Colours follow Wang et al. where the paper names them (Fig. 1: Frozen Sufficient red, Frozen
-RAND green, Fluid blue); every figure says which study and how many trials stand behind each
+RAND green, Fluid blue), and every two conditions of a study get clearly different colours
+(:mod:`.colors`); every figure says which study and how many trials stand behind each
 point ("3 trials per point", or "2–20 trials per point" where it varies).
 
 Every figure accepts empty, all-NaN and single-point data: a panel without data says so in
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -27,18 +29,12 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .colors import COLORS, condition_colors, line_styles  # noqa: E402
 from .metrics import MIN_SUCCESS_FOR_MEDIAN  # noqa: E402
 
 __all__ = ["COLORS", "DPI", "FULL_WIDTH", "REPORT_PX_PER_INCH", "REPORT_WIDTH_PX", "RESET_STYLES", "SIGN_CHANGE_SIZES",
-           "efficiency_figure", "curves_figure", "sign_change_figure", "difference_figure", "theory_figure",
-           "reset_figure", "magnitude_figure", "save", "trials_label"]
-
-COLORS = {
-    "frozen_sufficient": "#d62728", "frozen_rand": "#2ca02c", "fluid_rand": "#1f77b4", "fluid_sufficient": "#ff7f0e",
-    "frozen_in_polarity": "#d62728", "fluid_in_polarity": "#ff7f0e", "fluid_in_weight": "#9467bd",
-    "frozen_in_weight": "#8c564b", "freeze_spin": "#d62728", "fluid_spin": "#ff7f0e", "fluid_in": "#1f77b4",
-}
-
+           "efficiency_figure", "curves_figure", "mean_std_band", "sign_change_figure", "difference_figure",
+           "theory_figure", "reset_figure", "magnitude_figure", "save", "trials_label"]
 
 #: the PNGs' resolution
 DPI = 150
@@ -70,8 +66,16 @@ def _reset_style(reset: str, others: list[str]) -> tuple:
     return _MORE_STYLES[extra.index(reset) % len(_MORE_STYLES)] if reset in extra else _MORE_STYLES[0]
 
 
-def _color(condition: str, index: int) -> str:
-    return COLORS.get(condition, f"C{index % 10}")
+def _palette(conditions, colors: Mapping[str, str] | None) -> tuple[dict[str, str], dict[str, str]]:
+    """``(colour, line style)`` per condition: ``colors`` (the report passes the whole study's, so
+    a condition has one colour in every figure) or, without it, :func:`.colors.condition_colors`
+    of these conditions; a condition missing from ``colors`` gets one too."""
+    conditions = list(dict.fromkeys(conditions))
+    given = dict(colors or {})
+    missing = [c for c in conditions if c not in given]
+    if missing:
+        given.update({c: v for c, v in condition_colors([*given, *missing]).items() if c in missing})
+    return given, line_styles(given)
 
 
 def save(fig, stem: str | os.PathLike[str]) -> list[Path]:
@@ -185,10 +189,6 @@ def _size_axis(ax, sizes, label: str = "training samples (n)") -> None:
 _AXIS_LABELS = {"n_train": "training samples (n)", "hidden": "hidden units"}
 
 
-#: line styles that tell apart conditions whose colours repeat (more than ten, e.g. learners × rates)
-_LINE_STYLES = ["-", "--", ":", "-."]
-
-
 def _band(ax, x, values: pd.core.groupby.SeriesGroupBy, color: str, label: str, linestyle="-") -> None:
     median, q25, q75 = values.median(), values.quantile(0.25), values.quantile(0.75)
     ax.plot(x, median.reindex(x), "o", linestyle=linestyle, color=color, label=label, markersize=3)
@@ -196,7 +196,7 @@ def _band(ax, x, values: pd.core.groupby.SeriesGroupBy, color: str, label: str, 
 
 
 def efficiency_figure(per_run: pd.DataFrame, threshold: float, stem: str | os.PathLike[str],
-                      study: str = "", by: str = "n_train") -> list[Path]:
+                      study: str = "", by: str = "n_train", colors: Mapping[str, str] | None = None) -> list[Path]:
     """Wang et al. Fig. 1 B/C and Fig. 2: per condition against the training-set size (or
     ``by``, e.g. hidden units), (a) validation error at convergence, (b) the share of trials
     reaching ``threshold``, (c) epochs to reach it (trials that did). Medians with 25th–75th
@@ -213,6 +213,7 @@ def efficiency_figure(per_run: pd.DataFrame, threshold: float, stem: str | os.Pa
         stem: output path without extension.
         study: the study's name, for the title.
         by: the column along the x axis: ``"n_train"`` (the default) or ``"hidden"``.
+        colors: a colour per condition (default: :func:`.colors.condition_colors` of these).
 
     Returns:
         The PNG and SVG paths.
@@ -227,9 +228,9 @@ def efficiency_figure(per_run: pd.DataFrame, threshold: float, stem: str | os.Pa
     fig, axes = plt.subplots(1, 3, figsize=(FULL_WIDTH, 3.6), layout="constrained")
     sizes = sorted(per_run[by].unique())
     sparse = False
-    for i, (condition, runs) in enumerate(per_run.groupby("condition", sort=False)):
-        color = _color(condition, i)
-        line = _LINE_STYLES[i // 10 % len(_LINE_STYLES)] if condition not in COLORS else "-"  # colours repeat after 10
+    palette, styles = _palette(per_run["condition"], colors)
+    for condition, runs in per_run.groupby("condition", sort=False):
+        color, line = palette[condition], styles[condition]
         by_size = runs.groupby(by)
         _band(axes[0], sizes, runs.assign(error=runs["error_at_convergence"] * 100).groupby(by)["error"], color,
               condition, line)
@@ -270,10 +271,28 @@ def efficiency_figure(per_run: pd.DataFrame, threshold: float, stem: str | os.Pa
     return save(fig, stem)
 
 
+def mean_std_band(epochs: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per epoch, the mean of ``column`` (an accuracy, 0–1) over runs and the band mean ± standard
+    deviation, cut to [0, 1]: a run's accuracy never leaves that range, so neither does the band
+    (the spread of runs near 100% would otherwise draw a band above it). One run: no spread.
+
+    Example:
+        >>> e = pd.DataFrame({"epoch": [1, 1], "val_acc": [1.0, 0.6]})
+        >>> band = mean_std_band(e, "val_acc").round(3)
+        >>> float(band["mean"].iloc[0]), float(band["low"].iloc[0]), float(band["high"].iloc[0])
+        (0.8, 0.517, 1.0)
+    """
+    stats = epochs.groupby("epoch")[column].agg(["mean", "std"])
+    spread = stats.pop("std").fillna(0)
+    stats["low"], stats["high"] = (stats["mean"] - spread).clip(0, 1), (stats["mean"] + spread).clip(0, 1)
+    return stats
+
+
 def curves_figure(epochs: pd.DataFrame, stem: str | os.PathLike[str], study: str = "",
-                  mark: float | None = None) -> list[Path]:
+                  mark: float | None = None, colors: Mapping[str, str] | None = None) -> list[Path]:
     """Igoe et al. Fig. 1–2: train and validation accuracy against the epoch, mean ± standard
-    deviation over runs per condition, a dashed line where the mean validation accuracy first
+    deviation over runs per condition (:func:`mean_std_band`: cut at 0 and 100%, which no
+    accuracy passes), a dashed line where the mean validation accuracy first
     reaches ``mark`` (the report passes the study's threshold, the first of its stored
     ``thresholds``: 40% in the Igoe presets, as in their figures; none: no line). Finished runs
     only; points get markers when there are few epochs.
@@ -288,19 +307,19 @@ def curves_figure(epochs: pd.DataFrame, stem: str | os.PathLike[str], study: str
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True, layout="constrained")
     done = epochs[epochs["status"] == "done"]
     few = done["epoch"].nunique() <= 5 if len(done) else False
-    for i, (condition, runs) in enumerate(done.groupby("condition", sort=False)):
-        color = _color(condition, i)
-        line = _LINE_STYLES[i // 10 % len(_LINE_STYLES)] if condition not in COLORS else "-"  # colours repeat after 10
+    palette, styles = _palette(done["condition"], colors)
+    for condition, runs in done.groupby("condition", sort=False):
+        color, line = palette[condition], styles[condition]
         for ax, column in zip(axes, ("train_acc", "val_acc")):
-            stats = runs.groupby("epoch")[column].agg(["mean", "std"])
-            stats["std"] = stats["std"].fillna(0)
+            stats = mean_std_band(runs, column)
             if few:  # a band between a handful of epochs hides the spread: error bars instead
-                ax.errorbar(stats.index, stats["mean"] * 100, yerr=stats["std"] * 100, fmt="o", linestyle=line,
-                            markersize=3, capsize=3, color=color, label=condition)
+                ax.errorbar(stats.index, stats["mean"] * 100, yerr=[(stats["mean"] - stats["low"]) * 100,
+                                                                   (stats["high"] - stats["mean"]) * 100],
+                            fmt="o", linestyle=line, markersize=3, capsize=3, color=color, label=condition)
             else:
                 ax.plot(stats.index, stats["mean"] * 100, color=color, linestyle=line, label=condition)
-                ax.fill_between(stats.index, (stats["mean"] - stats["std"]) * 100,
-                                (stats["mean"] + stats["std"]) * 100, color=color, alpha=0.2, linewidth=0)
+                ax.fill_between(stats.index, stats["low"] * 100, stats["high"] * 100, color=color, alpha=0.2,
+                                linewidth=0)
             if column == "val_acc" and mark is not None:
                 reached = stats.index[stats["mean"] >= mark]
                 if len(reached):
@@ -319,7 +338,7 @@ def curves_figure(epochs: pd.DataFrame, stem: str | os.PathLike[str], study: str
         _legend_below(fig, *axes[1].get_legend_handles_labels())
     runs = trials_label(done.groupby("condition")["run"].nunique()).replace("trial", "run") if len(done) else "no runs"
     dashed = f"; dashed: mean validation accuracy first ≥ {mark:.0%}" if mark is not None else ""
-    _suptitle(fig, f"{study}: mean ± std, {runs}{dashed}")
+    _suptitle(fig, f"{study}: mean ± std (cut at 0 and 100%), {runs}{dashed}")
     return save(fig, stem)
 
 
@@ -409,7 +428,7 @@ def sign_change_figure(epochs: pd.DataFrame, condition: str, stem: str | os.Path
 
 
 def difference_figure(stats: pd.DataFrame, metric_label: str, stem: str | os.PathLike[str], study: str = "",
-                      by: str = "n_train") -> list[Path]:
+                      by: str = "n_train", colors: Mapping[str, str] | None = None) -> list[Path]:
     """Wang et al. Fig. 3: each condition's median minus the reference's, against ``by``, with an
     asterisk where the Holm-corrected Mann–Whitney test is significant.
 
@@ -426,11 +445,12 @@ def difference_figure(stats: pd.DataFrame, metric_label: str, stem: str | os.Pat
     """
     fig, ax = plt.subplots(figsize=(6.5, 3.8), layout="constrained")
     ax.axhline(0, color="0.4", linewidth=1)
-    for i, (condition, rows) in enumerate(stats.groupby("condition", sort=False)):
+    palette, styles = _palette(stats["condition"], colors)
+    for condition, rows in stats.groupby("condition", sort=False):
         rows = rows.sort_values(by)
         diff = rows["median"] - rows["median_reference"]
-        color = _color(condition, i)
-        ax.plot(rows[by], diff, "o-", color=color, label=condition, markersize=3)
+        color = palette[condition]
+        ax.plot(rows[by], diff, "o", linestyle=styles[condition], color=color, label=condition, markersize=3)
         for x, d, significant in zip(rows[by], diff, rows["significant"]):
             if significant:
                 ax.annotate("*", (x, d), textcoords="offset points", xytext=(0, 4), ha="center", color=color,
@@ -482,7 +502,8 @@ def theory_figure(table: pd.DataFrame, stem: str | os.PathLike[str], study: str 
     return save(fig, stem)
 
 
-def reset_figure(per_run: pd.DataFrame, stem: str | os.PathLike[str], study: str = "", note: str = "") -> list[Path]:
+def reset_figure(per_run: pd.DataFrame, stem: str | os.PathLike[str], study: str = "", note: str = "",
+                 colors: Mapping[str, str] | None = None) -> list[Path]:
     """Wang et al. Fig. C.1: validation error at convergence against the training size, one
     line per frozen condition and reset rule: the colour is the condition's, the line style
     and marker the rule's (:data:`RESET_STYLES`; fluid runs, which never reset, dotted with
@@ -505,9 +526,10 @@ def reset_figure(per_run: pd.DataFrame, stem: str | os.PathLike[str], study: str
     rules = [r for r in RESET_STYLES if r in seen and r != "none"] + [r for r in seen if r not in RESET_STYLES]
     frozen_rules = list(rules)
     rules += ["none"] if "none" in seen else []
-    colors: dict[str, str] = {}
+    palette, _ = _palette(per_run["condition"], colors)
+    colors = {}
     for (condition, reset), runs in per_run.groupby(["condition", "reset"], sort=False):
-        color = colors.setdefault(condition, _color(condition, len(colors)))
+        color = colors.setdefault(condition, palette[condition])
         median = runs.groupby("n_train")["error_at_convergence"].median().reindex(sizes) * 100
         offset = frozen_rules.index(reset) - (len(frozen_rules) - 1) / 2 if reset in frozen_rules else 0
         linestyle, marker = _reset_style(reset, rules)
@@ -534,7 +556,7 @@ def reset_figure(per_run: pd.DataFrame, stem: str | os.PathLike[str], study: str
 
 
 def magnitude_figure(magnitudes: pd.DataFrame, stem: str | os.PathLike[str], study: str = "",
-                     max_layers: int = 8) -> list[Path]:
+                     max_layers: int = 8, colors: Mapping[str, str] | None = None) -> list[Path]:
     """Wang et al. Fig. C.6: per layer, the distribution of ``|w|`` at initialisation (after
     alignment) per condition, as the median over runs of each quantile — identical curves mean
     identical magnitude distributions (only IN-Weight conditions should differ).
@@ -557,6 +579,7 @@ def magnitude_figure(magnitudes: pd.DataFrame, stem: str | os.PathLike[str], stu
     cols = min(4, len(layers))
     rows = -(-len(layers) // cols)
     conditions = list(dict.fromkeys(magnitudes["condition"]))
+    palette, _ = _palette(conditions, colors)
     width = FULL_WIDTH if len(conditions) > 2 * cols else min(FULL_WIDTH, 2.75 * cols)  # room for a long legend
     fig, axes = plt.subplots(rows, cols, figsize=(width, 2.5 * rows + 0.7), squeeze=False, layout="constrained")
     # coinciding curves are the expected result: dashes of different lengths keep each one visible
@@ -565,7 +588,7 @@ def magnitude_figure(magnitudes: pd.DataFrame, stem: str | os.PathLike[str], stu
         data = magnitudes[magnitudes["layer"] == layer]
         for condition, runs in data.groupby("condition", sort=False):
             i = conditions.index(condition)
-            ax.plot(runs[levels].median().to_numpy(), levels, color=_color(condition, i), label=condition,
+            ax.plot(runs[levels].median().to_numpy(), levels, color=palette[condition], label=condition,
                     linestyle=dashes[i % len(dashes)], linewidth=1.4)
         ax.set_title(layer, fontsize=8)
         ax.set_xlabel("|w|", fontsize=8)

@@ -92,10 +92,13 @@ def _first_epoch(group: pd.DataFrame, threshold: float) -> float:
     return float(reached.iloc[0]) if len(reached) else math.nan
 
 
-def summary_table(per_run: pd.DataFrame) -> pd.DataFrame:
+def summary_table(per_run: pd.DataFrame, settings: dict | None = None) -> pd.DataFrame:
     """Per condition × size (× hidden × reset): median epochs to threshold among runs that
     reached it, success rate, median error at convergence with its 25th–75th percentiles, the
     mean ± standard deviation of the final accuracy (as Igoe et al. report), and the run count.
+
+    With the study's ``settings``, only the grid axes the study has (:func:`.grid.grid_columns`:
+    no ``hidden`` for an image model, no ``reset`` when nothing resets).
 
     Example:
         >>> per_run = pd.DataFrame({"condition": ["c"] * 3, "n_train": [8] * 3, "hidden": [4] * 3,
@@ -105,8 +108,12 @@ def summary_table(per_run: pd.DataFrame) -> pd.DataFrame:
         >>> row = summary_table(per_run).iloc[0]
         >>> float(row.median_epochs), round(float(row.success_rate), 3), float(row.median_error), int(row.runs)
         (3.0, 0.667, 0.2, 3)
+        >>> list(summary_table(per_run, {"dataset": "cifar10"}).columns[:3])
+        ['condition', 'n_train', 'reset']
     """
-    keys = ["condition", "n_train", "hidden", "reset"]
+    from .grid import grid_columns
+
+    keys = ["condition", "n_train", "hidden", "reset"] if settings is None else grid_columns(settings, per_run)
     out = per_run.groupby(keys).agg(
         median_epochs=("epochs_to_threshold", "median"),
         success_rate=("epochs_to_threshold", lambda s: float(s.notna().mean())),
@@ -137,14 +144,16 @@ def format_summary(table: pd.DataFrame, threshold: float) -> str:
         c                       20      4 zero                3.0     100%           0.100     4
         * median of the fewer than half of the trials that reached 80%; the others never did
     """
-    lines = [f"{'condition':<20} {'n':>5} {'hidden':>6} {'reset':<8} {'epochs to ' + format(threshold, '.0%'):>14} "
-             f"{'success':>8} {'error at conv.':>15} {'runs':>5}"]
+    hidden, reset = "hidden" in table, "reset" in table  # the axes :func:`summary_table` kept
+    lines = [f"{'condition':<20} {'n':>5}" + (f" {'hidden':>6}" if hidden else "") + (f" {'reset':<8}" if reset else "")
+             + f" {'epochs to ' + format(threshold, '.0%'):>14} {'success':>8} {'error at conv.':>15} {'runs':>5}"]
     marked = False
     for row in table.itertuples(index=False):
         epochs = median_epochs_text(row.median_epochs, row.success_rate)
         marked |= epochs.endswith("*")
-        lines.append(f"{one_line(row.condition):<20} {row.n_train:>5} {row.hidden:>6} {one_line(row.reset):<8} {epochs:>14} "
-                     f"{row.success_rate:>8.0%} {row.median_error:>15.3f} {row.runs:>5}")
+        lines.append(f"{one_line(row.condition):<20} {row.n_train:>5}" + (f" {row.hidden:>6}" if hidden else "")
+                     + (f" {one_line(row.reset):<8}" if reset else "")
+                     + f" {epochs:>14} {row.success_rate:>8.0%} {row.median_error:>15.3f} {row.runs:>5}")
     if marked:
         lines.append(f"* median of the fewer than half of the trials that reached {threshold:.0%}; the others never did")
     return "\n".join(lines)

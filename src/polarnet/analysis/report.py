@@ -17,12 +17,15 @@ from pathlib import Path
 import pandas as pd
 
 from ..experiments.store import Store
-from .claims import check_claims
+from .claims import NOT_RUN, check_claims
+from .colors import condition_colors
 from .diagnostics import CHANCE_STANDARD_ERRORS, Flag, chance_margin, diagnose
+from .grid import curve_point, has_hidden
 from .figures import (DPI, REPORT_PX_PER_INCH, REPORT_WIDTH_PX, SIGN_CHANGE_SIZES, curves_figure, difference_figure,
                       efficiency_figure, magnitude_figure, reset_figure, sign_change_figure, theory_figure)
 from .learner_comparison import has_learners, learner_sections
 from .metrics import chance_level, median_epochs_text, one_line, run_metrics, summary_table
+from .report_claims import claims_section, holds
 from .stats import compare_to_reference, mann_whitney
 
 __all__ = ["build_report", "report_paths", "markdown_table", "markdown_cell", "describe_study", "reset_rule_tests",
@@ -105,16 +108,24 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
     per_run = run_metrics(epochs, threshold, thresholds=thresholds)
 
     sections: list[tuple[str, str, list[Path]]] = []  # (title, markdown body, figures)
-    # claims are checked per panel (hidden size × reset rule), so rules and widths never mix
     panels = list(_panels(per_run)) if not per_run.empty else []
-    verdicts = {label: check_claims(panel, threshold, settings) for label, panel in panels}
+    # each claim is measured once, at the grid point its paper made it for (Fig. 1: hidden 64, posRand)
+    verdicts = check_claims(per_run, threshold, settings) if panels else []
+    measured = [v for v in verdicts if v.outcome != NOT_RUN]
+    placed: set[int] = set()  # the claims already beside a figure: each is listed once
     figure_panels = list(_figure_panels(per_run, panels)) if panels else []
+    colors = condition_colors([*map(str, settings.get("conditions") or []),
+                               *map(str, pd.unique(runs["condition"]) if len(runs) else [])])
 
-    def beside(figure: str, labels: list[str], prefix: bool = False) -> str:
-        """The claims a figure bears on, each with this study's computed finding (prefixed with
-        its panel's label when the figure gathers several panels)."""
-        lines = [f"- **Claim ({v.source}{', ' + label if prefix else ''}):** {v.claim}. **Here:** {v.finding} — "
-                 f"{v.verdict}." for label in labels for v in verdicts.get(label, []) if v.figure == figure]
+    def beside(figure: str, panel: pd.DataFrame) -> str:
+        """The claims a figure bears on (measured on runs this panel holds), each with this
+        study's computed finding and, where the study has several, its grid point."""
+        lines = []
+        for i, v in enumerate(measured):
+            if v.figure == figure and i not in placed and holds(panel, v):
+                placed.add(i)
+                lines.append(f"- **Claim ({v.source}{', ' + v.where if v.where else ''}):** {v.claim}. **Here:** "
+                             f"{v.finding} — {v.verdict}.")
         return ("\n\n" + "\n".join(lines)) if lines else ""
 
     sections.append(("Study", describe_study(settings, runs, epochs), []))
@@ -124,29 +135,28 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
                          + (": see the Diagnostics above for why." if len(runs) else " (the study has no runs yet)."),
                          []))
     else:
-        summary = summary_table(per_run)
+        summary = summary_table(per_run, settings)
         shown = summary.assign(median_epochs=[median_epochs_text(m, r) for m, r in
                                               zip(summary["median_epochs"], summary["success_rate"])])
         note = (f"\n\nMedians marked * rest on the fewer than half of the trials that reached {threshold:.0%}; the "
                 "others never did."
                 if shown["median_epochs"].str.endswith("*").any() else "")
         sections.append(("Per condition", _reached(per_run, threshold) + markdown_table(shown) + note, []))
-        for label, panel, by, labels in figure_panels:
+        for label, panel, by in figure_panels:
             title = f"Efficiency{' — ' + label if label else ''}"
             what = (f"against the number of hidden units, at this study's one training size (n = "
                     f"{int(panel['n_train'].iloc[0])}; cf. Wang et al. Fig. 4A, bottom, at n = 500)"
                     if by == "hidden" else "against the training-set size (Wang et al. Fig. 1 B/C, Fig. 2)")
             paths = efficiency_figure(panel, threshold, figures_dir / f"efficiency-{_slug(label)}",
-                                      study=f"{name}{' (' + label + ')' if label else ''}", by=by)
+                                      study=f"{name}{' (' + label + ')' if label else ''}", by=by, colors=colors)
             sections.append((title, _reached(panel, threshold) +
                              f"Validation error at convergence, share of trials reaching the threshold, and epochs to "
                              f"reach it, {what}. Medians of epochs are drawn only where at least half the trials "
-                             "reached the threshold (hollow where fewer did)."
-                             + beside("efficiency", labels, prefix=by == "hidden"), paths))
+                             "reached the threshold (hollow where fewer did)." + beside("efficiency", panel), paths))
             for extra in thresholds[1:]:  # Wang et al. Fig. C.2/C.4: the same at other thresholds
                 other = panel.assign(epochs_to_threshold=panel[f"epochs_to_{extra:g}"])
                 paths = efficiency_figure(other, extra, figures_dir / f"efficiency-{_slug(label)}-{extra:g}",
-                                          study=f"{name}{' (' + label + ')' if label else ''}", by=by)
+                                          study=f"{name}{' (' + label + ')' if label else ''}", by=by, colors=colors)
                 sections.append((f"Efficiency at {extra:.0%}{' — ' + label if label else ''}",
                                  _reached(other, extra) + "The same at another accuracy threshold (Wang et al. Fig. C.2/C.4).", paths))
         if len(set(per_run["reset"]) - {"none"}) > 1:  # Wang et al. Fig. C.1, per hidden size
@@ -157,7 +167,8 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
                 tests = reset_rule_tests(panel)
                 finding, note = reset_rule_finding(tests)
                 paths = reset_figure(panel, figures_dir / f"reset-rules{f'-hidden-{hidden}' if several else ''}",
-                                     study=f"{name}{f' (hidden {hidden})' if several else ''}", note=note)
+                                     study=f"{name}{f' (hidden {hidden})' if several else ''}", note=note,
+                                     colors=colors)
                 sections.append((f"Reset rules{f' — hidden {hidden}' if several else ''}",
                                  "Median error at convergence per condition (colour) and reset rule (line style and "
                                  "marker) against the training-set size (Wang et al. Fig. C.1, where the four rules "
@@ -187,14 +198,14 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
                                  "learned (Wang et al. Fig. 4A; see docs/theory.md).\n\n" + markdown_table(table, 3),
                                  paths))
         done = epochs[epochs["status"] == "done"]
-        largest = done["n_train"].max()
+        point, where = curve_point(done, settings)
         # the dashed line marks the study's threshold (its first): Igoe's presets store their 40%
-        curves = curves_figure(done[done["n_train"] == largest], figures_dir / "curves",
-                               study=f"{name}, n = {largest}", mark=threshold)
-        sections.append(("Learning curves", "Training and validation accuracy per epoch at the largest training set "
-                         "with finished runs (Igoe et al. Fig. 1–2), mean ± standard deviation; the dashed line "
-                         f"marks the epoch where a condition's mean validation accuracy first reached the study's "
-                         f"threshold, {threshold:.0%}.", curves))
+        curves = curves_figure(point, figures_dir / "curves", study=f"{name}, {', '.join(where)}", mark=threshold,
+                               colors=colors)
+        sections.append(("Learning curves", f"Training and validation accuracy per epoch at {'; '.join(where)} "
+                         "(Igoe et al. Fig. 1–2), mean ± standard deviation over runs (the band cut at 0 and 100%); "
+                         f"the dashed line marks the epoch where a condition's mean validation accuracy first reached "
+                         f"the study's threshold, {threshold:.0%}.", curves))
         fluid = next((c for c in _REFERENCES if c in set(done["condition"])), None)
         if fluid is not None:
             signs = sign_change_figure(epochs, fluid, figures_dir / "sign-changes", study=name)
@@ -206,31 +217,30 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
                              f"{fluid} (Wang et al. Fig. C.5): one panel per layer, {lines}, over all {last} epochs "
                              "(Wang et al. show the first 50 of 100 epochs, at every size).", signs))
         if not magnitudes.empty:
-            paths = magnitude_figure(magnitudes, figures_dir / "magnitudes", study=name)
+            paths = magnitude_figure(magnitudes, figures_dir / "magnitudes", study=name, colors=colors)
             sections.append(("Magnitudes at initialisation", "Distribution of |w| per layer and condition after "
                              "alignment (Wang et al. Fig. C.6): conditions share their magnitude draw, so the curves "
                              "coincide except for conditions that copy source weights.", paths))
-        if any(verdicts.values()):
-            lines = [f"- **{v.claim}** ({v.source}{', ' + label if label else ''}): {v.finding} — {v.verdict}."
-                     for label, found in verdicts.items() for v in found]
-            sections.append(("Claims", "All the papers' claims this study can test, as beside the figures above "
-                             "and below.\n\n" + "\n".join(lines), []))
+        claims_at = len(sections)  # the Claims section goes here once the figures below have taken theirs
         reference = next((c for c in _REFERENCES if c in set(per_run["condition"])), None)
         if reference is not None and per_run["condition"].nunique() > 1:
-            for label, panel, by, labels in figure_panels:
+            for label, panel, by in figure_panels:
                 if reference not in set(panel["condition"]) or panel["condition"].nunique() < 2:
                     continue
                 stats = compare_to_reference(panel, "error_at_convergence", reference, by=by)
                 paths = difference_figure(stats, "error at convergence", figures_dir / f"differences-{_slug(label)}",
-                                          study=name, by=by) if len(stats) else []
+                                          study=name, by=by, colors=colors) if len(stats) else []
                 per = "hidden size" if by == "hidden" else "size"
                 sections.append((f"Statistics: error at convergence vs {reference}{' — ' + label if label else ''}",
                                  f"Two-tailed Mann–Whitney U per {per}, Holm–Bonferroni across the table, "
                                  "rank-biserial r (negative: lower error than the reference); the figure shows median "
                                  "differences (Wang et al. Fig. 3)."
-                                 + beside("difference", labels, prefix=by == "hidden") + "\n\n"
+                                 + beside("difference", panel) + "\n\n"
                                  + markdown_table(stats, 4),
                                  paths))
+        if verdicts:
+            sections.insert(claims_at, ("Claims", claims_section(verdicts, [v for i, v in enumerate(measured)
+                                                                                if i not in placed]), []))
         if has_learners(settings):  # learners × learning rates: each at its best rate against freeze_sgd
             sections.extend(learner_sections(per_run, settings, runs, figures_dir, study=name))
     if facts.get("transfer_report_text"):
@@ -351,9 +361,10 @@ def describe_study(settings: dict, runs: pd.DataFrame, epochs: pd.DataFrame) -> 
     overrides = _reset_overrides(settings, runs)
     if overrides:  # frozen conditions with their own rule run only that one
         resets += " (except " + "; ".join(f"{one_line(c)}: {one_line(r)}" for c, r in overrides.items()) + ")"
-    grid = " × ".join([listing("conditions", "condition", "conditions"), listing("sizes", "size", "sizes"),
-                       listing("hidden", "hidden", "hidden sizes"), resets,
-                       f"{trials} trial{'s' if trials != 1 else ''}"])
+    widths = [listing("hidden", "hidden", "hidden sizes")] * has_hidden(settings, runs["hidden"] if "hidden" in runs
+                                                                         else ())  # not an image model's
+    grid = " × ".join([listing("conditions", "condition", "conditions"), listing("sizes", "size", "sizes"), *widths,
+                       resets, f"{trials} trial{'s' if trials != 1 else ''}"])
     lines = [f"**{settings.get('name', 'study')}** — as run: {grid}, {epochs_each} epoch{'s' if epochs_each != 1 else ''} "
              "each."]
     shown = [f"{key.replace('_', ' ')} {_value(settings[key])}" for key in _HEADER_SETTINGS
@@ -468,30 +479,32 @@ def _flags_markdown(flags: list[Flag]) -> str:
 
 
 def _panels(per_run: pd.DataFrame):
-    """One panel per hidden size and frozen reset rule; fluid runs (reset "none") join every panel."""
+    """One panel per hidden size and frozen reset rule; fluid runs (reset "none") join every panel.
+    The label names the axes the study varies (never a hidden size it does not vary)."""
     frozen_resets = sorted(set(per_run["reset"]) - {"none"}) or ["none"]
-    many = per_run["hidden"].nunique() > 1 or len(frozen_resets) > 1
+    widths = per_run["hidden"].nunique() > 1
     for hidden in sorted(per_run["hidden"].unique()):
         for reset in frozen_resets:
             panel = per_run[(per_run["hidden"] == hidden) & per_run["reset"].isin({reset, "none"})]
-            yield (f"hidden {hidden}, reset {reset}" if many else ""), panel
+            parts = [f"hidden {hidden}"] * widths + [f"reset {reset}"] * (len(frozen_resets) > 1)
+            yield ", ".join(parts), panel
 
 
 def _figure_panels(per_run: pd.DataFrame, panels: list[tuple[str, pd.DataFrame]]):
-    """The efficiency and difference figures to draw, ``(label, runs, by, claim labels)``: one
-    per panel against the training-set size; but a study with one training size and several
-    hidden sizes (e.g. ``xor5d-width --quick``) gets one figure per reset rule against hidden
-    units instead of a single-point figure per hidden size. Claims stay per panel."""
+    """The efficiency and difference figures to draw, ``(label, runs, by)``: one per panel
+    against the training-set size; but a study with one training size and several hidden sizes
+    (e.g. ``xor5d-width --quick``) gets one figure per reset rule against hidden units instead of
+    a single-point figure per hidden size."""
     if per_run["n_train"].nunique() > 1 or per_run["hidden"].nunique() < 2:
         for label, panel in panels:
-            yield label, panel, "n_train", [label]
+            yield label, panel, "n_train"
         return
     n = int(per_run["n_train"].iloc[0])
     resets = sorted(set(per_run["reset"]) - {"none"}) or ["none"]
     for reset in resets:
         runs = per_run[per_run["reset"].isin({reset, "none"})]
         label = f"against hidden units, n = {n}" + (f", reset {reset}" if len(resets) > 1 else "")
-        yield label, runs, "hidden", [name for name, _ in panels if name.endswith(f"reset {reset}")]
+        yield label, runs, "hidden"
 
 
 def reset_rule_tests(per_run: pd.DataFrame, metric: str = "error_at_convergence", alpha: float = 0.05) -> pd.DataFrame:

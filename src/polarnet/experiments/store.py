@@ -582,7 +582,8 @@ class Store:
 
     @_guarded
     def magnitudes(self):
-        """Initial |w| quantiles per run and layer (one column per quantile level), with the grid point."""
+        """Initial |w| quantiles per run and layer (one column per quantile level), with the grid point;
+        each run's layers in the model's order (``features.3`` before ``features.10`` and ``classifier``)."""
         import pandas as pd
 
         from .results import QUANTILES
@@ -591,7 +592,7 @@ class Store:
         frame = pd.read_sql_query(
             """SELECT r.condition, r.n_train, r.hidden, r.reset, r.trial, m.run, m.layer, m.quantiles
                FROM magnitudes m JOIN runs r ON r.key = m.run WHERE r.status = 'done'
-               ORDER BY r.condition, r.n_train, r.trial, m.layer""", self.db)
+               ORDER BY r.condition, r.n_train, r.trial, m.rowid""", self.db)  # layers in the model's order
         values = pd.DataFrame([json.loads(q) for q in frame.pop("quantiles")], columns=list(QUANTILES),
                               index=frame.index)
         return pd.concat([frame, values], axis=1)
