@@ -138,7 +138,7 @@ def _run(args: argparse.Namespace) -> int:
     threshold = study.thresholds[0]
     if len(epochs):
         print(f"\nMedians over trials; epochs to {threshold:.0%} validation accuracy count the runs that reached it.")
-        print(format_summary(summary_table(run_metrics(epochs, threshold)), threshold))
+        print(format_summary(summary_table(run_metrics(epochs, threshold), settings), threshold))
     print("\n" + format_flags(diagnose(runs, epochs, settings)))
     print(f"\nresults: {folder / 'results.sqlite'}")
     failed = summary.failed + summary.failed_before
