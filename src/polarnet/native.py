@@ -639,7 +639,7 @@ def enforce_rows_(w: Tensor, code: Tensor, rows: Tensor, rules: Tensor, eps: flo
         >>> rows, rules = torch.tensor([0, 2]), torch.tensor([RULE_CODES["posCon"]] * 2, dtype=torch.int32)
         >>> keys = layer_keys(0, 1, torch.tensor([0, 0]))
         >>> n = enforce_rows_(w, code, rows, rules, 0.01, keys) if available() else None
-        >>> n.tolist() if n is not None else [1, 0], w[1].tolist() if n is not None else [0.3, -0.1]
+        >>> n.tolist() if n is not None else [1, 0], w[1].tolist()  # row 1 is not picked: unchanged
         ([1, 0], [0.30000001192092896, -0.10000000149011612])
     """
     lib = library()
