@@ -194,6 +194,7 @@ def test_an_image_studys_header_and_tables_show_no_hidden_size() -> None:
                          "hidden": [64, 64], "reset": ["posRand", "none"], "trial": [0, 0]})
     header = describe_study(settings, runs, pd.DataFrame()).split("\n\n")[0]
     assert "hidden" not in header and "× 6 sizes (50, 100, 200, 500, 1000, 2000) × reset posRand ×" in header
+    assert "dims" not in describe_study(settings, runs, pd.DataFrame())  # XOR's inputs, not an image study's
     per_run = runs.assign(run=["a", "b"], epochs_to_threshold=[3.0, 4.0], error_at_convergence=[0.2, 0.3],
                           final_accuracy=[0.8, 0.7])
     table = summary_table(per_run, settings)

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-__all__ = ["has_hidden", "grid_columns", "missing_point", "point_label", "curve_point"]
+__all__ = ["has_hidden", "model_takes", "grid_columns", "missing_point", "point_label", "curve_point"]
 
 
 def has_hidden(settings: Mapping | None, values: Iterable = ()) -> bool:
@@ -33,7 +33,19 @@ def has_hidden(settings: Mapping | None, values: Iterable = ()) -> bool:
         >>> has_hidden({"dataset": "fashion_mnist"}, [8, 64]), has_hidden(None, [64])
         (True, True)
     """
-    if len(set(values)) > 1 or not settings:
+    return len(set(values)) > 1 or model_takes(settings, "hidden")
+
+
+def model_takes(settings: Mapping | None, argument: str) -> bool:
+    """Whether the study's model is built with ``argument`` (``"hidden"``; ``"in_features"``,
+    which XOR's ``dims`` sets): :func:`polarnet.experiments.datasets.model_kwargs` says so. True
+    without settings, or for a dataset whose loader alone knows its model's arguments.
+
+    Example:
+        >>> model_takes({"dataset": "xor"}, "in_features"), model_takes({"dataset": "cifar10"}, "in_features")
+        (True, False)
+    """
+    if not settings:
         return True
     from ..experiments.datasets import model_kwargs
 
@@ -42,9 +54,9 @@ def has_hidden(settings: Mapping | None, values: Iterable = ()) -> bool:
                              head=settings.get("head", "replace"))
     try:
         kwargs = model_kwargs(fields, hidden=1)
-    except Exception:  # settings this version does not read: keep the axis rather than hide a real one
+    except Exception:  # settings this version does not read: show the setting rather than hide a real one
         return True
-    return kwargs is None or "hidden" in kwargs
+    return kwargs is None or argument in kwargs
 
 
 def grid_columns(settings: Mapping | None, frame: pd.DataFrame) -> list[str]:

@@ -20,7 +20,7 @@ from ..experiments.store import Store
 from .claims import NOT_RUN, check_claims
 from .colors import condition_colors
 from .diagnostics import CHANCE_STANDARD_ERRORS, Flag, chance_margin, diagnose
-from .grid import curve_point, has_hidden
+from .grid import curve_point, has_hidden, model_takes
 from .figures import (DPI, REPORT_PX_PER_INCH, REPORT_WIDTH_PX, SIGN_CHANGE_SIZES, curves_figure, difference_figure,
                       efficiency_figure, magnitude_figure, reset_figure, sign_change_figure, theory_figure)
 from .learner_comparison import has_learners, learner_sections
@@ -368,7 +368,8 @@ def describe_study(settings: dict, runs: pd.DataFrame, epochs: pd.DataFrame) -> 
     lines = [f"**{settings.get('name', 'study')}** — as run: {grid}, {epochs_each} epoch{'s' if epochs_each != 1 else ''} "
              "each."]
     shown = [f"{key.replace('_', ' ')} {_value(settings[key])}" for key in _HEADER_SETTINGS
-             if key in settings and settings[key] not in (None, [], ())]
+             if key in settings and settings[key] not in (None, [], ())
+             and (key != "dims" or model_takes(settings, "in_features"))]  # dims: XOR's inputs
     lines.append(f"Settings: {', '.join(shown)}.")
     if len(runs):
         counts = runs["status"].value_counts()
