@@ -447,7 +447,8 @@ class Study:
         """The plan's size and estimated time, computed arithmetically (no plan is built)."""
         from .cost import estimate_cost  # cost imports plan, which imports this module
 
-        cost = estimate_cost(self)
+        # the reference machine's rates on 2 workers: a limit must not depend on where it is checked
+        cost = estimate_cost(self, workers=2, rates={}, planned=False)
         runs, days = cost["runs"], cost["seconds"] / 86400
         pairs = runs // (len(self.sizes) * len(self.hidden) * self.trials)
         factors = {"trials": self.trials, "sizes": len(self.sizes), "hidden": len(self.hidden), "conditions": pairs}

@@ -135,12 +135,13 @@ def chunk_seconds(study: Study, path: str, hidden: int, members: dict[int, int],
         + epochs * member_steps * step + overhead
 
 
-def _chunks(study: Study, path: str, workers: int) -> list[tuple[int, dict[int, int]]]:
+def _chunks(study: Study, path: str, workers: int, planned: bool = True) -> list[tuple[int, dict[int, int]]]:
     """The study's chunks as (hidden, {size: runs}): the sweep's own chunking when the study is
-    small enough to plan, else each hidden size (or image cell) split evenly over the workers."""
+    small enough to plan (and ``planned``), else each hidden size (or image cell) split evenly
+    over the workers."""
     runs = count_runs(study)
     single = path.startswith("single") or path == "xor-single"
-    if runs <= PLAN_LIMIT:
+    if planned and runs <= PLAN_LIMIT:
         from .plan import plan
         from .sweep import make_chunks
 
@@ -167,13 +168,16 @@ def _makespan(costs: Sequence[float], workers: int) -> float:
 
 
 def estimate_cost(study: Study, *, workers: int | None = None, engine: str | None = None,
-                  rates: dict[str, Any] | None = None) -> dict[str, Any]:
+                  rates: dict[str, Any] | None = None, planned: bool = True) -> dict[str, Any]:
     """Runs, training steps and estimated wall seconds of ``polarnet run`` for a study here.
 
     Arithmetic (a study too large to plan is never planned, so it answers at once for any
     study, however absurd), on ``workers`` CPU workers (by default this process's cores).
     ``rates`` is a machine's calibration (by default the cached one, :func:`calibrate`);
-    without a measured ratio for the study's engine path the estimate is ``rough``.
+    without a measured ratio for the study's engine path the estimate is ``rough``. With
+    ``planned=False`` the chunks are even shares, as for a study too large to plan: no plan is
+    built and no setting is checked beyond the grid's sizes (the study limits use this, since
+    they run before the settings are known to be valid).
 
     Returns:
         ``runs``, ``steps`` (runs' optimizer steps), ``seconds``, ``training`` (the chunks'
@@ -193,11 +197,11 @@ def estimate_cost(study: Study, *, workers: int | None = None, engine: str | Non
     runs = count_runs(study)
     per_size = runs // (len(study.sizes) * len(study.hidden))
     steps = per_size * len(study.hidden) * study.epochs * sum(math.ceil(n / study.batch_size) for n in study.sizes)
-    chunks = _chunks(study, path, workers)
+    chunks = _chunks(study, path, workers, planned)
     ratio = rates.get(path)
     costs = [chunk_seconds(study, path, h, m) * (ratio or 1.0) for h, m in chunks]
     # beyond PLAN_LIMIT the chunks are even shares (or, one at a time, groups of runs): no schedule
-    training = sum(costs) / workers if runs > PLAN_LIMIT else _makespan(costs, workers)
+    training = sum(costs) / workers if runs > PLAN_LIMIT or not planned else _makespan(costs, workers)
     pool = workers > 1 and len(chunks) > 1
     image = study.dataset != "xor"
     overhead = {"start": rates.get("start", START_S), "report": REPORT_S,
