@@ -14,7 +14,7 @@ which training was 2 s)::
   and letting them exit; only when the sweep runs more than one chunk on several CPU workers.
 * **data**: an image study's dataset, read once by the driver's preflight and once more by the
   workers (in parallel); XOR data costs nothing.
-* **makespan**: the chunks of :func:`~polarnet.experiments.sweep.make_chunks` (the engine's
+* **makespan**: the chunks of :func:`~polarnet.experiments.chunks.make_chunks` (the engine's
   units of work: an XOR ensemble, an image ensemble, a run on its own), each priced by
   :func:`chunk_seconds` and handed in order to the first idle worker, as the local executor does.
 * **store**: recording every run's epochs.
@@ -36,7 +36,7 @@ import platform
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,6 @@ from .plan import count_runs, duration
 
 if TYPE_CHECKING:
     from .config import Study
-    from .plan import RunSpec
 
 __all__ = ["estimate_cost", "calibrate", "chunk_seconds", "engine_path", "machine_key", "describe", "sweep_seconds"]
 
@@ -143,7 +142,7 @@ def _chunks(study: Study, path: str, workers: int, planned: bool = True) -> list
     single = path.startswith("single") or path == "xor-single"
     if planned and runs <= PLAN_LIMIT:
         from .plan import plan
-        from .sweep import make_chunks
+        from .chunks import make_chunks
 
         chunks = make_chunks(plan(replace(study, vectorize=not single)), workers)  # one run a chunk if single
         return [(c[0].hidden, dict(Counter(s.n_train for s in c))) for c in chunks]

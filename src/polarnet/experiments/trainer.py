@@ -277,7 +277,7 @@ def train_run(spec: RunSpec, device: str | torch.device = "cpu", keep_weights: b
         ('done', 2)
     """
     start = time.perf_counter()
-    study, condition = spec.study, spec.condition
+    study = spec.study
     device = torch.device(device)
     data = run_data(spec)
     x, y = data.x[: spec.n_train].to(device), data.y[: spec.n_train].to(device)
