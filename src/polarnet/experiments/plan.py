@@ -20,7 +20,6 @@ import json
 import os
 from dataclasses import dataclass, fields
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from ..fileformat import is_file as _is_file

@@ -31,7 +31,6 @@ untraceable model runs through ``torch.func.vmap`` of ``functional_call``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
