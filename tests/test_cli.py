@@ -351,6 +351,14 @@ def test_the_interruption_line_counts_runs_in_the_default_folder(tmp_path, monke
     assert main(["run", "xor5d", *TINY]) == 130
     assert "(12 runs done in out/xor5d)" in capsys.readouterr().err
 
+    # an ensemble and a run left part-trained are named: the resume continues them
+    (tmp_path / "out" / "xor5d" / "checkpoints").mkdir()
+    (tmp_path / "out" / "xor5d" / "checkpoints" / "ensemble-abc.pt").write_bytes(b"")
+    (tmp_path / "out" / "xor5d" / "checkpoints" / "run-key.pt").write_bytes(b"")
+    assert main(["run", "xor5d", *TINY]) == 130
+    assert "(12 runs done in out/xor5d; 1 ensemble and 1 run part-trained, resumed from their checkpoints)" \
+        in capsys.readouterr().err
+
 
 @pytest.mark.parametrize(("body", "said"), [("return 'x'", "returned str, not an nn.Module"),
                                             ("return None", "returned NoneType, not an nn.Module"),

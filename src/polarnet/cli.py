@@ -555,7 +555,19 @@ def _kept(args: argparse.Namespace) -> str:
             counts = store.counts()
     except ValueError:
         return ""
-    return f" ({counts.get('done', 0)} runs done in {folder})"
+    return f" ({counts.get('done', 0)} runs done in {folder}{_checkpointed(folder)})"
+
+
+def _checkpointed(folder: Path) -> str:
+    """What the interrupted sweep left part-trained: ensembles and runs with a checkpoint, which
+    resume at their last checkpointed epoch rather than from the start."""
+    from .experiments.sweep import CHECKPOINTS
+
+    files = sorted((folder / CHECKPOINTS).glob("*.pt")) if (folder / CHECKPOINTS).is_dir() else []
+    ensembles = sum(f.name.startswith("ensemble-") for f in files)
+    runs = len(files) - ensembles
+    parts = [f"{n} {what}{'s' if n != 1 else ''}" for n, what in ((ensembles, "ensemble"), (runs, "run")) if n]
+    return f"; {' and '.join(parts)} part-trained, resumed from their checkpoints" if parts else ""
 
 
 def _one_line(error: BaseException) -> str:
