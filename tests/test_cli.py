@@ -421,5 +421,46 @@ def test_run_and_pretrain_help_say_how_to_bring_your_own_model_and_data(capsys) 
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     run_help, pretrain_help = text.split("usage: polarnet pretrain")
     assert "model = \"package.module:function\"" in run_help and "--set model='mypkg.nets:build'" in run_help
-    assert "DATASET_LOADERS" in run_help and "run_study" in run_help
+    assert 'dataset = "package.module:function"' in run_help and "polarnet.experiments.datasets.Data" in run_help
     assert "a registered model or your own, 'package.module:function'" in pretrain_help
+
+
+USER_DATA = '''
+import torch
+from torch import nn
+
+from polarnet.experiments.datasets import Data
+
+
+def rings(study, pool_size, train_seed, val_seed):
+    def draw(n, seed):
+        x = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
+        return x, (x.norm(dim=1) > 1.18).float()
+    return Data(*draw(pool_size, train_seed), *draw(study.val_size, val_seed), task="binary",
+                model_kwargs={"in_features": 2})
+
+
+def net(in_features, hidden=8):
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+'''
+
+
+def test_run_trains_a_dataset_and_model_of_the_users_named_by_module(tmp_path, monkeypatch, capsys) -> None:
+    """``dataset = "pkg.mod:fn"`` as ``model`` takes it: polarnet run knew only registered datasets, and a
+    registration made in Python can't reach the command. Two worker processes import the module themselves."""
+    (tmp_path / "user_rings_data.py").write_text(USER_DATA)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "rings.toml").write_text('dataset = "user_rings_data:rings"\nmodel = "user_rings_data:net"\n'
+                                        'conditions = ["frozen_rand", "fluid_rand"]\nsizes = [50, 200]\nhidden = [8]\n'
+                                        'trials = 2\nepochs = 3\nval_size = 200\nvectorize = false\n')
+    folder = tmp_path / "study"
+    assert main(["run", str(tmp_path / "rings.toml"), "--out", str(folder), "--workers", "2", "--no-progress"]) == 0
+    capsys.readouterr()
+    rows = pn.experiments.load_results(folder)
+    assert rows.groupby(["condition", "n_train", "trial"]).ngroups == 8 and len(rows) == 8 * 3  # runs × epochs
+    assert rows["val_acc"].between(0, 1).all() and rows["val_acc"].nunique() > 1
+
+    assert main(["run", str(tmp_path / "rings.toml"), "--out", str(tmp_path / "other"), "--no-progress",
+                 "--set", "dataset='user_rings_data:ringz'"]) == 2
+    assert "dataset 'user_rings_data:ringz': cannot import 'ringz' from 'user_rings_data' (it has no 'ringz')" \
+        in capsys.readouterr().err

@@ -402,8 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="run (or resume) a study: a preset name or a TOML file",
         description="Run (or resume) a study: a preset or a TOML file. Your own model: model = "
                     "\"package.module:function\" in the file, or --set model='mypkg.nets:build' (the function gets "
-                    "the dataset's arguments and returns an nn.Module). Your own data: register a loader in "
-                    "polarnet.experiments.datasets.DATASET_LOADERS and run the study from Python with run_study "
+                    "the dataset's arguments and returns an nn.Module). Your own data: dataset = "
+                    "\"package.module:function\", a loader returning polarnet.experiments.datasets.Data "
                     "(README: \"Your model, your data\").")
     run.add_argument("study", help="preset name (see `polarnet presets`) or a study TOML file")
     run.add_argument("--out", help="study folder (default: out/<name>[-quick])")

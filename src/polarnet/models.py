@@ -5,7 +5,6 @@ A name may also be ``"package.module:function"``, imported on use, for a model o
 
 from __future__ import annotations
 
-import importlib
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -50,23 +49,7 @@ def resolve_model(name: str) -> ModelFactory:
         ...
         ValueError: model 'no_such_pkg.mod:fn': cannot import 'fn' from 'no_such_pkg.mod' (ModuleNotFoundError: No module named 'no_such_pkg')
     """
-    if ":" not in name:
-        return MODELS.get(name)
-    module_name, _, attr = name.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"model {name!r}: expected 'package.module:function'")
-    try:
-        factory: object = importlib.import_module(module_name)
-    except Exception as e:  # a user module may raise anything while importing
-        raise ValueError(f"model {name!r}: cannot import {attr!r} from {module_name!r} ({type(e).__name__}: {e})") from None
-    for part in attr.split("."):
-        if not hasattr(factory, part):
-            raise ValueError(f"model {name!r}: cannot import {attr!r} from {module_name!r} (it has no {part!r})")
-        factory = getattr(factory, part)
-    if not callable(factory):
-        raise ValueError(f"model {name!r}: {attr!r} in {module_name!r} is a {type(factory).__name__}, not a function "
-                         f"that builds a model")
-    return factory  # type: ignore[return-value]
+    return MODELS.resolve(name)
 
 
 class NotAModel(ValueError):

@@ -211,7 +211,15 @@ class Study:
         need(_STUDY_NAME.fullmatch(self.name) is not None,
              f"name={self.name!r}: the study's name is its folder's name (out/NAME): 1-100 letters, digits, '-', '_' "
              f"or '.', not starting with '.'")
-        need(self.dataset in DATASET_LOADERS, f"dataset={self.dataset!r}: choose one of {DATASET_LOADERS.names()}")
+        if ":" in self.dataset:  # a loader of the user's, "package.module:function": imported now, loads nothing
+            try:
+                DATASET_LOADERS.resolve(self.dataset)
+            except ValueError as e:
+                problems.append(str(e))
+        else:
+            need(self.dataset in DATASET_LOADERS,
+                 f"dataset={self.dataset!r}: choose one of {DATASET_LOADERS.names()}, or name a loader of "
+                 f"your own as 'package.module:function'")
         if ":" in self.model:
             try:
                 resolve_model(self.model)

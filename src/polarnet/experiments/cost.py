@@ -348,7 +348,7 @@ def calibrate(study: Study, *, engine: str | None = None, force: bool = False,
         if reference * rates.get("scale", 1.0) <= CALIBRATION_LIMIT_S:
             if study.dataset != "xor":
                 began = time.perf_counter()
-                DATASET_LOADERS.get(study.dataset)(study, max(study.sizes), specs[0].data_seed, specs[0].val_seed)
+                DATASET_LOADERS.resolve(study.dataset)(study, max(study.sizes), specs[0].data_seed, specs[0].val_seed)
                 rates[f"data:{study.dataset}"] = time.perf_counter() - began
             threads = torch.get_num_threads()
             torch.set_num_threads(1)  # as a worker trains

@@ -186,6 +186,6 @@ def load_data(study: Any, pool_size: int, train_seed: int, val_seed: int) -> Dat
     if key not in _CACHE:
         if len(_CACHE) >= 8:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = DATASET_LOADERS.get(study.dataset)(study, pool_size, train_seed, val_seed)
+        _CACHE[key] = DATASET_LOADERS.resolve(study.dataset)(study, pool_size, train_seed, val_seed)
     data, kwargs = _CACHE[key], model_kwargs(study)
     return data if kwargs is None or kwargs == data.model_kwargs else replace(data, model_kwargs=kwargs)
