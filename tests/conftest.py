@@ -19,6 +19,22 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session")
+def _session_cost_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cost-cache") / "cost.json"
+
+
+@pytest.fixture(autouse=True)
+def _cost_rates_of_this_session(monkeypatch, _session_cost_cache):
+    """The cost estimate's measured rates live in a file of this test session, not the user's
+    ``~/.cache/polarnet/cost.json``: a test that calibrates (``reproduce()`` does) must not write
+    there, and every session, on any machine, starts from the same state (nothing measured). Tests
+    of the cache itself point ``$XDG_CACHE_HOME`` elsewhere and undo this."""
+    from polarnet.experiments import cost
+
+    monkeypatch.setattr(cost, "_cache_file", lambda: _session_cost_cache)
+
+
 @pytest.fixture
 def dropout_net():
     """The name of a registered LeNet with dropout (as AlexNet has): its draws come from torch's

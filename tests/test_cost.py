@@ -13,9 +13,16 @@ from polarnet.experiments.cost import (CALIBRATION_LIMIT_S, XOR, calibrate, chun
                                        machine_key, machine_rates)
 
 
+from polarnet.experiments import cost as cost_module
+
+_REAL_CACHE_FILE = cost_module._cache_file  # taken at collection, before conftest points it at the session's file
+
+
 @pytest.fixture
 def cache(monkeypatch, tmp_path):
-    """An empty ``$XDG_CACHE_HOME``: no rates measured on this machine yet."""
+    """An empty ``$XDG_CACHE_HOME``: no rates measured on this machine yet (the real cache file's
+    location, which the other tests' session file replaces)."""
+    monkeypatch.setattr(cost_module, "_cache_file", _REAL_CACHE_FILE)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     return tmp_path / "cache" / "polarnet" / "cost.json"
 
@@ -89,6 +96,22 @@ def test_a_slice_too_slow_to_time_is_not_timed(cache):
     path = "single:alexnet"
     assert chunk_seconds(study, path, 64, {100: 1}, epochs=2) > CALIBRATION_LIMIT_S
     assert path not in calibrate(study, pool=False)
+
+
+def test_a_slice_whose_runs_fail_keeps_no_rate(cache, tmp_path):
+    """Runs that fail at once (their source is not there yet: reproduce pretrains it after planning)
+    took no training's time; the rate they would give made later estimates far too short."""
+    study = load_study("xor5d", ["trials=2", "epochs=2", "sizes=[8]", "conditions=['frozen_in_polarity']",
+                                 f"source='{tmp_path / 'not-yet.pt'}'"], validate=False)
+    assert "xor" not in calibrate(study, pool=False)
+    assert estimate_cost(study)["rough"]
+
+
+def test_the_slice_leaves_out_conditions_that_need_a_source(cache, tmp_path):
+    study = load_study("xor5d", ["trials=2", "epochs=2", "sizes=[8]", "conditions=['frozen_in_polarity', 'fluid_rand']",
+                                 f"source='{tmp_path / 'not-yet.pt'}'"], validate=False)
+    rates = calibrate(study, pool=False)
+    assert 0 < rates["xor"] < 100
 
 
 def test_an_absurd_study_is_estimated_without_a_plan():
