@@ -70,3 +70,18 @@ def no_fashion_mnist(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
     monkeypatch.delenv("POLARNET_DATA", raising=False)
     return tmp_path
+
+
+@pytest.fixture
+def fake_fashion(tmp_path, monkeypatch):
+    """A ``data_root`` holding a small random Fashion-MNIST in its real IDX files (120 training,
+    40 test images), and an empty ``$XDG_CACHE_HOME``: image tests that run on any machine,
+    with or without the Debian package."""
+    from test_images import write_mnist_like
+
+    from polarnet.data.images import IMAGE_DATASETS
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    write_mnist_like(IMAGE_DATASETS["fashion_mnist"].folder(root), n_train=120, n_test=40)
+    return root

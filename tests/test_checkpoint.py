@@ -10,9 +10,7 @@ import zipfile
 
 import pytest
 import torch
-from test_images import write_mnist_like
 
-from polarnet.data.images import IMAGE_DATASETS
 from polarnet.experiments import load_study, plan
 from polarnet.experiments.checkpoint import Checkpoint, ensemble_checkpoint_file
 from polarnet.experiments.ensemble import train_ensemble
@@ -151,15 +149,6 @@ def test_a_damaged_xor_ensemble_checkpoint_trains_the_ensemble_from_the_start(tm
         resumed = train_ensemble(runs, on_epoch=epochs.append, checkpoint=path)
     assert len(epochs) == 4
     assert [_rows(r) for r in resumed] == [_rows(r) for r in straight]
-
-
-@pytest.fixture
-def fake_fashion(tmp_path, monkeypatch):
-    """A data_root holding a small random Fashion-MNIST (120 training, 40 test images)."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    root = tmp_path / "data"
-    write_mnist_like(IMAGE_DATASETS["fashion_mnist"].folder(root), n_train=120, n_test=40)
-    return root
 
 
 def test_a_damaged_image_ensemble_checkpoint_is_not_used(tmp_path, fake_fashion) -> None:

@@ -481,19 +481,6 @@ def same_conv_net():
     MODELS.unregister("test_same_conv_net")
 
 
-@pytest.fixture
-def fake_fashion(tmp_path, monkeypatch):
-    """A data_root holding a small random Fashion-MNIST (60 training, 40 test images)."""
-    from test_images import write_mnist_like
-
-    from polarnet.data.images import IMAGE_DATASETS
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    root = tmp_path / "data"
-    write_mnist_like(IMAGE_DATASETS["fashion_mnist"].folder(root), n_train=60, n_test=40)
-    return root
-
-
 def test_a_model_the_stacked_engine_refuses_trains_one_at_a_time_under_the_defaults(tmp_path, same_conv_net,
                                                                                      fake_fashion, capsys) -> None:
     """The issue's study: a factory whose conv calls F.conv2d(x, self.weight) itself, 4 runs, the
