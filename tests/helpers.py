@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
 import torch
 from torch import nn
+
+from polarnet.data.images import IMAGE_DATASETS
+
+#: the real Fashion-MNIST of the Debian package dataset-fashion-mnist (``make venv`` installs it
+#: through .ci/install-dataset where it can). Tests marked ``real_data`` skip without it, except
+#: under ``POLARNET_REQUIRE_REAL_DATA`` (CI sets it), where a missing package fails them.
+REAL_FASHION_MNIST = os.path.join(IMAGE_DATASETS["fashion_mnist"].debian_dir, "train-images-idx3-ubyte.gz")
+real_data = pytest.mark.skipif(
+    not os.path.isfile(REAL_FASHION_MNIST) and not os.environ.get("POLARNET_REQUIRE_REAL_DATA"),
+    reason="needs the Debian package dataset-fashion-mnist (make venv installs it where it can: sh .ci/install-dataset)")
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:

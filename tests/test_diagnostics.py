@@ -4,23 +4,20 @@ and its hint are checked (issue 8)."""
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 
 import pandas as pd
 import pytest
 
+from helpers import real_data
+
 from polarnet.analysis.diagnostics import (CHECKS, MAX_RESET_FRACTION, Flag, chance_margin, diagnose,
                                            format_flags)
-from polarnet.data.images import IMAGE_DATASETS
 from polarnet.experiments import Store, load_study, run_study
 from polarnet.experiments.config import Study
 
 #: out-of-range training numbers are refused unless the study says it means them (finding 21)
 EXTREME = ["allow_extreme=true"] if "allow_extreme" in Study.__dataclass_fields__ else []
-REAL = IMAGE_DATASETS["fashion_mnist"].debian_dir + "/train-images-idx3-ubyte.gz"
-real_data = pytest.mark.skipif(not os.path.isfile(REAL) and not os.environ.get("POLARNET_REQUIRE_REAL_DATA"),
-                               reason="Debian package dataset-fashion-mnist not installed (.ci/run installs it)")
 
 
 def _tables(folder) -> tuple[pd.DataFrame, pd.DataFrame, dict]:

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 from helpers import alive as _alive
+from helpers import real_data
 import torch
 
 from polarnet.cli import main
@@ -98,8 +99,7 @@ def test_make_chunks_groups_image_runs_by_cell(overrides, workers, sizes) -> Non
     assert all(len({r.n_train for r in c}) == 1 for c in chunks)
 
 
-@pytest.mark.skipif(not os.path.isfile("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
-                    and not os.environ.get("POLARNET_REQUIRE_REAL_DATA"), reason="needs real Fashion-MNIST")
+@real_data
 def test_an_image_study_runs_vectorised_through_the_engine_with_the_numbers_of_one_at_a_time(tmp_path,
                                                                                             monkeypatch) -> None:
     from polarnet.experiments import Store, executors

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import math
-import os
 from collections import OrderedDict
 
 import pytest
 import torch
 from torch import nn
 
+from helpers import real_data
+
 import polarnet as pn
-from polarnet.data.images import IMAGE_DATASETS
 from polarnet.experiments import load_study, plan
 from polarnet.experiments.image_ensemble import (CHECKPOINT_FORMAT, ensemble_checkpoint_file, ensemble_size, image_cell,
                                                  supports_images, train_image_ensemble)
@@ -21,10 +21,6 @@ from polarnet.freeze import RESETS, register_reset
 from polarnet.learners import LEARNERS, Keeper, Learner, register_learner
 from polarnet.models import MODELS, get_model, register_model
 
-_REAL = IMAGE_DATASETS["fashion_mnist"].debian_dir + "/train-images-idx3-ubyte.gz"
-# CI sets POLARNET_REQUIRE_REAL_DATA: there a missing package fails these tests instead of skipping them
-real_data = pytest.mark.skipif(not os.path.isfile(_REAL) and not os.environ.get("POLARNET_REQUIRE_REAL_DATA"),
-                               reason="Debian package dataset-fashion-mnist not installed (.ci/run installs it)")
 
 TINY = ["dataset='fashion_mnist'", "model='lenet'", "in_channels=1", "init_linear='glorot_uniform'",
         "init_bias='zeros'", "sizes=[100]", "trials=2", "epochs=3", "batch_size=50", "lr=0.001", "val_size=300"]

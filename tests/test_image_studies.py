@@ -3,21 +3,17 @@ tests write."""
 
 from __future__ import annotations
 
-import os
 
 import pytest
 import torch
 
+from helpers import real_data
+
 import polarnet as pn
-from polarnet.data.images import IMAGE_DATASETS
 from polarnet.experiments import Store, load_study, plan, run_study
 from polarnet.experiments.datasets import ImagePrep
 from polarnet.experiments.trainer import prepare_model, run_data, train_run
 
-REAL = IMAGE_DATASETS["fashion_mnist"].debian_dir + "/train-images-idx3-ubyte.gz"
-# CI sets POLARNET_REQUIRE_REAL_DATA: there a missing package fails these tests instead of skipping them
-real_data = pytest.mark.skipif(not os.path.isfile(REAL) and not os.environ.get("POLARNET_REQUIRE_REAL_DATA"),
-                               reason="Debian package dataset-fashion-mnist not installed (.ci/run installs it)")
 
 SMALL_CNN = ["dataset='fashion_mnist'", "model='lenet'", "in_channels=1", "init_linear='glorot_uniform'",
              "init_bias='zeros'", "conditions=['frozen_rand']", "sizes=[1000]", "trials=1", "epochs=4",

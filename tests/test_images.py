@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 import struct
 
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import real_data
 from polarnet.data import images
 from polarnet.data.images import DataError, find_root, load_images, stratified_order
 
@@ -140,9 +140,7 @@ def test_stratified_order_is_nested_and_balanced() -> None:
     assert not torch.equal(stratified_order(labels, seed=4), order)
 
 
-@pytest.mark.skipif(not images.Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file()
-                    and not os.environ.get("POLARNET_REQUIRE_REAL_DATA"),
-                    reason="the Debian package dataset-fashion-mnist is not installed")
+@real_data
 def test_real_fashion_mnist_from_the_debian_package() -> None:
     x, y = load_images("fashion_mnist", False)
     assert x.shape == (10000, 1, 28, 28) and y.bincount().tolist() == [1000] * 10
@@ -159,9 +157,7 @@ def test_split_sizes_are_known_without_the_data() -> None:
     assert (mnist.split_size(True, [5]), mnist.split_size(False, [1])) == (5421, 1135)  # MNIST is not balanced
 
 
-@pytest.mark.skipif(not images.Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file()
-                    and not os.environ.get("POLARNET_REQUIRE_REAL_DATA"),
-                    reason="the Debian package dataset-fashion-mnist is not installed")
+@real_data
 def test_the_known_split_sizes_match_the_real_fashion_mnist() -> None:
     spec = images.IMAGE_DATASETS["fashion_mnist"]
     for train, counts in ((True, spec.train_counts), (False, spec.test_counts)):

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import io
-import os
 
 import pytest
 import torch
 
-from polarnet.data.images import IMAGE_DATASETS
+from helpers import real_data
+
 from polarnet.experiments.pretrain import pretrain
 
-REAL = IMAGE_DATASETS["fashion_mnist"].debian_dir + "/train-images-idx3-ubyte.gz"
-real_data = pytest.mark.skipif(not os.path.isfile(REAL) and not os.environ.get("POLARNET_REQUIRE_REAL_DATA"),
-                               reason="Debian package dataset-fashion-mnist not installed (.ci/run installs it)")
 
 
 @real_data

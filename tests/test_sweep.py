@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from helpers import real_data
 from polarnet.cli import main
 from polarnet.experiments import Interrupted, Store, StoreError, StudyMismatch, load_study, plan, run_study
 from polarnet.experiments import executors
@@ -439,11 +440,9 @@ def test_a_signal_during_a_store_write_waits_for_the_write(tmp_path, monkeypatch
 IMAGE = ["dataset='fashion_mnist'", "model='lenet'", "in_channels=1", "init_linear='glorot_uniform'",
          "init_bias='zeros'", "conditions=['frozen_rand']", "sizes=[200]", "trials=1", "epochs=4", "batch_size=50",
          "lr=0.001", "val_size=200"]
-_REAL = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 
 
-@pytest.mark.skipif(not os.path.isfile(_REAL) and not os.environ.get("POLARNET_REQUIRE_REAL_DATA"),
-                    reason="Debian package dataset-fashion-mnist not installed (.ci/run installs it)")
+@real_data
 def test_an_interrupted_image_run_resumes_at_its_last_finished_epoch(tmp_path, monkeypatch) -> None:
     study = load_study("xor5d", IMAGE)
     run_study(study, tmp_path / "reference", workers=1, progress=False)

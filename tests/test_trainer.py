@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import math
-import os
 from collections import defaultdict
 
 import pytest
 import torch
 
+from helpers import real_data
+
 import polarnet as pn
 from polarnet import fileformat
-from polarnet.data.images import IMAGE_DATASETS
 from polarnet.experiments import load_study, plan
 from polarnet.experiments.ensemble import train_ensemble
 from polarnet.experiments.trainer import CHECKPOINT_FORMAT, checkpoint_file, prepare_model, run_data, train_run
@@ -209,10 +209,6 @@ def test_train_run_keep_weights_and_epoch_records() -> None:
 
 # -- resuming at the last finished epoch (issue 8) ---------------------------------------------------
 
-_REAL = IMAGE_DATASETS["fashion_mnist"].debian_dir + "/train-images-idx3-ubyte.gz"
-# CI sets POLARNET_REQUIRE_REAL_DATA: there a missing package fails these tests instead of skipping them
-real_data = pytest.mark.skipif(not os.path.isfile(_REAL) and not os.environ.get("POLARNET_REQUIRE_REAL_DATA"),
-                               reason="Debian package dataset-fashion-mnist not installed (.ci/run installs it)")
 
 TINY_CNN = ["dataset='fashion_mnist'", "model='lenet'", "in_channels=1", "init_linear='glorot_uniform'",
             "init_bias='zeros'", "sizes=[300]", "trials=1", "epochs=4", "batch_size=50", "lr=0.001",
