@@ -36,6 +36,16 @@ def _cost_rates_of_this_session(monkeypatch, _session_cost_cache):
 
 
 @pytest.fixture
+def model_file(tmp_path):
+    """A small conv net and its state dict saved as a .pt file, for the ``polarnet template`` commands."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(16, 10))
+    path = tmp_path / "net.pt"
+    torch.save(net.state_dict(), path)
+    return net, path
+
+
+@pytest.fixture
 def dropout_net():
     """The name of a registered LeNet with dropout (as AlexNet has): its draws come from torch's
     global generator when trained alone, and differ per member in an ensemble."""

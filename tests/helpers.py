@@ -19,6 +19,10 @@ real_data = pytest.mark.skipif(
     reason="needs the Debian package dataset-fashion-mnist (make venv installs it where it can: sh .ci/install-dataset)")
 
 
+#: the arguments of a tiny ``polarnet run xor5d`` (12 runs of 3 epochs, a few seconds), for the command's tests
+TINY = ["--set", "trials=2", "--set", "epochs=3", "--set", "sizes=[8, 40]", "--workers", "1", "--no-progress"]
+
+
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     """A copy of every tensor of the model's state."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
