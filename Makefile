@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test demo demo-clean bench clean
+.PHONY: venv test demo demo-clean bench gpu-check clean
 
 venv: $(STAMP)
 
@@ -48,6 +48,13 @@ bench: $(STAMP)
 		$(PY) benchmarks/$$b.py $(BENCH_FLAGS) || status=1; \
 	done; \
 	exit $$status
+
+# `make gpu-check OUT=DIR`: every CUDA test and benchmark in one command, under 8 minutes on one
+# H100, with its logs and DIR/summary.md (benchmarks/gpu_check.py). No venv recipe: a GPU machine
+# without the network runs it on its own torch (python3), with src/ on the path.
+OUT ?= out/gpu-check
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) benchmarks/gpu_check.py --out $(OUT)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
