@@ -43,3 +43,15 @@ def test_public_functions_keep_their_names_after_their_modules_are_imported() ->
     from polarnet import freeze
 
     assert freeze is polarnet.freeze
+
+
+def test_the_version_is_stated_once_in_the_code_and_agrees_with_pyproject() -> None:
+    """Low layers read it from ``polarnet._version``, never from the package top (which
+    re-exports them); the packaging metadata in pyproject.toml must say the same number."""
+    import tomllib
+    from pathlib import Path
+
+    from polarnet._version import __version__
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert pyproject["project"]["version"] == __version__ == polarnet.__version__

@@ -21,7 +21,7 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # public name → (module, attribute in it)
 _EXPORTS: dict[str, tuple[str, str]] = {

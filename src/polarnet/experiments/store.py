@@ -52,6 +52,7 @@ from typing import Any
 
 import torch
 
+from .._version import __version__
 from .plan import RunSpec
 from .results import RunResult
 
@@ -104,8 +105,6 @@ class StudyMismatch(StoreError):
 
 def software_versions() -> dict[str, str]:
     """Versions recorded with every run."""
-    from .. import __version__
-
     return {"polarnet": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
