@@ -39,6 +39,7 @@ from pathlib import Path
 import pandas as pd
 from statsmodels.stats.multitest import multipletests
 
+from .markdown import markdown_table
 from .metrics import MIN_SUCCESS_FOR_MEDIAN, median_epochs_text
 from .stats import mann_whitney
 
@@ -498,8 +499,6 @@ def learner_sections(per_run: pd.DataFrame, settings: dict, runs: pd.DataFrame |
         >>> [title for title, _, _ in learner_sections(pr, s, None, Path(tempfile.mkdtemp()))]
         ['Learners: best learning rate', 'Learners: epochs to 80% against freeze_sgd']
     """
-    from .report import markdown_table
-
     comparison = compare_learners(per_run, settings, runs)
     if comparison.rates.empty:
         return [("Learners", "No finished run of a known condition, so there is nothing to compare.", [])]

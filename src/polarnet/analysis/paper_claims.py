@@ -1,9 +1,9 @@
 """Every claim of Wang et al. (ICML 2023) and Igoe et al. (ICLR 2024 Tiny Papers), registered in
-:data:`polarnet.analysis.claims.CLAIMS` in the papers' order.
+:data:`polarnet.analysis.claim_core.CLAIMS` (re-exported by :mod:`.claims`) in the papers' order.
 
 Each is one ``_add(PaperClaim(...))``: where it is, the claim, the paper's number, what it
 needs (study keys are the presets), the kind of test and the measure. The measures shared by
-many claims live in :mod:`.claims`; the ones particular to one claim (learnability, reset
+many claims live in :mod:`.claim_measures`; the ones particular to one claim (learnability, reset
 rules, Igoe's Table 1, sign changes, magnitudes, SPIN's compression) are below.
 """
 
@@ -16,10 +16,10 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from .claims import (AGREES, ALPHA, CLAIMS, DISAGREES, EPOCHS, ERROR, FINAL_ACCURACY, INCONCLUSIVE, MIN_RUNS, SPREAD,
-                     SPREAD_AUC_MORE, SUCCESS, TOLERANCE, WEAKER, Need, PaperClaim, Result, StudyData,
-                     comparison_claim, difference_claim, fmt, interval, ratio_claim, sign_change_series,
-                     value_verdict)
+from .claim_core import (AGREES, ALPHA, CLAIMS, DISAGREES, INCONCLUSIVE, MIN_RUNS, TOLERANCE, WEAKER, Need, PaperClaim,
+                         Result, StudyData)
+from .claim_measures import (EPOCHS, ERROR, FINAL_ACCURACY, SPREAD, SPREAD_AUC_MORE, SUCCESS, comparison_claim,
+                             difference_claim, fmt, interval, ratio_claim, sign_change_series, value_verdict)
 from .stats import holm, mann_whitney, mann_whitney_floor, median_ci, wilcoxon_paired
 
 __all__: list[str] = []

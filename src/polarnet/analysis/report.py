@@ -24,6 +24,7 @@ from .grid import curve_point, has_hidden, model_takes
 from .figures import (DPI, REPORT_PX_PER_INCH, REPORT_WIDTH_PX, SIGN_CHANGE_SIZES, curves_figure, difference_figure,
                       efficiency_figure, magnitude_figure, reset_figure, sign_change_figure, theory_figure)
 from .learner_comparison import has_learners, learner_sections
+from .markdown import markdown_cell, markdown_table
 from .metrics import chance_level, median_epochs_text, one_line, run_metrics, summary_table
 from .report_claims import claims_section, holds
 from .stats import compare_to_reference, mann_whitney
@@ -34,40 +35,6 @@ __all__ = ["build_report", "report_paths", "markdown_table", "markdown_cell", "d
 _REFERENCES = ("fluid_rand", "fluid_in_weight", "fluid_in")
 #: suffixes of ``build_report(output=...)`` that name the report's files rather than a folder
 REPORT_SUFFIXES = (".html", ".md")
-
-
-def markdown_cell(value) -> str:
-    """One table cell's text, escaped so that it stays one cell: ``\\`` and ``|`` get a
-    backslash, and newlines and other control characters are written as escapes (``\\n``).
-
-    Example:
-        >>> print(markdown_cell("a|b\\nc"))
-        a\\|b\\\\nc
-    """
-    return one_line(value).replace("\\", "\\\\").replace("|", "\\|")
-
-
-def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
-    """A DataFrame as a Markdown table; floats to ``digits`` places, NaN as a dash, and every
-    other cell escaped by :func:`markdown_cell` (a ``|`` or a newline in a condition name never
-    adds a column or splits a row).
-
-    Example:
-        >>> print(markdown_table(pd.DataFrame({"a": [1.0, float("nan")]}), 1))
-        | a |
-        |---|
-        | 1.0 |
-        | — |
-    """
-    def cell(v) -> str:
-        if isinstance(v, float):
-            return "—" if v != v else f"{v:.{digits}f}"
-        return markdown_cell(v)
-
-    head = "| " + " | ".join(map(markdown_cell, frame.columns)) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *rows])
 
 
 def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] | None = None) -> tuple[Path, Path]:
