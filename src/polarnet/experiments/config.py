@@ -47,6 +47,7 @@ from ..data.images import IMAGE_DATASETS
 from ..models import HEADS, MODELS, resolve_model
 from .conditions import (CONDITIONS, MAGNITUDES, POLARITIES, Condition, condition_from_dict, condition_problems,
                          needs_source)
+from .cost_model import reference_estimate
 from .datasets import DATASET_LOADERS, model_kwargs
 
 __all__ = ["Study", "load_study", "expand_learners", "list_presets", "parse_override", "LIMITS", "RANGES", "RULE_REQUIREMENTS"]
@@ -58,7 +59,7 @@ _DTYPES = ("float32", "float64")
 # dimension's 32-bit range.
 LIMITS: dict[str, int] = {
     "runs": 10**6,  # runs in the study (the plan's size)
-    "days": 10**4,  # estimated days on 2 CPU cores (plan.estimate_cost)
+    "days": 10**4,  # estimated days on 2 CPU cores (cost_model.reference_estimate)
     "generated": 10**7,  # XOR samples in a training set or the validation set
     "epochs": 10**5,
     "dims": 10**4,
@@ -453,10 +454,8 @@ class Study:
 
     def _validate_cost(self, need: typing.Callable[[bool, str], None]) -> None:
         """The plan's size and estimated time, computed arithmetically (no plan is built)."""
-        from .cost import estimate_cost  # cost imports plan, which imports this module
-
         # the reference machine's rates on 2 workers: a limit must not depend on where it is checked
-        cost = estimate_cost(self, workers=2, rates={}, planned=False)
+        cost = reference_estimate(self, workers=2)
         runs, days = cost["runs"], cost["seconds"] / 86400
         pairs = runs // (len(self.sizes) * len(self.hidden) * self.trials)
         factors = {"trials": self.trials, "sizes": len(self.sizes), "hidden": len(self.hidden), "conditions": pairs}

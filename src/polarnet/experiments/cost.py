@@ -30,48 +30,24 @@ without a measured ratio for its engine path is marked rough.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .plan import count_runs, duration
+# the arithmetic is beneath the study (cost_model), so the study limits price without this module;
+# its rates and functions stay importable from here
+from .cost_model import (DATA_S, IMAGE_CHUNK_S, IMAGE_EPOCH_S, REPORT_S, SPAWN_S, START_S, STOP_S, STORE_EPOCH_S,  # noqa: F401
+                         STORE_RUN_S, XOR, XOR_SINGLE, chunk_seconds, count_runs, engine_path, even_chunks, price)
+from .plan import duration
 
 if TYPE_CHECKING:
     from .config import Study
 
 __all__ = ["estimate_cost", "calibrate", "chunk_seconds", "engine_path", "machine_key", "describe", "sweep_seconds"]
-
-# fixed costs, seconds (reference machine): a command's start and its closing report; a worker
-# pool's start (spawn + imports, the workers in parallel) and exit; an image dataset read
-START_S, REPORT_S, SPAWN_S, STOP_S, DATA_S = 2.0, 1.5, 3.0, 2.0, 2.5
-# storing a run and each of its epochs (the driver's SQLite transaction per chunk)
-STORE_RUN_S, STORE_EPOCH_S = 2e-4, 1.5e-5
-
-# XOR ensemble, per worker of one thread: a chunk's setup, a run's setup (model, template,
-# align), an ensemble step (Python and dispatch, whatever the members), a member's step (plus
-# per hidden unit) and a validation sample of a member (plus per hidden unit)
-XOR = dict(chunk=0.05, run=2e-3, step=1.5e-3, member_step=12e-6, member_step_h=0.3e-6, val=45e-9, val_h=0.4e-9)
-# XOR runs one at a time (vectorize = false, or a rule the ensemble lacks): per run and per step
-XOR_SINGLE = dict(run=0.02, step=4e-4, val=2e-7)
-
-# image models, per worker of one thread, at a reference input size: ms per image for a training
-# step and for evaluation, one run at a time and (where measured) per member-image in the
-# stacked ensemble; the LeNet ensemble's rates follow the full fmnist-split-transfer preset's
-# 654 s on 2 workers (benchmarks/bench_split_transfer.py)
-_IMAGE_MS = {"alexnet": (8.8, 2.4, 64), "zfnet": (12.6, 4.4, 64), "lenet": (0.16, 0.1, 28)}
-_IMAGE_MS_STACKED = {"lenet": (0.0834, 0.0125, 28)}
-# seconds a run of a large model costs whatever its images: once per run (building, initialising
-# and aligning 61 M weights), per training step (Adam and Freeze-SGD over every weight) and per
-# epoch; AlexNet measured 6.2 s, 1.1 s and 0.8 s with one thread; small models have none worth counting
-_IMAGE_RUN_S = {"alexnet": (6.2, 1.1, 0.8), "zfnet": (6.0, 1.1, 0.9), "lenet": (0.0, 0.0, 0.0)}
-# an image ensemble's epoch (its checkpoint, bookkeeping) and a chunk's setup
-IMAGE_EPOCH_S, IMAGE_CHUNK_S = 0.05, 0.2
 
 #: the most runs for which the estimate plans the study and chunks it as the sweep would;
 #: beyond, every hidden size or image cell is split evenly over the workers
@@ -80,90 +56,17 @@ PLAN_LIMIT = 20_000
 CALIBRATION_LIMIT_S = 5.0
 
 
-def engine_path(study: Study, engine: str | None = None) -> str:
-    """The engine path a study's runs take, as the rates are kept: ``xor``, ``xor-single``,
-    ``stacked:<model>`` or ``single:<model>``. ``engine`` (``"stacked"`` or ``"single"``)
-    overrides the study's ``vectorize``.
-
-    Example:
-        >>> from .config import load_study
-        >>> engine_path(load_study("xor5d")), engine_path(load_study("xor5d"), "single")
-        ('xor', 'xor-single')
-    """
-    if engine not in (None, "stacked", "single"):
-        raise ValueError(f"engine={engine!r}: choose 'stacked', 'single' or None (what the study would use)")
-    stacked = study.vectorize if engine is None else engine == "stacked"
-    if study.dataset == "xor":
-        return "xor" if stacked else "xor-single"
-    model = study.model if study.model in _IMAGE_MS else "alexnet"  # unknown models count as AlexNet
-    return f"stacked:{model}" if stacked and model in _IMAGE_MS_STACKED else f"single:{model}"
-
-
-def chunk_seconds(study: Study, path: str, hidden: int, members: dict[int, int], epochs: int | None = None) -> float:
-    """Reference seconds one worker takes for one chunk: ``members`` maps a training-set size to
-    how many of the chunk's runs have it. One run at a time (``single`` paths) is a chunk of one.
-
-    Example:
-        >>> from .config import load_study
-        >>> s = load_study("xor5d", ["trials=1", "epochs=1", "sizes=[8]", "conditions=['fluid_rand']"])
-        >>> round(chunk_seconds(s, "xor", 64, {8: 1}) * 1e3, 2)  # 50 + 2 + 1.5 ms, a member-step (0.03 ms), 1000 val (0.07 ms)
-        53.6
-    """
-    epochs = study.epochs if epochs is None else epochs
-    B = study.batch_size
-    M = sum(members.values())
-    member_steps = sum(k * math.ceil(n / B) for n, k in members.items())
-    if path == "xor":
-        c = XOR
-        S = max(math.ceil(n / min(B, max(members))) for n in members)
-        epoch = c["step"] * S + member_steps * (c["member_step"] + c["member_step_h"] * hidden) \
-            + M * study.val_size * (c["val"] + c["val_h"] * hidden)
-        return c["chunk"] + M * c["run"] + epochs * epoch
-    if path == "xor-single":
-        c = XOR_SINGLE
-        return M * c["run"] + epochs * (member_steps * c["step"] + M * study.val_size * c["val"] * max(1.0, hidden / 64))
-    kind, model = path.split(":")
-    train_ms, eval_ms, size = (_IMAGE_MS_STACKED if kind == "stacked" else _IMAGE_MS)[model]
-    native = 32 if study.dataset == "cifar10" else 28
-    scale = ((study.input_size or native) / size) ** 2
-    images = sum(n * k for n, k in members.items()) * epochs
-    evals = M * (epochs + 2) * study.val_size
-    start, step, epoch_s = _IMAGE_RUN_S[model]
-    overhead = IMAGE_CHUNK_S + epochs * IMAGE_EPOCH_S if kind == "stacked" else 0.0
-    return (images * train_ms + evals * eval_ms) * scale / 1e3 + M * (start + epoch_s * epochs) \
-        + epochs * member_steps * step + overhead
-
-
 def _chunks(study: Study, path: str, workers: int, planned: bool = True) -> list[tuple[int, dict[int, int]]]:
     """The study's chunks as (hidden, {size: runs}): the sweep's own chunking when the study is
-    small enough to plan (and ``planned``), else each hidden size (or image cell) split evenly
-    over the workers."""
-    runs = count_runs(study)
-    single = path.startswith("single") or path == "xor-single"
-    if planned and runs <= PLAN_LIMIT:
+    small enough to plan (and ``planned``), else :func:`even_chunks`."""
+    if planned and count_runs(study) <= PLAN_LIMIT:
         from .plan import plan
         from .chunks import make_chunks
 
+        single = path.startswith("single") or path == "xor-single"
         chunks = make_chunks(plan(replace(study, vectorize=not single)), workers)  # one run a chunk if single
         return [(c[0].hidden, dict(Counter(s.n_train for s in c))) for c in chunks]
-    per_size = runs // (len(study.sizes) * len(study.hidden))  # runs of one size and hidden
-    pieces = max(1, workers)
-    if path == "xor":  # one ensemble per hidden size and trial range: every size in each
-        return [(h, {n: max(1, per_size // pieces) for n in study.sizes}) for h in study.hidden for _ in range(pieces)]
-    if single:
-        return [(h, {n: per_size}) for h in study.hidden for n in study.sizes]  # a run's cost × its count
-    return [(h, {n: max(1, per_size // pieces)}) for h in study.hidden for n in study.sizes for _ in range(pieces)]
-
-
-def _makespan(costs: Sequence[float], workers: int) -> float:
-    """Wall time of chunks handed in order to the first idle of ``workers`` workers."""
-    if len(costs) > 10_000:  # many small chunks: the load is even
-        return sum(costs) / workers
-    free = [0.0] * max(1, min(workers, len(costs)))
-    for c in costs:
-        i = free.index(min(free))
-        free[i] += c
-    return max(free, default=0.0)
+    return even_chunks(study, path, workers)
 
 
 def estimate_cost(study: Study, *, workers: int | None = None, engine: str | None = None,
@@ -193,22 +96,9 @@ def estimate_cost(study: Study, *, workers: int | None = None, engine: str | Non
     workers = max(1, workers or default_workers())
     rates = machine_rates() if rates is None else rates
     path = engine_path(study, engine)
-    runs = count_runs(study)
-    per_size = runs // (len(study.sizes) * len(study.hidden))
-    steps = per_size * len(study.hidden) * study.epochs * sum(math.ceil(n / study.batch_size) for n in study.sizes)
-    chunks = _chunks(study, path, workers, planned)
-    ratio = rates.get(path)
-    costs = [chunk_seconds(study, path, h, m) * (ratio or 1.0) for h, m in chunks]
     # beyond PLAN_LIMIT the chunks are even shares (or, one at a time, groups of runs): no schedule
-    training = sum(costs) / workers if runs > PLAN_LIMIT or not planned else _makespan(costs, workers)
-    pool = workers > 1 and len(chunks) > 1
-    image = study.dataset != "xor"
-    overhead = {"start": rates.get("start", START_S), "report": REPORT_S,
-                "workers": (rates.get("spawn", SPAWN_S) + rates.get("stop", STOP_S)) if pool else 0.0,
-                "data": rates.get(f"data:{study.dataset}", DATA_S) * (2 if pool else 1) if image else 0.0,
-                "store": runs * (STORE_RUN_S + STORE_EPOCH_S * study.epochs)}
-    return {"runs": runs, "steps": steps, "seconds": training + sum(overhead.values()), "training": training,
-            "overhead": overhead, "rough": ratio is None, "path": path}
+    return price(study, path, _chunks(study, path, workers, planned), workers, rates,
+                 even=count_runs(study) > PLAN_LIMIT or not planned)
 
 
 def sweep_seconds(study: Study, todo: int, workers: int | None = None, measure: bool = False) -> float:

@@ -25,6 +25,9 @@ from typing import Any
 from ..fileformat import is_file as _is_file
 from .conditions import Condition
 from .config import Study
+# the run count is cost arithmetic the study limits share, so it lives beneath the study
+from .cost_model import count_runs
+from .cost_model import reset_rules as _resets
 
 __all__ = ["RunSpec", "plan", "derive_seed", "duration", "count_runs", "file_sha256"]
 
@@ -153,14 +156,6 @@ class RunSpec:
         return derive_seed(self.study.seed, "reset", self.trial, self.n_train, self.hidden, self.condition.name, self.reset)
 
 
-def _resets(study: Study, condition: Condition) -> list[str]:
-    """The reset rules a condition runs with: "none" when fluid or when its learner never resets
-    (all but ``freeze_sgd``), its own rule, or the study's axis."""
-    if not condition.frozen or condition.learner != "freeze_sgd":
-        return ["none"]
-    return [condition.reset] if condition.reset else list(study.resets)
-
-
 def plan(study: Study) -> list[RunSpec]:
     """All runs of a study, in grid order (condition, size, hidden, reset, trial).
 
@@ -182,18 +177,6 @@ def plan(study: Study) -> list[RunSpec]:
                 for reset in resets:
                     runs.extend(RunSpec(study, condition, n, hidden, reset, t) for t in range(study.trials))
     return runs
-
-
-def count_runs(study: Study) -> int:
-    """``len(plan(study))``, computed without building the plan (a study may ask for 10^20 runs).
-
-    Example:
-        >>> from .config import load_study
-        >>> count_runs(load_study("xor5d-reset"))  # (4 + 4 + 1) condition×reset × 11 sizes × 50 trials
-        4950
-    """
-    pairs = sum(len(_resets(study, study.condition(name))) for name in study.conditions)
-    return pairs * len(study.sizes) * len(study.hidden) * study.trials
 
 
 def duration(seconds: float) -> str:
