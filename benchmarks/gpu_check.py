@@ -120,10 +120,12 @@ def judge(step: str, exit_code: int | None, timed_out: bool, text: str) -> tuple
     """A finished step's status and parsed result from its exit code and output.
 
     Example:
-        >>> judge("pytest", 1, False, "F.\\n1 failed, 1 passed in 2.00s")
-        ('failed', {'counts': {'failed': 1, 'passed': 1}})
+        >>> judge("pytest", 0, False, "..\\n2 passed in 2.00s")
+        ('passed', {'counts': {'passed': 2}})
         >>> judge("bench_images", None, True, "x: 1%  (target >= -3%)  PASS")[0]
         'timed out'
+        >>> judge("bench_freeze", 1, False, "Traceback ...\\nRuntimeError: Found no NVIDIA driver\\n")[1]
+        {'targets': [], 'last_line': 'RuntimeError: Found no NVIDIA driver'}
     """
     if step == "pytest":
         result: dict = {"counts": parse_pytest(text)}
@@ -132,9 +134,10 @@ def judge(step: str, exit_code: int | None, timed_out: bool, text: str) -> tuple
         missing = [line for line in text.splitlines() if "needs real Fashion-MNIST" in line]
         if missing:
             result["note"] = missing[-1].strip()
-    if timed_out:
-        return "timed out", result
-    return ("passed" if exit_code == 0 else "failed"), result
+    status = "timed out" if timed_out else "passed" if exit_code == 0 else "failed"
+    if status != "passed" and not result.get("counts"):  # a traceback's last line usually names the cause
+        result["last_line"] = next((line.strip() for line in reversed(text.splitlines()) if line.strip()), "")
+    return status, result
 
 
 def render(summary: dict) -> str:
@@ -171,7 +174,8 @@ def _result_text(result: dict) -> str:
         return ", ".join(f"{n} {k}" for k, n in result["counts"].items() if k != "deselected") or "no summary line"
     verdicts = [t["verdict"] for t in result.get("targets", [])]
     text = ", ".join(f"{verdicts.count(v)} {v}" for v in dict.fromkeys(verdicts)) or "no PASS/MISS line"
-    return f"{text}; {result['note']}" if result.get("note") else text
+    extra = [result[k] for k in ("note", "last_line") if result.get(k)]
+    return "; ".join([text, *extra])
 
 
 def write_summary(out: Path, summary: dict) -> None:

@@ -79,6 +79,9 @@ def test_parsing_canned_pytest_and_benchmark_output():
                                      "bench_alexnet_cell needs real Fashion-MNIST: fashion_mnist: data not found.")
     assert status == "passed" and result == {"targets": [], "note": "bench_alexnet_cell needs real Fashion-MNIST: "
                                                                     "fashion_mnist: data not found."}
+    crashed = "Traceback (most recent call last):\n  ...\nRuntimeError: Found no NVIDIA driver on your system.\n\n"
+    assert gpu_check.judge("bench_freeze", 1, False, crashed) == (
+        "failed", {"targets": [], "last_line": "RuntimeError: Found no NVIDIA driver on your system."})
 
 
 def test_a_run_writes_its_summary_as_it_goes_and_stops_a_step_at_its_budget(tmp_path, monkeypatch, capsys):
@@ -100,6 +103,8 @@ def test_a_run_writes_its_summary_as_it_goes_and_stops_a_step_at_its_budget(tmp_
     assert steps["pytest"]["result"]["counts"] == {"failed": 1, "passed": 36, "skipped": 1, "deselected": 2310}
     assert steps["pytest"]["exit_code"] == 1 and steps["bench_images"]["exit_code"] is None
     assert [t["verdict"] for t in steps["bench_freeze"]["result"]["targets"]] == ["MISS", "PASS"]
+    assert "last_line" not in steps["pytest"]["result"]  # its counts say it
+    assert steps["bench_images"]["result"]["last_line"].startswith("['failed', 'passed', 'pending', 'pending']")
     assert summary["verdict"] == "failed: pytest failed, bench_images timed out, bench_alexnet_cell not run"
     assert summary["commit"] == "abc123" and summary["device"]["driver"] == "580.159.04"
     # the stopped step saw the summary of the steps before it, and the checkout's src/ on its path
