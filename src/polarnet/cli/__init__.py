@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         >>> build_parser().parse_args(["template", "info", "t.plt"]).file
         't.plt'
     """
-    from .. import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(prog="polarnet", description="Fixed-polarity training and polarity transfer.")
     parser.add_argument("--version", action="version", version=f"polarnet {__version__}")
