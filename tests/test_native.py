@@ -176,6 +176,85 @@ def test_an_unwritable_cache_builds_in_a_temporary_folder(tmp_path):
     assert "polarnet-native-" in out and str(blocked) not in out
 
 
+def test_the_c_sources_are_package_data_a_wheel_ships():
+    """The kernels are real files in the package, read with importlib.resources, each C
+    function the loader declares is in one of them, and pyproject's package-data takes them all."""
+    import fnmatch
+    import tomllib
+    from importlib import resources
+    from pathlib import Path
+
+    from polarnet.native import build
+
+    folder = resources.files("polarnet.native")
+    names = sorted(f.name for f in folder.iterdir() if f.name.endswith((".c", ".h")))
+    assert names == ["conv_pool.c", "enforce.c", "mlp.c", "vec16.h"] and build.sources().keys() == set(names)
+    text = "".join(folder.joinpath(name).read_text() for name in names)
+    assert all(f" {fn}(" in text or f"({fn}," in text for fn in build._SIGNATURES)
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["polarnet"]
+    assert all(any(fnmatch.fnmatch(f"native/{name}", p) for p in patterns) for name in names)
+
+
+_STATUS = "from polarnet import native; print(native.status()); native.library(); print(native.status())"
+
+
+def test_status_says_which_path_ran_without_building(tmp_path):
+    """status() names the path: off and why, or the target built for; before the first kernel
+    call it builds nothing (the cache stays empty) and says so."""
+    (tmp_path / "bin").mkdir()
+    assert _in_subprocess(_STATUS, POLARNET_NATIVE="0") == "off: POLARNET_NATIVE=0\noff: POLARNET_NATIVE=0"
+    out = _in_subprocess(_STATUS, CC=None, PATH=str(tmp_path / "bin"), XDG_CACHE_HOME=str(tmp_path / "cache"),
+                         POLARNET_NATIVE=None, POLARNET_NATIVE_WARNED="1", POLARNET_NATIVE_ARCH=None)
+    assert out == "not built yet (native)\noff: no C compiler"
+    cache = tmp_path / "empty"
+    out = _in_subprocess("from polarnet import native; print(native.status())", XDG_CACHE_HOME=str(cache),
+                         POLARNET_NATIVE=None, POLARNET_NATIVE_ARCH="x86-64-v3")
+    assert out == "not built yet (x86-64-v3)" and not cache.exists()
+    with pytest.raises(AssertionError, match="ValueError: POLARNET_NATIVE_ARCH='-O0 x' is not a -march= target"):
+        _in_subprocess("from polarnet import native; native.library()", POLARNET_NATIVE=None,
+                       POLARNET_NATIVE_ARCH="-O0 x")
+
+
+@needs_kernel
+def test_status_names_the_target_built_for():
+    out = _in_subprocess(_STATUS, POLARNET_NATIVE=None, POLARNET_NATIVE_ARCH="x86-64-v3")
+    assert out == "not built yet (x86-64-v3)\nnative x86-64-v3"
+    first, built = _in_subprocess(_STATUS, POLARNET_NATIVE=None, POLARNET_NATIVE_ARCH=None).split("\n")
+    assert first == "not built yet (native)" and built.startswith("native (") and built != "native (x86-64-v3)"
+
+
+@needs_kernel
+def test_the_x86_64_v3_build_gives_the_native_builds_numbers():
+    """The portable build (AVX2, FMA) computes what the native one does, bit for bit, for every
+    kernel family: enforcement, the MLP logits, the fused convolution and pool, its weight
+    gradient, and the pool before the linear layer."""
+    from polarnet.native import build
+
+    g = torch.Generator().manual_seed(5)
+    w, code = torch.randn(5000, generator=g), torch.randint(-1, 2, (5000,), generator=g, dtype=torch.int8)
+    x, w1, b1 = torch.randn(40, 5, generator=g), torch.randn(3, 64, 5, generator=g), torch.randn(3, 64, generator=g)
+    w2, b2 = torch.randn(3, 64, generator=g), torch.randn(3, generator=g)
+    img, filt, bias = torch.randn(4, 3, 12, 12, generator=g), torch.randn(20, 3, 5, 5, generator=g), torch.randn(20)
+    grouped, gfilt = torch.randn(4, 2 * 6, 8, 8, generator=g), torch.randn(2 * 7, 6, 3, 3, generator=g)
+
+    def every_kernel() -> list[torch.Tensor]:
+        out = w.clone()
+        native.enforce_(out, code, "posRand", 0.01, native.layer_key(1, 2, 3))
+        pooled, codes = native.conv_pool_with_codes(img, filt, bias, (2, 2), True)
+        grads = native.pool_weight_grad(img, torch.ones_like(pooled), codes, (5, 5), (2, 2))
+        return [out, native.mlp_logits(x, w1, b1, w2, b2), pooled, codes, *grads,
+                native.conv_pool(grouped, gfilt, None, (1, 1), False, groups=2),
+                native.pool_flat(grouped, 2, relu=True)]
+
+    mine = every_kernel()
+    with build.using("x86-64-v3"):
+        assert native.status() == "native x86-64-v3"
+        portable = every_kernel()
+    for a, b in zip(mine, portable, strict=True):
+        assert torch.equal(a, b)
+
+
 @needs_kernel
 @settings(max_examples=30, deadline=None)
 @given(m=st.integers(1, 20), n=st.integers(1, 50), d=st.integers(1, 7), h=st.integers(1, 40), seed=st.integers(0, 99))
