@@ -43,7 +43,7 @@ BENCH_ARGS ?=
 BENCH_FLAGS = $(if $(filter 1 yes true,$(STRICT)),--strict) $(BENCH_ARGS)
 bench: $(STAMP)
 	@status=0; \
-	for b in bench_freeze bench_xor5d bench_images bench_split_transfer bench_learners bench_zoo; do \
+	for b in bench_freeze bench_native bench_xor5d bench_images bench_split_transfer bench_learners bench_zoo; do \
 		echo "$$ $(PY) benchmarks/$$b.py $(BENCH_FLAGS)"; \
 		$(PY) benchmarks/$$b.py $(BENCH_FLAGS) || status=1; \
 	done; \
