@@ -102,8 +102,8 @@ def test_condition_from_dict_names_unknown_keys(table, unknown):
         condition_from_dict("mine", table)
     message = str(e.value)
     assert f"unknown key(s) {unknown}" in message
-    assert ("allowed: ['description', 'frozen', 'layers', 'learner', 'lr', 'magnitudes', 'polarity', 'proportions', 'reset', "
-            "'rule', 'swap', 'swap_mode', 'unmatched']") in message
+    assert ("allowed: ['color', 'description', 'frozen', 'label', 'layers', 'learner', 'lr', 'magnitudes', 'polarity', "
+            "'proportions', 'reset', 'role', 'rule', 'swap', 'swap_mode', 'unmatched']") in message
 
 
 def test_registries_hold_the_documented_kinds():

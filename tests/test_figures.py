@@ -411,7 +411,8 @@ def kept(monkeypatch):
 def test_reset_figure_gives_each_rule_its_own_line_style_and_marker(tmp_path, kept) -> None:
     from matplotlib.colors import to_hex
 
-    from polarnet.analysis.figures import COLORS, RESET_STYLES, reset_figure
+    from polarnet.analysis.figures import RESET_STYLES, reset_figure
+    from polarnet.experiments.conditions import get_condition
 
     per_run = _grid_per_run(sizes=[20, 60, 100], resets=("posRand", "posCon", "zero", "flip", "mine"))
     svg = reset_figure(per_run, tmp_path / "c1", study="s", note="no two rules differ significantly")[1].read_text()
@@ -420,7 +421,7 @@ def test_reset_figure_gives_each_rule_its_own_line_style_and_marker(tmp_path, ke
     lines = [line for line in ax.get_lines() if len(line.get_xdata()) == 3]
     assert len(lines) == 2 * 5 + 1  # two frozen conditions × five rules, and the fluid reference
     for condition in ("frozen_sufficient", "frozen_rand"):
-        mine = [line for line in lines if to_hex(line.get_color()) == COLORS[condition]]
+        mine = [line for line in lines if to_hex(line.get_color()) == get_condition(condition).color]
         styles = {(str(line.get_linestyle()), line.get_marker()) for line in mine}
         assert len(mine) == 5 and len(styles) == 5  # one colour per condition, one style per rule
         assert len({tuple(line.get_xdata()) for line in mine}) == 5  # set apart along n, so none hides another

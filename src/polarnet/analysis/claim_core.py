@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..registry import Registry
+from .looks import stored_num_classes
 from .metrics import chance_level, run_metrics
 
 __all__ = ["PaperClaim", "Need", "Result", "Measure", "StudyData", "CLAIMS", "AGREES", "WEAKER", "DISAGREES",
@@ -147,13 +148,12 @@ def _wanted(study: str, name: str) -> dict | None:
     (``define_condition``) or the registered condition's; ``None`` if neither knows it."""
     from ..experiments.conditions import CONDITIONS
 
-    try:
-        from ..experiments.config import list_presets, load_study
+    from ..experiments.config import list_presets, load_study
 
-        if study in list_presets():
-            return load_study(study, validate=False).condition(name).to_dict()
-    except Exception:  # a preset that does not load, or a name it does not define
-        pass
+    if study in list_presets():
+        preset = load_study(study, validate=False)
+        if name in preset.define_condition or name in CONDITIONS.names():
+            return preset.condition(name).to_dict()
     return CONDITIONS.get(name).to_dict() if name in CONDITIONS.names() else None
 
 
@@ -186,8 +186,9 @@ class StudyData:
 
     def __init__(self, key: str, settings: dict, per_run: pd.DataFrame, *, epochs: pd.DataFrame | None = None,
                  runs: pd.DataFrame | None = None, magnitudes: pd.DataFrame | None = None,
-                 folder: Path | None = None, quick: bool = False) -> None:
+                 folder: Path | None = None, quick: bool = False, num_classes: int | None = None) -> None:
         self.key, self.settings, self.folder, self.quick = key, dict(settings or {}), folder, quick
+        self.num_classes = num_classes  # as stored (None: a store written before it was)
         self.per_run = per_run.copy()
         for column, default in (("hidden", 0), ("reset", "none"), ("trial", 0)):
             if column not in self.per_run:
@@ -214,7 +215,7 @@ class StudyData:
             run_metrics(pd.DataFrame(columns=["run", "condition", "n_train", "hidden", "reset", "trial", "status",
                                               "epoch", "val_loss", "val_acc"]), thresholds[0])
         return cls(key or settings.get("name", Path(folder).name), settings, per_run, epochs=epochs, runs=runs,
-                   magnitudes=magnitudes, folder=Path(folder), quick=quick)
+                   magnitudes=magnitudes, folder=Path(folder), quick=quick, num_classes=stored_num_classes(facts))
 
     # -- settings --------------------------------------------------------------------------
     @property
@@ -223,7 +224,7 @@ class StudyData:
 
     @property
     def chance(self) -> float:
-        return chance_level(self.settings)
+        return chance_level(self.settings, self.num_classes)
 
     @property
     def learned_accuracy(self) -> float:
@@ -243,10 +244,7 @@ class StudyData:
         if name not in self._definitions:
             from .learner_comparison import condition_settings
 
-            try:
-                found = condition_settings(name, self.settings, self.runs if len(self.runs) else None)
-            except Exception:
-                found = None
+            found = condition_settings(name, self.settings, self.runs if len(self.runs) else None)
             self._definitions[name] = None if found is None else {**_condition_defaults(), **found}
         return self._definitions[name]
 

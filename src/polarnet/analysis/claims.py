@@ -46,6 +46,7 @@ from .claim_core import (AGREES, ALPHA, CLAIMS, DISAGREES, INCONCLUSIVE, MIN_RUN
 from .claim_measures import (EPOCHS, ERROR, FINAL_ACCURACY, SPREAD, SPREAD_AUC_MORE, SUCCESS, Metric, compare,
                              comparison_claim, difference_claim, direction_verdict, fmt, interval, ratio_claim,
                              sign_change_series, value_verdict)
+from .looks import declared_look
 
 __all__ = ["PaperClaim", "Need", "Result", "Measure", "StudyData", "Metric", "CLAIMS", "claims", "AGREES", "WEAKER",
            "DISAGREES", "INCONCLUSIVE", "NOT_RUN", "VERDICTS", "ALPHA", "TOLERANCE", "MIN_RUNS", "value_verdict",
@@ -155,28 +156,22 @@ def check_claims(per_run: pd.DataFrame, threshold: float, settings: dict | None 
 
 
 def _sentence(claim: PaperClaim, data: StudyData) -> str:
-    """The claim in the study's own condition names."""
+    """The claim in the study's own condition names: the claim's text names the paper's
+    conditions by their declared labels (``Frozen RAND``), each replaced by the name of the
+    study's condition that is it."""
     need = claim.needs[0]
     text = claim.claim
-    for name in sorted(need.conditions, key=lambda c: len(_NAMES.get(c, "")), reverse=True):
+    labels = {name: declared_look(name)["label"] for name in need.conditions}
+    for name in sorted(need.conditions, key=lambda c: len(labels[c]), reverse=True):
         found = data.condition(name, need.study) or name
-        text = text.replace(_NAMES.get(name, "\0"), found)
+        text = text.replace(labels[name], found)
     return text
-
-
-#: how the claims' texts name the preset conditions (replaced by the study's own names in the report)
-_NAMES = {"frozen_sufficient": "Frozen Sufficient", "frozen_rand": "Frozen RAND", "fluid_rand": "Fluid RAND",
-          "frozen_in_polarity": "Frozen IN-Polarity", "fluid_in_polarity": "Fluid IN-Polarity",
-          "fluid_in_weight": "Fluid IN-Weight", "frozen_in_weight": "Frozen IN-Weight", "freeze_spin": "Freeze SPIN",
-          "fluid_spin": "Fluid SPIN", "fluid_in": "Fluid IN"}
 
 
 @lru_cache(maxsize=None)
 def _preset_dataset(study: str) -> str | None:
-    try:
-        from ..experiments.config import list_presets, load_study
+    """The dataset of preset ``study`` (the packaged presets always load); ``None`` for a
+    claim whose study is not a preset."""
+    from ..experiments.config import list_presets, load_study
 
-        return load_study(study, validate=False).dataset if study in list_presets() else None
-    except Exception:
-        return None
-
+    return load_study(study, validate=False).dataset if study in list_presets() else None

@@ -1,7 +1,8 @@
 """One colour per condition of a study, every two of them told apart at a glance.
 
-A condition keeps its preferred colour (:data:`COLORS`: the paper's, e.g. Wang et al.
-Fig. 1's red, green and blue) unless an earlier condition of the same study already has one
+A condition keeps its preferred colour (the one it declares, stored with the study: the paper's
+for the presets, e.g. Wang et al. Fig. 1's red, green and blue; see
+:func:`polarnet.analysis.looks.condition_looks`) unless an earlier condition of the same study already has one
 within :data:`MIN_DISTANCE` of it; then it, like a condition with no preferred colour, takes the
 first colour of :data:`PALETTE` far enough from every colour already given. Distances are
 CIEDE2000 colour differences (:func:`color_distance`), which follow how far apart people see
@@ -18,15 +19,8 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.colors
 
-__all__ = ["COLORS", "MIN_DISTANCE", "PALETTE", "color_distance", "condition_colors", "line_styles"]
+__all__ = ["MIN_DISTANCE", "PALETTE", "color_distance", "condition_colors", "line_styles"]
 
-#: the colours the papers give their conditions (Wang et al. Fig. 1: Frozen Sufficient red, Frozen
-#: RAND green, Fluid blue), and one for each other preset condition
-COLORS = {
-    "frozen_sufficient": "#d62728", "frozen_rand": "#2ca02c", "fluid_rand": "#1f77b4", "fluid_sufficient": "#ff7f0e",
-    "frozen_in_polarity": "#d62728", "fluid_in_polarity": "#ff7f0e", "fluid_in_weight": "#9467bd",
-    "frozen_in_weight": "#8c564b", "freeze_spin": "#d62728", "fluid_spin": "#ff7f0e", "fluid_in": "#1f77b4",
-}
 #: the smallest CIEDE2000 difference between two conditions' colours in one study
 MIN_DISTANCE = 25.0
 #: colours a condition without a (usable) preferred one draws from, in order: matplotlib's
@@ -95,14 +89,19 @@ def condition_colors(conditions: Sequence[str], preferred: Mapping[str, str] | N
 
     Args:
         conditions: the study's conditions, in its order (duplicates are ignored).
-        preferred: each condition's own colour where it has one (default: :data:`COLORS`).
+        preferred: each condition's own colour where it has one (default: the colours the
+            conditions declare, :func:`polarnet.analysis.looks.declared_look`; a report passes
+            those its study stored).
 
     Example:
-        >>> colors = condition_colors(["frozen_in_polarity", "frozen_in_weight", "my_condition"])
-        >>> colors["frozen_in_polarity"], colors["frozen_in_weight"] != "#8c564b"  # brown is too close to red
+        >>> colors = condition_colors(["a", "b", "my_condition"], {"a": "#d62728", "b": "#8c564b"})
+        >>> colors["a"], colors["b"] != "#8c564b"  # brown is too close to red
         ('#d62728', True)
     """
-    preferred = COLORS if preferred is None else preferred
+    if preferred is None:
+        from .looks import declared_look
+
+        preferred = {c: color for c in conditions if (color := declared_look(c)["color"]) is not None}
     given: dict[str, str] = {}
     for condition in dict.fromkeys(conditions):
         own = preferred.get(condition)

@@ -179,7 +179,7 @@ _RANGES = {"float32": (3.4028234663852886e38, 1.1754943508222875e-38),
            "float16": (65504.0, 6.103515625e-05)}
 
 
-def diagnose(runs: pd.DataFrame, epochs: pd.DataFrame, settings: dict) -> list[Flag]:
+def diagnose(runs: pd.DataFrame, epochs: pd.DataFrame, settings: dict, num_classes: int | None = None) -> list[Flag]:
     """Every problem the registered checks find in a study's runs, most serious first.
 
     Args:
@@ -187,6 +187,8 @@ def diagnose(runs: pd.DataFrame, epochs: pd.DataFrame, settings: dict) -> list[F
             ``frozen``, ``status``, ``reason``, ``settings`` and, where present, ``constrained``.
         epochs: the store's epochs table (``Store.epochs()``).
         settings: the study's settings (``Store.study()["settings"]``).
+        num_classes: the study's stored number of classes (``Store.study()["num_classes"]``;
+            ``None`` for a store written before it was stored): chance is ``1 / num_classes``.
 
     Returns:
         One :class:`Flag` per kind of problem found; empty when none.
@@ -199,6 +201,8 @@ def diagnose(runs: pd.DataFrame, epochs: pd.DataFrame, settings: dict) -> list[F
         >>> [(f.kind, f.runs) for f in diagnose(runs, pd.DataFrame(), {"lr": 1e30})]
         [('failed', ('b',))]
     """
+    if num_classes:  # the checks take the settings alone: the stored count rides with them
+        settings = {**settings, "num_classes": num_classes}
     flags = [flag for name in CHECKS.names() for flag in CHECKS.get(name)(runs, epochs, settings)]
     rank = {kind: i for i, kind in enumerate(_ORDER)}
     return sorted(flags, key=lambda f: rank.get(f.kind, len(rank)))
@@ -344,7 +348,7 @@ def _val_at_chance(runs: pd.DataFrame, epochs: pd.DataFrame, settings: dict) -> 
     done = _done_epochs(runs, epochs)
     if done.empty:
         return []
-    chance = chance_level(settings)
+    chance = chance_level(settings, settings.get("num_classes"))
     margin = chance_margin(chance, int(settings.get("val_size") or 1000))
     hits, vals, trains, steps = [], [], [], []
     for key, group in done.groupby("run", sort=False):

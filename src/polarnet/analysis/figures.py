@@ -29,10 +29,10 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .colors import COLORS, condition_colors, line_styles  # noqa: E402
+from .colors import condition_colors, line_styles  # noqa: E402
 from .metrics import MIN_SUCCESS_FOR_MEDIAN  # noqa: E402
 
-__all__ = ["COLORS", "DPI", "FULL_WIDTH", "REPORT_PX_PER_INCH", "REPORT_WIDTH_PX", "RESET_STYLES", "SIGN_CHANGE_SIZES",
+__all__ = ["DPI", "FULL_WIDTH", "REPORT_PX_PER_INCH", "REPORT_WIDTH_PX", "RESET_STYLES", "SIGN_CHANGE_SIZES",
            "efficiency_figure", "curves_figure", "mean_std_band", "sign_change_figure", "difference_figure",
            "theory_figure", "reset_figure", "magnitude_figure", "save", "trials_label"]
 

@@ -54,8 +54,8 @@ def model_takes(settings: Mapping | None, argument: str) -> bool:
                              head=settings.get("head", "replace"))
     try:
         kwargs = model_kwargs(fields, hidden=1)
-    except Exception:  # settings this version does not read: show the setting rather than hide a real one
-        return True
+    except (KeyError, TypeError):  # e.g. an image dataset this version no longer registers (IMAGE_DATASETS[...])
+        return True  # or a stored value of another type: show the setting rather than hide a real one
     return kwargs is None or argument in kwargs
 
 

@@ -22,19 +22,25 @@ __all__ = ["run_metrics", "summary_table", "format_summary", "chance_level", "me
 MIN_SUCCESS_FOR_MEDIAN = 0.5
 
 
-def chance_level(settings: dict) -> float:
-    """Chance accuracy of a study: 1/2 for XOR, 1/classes for the image datasets (all ten of
-    their classes unless the study picks some).
+def chance_level(settings: dict, num_classes: int | None = None) -> float:
+    """Chance accuracy of a study: ``1 / num_classes``, the number of classes the study stored
+    (:func:`polarnet.analysis.looks.stored_num_classes`; a binary task has 2).
 
     Args:
         settings: the study's settings (``Store.study()["settings"]``, or ``Study.to_dict()``).
+        num_classes: the stored number of classes; ``None`` for a store written before this
+            version, which stored none (or a caller without the store).
 
     Example:
+        >>> chance_level({"dataset": "my_faces"}, num_classes=5), chance_level({"dataset": "xor"}, 2)
+        (0.2, 0.5)
         >>> chance_level({"dataset": "xor"}), chance_level({"dataset": "cifar10", "classes": [0, 1, 2, 3]})
         (0.5, 0.25)
-        >>> chance_level({"dataset": "fashion_mnist"})
-        0.1
     """
+    if num_classes:
+        return 1.0 / num_classes
+    # fallback for stores written before the number of classes was stored: 1/2 for XOR, else
+    # the study's chosen classes or the ten of the built-in image datasets
     if settings.get("dataset", "xor") == "xor":
         return 0.5
     return 1.0 / (len(settings.get("classes") or []) or 10)

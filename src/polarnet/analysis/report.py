@@ -25,6 +25,7 @@ from .figures import (DPI, REPORT_PX_PER_INCH, REPORT_WIDTH_PX, SIGN_CHANGE_SIZE
                       efficiency_figure, magnitude_figure, reset_figure, sign_change_figure, theory_figure)
 from .learner_comparison import has_learners, learner_sections
 from .markdown import markdown_cell, markdown_table
+from .looks import condition_looks, looks_line, reference_condition, stored_num_classes
 from .metrics import chance_level, median_epochs_text, one_line, run_metrics, summary_table
 from .report_claims import claims_section, holds
 from .stats import compare_to_reference, mann_whitney
@@ -32,7 +33,6 @@ from .stats import compare_to_reference, mann_whitney
 __all__ = ["build_report", "report_paths", "markdown_table", "markdown_cell", "describe_study", "reset_rule_tests",
            "reset_rule_finding"]
 
-_REFERENCES = ("fluid_rand", "fluid_in_weight", "fluid_in")
 #: suffixes of ``build_report(output=...)`` that name the report's files rather than a folder
 REPORT_SUFFIXES = (".html", ".md")
 
@@ -81,8 +81,9 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
     measured = [v for v in verdicts if v.outcome != NOT_RUN]
     placed: set[int] = set()  # the claims already beside a figure: each is listed once
     figure_panels = list(_figure_panels(per_run, panels)) if panels else []
-    colors = condition_colors([*map(str, settings.get("conditions") or []),
-                               *map(str, pd.unique(runs["condition"]) if len(runs) else [])])
+    looks = condition_looks(facts, map(str, pd.unique(runs["condition"]) if len(runs) else []))
+    colors = condition_colors(list(looks), {c: look["color"] for c, look in looks.items() if look.get("color")})
+    classes = stored_num_classes(facts)
 
     def beside(figure: str, panel: pd.DataFrame) -> str:
         """The claims a figure bears on (measured on runs this panel holds), each with this
@@ -96,7 +97,7 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
         return ("\n\n" + "\n".join(lines)) if lines else ""
 
     sections.append(("Study", describe_study(settings, runs, epochs), []))
-    sections.append(("Diagnostics", _flags_markdown(diagnose(runs, epochs, settings)), []))
+    sections.append(("Diagnostics", _flags_markdown(diagnose(runs, epochs, settings, classes)), []))
     if per_run.empty:
         sections.append(("Results", "No run finished, so there are no metrics, figures or claims to show"
                          + (": see the Diagnostics above for why." if len(runs) else " (the study has no runs yet)."),
@@ -108,7 +109,9 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
         note = (f"\n\nMedians marked * rest on the fewer than half of the trials that reached {threshold:.0%}; the "
                 "others never did."
                 if shown["median_epochs"].str.endswith("*").any() else "")
-        sections.append(("Per condition", _reached(per_run, threshold) + markdown_table(shown) + note, []))
+        named = looks_line(looks, per_run["condition"])
+        sections.append(("Per condition", (named + "\n\n" if named else "") + _reached(per_run, threshold)
+                         + markdown_table(shown) + note, []))
         for label, panel, by in figure_panels:
             title = f"Efficiency{' — ' + label if label else ''}"
             what = (f"against the number of hidden units, at this study's one training size (n = "
@@ -141,7 +144,7 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
                                  "marker) against the training-set size (Wang et al. Fig. C.1, where the four rules "
                                  "give similar results); the rules of a condition are set slightly apart along the "
                                  f"size axis so that equal medians stay visible. {finding}", paths))
-        chance = chance_level(settings)
+        chance = chance_level(settings, classes)
         margin = chance_margin(chance, int(settings.get("val_size") or 1000))
         convergence = per_run.assign(converged=(per_run["final_accuracy"] > chance + margin)).groupby("condition").agg(
             runs=("run", "count"), converged=("converged", "mean"), final_accuracy=("final_accuracy", "mean"),
@@ -173,7 +176,7 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
                          "(Igoe et al. Fig. 1–2), mean ± standard deviation over runs (the band cut at 0 and 100%); "
                          f"the dashed line marks the epoch where a condition's mean validation accuracy first reached "
                          f"the study's threshold, {threshold:.0%}.", curves))
-        fluid = next((c for c in _REFERENCES if c in set(done["condition"])), None)
+        fluid = reference_condition(looks, done["condition"])
         if fluid is not None:
             signs = sign_change_figure(epochs, fluid, figures_dir / "sign-changes", study=name)
             last = int(done.loc[done["condition"] == fluid, "epoch"].max())
@@ -189,7 +192,7 @@ def build_report(folder: str | os.PathLike[str], output: str | os.PathLike[str] 
                              "alignment (Wang et al. Fig. C.6): conditions share their magnitude draw, so the curves "
                              "coincide except for conditions that copy source weights.", paths))
         claims_at = len(sections)  # the Claims section goes here once the figures below have taken theirs
-        reference = next((c for c in _REFERENCES if c in set(per_run["condition"])), None)
+        reference = reference_condition(looks, per_run["condition"])
         if reference is not None and per_run["condition"].nunique() > 1:
             for label, panel, by in figure_panels:
                 if reference not in set(panel["condition"]) or panel["condition"].nunique() < 2:
@@ -394,15 +397,12 @@ def _preset_note(settings: dict) -> str:
     """The description, labelled: a preset's own (with what this study changed), or free text."""
     description = settings.get("description") or ""
     name = settings.get("name", "")
-    versions = {}
-    try:
-        from ..experiments.config import list_presets, load_study
+    from ..experiments.config import list_presets, load_study
 
-        if name in list_presets():
-            versions = {"": load_study(name, validate=False).to_dict(),
-                        " --quick": load_study(name, quick=True, validate=False).to_dict()}
-    except Exception:  # a preset that no longer loads: fall back to the plain label
-        versions = {}
+    versions = {}
+    if name in list_presets():  # the packaged presets load (tests/test_presets.py), unvalidated
+        versions = {"": load_study(name, validate=False).to_dict(),
+                    " --quick": load_study(name, quick=True, validate=False).to_dict()}
     if not versions:
         return (f"Description (free text from the study file, not checked against the settings): {description}"
                 if description else "")

@@ -29,12 +29,13 @@ def _run(args: argparse.Namespace) -> int:
                         address=args.address, progress=not args.no_progress, retry_failed=args.retry_failed)
     print(_sweep_line(study.name, folder, summary))
     with Store.existing(folder) as store:
-        runs, epochs, settings = store.runs(), store.epochs(), store.study().get("settings", {})
+        runs, epochs, facts = store.runs(), store.epochs(), store.study()
+    settings = facts.get("settings", {})
     threshold = study.thresholds[0]
     if len(epochs):
         print(f"\nMedians over trials; epochs to {threshold:.0%} validation accuracy count the runs that reached it.")
         print(format_summary(summary_table(run_metrics(epochs, threshold), settings), threshold))
-    print("\n" + format_flags(diagnose(runs, epochs, settings)))
+    print("\n" + format_flags(diagnose(runs, epochs, settings, facts.get("num_classes"))))
     print(f"\nresults: {folder / 'results.sqlite'}")
     failed = summary.failed + summary.failed_before
     if failed:

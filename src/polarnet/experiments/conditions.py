@@ -28,7 +28,8 @@ from ..transfer import TransferReport, head_layers, match_layers, transfer
 
 __all__ = ["Condition", "CONDITIONS", "POLARITIES", "MAGNITUDES", "POLARITY_READS", "register_condition",
            "get_condition", "condition_from_dict", "condition_problems", "source_state", "source_report",
-           "source_pairs", "proportion_pairs", "needs_source", "gives_template", "UNMATCHED", "unmatched_mode"]
+           "source_pairs", "proportion_pairs", "needs_source", "gives_template", "UNMATCHED", "unmatched_mode",
+           "LOOK_FIELDS", "ROLES", "study_looks"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,15 @@ class Condition:
             default), ``"project"``, ``"reparam-softplus"``/``"-exp"``/``"-abs"`` or ``"eg"``.
             Only ``freeze_sgd`` uses a reset rule; the others run with reset ``"none"``.
         description: one line for reports.
+        label: how reports and claims name it ("Frozen Sufficient"); empty: its ``name``.
+        role: ``"reference"`` (the baseline others are compared with: Wang et al.'s Fluid RAND
+            and Fluid IN-Weight, Igoe et al.'s Fluid IN) or ``"comparison"`` (the default).
+        color: its preferred colour in figures (any matplotlib colour; the paper's for the
+            presets); ``None``: the palette assigns one (:func:`polarnet.analysis.colors.condition_colors`).
+
+    ``label``, ``role`` and ``color`` say how a report shows the condition, never how it
+    trains: :meth:`to_dict` leaves them out, so they enter no run key; :meth:`look` gives them,
+    and a study stores them per condition beside its settings (``Store.study()["looks"]``).
 
     A field that a condition would not use is refused (:func:`condition_problems`), so that
     nothing is recorded, or keyed, that did not shape the run: ``rule`` belongs to polarity
@@ -98,10 +108,30 @@ class Condition:
     unmatched: str = "auto"
     learner: str = "freeze_sgd"
     description: str = ""
+    label: str = ""
+    role: str = "comparison"
+    color: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain fields, for hashing and storing."""
-        return asdict(self)
+        """Plain fields that shape a run, for hashing and storing (less :data:`LOOK_FIELDS`)."""
+        return {k: v for k, v in asdict(self).items() if k not in LOOK_FIELDS}
+
+    def look(self) -> dict[str, Any]:
+        """How reports show the condition: ``label`` (its name when unset), ``role``, ``color``.
+
+        Example:
+            >>> get_condition("frozen_sufficient").look()
+            {'label': 'Frozen Sufficient', 'role': 'comparison', 'color': '#d62728'}
+            >>> Condition("mine").look()
+            {'label': 'mine', 'role': 'comparison', 'color': None}
+        """
+        return {"label": self.label or self.name, "role": self.role, "color": self.color}
+
+
+#: the fields of :class:`Condition` that say how reports show it, kept out of run keys
+LOOK_FIELDS = ("label", "role", "color")
+#: the values of :attr:`Condition.role`
+ROLES = ("reference", "comparison")
 
 
 CONDITIONS: Registry[Condition] = Registry("condition")
@@ -201,6 +231,12 @@ def condition_problems(condition: Condition) -> list[str]:
     elif c.swap and not LEARNERS.get(c.learner).moves_template:
         problems.append(f"swap = {c.swap:g} moves the template, but learner {c.learner!r} builds it into the "
                         f"model at the start; use learner = 'freeze_sgd' (or 'project', 'eg') with swap")
+    if c.role not in ROLES:
+        problems.append(f"role = {c.role!r}: choose 'reference' (the baseline the report compares the others with) "
+                        f"or 'comparison'")
+    if c.color is not None and not _is_color(c.color):
+        problems.append(f"color = {c.color!r} is not a colour; give one matplotlib reads ('#1f77b4', 'tab:blue'), "
+                        f"or remove color to let the palette choose")
     reads = reads or frozenset()
     if c.rule is not None and "rule" not in reads:
         problems.append(f"rule = {c.rule!r} has no effect: only polarity = 'rule' reads it (polarity is "
@@ -225,6 +261,12 @@ def condition_problems(condition: Condition) -> list[str]:
                         f"aligned to its template, and a layer's own signs need no aligning; remove unmatched, or set "
                         f"frozen = true")
     return problems
+
+
+def _is_color(value: str) -> bool:
+    from matplotlib.colors import is_color_like  # imported here: only a condition with a colour needs it
+
+    return bool(is_color_like(value))
 
 
 def _show(value: Any) -> str:
@@ -289,30 +331,43 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "reset": (str, type(None)), "lr": (float, type(None)), "swap": (float,), "swap_mode": (str,),
     "unmatched": (str,), "learner": (str,),
     "proportions": (list, str, type(None)),
-    "description": (str,),
+    "description": (str,), "label": (str,), "role": (str,), "color": (str, type(None)),
 }
 
 
+# labels as the papers write them; colours as Wang et al. Fig. 1 (Frozen Sufficient red, Frozen
+# RAND green, Fluid blue) and one for each other condition; the references are the baselines the
+# papers measure the others against: Fluid RAND and Fluid IN-Weight (Wang et al. Fig. 3, Tab. 1),
+# Fluid IN (Igoe et al. Table 1)
 for _c in (
     Condition("frozen_sufficient", "rule", True, rule="xor_sufficient",
-              description="Frozen-Net, Sufficient-Polarity (XOR rule)"),
+              description="Frozen-Net, Sufficient-Polarity (XOR rule)", label="Frozen Sufficient", color="#d62728"),
     Condition("fluid_sufficient", "rule", False, rule="xor_sufficient",
-              description="Fluid-Net starting from Sufficient-Polarity"),
-    Condition("frozen_rand", "random", True, description="Frozen-Net, RAND-Polarity (init signs fixed as-is)"),
-    Condition("fluid_rand", "none", False, description="Fluid-Net, random init (ordinary training)"),
+              description="Fluid-Net starting from Sufficient-Polarity", label="Fluid Sufficient", color="#ff7f0e"),
+    Condition("frozen_rand", "random", True, description="Frozen-Net, RAND-Polarity (init signs fixed as-is)",
+              label="Frozen RAND", color="#2ca02c"),
+    Condition("fluid_rand", "none", False, description="Fluid-Net, random init (ordinary training)",
+              label="Fluid RAND", role="reference", color="#1f77b4"),
     # Wang et al. §3-4 (image classification): the study's source is ImageNet (or any) weights
-    Condition("frozen_in_polarity", "source", True, description="Frozen-Net, IN-Polarity (source signs, fresh magnitudes)"),
-    Condition("fluid_in_polarity", "source", False, description="Fluid-Net starting from IN-Polarity"),
+    Condition("frozen_in_polarity", "source", True, description="Frozen-Net, IN-Polarity (source signs, fresh magnitudes)",
+              label="Frozen IN-Polarity", color="#d62728"),
+    Condition("fluid_in_polarity", "source", False, description="Fluid-Net starting from IN-Polarity",
+              label="Fluid IN-Polarity", color="#ff7f0e"),
     Condition("fluid_in_weight", "none", False, magnitudes="source",
-              description="Fluid-Net, IN-Weight: fine-tuning the source weights"),
+              description="Fluid-Net, IN-Weight: fine-tuning the source weights", label="Fluid IN-Weight",
+              role="reference", color="#9467bd"),
     Condition("frozen_in_weight", "source", True, magnitudes="source",
-              description="Frozen-Net, IN-Weight: source weights, signs kept"),
+              description="Frozen-Net, IN-Weight: source weights, signs kept", label="Frozen IN-Weight",
+              color="#8c564b"),
     # Igoe et al.: only the convolutions are constrained
     Condition("freeze_spin", "source_proportions", True, layers="conv",
-              description="Freeze SPIN: the source's per-layer sign proportions, random pattern, frozen"),
+              description="Freeze SPIN: the source's per-layer sign proportions, random pattern, frozen",
+              label="Freeze SPIN", color="#d62728"),
     Condition("fluid_spin", "source_proportions", True, layers="conv", swap=0.5,
-              description="Fluid SPIN: as Freeze SPIN, half the signs swapped every epoch (proportions kept)"),
-    Condition("fluid_in", "none", False, magnitudes="source", description="Fluid IN: classic transfer learning"),
+              description="Fluid SPIN: as Freeze SPIN, half the signs swapped every epoch (proportions kept)",
+              label="Fluid SPIN", color="#ff7f0e"),
+    Condition("fluid_in", "none", False, magnitudes="source", description="Fluid IN: classic transfer learning",
+              label="Fluid IN", role="reference", color="#1f77b4"),
     Condition("freeze_spin_file", "proportions", True, layers="conv",
               description="Freeze SPIN with proportions from the study's proportions file (e.g. Igoe Table 1)"),
 ):
@@ -592,3 +647,16 @@ def source_pairs(state: Mapping[str, Tensor], model: nn.Module) -> dict[str, str
 
 def _first(names: list[str], n: int = 4) -> str:
     return ", ".join(names[:n]) + (f", … ({len(names)} in all)" if len(names) > n else "") if names else "nothing"
+
+
+def study_looks(study: Any) -> dict[str, dict[str, Any]]:
+    """How reports show each of a study's conditions (:meth:`Condition.look`), in its order:
+    what :func:`polarnet.experiments.run_study` stores beside the settings.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> s = SimpleNamespace(conditions=["fluid_rand"], condition=get_condition)
+        >>> study_looks(s)
+        {'fluid_rand': {'label': 'Fluid RAND', 'role': 'reference', 'color': '#1f77b4'}}
+    """
+    return {name: study.condition(name).look() for name in dict.fromkeys(study.conditions)}
