@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -219,9 +220,46 @@ def test_status_says_which_path_ran_without_building(tmp_path):
 @needs_kernel
 def test_status_names_the_target_built_for():
     out = _in_subprocess(_STATUS, POLARNET_NATIVE=None, POLARNET_NATIVE_ARCH="x86-64-v3")
-    assert out == "not built yet (x86-64-v3)\nnative x86-64-v3"
+    assert out == "not built yet (x86-64-v3)\nnative x86-64-v3, 256-bit vectors: enforcement kernel only"
     first, built = _in_subprocess(_STATUS, POLARNET_NATIVE=None, POLARNET_NATIVE_ARCH=None).split("\n")
-    assert first == "not built yet (native)" and built.startswith("native (") and built != "native (x86-64-v3)"
+    assert first == "not built yet (native)" and built.startswith("native (") and "x86-64-v3" not in built
+    wide = "avx512f" in Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").is_file() else False
+    assert built.endswith(", 512-bit vectors: enforcement and engine kernels" if wide else " kernel only")
+
+
+@needs_kernel
+def test_the_engines_kernels_run_only_on_a_build_with_avx512_vectors(monkeypatch):
+    """Built for AVX2 (x86-64-v3) the engines' 16-float kernels measured 2-8x slower than torch
+    (benchmarks/bench_native.py): there the engines take their torch paths, with the same numbers
+    as the kernels give, and only enforcement uses the C kernel."""
+    from polarnet.experiments import ensemble, stacked
+    from polarnet.native import build
+
+    with build.using("x86-64-v3"):
+        assert native.vector_bits() == 256 and not native.engine_kernels() and native.available()
+    wide = "avx512f" in Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").is_file() else False
+    assert native.engine_kernels() == wide
+
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(50, 5, generator=g), torch.randint(0, 2, (50,), generator=g).float()
+    w1, b1, w2, b2 = (torch.randn(4, 16, 5, generator=g), torch.randn(4, 16, generator=g),
+                      torch.randn(4, 1, 16, generator=g), torch.randn(4, 1, generator=g))
+    with_kernels = ensemble._evaluate(w1, b1, w2, b2, x, y)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an engine kernel ran on a build without AVX-512 vectors")
+
+    for name in ("mlp_logits", "conv_pool", "conv_pool_with_codes", "pool_flat", "pool_weight_grad"):
+        monkeypatch.setattr(native, name, refuse)
+    monkeypatch.setattr(native, "engine_kernels", lambda: False)
+    without = ensemble._evaluate(w1, b1, w2, b2, x, y)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(with_kernels, without, strict=True))
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                              torch.nn.Flatten(), torch.nn.Linear(4 * 14 * 14, 3))
+    program = stacked.StackedProgram(net, torch.channels_last, torch.channels_last)
+    params, buffers = torch.func.stack_module_state([net, net])
+    out = program(params, buffers, stacked.Act(torch.randn(2, 1, 28, 28, generator=g), stacked.SHARED), False)
+    assert out.shape == (2, 2, 3)
 
 
 @needs_kernel
@@ -249,7 +287,7 @@ def test_the_x86_64_v3_build_gives_the_native_builds_numbers():
 
     mine = every_kernel()
     with build.using("x86-64-v3"):
-        assert native.status() == "native x86-64-v3"
+        assert native.status() == "native x86-64-v3, 256-bit vectors: enforcement kernel only"
         portable = every_kernel()
     for a, b in zip(mine, portable, strict=True):
         assert torch.equal(a, b)

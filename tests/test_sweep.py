@@ -93,6 +93,9 @@ def test_run_study_fills_the_store_and_a_second_call_skips_everything(tmp_path) 
     assert len(epochs) == 12 * 3
     versions = json.loads(runs["versions"].iloc[0])
     assert {"polarnet", "torch", "python"} <= set(versions)
+    from polarnet import native  # which C kernels trained the runs, as this process has them
+
+    assert versions["kernels"] == native.status() and not versions["kernels"].startswith("not built")
     assert runs["host"].notna().all() and (runs["finished"] >= runs["started"]).all()
     assert (json.loads(runs["settings"].iloc[0])["study"]["epochs"]) == 3
     assert _check_store_invariants(tmp_path, study) == {"done": 12}

@@ -140,7 +140,8 @@ def describe(cost: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------- calibration
 
 def machine_key() -> str:
-    """What the rates are measured for: the CPU model, torch's version and its threads.
+    """What the rates are measured for: the CPU model, torch's version, its threads, and the C
+    kernels' vector width (the engines take other paths without AVX-512 kernels, or any).
 
     Example:
         >>> import torch
@@ -155,7 +156,9 @@ def machine_key() -> str:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return f"{cpu} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+    from .. import native
+
+    return f"{cpu} | torch {torch.__version__} | {torch.get_num_threads()} threads | kernels {native.vector_bits()}-bit"
 
 
 def _cache_file() -> Path:

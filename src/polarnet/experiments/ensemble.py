@@ -169,12 +169,13 @@ def _stack(models: Sequence[torch.nn.Module], name: str, device: torch.device) -
 def _evaluate(w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, x: Tensor, y: Tensor, chunk: int = 8) -> tuple[Tensor, Tensor]:
     """Validation loss and accuracy per member.
 
-    On the CPU in float32 the logits come from :func:`polarnet.native.mlp_logits` (each
-    member's hidden units in registers: ~8x faster; the validation pass is most of an XOR
+    On the CPU in float32, where the engines' kernels run (AVX-512:
+    :func:`polarnet.native.engine_kernels`), the logits come from :func:`polarnet.native.mlp_logits`
+    (each member's hidden units in registers: ~8x faster; the validation pass is most of an XOR
     study's time), 1024 members at a time. Otherwise a few members at a time keep the
     (members × samples × hidden) activations in cache: 10× faster than one big product on a CPU.
     """
-    if x.device.type == "cpu" and w1.dtype == torch.float32 and native.available():
+    if x.device.type == "cpu" and w1.dtype == torch.float32 and native.engine_kernels():
         chunk = 1024
         logits = lambda s, c: native.mlp_logits(x, w1[s : s + c], b1[s : s + c], w2[s : s + c], b2[s : s + c])  # noqa: E731
     else:

@@ -270,16 +270,17 @@ class StackedProgram:
 
     def _fusable(self, x: Tensor, weight: Tensor) -> bool:
         """Whether a fused convolution can take this shared batch: float32 on a CPU without
-        autocast, a batch that needs no gradient, channels-last activations, the C kernel built."""
+        autocast, a batch that needs no gradient, channels-last activations, the engines' C kernels
+        built for AVX-512 (:func:`polarnet.native.engine_kernels`)."""
         return (x.dtype == weight.dtype == torch.float32 and x.device.type == "cpu" and not x.requires_grad
                 and not torch.is_autocast_enabled("cpu") and self.memory is torch.channels_last
-                and native.available())
+                and native.engine_kernels())
 
     def _flat_fusable(self, x: Tensor) -> bool:
         """Whether :func:`polarnet.native.pool_flat` can take this grouped activation: float32 on
-        a CPU, no gradient to carry, the C kernel built."""
+        a CPU, no gradient to carry, the engines' C kernels built for AVX-512."""
         return (x.dtype == torch.float32 and x.device.type == "cpu" and not (x.requires_grad and torch.is_grad_enabled())
-                and native.available())
+                and native.engine_kernels())
 
     # layouts
     def _members(self, a: Act, m: int) -> Tensor:

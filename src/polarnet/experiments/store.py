@@ -104,8 +104,14 @@ class StudyMismatch(StoreError):
 
 
 def software_versions() -> dict[str, str]:
-    """Versions recorded with every run."""
-    return {"polarnet": __version__, "torch": torch.__version__, "python": platform.python_version()}
+    """Versions recorded with every run, and which C kernels trained it (:func:`polarnet.native.status`:
+    the build's target and vector width, or why they were off), since the engines' paths and their
+    speed follow from it."""
+    from .. import native
+
+    native.library()  # the sweep's workers built or found it the same way: built once, cached on disk
+    return {"polarnet": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "kernels": native.status()}
 
 
 def _real(value: Any) -> float | None:

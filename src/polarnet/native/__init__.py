@@ -17,13 +17,16 @@ per source, flags, compiler and CPU, for ``-march=$POLARNET_NATIVE_ARCH`` (defau
 ``x86-64-v3`` builds for any AVX2 machine). No compiler, a failed build, or
 ``POLARNET_NATIVE=0`` in the environment: :func:`library` is ``None`` and the torch paths do the
 work; the first two say so once per process, in one ``RuntimeWarning`` line. :func:`status`
-says which it is. :mod:`polarnet.native.kernels` wraps each C function. Float32 and float64
+says which it is. The engines' kernels run only on a build with AVX-512 vectors
+(:func:`engine_kernels`): written for 16-float tiles, built for AVX2 they lose to torch, so
+there the engines take their torch paths and only enforcement uses the kernel.
+:mod:`polarnet.native.kernels` wraps each C function. Float32 and float64
 only (bf16/fp16 weights take the torch path).
 """
 
-from .build import library, status
-from .kernels import (RULE_CODES, _SPLIT, available, conv_pool, conv_pool_with_codes, enforce_, enforce_rows_,
-                      layer_key, layer_keys, mlp_logits, pool_flat, pool_weight_grad)
+from .build import library, status, vector_bits
+from .kernels import (RULE_CODES, _SPLIT, WIDE_BITS, available, conv_pool, conv_pool_with_codes, enforce_, enforce_rows_,
+                      engine_kernels, layer_key, layer_keys, mlp_logits, pool_flat, pool_weight_grad)
 
-__all__ = ["library", "status", "available", "enforce_", "enforce_rows_", "layer_key", "layer_keys", "mlp_logits",
+__all__ = ["library", "status", "vector_bits", "available", "engine_kernels", "WIDE_BITS", "enforce_", "enforce_rows_", "layer_key", "layer_keys", "mlp_logits",
            "conv_pool", "conv_pool_with_codes", "pool_weight_grad", "pool_flat", "RULE_CODES"]

@@ -24,7 +24,14 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["library", "load", "status", "using", "arch", "sources"]
+__all__ = ["library", "load", "status", "using", "arch", "sources", "vector_bits", "WIDE_BITS"]
+
+#: the vector width (bits) below which the engines' kernels lose to torch: they hold 16-float tiles,
+#: one AVX-512 register each; built for AVX2 (x86-64-v3) every tile takes two of 16 ymm registers
+#: and spills, and benchmarks/bench_native.py measured them 2-8x slower than the torch path
+#: (mlp_logits 0.50x, conv_pool 0.38x, pool_weight_grad 0.51x, grouped conv_pool 0.12x, pool_flat
+#: 0.26x), while the enforcement kernel, which needs no wide tiles, stayed 2.6x faster than torch
+WIDE_BITS = 512
 
 _FLAGS = ["-O3", "-fPIC", "-shared", "-std=c11", "-fno-fast-math"]
 _LOCK = threading.Lock()
@@ -55,6 +62,7 @@ _SIGNATURES: dict[str, tuple[type | None, list[type]]] = {
     "polarnet_pool_flat_f32": (None, [_P, _I, _I, _I, _I, _I, _C, _P, _P, _I, _I]),
     "polarnet_pool_wgrad_f32": (_C, [_P, _I, _I, _I, _P, _P, _I, _I, _I, _I, _I, _I, _P, _P, _I, _I]),
     "polarnet_mlp_logits_f32": (None, [_P, _I, _I, _P, _P, _P, _P, _I, _P, _I, _I]),
+    "polarnet_vector_bits": (_C, []),
 }
 
 
@@ -222,7 +230,8 @@ def library() -> ctypes.CDLL | None:
 
 def status() -> str:
     """Which path the kernels take in this process, in a few words, without building anything:
-    ``native (AMD EPYC …)`` (built with ``-march=native``), ``native x86-64-v3``,
+    ``native (AMD EPYC …), 512-bit vectors: enforcement and engine kernels`` (built with
+    ``-march=native``), ``native x86-64-v3, 256-bit vectors: enforcement kernel only``,
     ``off: POLARNET_NATIVE=0``, ``off: no C compiler``, ``off: cc failed …``, or
     ``not built yet (native)`` before the first kernel call.
 
@@ -230,13 +239,27 @@ def status() -> str:
         >>> library() is None or status().startswith("native")
         True
     """
-    if _PINNED is not None:
-        return _label(_PINNED[1])
+    if _PINNED is not None or (_TRIED and _LIBRARY is not None):
+        label = _label(_PINNED[1]) if _PINNED is not None else _STATUS
+        bits = vector_bits()
+        return f"{label}, {bits}-bit vectors: " + ("enforcement and engine kernels" if bits >= WIDE_BITS
+                                                    else "enforcement kernel only")
     if _TRIED:
         return _STATUS
     if os.environ.get("POLARNET_NATIVE", "1") == "0":
         return "off: POLARNET_NATIVE=0"
     return f"not built yet ({arch()})"
+
+
+def vector_bits() -> int:
+    """The widest vectors the built kernels use (512 on AVX-512, 256 on AVX2), 0 with no kernels.
+
+    Example:
+        >>> vector_bits() in (0, 128, 256, 512)
+        True
+    """
+    lib = library()
+    return int(lib.polarnet_vector_bits()) if lib is not None else 0
 
 
 @contextmanager
@@ -249,8 +272,8 @@ def using(target: str) -> Iterator[ctypes.CDLL]:
         ...     with using("x86-64-v3"):
         ...         print(status())
         ... else:
-        ...     print("native x86-64-v3")
-        native x86-64-v3
+        ...     print("native x86-64-v3, 256-bit vectors: enforcement kernel only")
+        native x86-64-v3, 256-bit vectors: enforcement kernel only
     """
     global _PINNED
     before, _PINNED = _PINNED, (load(target), target)

@@ -79,3 +79,15 @@ void NAME(T *w, int64_t w_stride, const int8_t *code, int64_t code_stride, int64
 
 ENFORCE_ROWS(polarnet_enforce_rows_f32, polarnet_enforce_f32, float)
 ENFORCE_ROWS(polarnet_enforce_rows_f64, polarnet_enforce_f64, double)
+
+/* the widest vectors this build may use: the engines' kernels (mlp.c, conv_pool.c) are written for
+   16 floats, one AVX-512 register; built for AVX2 they spill their tiles (see native/kernels.py) */
+int polarnet_vector_bits(void) {
+#if defined(__AVX512F__)
+    return 512;
+#elif defined(__AVX2__) || defined(__AVX__)
+    return 256;
+#else
+    return 128;
+#endif
+}

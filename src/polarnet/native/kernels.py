@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..keyed import _K, _MASK64, _key, _mix
-from .build import library
+from .build import WIDE_BITS, library, vector_bits
 
 __all__ = ["available", "enforce_", "enforce_rows_", "layer_key", "layer_keys", "mlp_logits", "conv_pool",
            "conv_pool_with_codes", "pool_weight_grad", "pool_flat", "RULE_CODES"]
@@ -36,6 +36,21 @@ def available(dtype: torch.dtype = torch.float32) -> bool:
         False
     """
     return dtype in (torch.float32, torch.float64) and library() is not None
+
+
+
+
+def engine_kernels() -> bool:
+    """Whether the engines' kernels (:func:`mlp_logits`, :func:`conv_pool`, :func:`pool_flat`,
+    :func:`pool_weight_grad`) run here: the library is built, and for vectors of at least
+    :data:`WIDE_BITS` bits (AVX-512). Elsewhere the engines take their torch paths, which are
+    faster there, and only Freeze-SGD's enforcement uses the kernel (:func:`available`).
+
+    Example:
+        >>> engine_kernels() in (True, False)
+        True
+    """
+    return vector_bits() >= WIDE_BITS
 
 
 _POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, threads, pool)
