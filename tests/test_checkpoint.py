@@ -123,32 +123,33 @@ def test_ensemble_checkpoint_files_are_named_by_their_runs(tmp_path) -> None:
 
 # -- each trainer refuses a damaged checkpoint, and trains from the start ----------------------------
 
-def test_a_damaged_run_checkpoint_trains_the_run_from_the_start(tmp_path) -> None:
-    run = next(r for r in plan(load_study("xor5d", ["trials=1", "epochs=4", "sizes=[40]", "val_size=200"]))
-               if r.condition.frozen)
-    straight = train_run(run)
-    path = tmp_path / "run.pt"
+def _resumed_from_a_damaged_checkpoint(train, runs, path) -> tuple[list, list, int]:
+    """``train`` uninterrupted; then stopped after 2 of 4 epochs with its checkpoint written, a byte
+    of tensor data flipped in that file, and ``train`` again from it: (straight rows, resumed rows,
+    epochs the resumed call trained). The resumed call must warn."""
+    straight = train(runs)
     with pytest.raises(_Stop):
-        train_run(run, on_epoch=_stop_after(2), checkpoint=path, checkpoint_overhead=math.inf)
+        train(runs, on_epoch=_stop_after(2), checkpoint=path, checkpoint_overhead=math.inf)
     _flip_tensor_byte(path)
     epochs = []
     with pytest.warns(RuntimeWarning, match="fails its CRC-32 check"):
-        resumed = train_run(run, on_epoch=epochs.append, checkpoint=path)
-    assert len(epochs) == 4 and _rows(resumed) == _rows(straight)  # every epoch trained again
+        resumed = train(runs, on_epoch=epochs.append, checkpoint=path)
+    rows = lambda results: [_rows(r) for r in (results if isinstance(results, list) else [results])]  # noqa: E731
+    return rows(straight), rows(resumed), len(epochs)
+
+
+def test_a_damaged_run_checkpoint_trains_the_run_from_the_start(tmp_path) -> None:
+    run = next(r for r in plan(load_study("xor5d", ["trials=1", "epochs=4", "sizes=[40]", "val_size=200"]))
+               if r.condition.frozen)
+    straight, resumed, epochs = _resumed_from_a_damaged_checkpoint(train_run, run, tmp_path / "run.pt")
+    assert epochs == 4 and resumed == straight  # every epoch trained again
 
 
 def test_a_damaged_xor_ensemble_checkpoint_trains_the_ensemble_from_the_start(tmp_path) -> None:
     runs = plan(load_study("xor5d", ["trials=2", "epochs=4", "sizes=[8, 40]", "val_size=200"]))
-    straight = train_ensemble(runs)
-    path = ensemble_checkpoint_file(tmp_path, runs)
-    with pytest.raises(_Stop):
-        train_ensemble(runs, on_epoch=_stop_after(2), checkpoint=path, checkpoint_overhead=math.inf)
-    _flip_tensor_byte(path)
-    epochs = []
-    with pytest.warns(RuntimeWarning, match="fails its CRC-32 check"):
-        resumed = train_ensemble(runs, on_epoch=epochs.append, checkpoint=path)
-    assert len(epochs) == 4
-    assert [_rows(r) for r in resumed] == [_rows(r) for r in straight]
+    straight, resumed, epochs = _resumed_from_a_damaged_checkpoint(train_ensemble, runs,
+                                                                   ensemble_checkpoint_file(tmp_path, runs))
+    assert epochs == 4 and resumed == straight
 
 
 def test_a_damaged_image_ensemble_checkpoint_is_not_used(tmp_path, fake_fashion) -> None:
@@ -160,13 +161,6 @@ def test_a_damaged_image_ensemble_checkpoint_is_not_used(tmp_path, fake_fashion)
                                  "resets=['posRand']", f"data_root='{fake_fashion}'", "trials=1", "sizes=[100]",
                                  "epochs=4", "val_size=40", "conditions=['frozen_rand', 'fluid_rand']"])
     runs = plan(study)
-    straight = train_image_ensemble(runs)
-    path = ensemble_checkpoint_file(tmp_path / "checkpoints", runs)
-    with pytest.raises(_Stop):
-        train_image_ensemble(runs, on_epoch=_stop_after(2), checkpoint=path, checkpoint_overhead=math.inf)
-    _flip_tensor_byte(path)
-    epochs = []
-    with pytest.warns(RuntimeWarning, match="fails its CRC-32 check"):
-        resumed = train_image_ensemble(runs, on_epoch=epochs.append, checkpoint=path)
-    assert len(epochs) == 4
-    assert [_rows(r) for r in resumed] == [_rows(r) for r in straight]
+    straight, resumed, epochs = _resumed_from_a_damaged_checkpoint(
+        train_image_ensemble, runs, ensemble_checkpoint_file(tmp_path / "checkpoints", runs))
+    assert epochs == 4 and resumed == straight
