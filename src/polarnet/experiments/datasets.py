@@ -90,6 +90,22 @@ class Data:
         """A batch as the model takes it."""
         return self.prep(x) if self.prep is not None else x
 
+    @property
+    def num_classes(self) -> int:
+        """How many classes the task has: 2 for a binary task (XOR, or a user's dataset with
+        ``task = "binary"``), else the model's ``num_classes``, else the distinct labels.
+
+        Example:
+            >>> y = torch.tensor([0, 1, 2, 4])
+            >>> Data(y, y, y, y, "multiclass").num_classes, Data(y, y, y, y, "binary").num_classes
+            (4, 2)
+        """
+        if self.task == "binary":
+            return 2
+        if "num_classes" in self.model_kwargs:
+            return int(self.model_kwargs["num_classes"])
+        return int(torch.unique(torch.cat([self.y, self.y_val])).numel())
+
 
 DATASET_LOADERS: Registry = Registry("dataset")
 

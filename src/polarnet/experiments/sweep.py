@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-import torch
-
 from .checks import check_study
 from ..interrupt import Interrupted
 from .config import Study
@@ -33,7 +31,6 @@ from .chunks import make_chunks, resumable_chunks
 from .engines import announce_engines
 from .executors import EXECUTORS, default_workers, resolve_device
 from .conditions import needs_source, source_report, study_looks
-from .datasets import Data
 from .plan import RunSpec, plan
 from .trainer import checkpoint_file, prepare_model, run_data
 from .cost import sweep_seconds
@@ -114,23 +111,6 @@ class _Signals:
             raise Interrupted(self.pending)
 
 
-def num_classes(data: Data) -> int:
-    """How many classes a study's task has: 2 for a binary task (XOR, or a user's dataset
-    with ``task = "binary"``), else the model's ``num_classes``, else the distinct labels.
-
-    Example:
-        >>> import torch
-        >>> y = torch.tensor([0, 1, 2, 4])
-        >>> num_classes(Data(y, y, y, y, "multiclass")), num_classes(Data(y, y, y, y, "binary"))
-        (4, 2)
-    """
-    if data.task == "binary":
-        return 2
-    if "num_classes" in data.model_kwargs:
-        return int(data.model_kwargs["num_classes"])
-    return int(torch.unique(torch.cat([data.y, data.y_val])).numel())
-
-
 def preflight(study: Study, runs: list[RunSpec]) -> dict:
     """Check the study against its model (:func:`~polarnet.experiments.checks.check_study`) and
     load what every run needs — the data, the source weights — once, before any run is marked:
@@ -140,13 +120,13 @@ def preflight(study: Study, runs: list[RunSpec]) -> dict:
     Returns study-level facts to store beside the settings (never in them, so no run key and
     no comparison of studies sees them): how reports show each condition (``looks``, see
     :func:`~polarnet.experiments.conditions.study_looks`), the number of classes
-    (``num_classes``: :func:`num_classes`), and the transfer report of the source onto the model.
+    (``num_classes``: :attr:`~polarnet.experiments.datasets.Data.num_classes`), and the transfer report of the source onto the model.
     """
     facts: dict = {"looks": study_looks(study)}
     check_study(study)  # settings that would fail every run fail here, before anything is written
     if not runs:
         return facts
-    facts["num_classes"] = num_classes(run_data(runs[0]))
+    facts["num_classes"] = run_data(runs[0]).num_classes
     if study.source and any(needs_source(study.condition(c)) for c in study.conditions):
         model, _ = prepare_model(runs[0])  # every run has the study's architecture
         report = source_report(study, model)
